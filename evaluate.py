@@ -1,0 +1,62 @@
+"""Evaluate a saved policy: ``python evaluate.py RUN_DIR_OR_CHECKPOINT --episodes 10``.
+
+Rebuilds the agent and its environment from the checkpoint alone and plays whole games in the evaluation setting
+(raw scores, no reward clipping, a lost life does not end the game). Prints the mean ± std of the raw returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rlkit.checkpoint import load_checkpoint
+from rlkit.errors import UserError
+from rlkit.rl import agent_from_checkpoint, evaluate_agent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", type=Path, metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or its checkpoint.pt")
+    parser.add_argument("--episodes", type=int, default=10, help="games to play (default: 10)")
+    parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs (default: 12345)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--video", type=Path, metavar="FILE.mp4", help="also record one game to this MP4 file")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    checkpoint = load_checkpoint(args.path)
+    agent, settings = agent_from_checkpoint(checkpoint, args.device)
+    returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions)
+    result = {
+        "agent": settings.agent, "env": settings.env, "steps": checkpoint["loop"]["steps"],
+        "episodes": len(returns), "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+        "returns": returns,
+    }
+    if args.video is not None:
+        result["video"] = str(args.video)
+        result["video_return"] = evaluate_agent(agent, settings.env, 1, args.seed, settings.sticky_actions, args.video)[0]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{settings.agent} on {settings.env} after {result['steps']} steps: "
+              f"{result['mean_return']:.2f} ± {result['std_return']:.2f} over {len(returns)} episodes")
+        if args.video is not None:
+            print(f"video of one game (return {result['video_return']:.1f}) written to {args.video}")
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,78 @@
+"""What every agent is: a learner (``update``) that can also act (``act``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rlkit.errors import UserError
+
+
+class Agent(ABC):
+    """Base class of all agents. It knows nothing about the loop that drives it.
+
+    Subclasses set ``config_class`` and ``action_spaces`` and implement ``act``, ``update``, ``state_dict`` and
+    ``load_state_dict``.
+    """
+
+    config_class: ClassVar[type]
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]]
+    """The action space classes this agent can act in."""
+
+    def __init__(self, config: Any, obs_space: gym.Space, action_space: gym.Space, device: str | torch.device):
+        self.check_spaces(obs_space, action_space)
+        self.config = config
+        self.obs_space, self.action_space = obs_space, action_space
+        self.device = torch.device(device)
+
+    @classmethod
+    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:
+        """Raise a :class:`UserError` naming the problem if this agent cannot act in ``action_space``."""
+        if not isinstance(action_space, cls.action_spaces):
+            wanted = " or ".join(space.__name__ for space in cls.action_spaces)
+            raise UserError(
+                f"{cls.__name__} needs a {wanted} action space but this env has {action_space}: "
+                f"choose an agent for {type(action_space).__name__} actions"
+            )
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise UserError(f"{cls.__name__} needs array observations (a Box space), this env has {obs_space}")
+
+    @abstractmethod
+    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Actions for a batch of observations; ``explore`` selects the behaviour policy used in training."""
+
+    @abstractmethod
+    def update(self, batch: Any) -> dict[str, float]:
+        """One learning step on ``batch``; returns metrics named like TensorBoard tags (``losses/td_loss``)."""
+
+    def episode_start(self, mask: np.ndarray) -> None:
+        """Called with a mask of sub-envs that start a new training episode. Most agents ignore it."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimizer states and counters, as tensors and plain data."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any, max_grad_norm: float) -> float:
+    """zero_grad, backward, clip the global gradient norm (if > 0) and step; returns the norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
+    optimizer.step()
+    return float(norm)
+
+
+def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
+    """``start`` at t = 0, moving linearly to ``end`` at t = ``duration`` and staying there."""
+    if duration <= 0:
+        return end
+    return start + (end - start) * min(1.0, t / duration)

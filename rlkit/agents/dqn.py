@@ -1,0 +1,260 @@
+"""Deep Q-learning and its family: DQN (Mnih et al. 2015), Double DQN (van Hasselt et al. 2016), Dueling DQN
+(Wang et al. 2016), Bootstrapped DQN (Osband et al. 2016), with prioritized replay (Schaul et al. 2016) and
+n-step returns as options."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlkit.agents.base import Agent, linear_schedule, optimizer_step
+from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
+
+
+@dataclass
+class DQNConfig:
+    """DQN hyperparameters. Defaults are the Atari values of Mnih et al. (2015) as used by CleanRL."""
+
+    learning_rate: float = 1e-4
+    """Adam learning rate."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    batch_size: int = 32
+    """Transitions per update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    learning_starts: int = 80_000
+    """Env steps of experience collected before the first update."""
+    train_frequency: int = 4
+    """Env steps per update."""
+    target_update_interval: int = 1_000
+    """Env steps between target network updates."""
+    tau: float = 1.0
+    """Target update rate: 1 copies the online network, < 1 moves the target by that fraction (Polyak)."""
+    start_e: float = 1.0
+    """Initial exploration epsilon."""
+    end_e: float = 0.01
+    """Final exploration epsilon."""
+    exploration_fraction: float = 0.10
+    """Fraction of the total steps over which epsilon decays linearly."""
+    eval_epsilon: float = 0.05
+    """Epsilon when evaluating (Atari convention: 0.05, so a policy cannot stall a game forever)."""
+    max_grad_norm: float = 10.0
+    """Clip the global gradient norm to this (0 disables)."""
+    huber_delta: float = 1.0
+    """Huber loss threshold: squared error below it, absolute error above (Mnih et al.'s error clipping)."""
+    hidden: tuple[int, ...] = (256, 256)
+    """MLP encoder widths for vector observations (image stacks use the Nature CNN)."""
+    double: bool = False
+    """Double DQN target: the online network picks the next action, the target network values it."""
+    dueling: bool = False
+    """Dueling head: Q = V + A - mean(A)."""
+    bootstrapped: bool = False
+    """Bootstrapped DQN: K heads on a shared torso, one head acts per episode, the ensemble votes in evaluation."""
+    num_heads: int = 10
+    """Number of bootstrapped heads K."""
+    bootstrap_prob: float = 0.5
+    """Probability that a transition is shown to a given head (the Bernoulli mask stored in replay)."""
+    prioritized: bool = False
+    """Prioritized replay with proportional priorities |TD error|."""
+    priority_alpha: float = 0.6
+    """Priority exponent alpha."""
+    priority_beta: float = 0.4
+    """Initial importance-sampling exponent beta, annealed to 1 over the run."""
+    n_step: int = 1
+    """Steps summed in the return before bootstrapping."""
+
+    @classmethod
+    def preset(cls, family: str) -> "DQNConfig":
+        """Published defaults for an env family: ``atari`` (Nature DQN) or anything else (CleanRL's CartPole)."""
+        if family == "atari":
+            return cls()
+        return cls(
+            learning_rate=2.5e-4, buffer_size=10_000, batch_size=128, learning_starts=10_000, train_frequency=10,
+            target_update_interval=500, end_e=0.05, exploration_fraction=0.5, eval_epsilon=0.0, hidden=(120, 84),
+        )
+
+
+# Agent names that select DQN variants: name -> config changes.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "dqn": {},
+    "double-dqn": {"double": True},
+    "dueling-dqn": {"dueling": True, "double": True},  # Wang et al. evaluate the dueling head with double targets
+    "bootstrapped-dqn": {"bootstrapped": True, "start_e": 0.0, "end_e": 0.0},  # heads explore, not epsilon
+}
+
+
+class QNetwork(nn.Module):
+    """Encoder + Q head: ``(B, *obs) -> (B, A)``, or ``(B, K, A)`` with bootstrapped heads."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, config: DQNConfig):
+        super().__init__()
+        images = len(obs_shape) == 3
+        # Osband et al.: the heads share the convolutions, each head has its own 512-unit layer.
+        per_head_hidden = config.bootstrapped and images
+        self.encoder = make_encoder(obs_shape, hidden=config.hidden, cnn_features=0 if per_head_hidden else 512)
+        width = self.encoder.out_features
+        if config.bootstrapped:
+            self.head = BootstrappedQHeads(width, n_actions, config.num_heads, hidden=512 if per_head_hidden else 0)
+        elif config.dueling:
+            self.head = DuelingQHead(width, n_actions)
+        else:
+            self.head = QHead(width, n_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(obs))
+
+
+class DQN(Agent):
+    """Q-learning with a target network, replay and epsilon-greedy exploration, and the options above."""
+
+    config_class = DQNConfig
+    action_spaces = (gym.spaces.Discrete,)
+
+    def __init__(
+        self,
+        config: DQNConfig,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        device: str | torch.device = "cpu",
+        total_steps: int = 10_000_000,
+        seed: int | None = None,
+    ):
+        super().__init__(config, obs_space, action_space, device)
+        self.n_actions = int(action_space.n)
+        self.q_net = QNetwork(obs_space.shape, self.n_actions, config).to(self.device)
+        self.target_net = QNetwork(obs_space.shape, self.n_actions, config).to(self.device)
+        self.target_net.load_state_dict(self.q_net.state_dict())
+        self.target_net.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=config.learning_rate)
+        self.total_steps = total_steps
+        self.rng = np.random.default_rng(seed)
+        self.env_steps = 0  # exploration steps taken, drives the epsilon schedule and target syncs
+        self.updates = 0
+        self.last_target_sync = 0
+        self.active_heads = np.zeros(0, dtype=np.int64)  # bootstrapped: the head each sub-env follows
+
+    # ------------------------------------------------------------------ acting
+    @property
+    def epsilon(self) -> float:
+        c = self.config
+        return linear_schedule(c.start_e, c.end_e, int(c.exploration_fraction * self.total_steps), self.env_steps)
+
+    def episode_start(self, mask: np.ndarray) -> None:
+        if self.config.bootstrapped:
+            if len(self.active_heads) != len(mask):
+                self.active_heads = self.rng.integers(0, self.config.num_heads, len(mask))
+            self.active_heads[mask] = self.rng.integers(0, self.config.num_heads, int(mask.sum()))
+
+    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        n = len(obs)
+        epsilon = self.epsilon if explore else self.config.eval_epsilon
+        if explore:
+            self.env_steps += n
+        random = self.rng.random(n) < epsilon
+        actions = self.rng.integers(0, self.n_actions, n)
+        if random.all():  # nothing to compute: early exploration is pure env stepping
+            return actions
+        with torch.inference_mode():
+            q = self.q_net(torch.as_tensor(obs, device=self.device))
+            if self.config.bootstrapped:
+                if explore:
+                    if len(self.active_heads) != n:
+                        self.episode_start(np.ones(n, dtype=bool))
+                    greedy = q[torch.arange(n), torch.as_tensor(self.active_heads, device=self.device)].argmax(-1)
+                else:  # majority vote of the heads' greedy actions
+                    votes = F.one_hot(q.argmax(-1), self.n_actions).sum(1)
+                    greedy = votes.argmax(-1)
+            else:
+                greedy = q.argmax(-1)
+        return np.where(random, actions, greedy.cpu().numpy())
+
+    # ------------------------------------------------------------------ learning
+    def replay_buffer(self, num_envs: int, frame_stack: int, seed: int | None = None) -> ReplayBuffer:
+        """The replay memory this configuration asks for."""
+        c = self.config
+        action_dtype = np.uint8 if self.n_actions <= 256 else np.int64
+        return ReplayBuffer(
+            c.buffer_size, self.obs_space.shape, self.obs_space.dtype, (), action_dtype,
+            num_envs=num_envs, frame_stack=frame_stack, n_step=c.n_step, gamma=c.gamma,
+            prioritized=c.prioritized, alpha=c.priority_alpha, beta=c.priority_beta, beta_steps=self.total_steps,
+            bootstrap_heads=c.num_heads if c.bootstrapped else 0, bootstrap_prob=c.bootstrap_prob,
+            device=self.device, seed=seed,
+        )
+
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """``r + gamma^m (1 - terminated) max_a' Q_target(s', a')``, with the double-DQN argmax if enabled.
+
+        Shape (B,), or (B, K) with bootstrapped heads (each head bootstraps from itself).
+        """
+        with torch.no_grad():
+            next_q = self.target_net(batch.next_obs)
+            if self.config.double:
+                next_actions = self.q_net(batch.next_obs).argmax(-1, keepdim=True)
+                next_value = next_q.gather(-1, next_actions).squeeze(-1)
+            else:
+                next_value = next_q.max(-1).values
+            not_done = batch.discounts * (1.0 - batch.terminated)
+            if next_value.dim() == 2:
+                not_done, rewards = not_done[:, None], batch.rewards[:, None]
+            else:
+                rewards = batch.rewards
+            return rewards + not_done * next_value
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        td_target = self.td_target(batch)
+        q_all = self.q_net(batch.obs)
+        actions = batch.actions.view(-1, *([1] * (q_all.dim() - 1))).expand(*q_all.shape[:-1], 1)
+        q = q_all.gather(-1, actions).squeeze(-1)
+        loss_per_item = F.huber_loss(q, td_target, reduction="none", delta=self.config.huber_delta)
+        if batch.masks is not None:
+            # Each head learns only from the transitions its mask shows it; dividing by K normalizes the
+            # gradient reaching the shared torso (Osband et al. 2016).
+            loss_per_item = (loss_per_item * batch.masks).sum(-1) / self.config.num_heads
+        loss = (batch.weights * loss_per_item).mean()
+        grad_norm = optimizer_step(self.optimizer, loss, self.q_net.parameters(), self.config.max_grad_norm)
+        self.updates += 1
+
+        if batch.update_priorities is not None:
+            td_error = (td_target - q).detach()
+            batch.update_priorities(td_error.abs().mean(-1) if td_error.dim() == 2 else td_error.abs())
+        if self.env_steps - self.last_target_sync >= self.config.target_update_interval:
+            self.sync_target()
+        return {"losses/td_loss": loss.item(), "losses/q_values": q.mean().item(), "losses/grad_norm": grad_norm,
+                "charts/epsilon": self.epsilon}
+
+    def sync_target(self) -> None:
+        """Move the target network toward the online one by ``tau`` (a copy when tau = 1)."""
+        with torch.no_grad():
+            for target, online in zip(self.target_net.parameters(), self.q_net.parameters()):
+                target.lerp_(online, self.config.tau)
+        self.last_target_sync = self.env_steps
+
+    # ------------------------------------------------------------------ saving
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q_net": self.q_net.state_dict(),
+            "target_net": self.target_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "counters": {"env_steps": self.env_steps, "updates": self.updates, "last_target_sync": self.last_target_sync},
+            "rng": self.rng.bit_generator.state,
+            "active_heads": torch.as_tensor(self.active_heads),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.env_steps = state["counters"]["env_steps"]
+        self.updates = state["counters"]["updates"]
+        self.last_target_sync = state["counters"]["last_target_sync"]
+        self.rng.bit_generator.state = state["rng"]
+        self.active_heads = state["active_heads"].numpy().copy()

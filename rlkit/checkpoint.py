@@ -1,0 +1,71 @@
+"""Checkpoints: one ``torch.save`` dict of tensors and plain data, written atomically, read with weights_only."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlkit.errors import UserError
+
+FORMAT = "rlkit-checkpoint"
+VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` so that a crash leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "version": VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file for a run directory or a file path."""
+    path = Path(path)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read an rlkit checkpoint safely (``weights_only=True``: no code in the file runs).
+
+    Raises:
+        UserError: missing, truncated or corrupt, or not an rlkit checkpoint; the message says what to do.
+    """
+    file = checkpoint_path(path)
+    if not file.exists():
+        where = f"no {CHECKPOINT_NAME} in directory {path}" if Path(path).is_dir() else f"no checkpoint file {file}"
+        raise UserError(f"{where}: pass a run directory written by train.py or its {CHECKPOINT_NAME}")
+    try:
+        data = torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"{file} is not an rlkit checkpoint or holds objects that are unsafe to load ({first_line}): "
+            "only load checkpoints written by rlkit's train.py"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise UserError(
+            f"{file} is truncated or corrupt ({type(error).__name__}): use an intact copy or re-run training "
+            "(train.py --resume resumes from the last good checkpoint)"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{file} is not an rlkit checkpoint (no '{FORMAT}' header): pass a file written by train.py")
+    if data.get("version", 0) > VERSION:
+        raise UserError(f"{file} was written by a newer rlkit (format {data['version']}): upgrade rlkit to read it")
+    return data

@@ -1,0 +1,84 @@
+"""Short environment names -> gymnasium ids, and which family (atari, mujoco, classic) each belongs to."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import gymnasium as gym
+
+from rlkit.errors import UserError
+
+
+@dataclass(frozen=True)
+class ResolvedEnv:
+    """A resolved environment name."""
+
+    env_id: str
+    """The full gymnasium id, e.g. ``ALE/Breakout-v5``."""
+    family: str
+    """``atari``, ``mujoco`` or ``other`` (classic control, toy text, third-party ids)."""
+    game: str | None = None
+    """For Atari: the ROM name ale-py uses (``breakout``, ``space_invaders``)."""
+
+
+@lru_cache(maxsize=1)
+def _registry() -> dict[str, str]:
+    """Every registered id, after registering the ALE games."""
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+    except ImportError:  # Atari is optional at import time; resolution then simply finds no ALE ids.
+        pass
+    return {env_id: env_id for env_id in gym.registry}
+
+
+def _family(env_id: str) -> str:
+    spec = gym.spec(env_id)
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    if env_id.startswith("ALE/") or entry.startswith("ale_py"):
+        return "atari"
+    if "mujoco" in entry:
+        return "mujoco"
+    return "other"
+
+
+def _short_names() -> dict[str, str]:
+    """Short name -> newest full id: ``Breakout`` -> ``ALE/Breakout-v5``, ``HalfCheetah`` -> ``HalfCheetah-v5``."""
+    newest: dict[str, tuple[int, str]] = {}
+    for env_id in _registry():
+        match = re.fullmatch(r"(?:ALE/)?([A-Za-z0-9_]+)-v(\d+)", env_id)
+        if match is None:
+            continue
+        name, version = match.group(1), int(match.group(2))
+        if env_id.startswith("ALE/"):
+            version += 1000  # the ALE namespace wins over the legacy 'BreakoutNoFrameskip-v4' style ids
+        if name not in newest or version > newest[name][0]:
+            newest[name] = (version, env_id)
+    return {name: env_id for name, (_, env_id) in newest.items()}
+
+
+def resolve_env(name: str) -> ResolvedEnv:
+    """Resolve a short name (``Breakout``, ``HalfCheetah``, ``CartPole``) or a full gymnasium id.
+
+    Raises:
+        UserError: for an unknown name, listing the closest known names.
+    """
+    registry = _registry()
+    if name in registry:
+        env_id = name
+    else:
+        short = _short_names()
+        lowered = {key.lower(): value for key, value in short.items()}
+        env_id = short.get(name) or lowered.get(name.lower().replace("-", "").replace("_", ""))
+        if env_id is None:
+            candidates = sorted(short) + sorted(registry)
+            close = difflib.get_close_matches(name, candidates, n=4, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else "use a gymnasium id such as CartPole-v1"
+            raise UserError(f"unknown environment {name!r}: {hint}")
+    family = _family(env_id)
+    game = gym.spec(env_id).kwargs.get("game") if family == "atari" else None
+    return ResolvedEnv(env_id=env_id, family=family, game=game)

@@ -1,0 +1,90 @@
+"""The one wrapper every rlkit environment wears: training signals apart from the raw score.
+
+Agents learn from clipped rewards and treat a lost life as the end of an episode (Mnih et al. 2015), but the
+numbers people report are raw game scores over whole games. This wrapper keeps both: it changes the reward and
+``terminated`` it returns only when ``training`` is set, and it always reports finished episodes' raw return
+and length in ``info``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+class EpisodeSignals(gym.vector.VectorWrapper):
+    """Reward clipping and life-loss terminals for training, raw episode statistics always.
+
+    The wrapped vector env must reset finished sub-envs in the same step (``AutoresetMode.SAME_STEP``).
+
+    ``step`` adds to ``info``:
+        ``final_obs``: a dense array shaped like the observations holding the true next observation of every
+            sub-env (the last observation of a finished episode, the new observation otherwise). Replay stores
+            this, never the first observation of the next episode.
+        ``episode_done``: bool mask of sub-envs whose game ended (game over or time limit) in this step.
+        ``episode_return``, ``episode_length``: raw return and length of those games (0 elsewhere).
+    """
+
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        *,
+        clip_rewards: bool = False,
+        life_loss_terminal: bool = False,
+        seed: int | None = None,
+    ):
+        super().__init__(env)
+        self.clip_rewards = clip_rewards
+        self.life_loss_terminal = life_loss_terminal
+        self._first_seed = seed
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._lives: np.ndarray | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is None and self._first_seed is not None:
+            seed, self._first_seed = self._first_seed, None  # make_env's seed applies to the first reset
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        self._lives = np.asarray(info["lives"]).copy() if "lives" in info else None
+        return obs, info
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        reward = np.asarray(reward, dtype=np.float64)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        done = terminated | truncated
+
+        self._returns += reward
+        self._lengths += 1
+        info = dict(info)
+        info["episode_done"] = done
+        info["episode_return"] = np.where(done, self._returns, 0.0)
+        info["episode_length"] = np.where(done, self._lengths, 0)
+        self._returns[done] = 0.0
+        self._lengths[done] = 0
+        info["final_obs"] = _dense_final_obs(obs, info.get("final_obs"), done)
+
+        if self._lives is not None and "lives" in info:
+            lives = np.asarray(info["lives"])
+            life_lost = (lives < self._lives) & ~done  # after a reset 'lives' is the new game's count
+            self._lives = lives.copy()
+            if self.life_loss_terminal:
+                terminated = terminated | life_lost
+        if self.clip_rewards:
+            reward = np.sign(reward)
+        return obs, reward.astype(np.float32), terminated, truncated, info
+
+
+def _dense_final_obs(obs: np.ndarray, final_obs: Any, done: np.ndarray) -> np.ndarray:
+    """The true next observation of every sub-env, from SAME_STEP autoreset's sparse ``final_obs``."""
+    if not done.any():
+        return obs
+    dense = np.array(obs, copy=True)
+    for i in np.flatnonzero(done):
+        dense[i] = final_obs[i]  # ale-py gives a full array, gymnasium an object array with None elsewhere
+    return dense

@@ -1,0 +1,178 @@
+"""The one training loop: batches from a source, updates by a learner, and everything else done the same way for
+every job (step counting, progress bar, TensorBoard, evaluation, atomic checkpoints, resume)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint
+
+
+class Learner(Protocol):
+    def update(self, batch: Any) -> dict[str, float]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Source(Protocol):
+    steps: int
+    """Progress in the loop's unit (env steps, or samples)."""
+
+    def next(self) -> Any | None: ...
+    def pop_finished(self) -> list[tuple[int, float, int]]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class LoopConfig:
+    """When the loop logs, evaluates and saves."""
+
+    total_steps: int
+    """Stop after this many steps."""
+    eval_interval: int = 0
+    """Steps between evaluations (0: only at the end)."""
+    checkpoint_interval: int = 0
+    """Steps between checkpoints (0: only at the end)."""
+    log_interval: int = 1_000
+    """Steps between TensorBoard writes of the update metrics and speed."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+class Loop:
+    """Drive ``learner`` with batches from ``source`` until ``config.total_steps``.
+
+    Args:
+        learner, source: the job.
+        run_dir: where TensorBoard events, ``checkpoint.pt`` and ``eval.jsonl`` go.
+        header: plain data stored at the top of every checkpoint (what ``evaluate.py`` needs to rebuild the job).
+        evaluate: called with no arguments at evaluation time; returns metrics such as ``eval/mean_return``.
+        save_extra: called at checkpoint time, for large state kept beside the checkpoint (a replay file).
+    """
+
+    def __init__(
+        self,
+        learner: Learner,
+        source: Source,
+        config: LoopConfig,
+        run_dir: str | Path,
+        header: dict[str, Any],
+        evaluate: Callable[[], dict[str, float]] | None = None,
+        save_extra: Callable[[Path], None] | None = None,
+    ):
+        self.learner, self.source, self.config = learner, source, config
+        self.run_dir = Path(run_dir)
+        self.header = header
+        self.evaluate_fn, self.save_extra = evaluate, save_extra
+        self.wall_time = 0.0  # seconds of training before this process (carried over on resume)
+        self.writer: Any = None
+
+    # ------------------------------------------------------------------ state
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            **self.header,
+            "learner": self.learner.state_dict(),
+            "source": self.source.state_dict(),
+            "loop": {"steps": self.source.steps, "wall_time": self.wall_time + self._elapsed()},
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        self.learner.load_state_dict(checkpoint["learner"])
+        self.source.load_state_dict(checkpoint["source"])
+        self.wall_time = checkpoint["loop"]["wall_time"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+
+    def save(self) -> None:
+        if self.save_extra is not None:
+            self.save_extra(self.run_dir)
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload())
+
+    # ------------------------------------------------------------------ running
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._start if hasattr(self, "_start") else 0.0
+
+    def _evaluate(self, step: int) -> None:
+        if self.evaluate_fn is None:
+            return
+        metrics = self.evaluate_fn()
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+        with open(self.run_dir / "eval.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    def run(self) -> None:
+        """Train to ``total_steps``; Ctrl-C saves a checkpoint before leaving."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(str(self.run_dir))
+        self._start = time.perf_counter()
+        sums: dict[str, float] = defaultdict(float)
+        count = 0
+        start_steps = last_log_steps = self.source.steps
+        last_log_time = time.perf_counter()
+        next_eval = _next_multiple(self.source.steps, cfg.eval_interval)
+        next_ckpt = _next_multiple(self.source.steps, cfg.checkpoint_interval)
+        bar = tqdm(total=cfg.total_steps, initial=start_steps, unit="step", disable=not cfg.progress,
+                   dynamic_ncols=True, smoothing=0.05)
+        try:
+            while self.source.steps < cfg.total_steps:
+                before = self.source.steps
+                batch = self.source.next()
+                if batch is not None:
+                    for tag, value in self.learner.update(batch).items():
+                        sums[tag] += value
+                    count += 1
+                step = self.source.steps
+                bar.update(step - before)
+                for finished_step, episode_return, length in self.source.pop_finished():
+                    self.writer.add_scalar("charts/episodic_return", episode_return, finished_step)
+                    self.writer.add_scalar("charts/episodic_length", length, finished_step)
+                if step - last_log_steps >= cfg.log_interval:
+                    now = time.perf_counter()
+                    sps = (step - last_log_steps) / max(now - last_log_time, 1e-9)
+                    for tag, total in sums.items():
+                        self.writer.add_scalar(tag, total / count, step)
+                    self.writer.add_scalar("time/sps", sps, step)
+                    recent = getattr(self.source, "recent_returns", None)
+                    postfix = {"sps": f"{sps:.0f}"}
+                    if recent:
+                        postfix["return"] = f"{sum(recent) / len(recent):.1f}"
+                    bar.set_postfix(postfix, refresh=False)
+                    sums.clear()
+                    count, last_log_steps, last_log_time = 0, step, now
+                if step >= next_eval:
+                    self._evaluate(step)
+                    next_eval = _next_multiple(step, cfg.eval_interval)
+                if step >= next_ckpt:
+                    self.save()
+                    next_ckpt = _next_multiple(step, cfg.checkpoint_interval)
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            self.writer.close()
+            print(f"\ninterrupted at step {self.source.steps}: checkpoint saved; continue with --resume {self.run_dir}")
+            raise
+        bar.close()
+        self.save()
+        self._evaluate(self.source.steps)
+        self.writer.close()
+
+
+def _next_multiple(step: int, interval: int) -> float:
+    """The first multiple of ``interval`` after ``step`` (never, for interval 0)."""
+    return math.inf if interval <= 0 else (step // interval + 1) * interval

@@ -1,0 +1,74 @@
+"""Encoders: observations -> feature vectors. Each reports its output width as ``out_features``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Flatten, then fully connected layers with an activation after each.
+
+    Args:
+        in_features: width of the flattened input.
+        hidden: layer widths, e.g. ``(256, 256)``; the last is ``out_features``.
+        activation: module class applied after every layer.
+    """
+
+    def __init__(self, in_features: int, hidden: Sequence[int] = (256, 256), activation: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), activation()]
+            width = size
+        self.layers = nn.Sequential(*layers)
+        self.out_features = width
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.layers(obs.float())
+
+
+class NatureCNN(nn.Module):
+    """The DQN torso of Mnih et al. (2015): three convolutions and a 512-unit layer.
+
+    Takes ``(B, C, 84, 84)`` uint8 frames and scales them to [0, 1] inside, so replay can keep bytes.
+    ``features=0`` stops after the convolutions (``out_features`` is then the flattened conv output).
+    """
+
+    def __init__(self, in_channels: int = 4, height: int = 84, width: int = 84, features: int = 512):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel_size=8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, in_channels, height, width)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(flat, features), nn.ReLU()) if features else nn.Identity()
+        self.out_features = features or flat
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(obs.float() / 255.0))
+
+
+def make_encoder(
+    obs_shape: Sequence[int], kind: str = "auto", hidden: Sequence[int] = (256, 256), cnn_features: int = 512
+) -> nn.Module:
+    """An encoder for observations of ``obs_shape``.
+
+    ``kind``: ``nature-cnn`` for image stacks (C, H, W), ``mlp`` for vectors, ``auto`` picks by rank.
+    ``hidden`` sizes the MLP; ``cnn_features`` the CNN's last layer (0: convolutions only).
+    """
+    if kind == "auto":
+        kind = "nature-cnn" if len(obs_shape) == 3 else "mlp"
+    if kind == "nature-cnn":
+        if len(obs_shape) != 3:
+            raise ValueError(f"nature-cnn needs (C, H, W) observations, got shape {tuple(obs_shape)}")
+        return NatureCNN(*obs_shape, features=cnn_features)
+    if kind == "mlp":
+        return MLP(int(torch.Size(obs_shape).numel()), hidden)
+    raise ValueError(f"unknown encoder {kind!r}: use auto, nature-cnn or mlp")

@@ -1,0 +1,97 @@
+"""Sources of batches for the loop. Collecting experience is the source's job, never the agent's."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from rlkit.agents.base import Agent
+from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.envs import EpisodeSignals
+
+
+class ReplaySource:
+    """Off-policy RL: steps a vector env with the agent's behaviour policy into replay, and samples minibatches.
+
+    One update is due every ``train_frequency`` env steps (counted over all sub-envs) once ``learning_starts`` steps
+    have been taken and replay holds that much experience (after a resume without saved replay it refills first).
+
+    Args:
+        env: the training env (SAME_STEP autoreset, as made by :func:`rlkit.envs.make_env`).
+        agent: acts with ``act(obs, explore=True)``; told of episode starts.
+        buffer: replay memory to fill and sample.
+        batch_size, learning_starts, train_frequency: as in the agent's config.
+    """
+
+    def __init__(
+        self,
+        env: EpisodeSignals,
+        agent: Agent,
+        buffer: ReplayBuffer,
+        batch_size: int,
+        learning_starts: int,
+        train_frequency: int,
+    ):
+        self.env, self.agent, self.buffer = env, agent, buffer
+        self.batch_size, self.learning_starts, self.train_frequency = batch_size, learning_starts, train_frequency
+        self.steps = 0
+        self.episodes = 0
+        self.pending_updates = 0.0
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.finished: list[tuple[int, float, int]] = []  # (step, raw return, length) since the last pop
+        self.obs: np.ndarray | None = None
+
+    def reset(self, seed: int | None = None) -> None:
+        self.obs, _ = self.env.reset(seed=seed)
+        self.agent.episode_start(np.ones(self.env.num_envs, dtype=bool))
+
+    def _ready(self) -> bool:
+        filled = min(self.learning_starts, self.buffer.slots * self.buffer.num_envs // 2)
+        return self.steps >= self.learning_starts and self.buffer.added >= filled and len(self.buffer) >= 1
+
+    def next(self) -> Batch | None:
+        """Take one vector step unless an update is already due; return a minibatch if an update is due."""
+        if self.pending_updates < 1.0:
+            self.step()
+        if self.pending_updates >= 1.0:
+            self.pending_updates -= 1.0
+            return self.buffer.sample(self.batch_size)
+        return None
+
+    def step(self) -> None:
+        """One step of every sub-env into replay."""
+        if self.obs is None:
+            self.reset()
+        actions = self.agent.act(self.obs, explore=True)
+        next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+        self.buffer.add(self.obs, actions, rewards, terminated, truncated, info["final_obs"])
+        self.obs = next_obs
+        self.steps += self.env.num_envs
+        if self._ready():
+            self.pending_updates += self.env.num_envs / self.train_frequency
+        for i in np.flatnonzero(info["episode_done"]):
+            self.episodes += 1
+            self.recent_returns.append(float(info["episode_return"][i]))
+            self.finished.append((self.steps, float(info["episode_return"][i]), int(info["episode_length"][i])))
+        learner_episode_start = terminated | truncated
+        if learner_episode_start.any():
+            self.agent.episode_start(learner_episode_start)
+
+    def pop_finished(self) -> list[tuple[int, float, int]]:
+        """Games finished since the last call: (step, raw return, length)."""
+        finished, self.finished = self.finished, []
+        return finished
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps, "episodes": self.episodes, "pending_updates": self.pending_updates,
+            "recent_returns": list(self.recent_returns), "buffer_rng": self.buffer.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.episodes = state["steps"], state["episodes"]
+        self.pending_updates = state["pending_updates"]
+        self.recent_returns.extend(state["recent_returns"])
+        self.buffer.rng.bit_generator.state = state["buffer_rng"]

@@ -1,0 +1,110 @@
+"""Train an agent: ``python train.py --agent dqn --env Breakout``.
+
+Every field of the agent's config is a flag (see ``python train.py --agent dqn --help``); unset flags keep the
+published defaults for the env's family (Atari, MuJoCo, classic control). A run writes TensorBoard events, its
+resolved config, ``checkpoint.pt`` and ``eval.jsonl`` into its run directory; ``--resume RUN_DIR`` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rlkit.agents import AGENTS, get_agent_spec
+from rlkit.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from rlkit.config import add_config_flags, apply_flags, config_from_dict
+from rlkit.envs import resolve_env
+from rlkit.errors import UserError
+from rlkit.rl import RunSettings, make_training_run
+
+DEFAULT_TOTAL_STEPS = {"atari": 10_000_000, "mujoco": 1_000_000, "other": 500_000}
+
+
+def build_parser(agent: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="agents: " + "; ".join(f"{name}: {spec.help}" for name, spec in AGENTS.items()),
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--agent", help=f"algorithm: {', '.join(AGENTS)}")
+    run.add_argument("--env", help="short name (Breakout, CartPole, HalfCheetah) or a gymnasium id")
+    run.add_argument("--total-steps", type=int, help="env steps to train for (default: 10M Atari, 1M MuJoCo, 500k other)")
+    run.add_argument("--seed", type=int, default=1, help="seeds the agent, replay and envs (default: 1)")
+    run.add_argument("--num-envs", type=int, default=1, help="sub-environments stepped together (default: 1)")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto: a GPU if there is one)")
+    run.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/ENV__AGENT__SEED__TIME)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    run.add_argument("--save-buffer", action="store_true",
+                     help="also save replay at each checkpoint (large: ~7 kB per Atari transition) so a resume "
+                          "continues with it")
+    run.add_argument("--sticky-actions", action="store_true",
+                     help="Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)")
+    run.add_argument("--eval-interval", type=int, help="steps between evaluations (default: total/10)")
+    run.add_argument("--eval-episodes", type=int, default=10, help="games per evaluation; 0 disables (default: 10)")
+    run.add_argument("--checkpoint-interval", type=int, help="steps between checkpoints (default: total/20, at most 100k)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    if agent is not None:
+        spec = get_agent_spec(agent)
+        add_config_flags(parser, spec.agent_class.config_class, f"{agent} config")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--agent")
+    pre.add_argument("--resume", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    checkpoint = load_checkpoint(known.resume) if known.resume else None
+    agent_name = checkpoint["agent"] if checkpoint else known.agent
+    args = build_parser(agent_name).parse_args(argv)
+
+    if checkpoint is not None:
+        settings = RunSettings(**checkpoint["settings"])
+        for flag, value in (("agent", args.agent), ("env", args.env)):
+            if value is not None and value != getattr(settings, flag):
+                raise UserError(f"--{flag} {value} differs from the resumed run's {getattr(settings, flag)}: drop it")
+        if args.total_steps is not None:
+            settings.total_steps = args.total_steps
+        settings.device, settings.progress = args.device, not args.no_progress
+        spec = get_agent_spec(settings.agent)
+        config = config_from_dict(spec.agent_class.config_class, checkpoint["agent_config"])
+        run_dir = args.resume if args.resume.is_dir() else args.resume.parent
+        print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
+    else:
+        if args.agent is None or args.env is None:
+            raise UserError("--agent and --env are required (or --resume RUN_DIR): e.g. --agent dqn --env CartPole")
+        spec = get_agent_spec(args.agent)
+        family = resolve_env(args.env).family
+        config = apply_flags(spec.preset(family), args)
+        total = args.total_steps or DEFAULT_TOTAL_STEPS[family]
+        settings = RunSettings(
+            agent=args.agent, env=args.env, total_steps=total, seed=args.seed, num_envs=args.num_envs,
+            device=args.device, sticky_actions=args.sticky_actions,
+            eval_interval=args.eval_interval if args.eval_interval is not None else max(total // 10, 1),
+            eval_episodes=args.eval_episodes,
+            checkpoint_interval=(args.checkpoint_interval if args.checkpoint_interval is not None
+                                 else min(max(total // 20, 1_000), 100_000)),
+            save_buffer=args.save_buffer, progress=not args.no_progress,
+        )
+        run_dir = args.run_dir or Path("runs") / f"{args.env.replace('/', '-')}__{args.agent}__{args.seed}__{int(time.time())}"
+        if (run_dir / CHECKPOINT_NAME).exists():
+            raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or pick another --run-dir")
+
+    loop = make_training_run(settings, config, run_dir, resume=checkpoint)
+    print(f"training {settings.agent} on {settings.env} for {settings.total_steps} steps -> {run_dir}")
+    print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
