@@ -19,7 +19,7 @@ from rlkit.envs import resolve_env
 from rlkit.errors import UserError
 from rlkit.rl import RunSettings, make_training_run
 
-DEFAULT_TOTAL_STEPS = {"atari": 10_000_000, "mujoco": 1_000_000, "other": 500_000}
+DEFAULT_TOTAL_STEPS = {"atari": 10_000_000, "mujoco": 1_000_000, "other": 100_000}
 
 
 def build_parser(agent: str | None) -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser(agent: str | None) -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--agent", help=f"algorithm: {', '.join(AGENTS)}")
     run.add_argument("--env", help="short name (Breakout, CartPole, HalfCheetah) or a gymnasium id")
-    run.add_argument("--total-steps", type=int, help="env steps to train for (default: 10M Atari, 1M MuJoCo, 500k other)")
+    run.add_argument("--total-steps", type=int, help="env steps to train for (default: 10M Atari, 1M MuJoCo, 100k other)")
     run.add_argument("--seed", type=int, default=1, help="seeds the agent, replay and envs (default: 1)")
     run.add_argument("--num-envs", type=int, default=1, help="sub-environments stepped together (default: 1)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto: a GPU if there is one)")

@@ -77,6 +77,7 @@ class Loop:
         self.evaluate_fn, self.save_extra = evaluate, save_extra
         self.wall_time = 0.0  # seconds of training before this process (carried over on resume)
         self.writer: Any = None
+        self._start: float | None = None
 
     # ------------------------------------------------------------------ state
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -102,7 +103,7 @@ class Loop:
 
     # ------------------------------------------------------------------ running
     def _elapsed(self) -> float:
-        return time.perf_counter() - self._start if hasattr(self, "_start") else 0.0
+        return 0.0 if self._start is None else time.perf_counter() - self._start
 
     def _evaluate(self, step: int) -> None:
         if self.evaluate_fn is None:

@@ -118,7 +118,8 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
     agent = build_agent(settings.agent, config, env.single_observation_space, env.single_action_space, device,
                         settings.total_steps, settings.seed)
     buffer = agent.replay_buffer(settings.num_envs, frame_stack_of(env), seed=settings.seed)
-    source = ReplaySource(env, agent, buffer, config.batch_size, config.learning_starts, config.train_frequency)
+    source = ReplaySource(env, agent, buffer, config.batch_size, config.learning_starts,
+                          config.train_frequency, config.gradient_steps)
 
     header = {
         "kind": "agent",

@@ -15,14 +15,15 @@ from rlkit.envs import EpisodeSignals
 class ReplaySource:
     """Off-policy RL: steps a vector env with the agent's behaviour policy into replay, and samples minibatches.
 
-    One update is due every ``train_frequency`` env steps (counted over all sub-envs) once ``learning_starts`` steps
-    have been taken and replay holds that much experience (after a resume without saved replay it refills first).
+    ``gradient_steps`` updates are due every ``train_frequency`` env steps (counted over all sub-envs) once
+    ``learning_starts`` steps have been taken and replay holds that much experience (after a resume without saved replay it refills first).
 
     Args:
         env: the training env (SAME_STEP autoreset, as made by :func:`rlkit.envs.make_env`).
         agent: acts with ``act(obs, explore=True)``; told of episode starts.
         buffer: replay memory to fill and sample.
-        batch_size, learning_starts, train_frequency: as in the agent's config.
+        batch_size, learning_starts, train_frequency, gradient_steps: as in the agent's config; updates come in
+            phases of ``gradient_steps`` every ``train_frequency`` env steps.
     """
 
     def __init__(
@@ -33,9 +34,12 @@ class ReplaySource:
         batch_size: int,
         learning_starts: int,
         train_frequency: int,
+        gradient_steps: int = 1,
     ):
         self.env, self.agent, self.buffer = env, agent, buffer
-        self.batch_size, self.learning_starts, self.train_frequency = batch_size, learning_starts, train_frequency
+        self.batch_size, self.learning_starts = batch_size, learning_starts
+        self.train_frequency, self.gradient_steps = train_frequency, gradient_steps
+        self._since_training = 0  # env steps since the last training phase
         self.steps = 0
         self.episodes = 0
         self.pending_updates = 0.0
@@ -70,7 +74,9 @@ class ReplaySource:
         self.obs = next_obs
         self.steps += self.env.num_envs
         if self._ready():
-            self.pending_updates += self.env.num_envs / self.train_frequency
+            self._since_training += self.env.num_envs
+            phases, self._since_training = divmod(self._since_training, self.train_frequency)
+            self.pending_updates += phases * self.gradient_steps
         for i in np.flatnonzero(info["episode_done"]):
             self.episodes += 1
             self.recent_returns.append(float(info["episode_return"][i]))
@@ -87,11 +93,12 @@ class ReplaySource:
     def state_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps, "episodes": self.episodes, "pending_updates": self.pending_updates,
+            "since_training": self._since_training,
             "recent_returns": list(self.recent_returns), "buffer_rng": self.buffer.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps, self.episodes = state["steps"], state["episodes"]
-        self.pending_updates = state["pending_updates"]
+        self.pending_updates, self._since_training = state["pending_updates"], state["since_training"]
         self.recent_returns.extend(state["recent_returns"])
         self.buffer.rng.bit_generator.state = state["buffer_rng"]

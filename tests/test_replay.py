@@ -145,7 +145,7 @@ def batch_ids(batch: Batch) -> np.ndarray:
     return batch.rewards.numpy().astype(np.int64)
 
 
-def assert_matches_added(batch: Batch, by_id: dict[int, Transition]) -> list[Transition]:
+def assert_matches_added(batch: Batch, by_id: dict[int, Transition], gamma=0.99) -> list[Transition]:
     """Each sampled row equals, field for field, the transition whose id is in its reward (n = 1)."""
     added = [by_id[i] for i in batch_ids(batch)]
     np.testing.assert_array_equal(batch.obs.numpy(), np.stack([tr.obs for tr in added]))
@@ -153,12 +153,8 @@ def assert_matches_added(batch: Batch, by_id: dict[int, Transition]) -> list[Tra
     np.testing.assert_array_equal(batch.actions.numpy(), np.array([tr.action for tr in added], dtype=np.int64))
     np.testing.assert_array_equal(batch.rewards.numpy(), np.array([tr.reward for tr in added], np.float32))
     np.testing.assert_array_equal(batch.terminated.numpy(), np.array([tr.terminated for tr in added], np.float32))
-    np.testing.assert_array_equal(batch.discounts.numpy(), np.full(len(added), np.float32(buf_gamma(batch))))
+    np.testing.assert_array_equal(batch.discounts.numpy(), np.full(len(added), gamma, np.float32))
     return added
-
-
-def buf_gamma(batch: Batch) -> float:
-    return batch.discounts.numpy()[0]  # n = 1: every discount is gamma itself; checked equal across the batch
 
 
 def assert_one_game(stack: np.ndarray):
@@ -249,11 +245,10 @@ def test_vector_observations():
     model = SlotModel(2, 30, 1)
     fill(buf, env, 100, model)
     batch = buf.sample(2000)
-    added = assert_matches_added(batch, env.by_id)
+    added = assert_matches_added(batch, env.by_id, gamma=0.9)
     assert set(batch_ids(batch)) == model.valid_ids()
     assert batch.obs.dtype == torch.float32 and batch.obs.shape == (2000, 3)
     assert any(tr.truncated for tr in added) and any(tr.terminated for tr in added)
-    np.testing.assert_allclose(batch.discounts.numpy(), 0.9)
 
 
 def next_pow2(n: int) -> int:
@@ -319,6 +314,30 @@ def test_n_step_returns():
     assert seen == set(N_STEP_EXPECTED)
 
 
+def test_n_step_stops_at_game_end_when_reset_repeats_the_final_obs():
+    """A reset observation equal to the final one shares its slot; n-step sums still stop at the truncation and the
+    termination instead of running into the next game (vector obs, n=3, gamma=0.5, id in the action)."""
+    buf = ReplayBuffer(32, (1,), np.float32, n_step=3, gamma=0.5, seed=10)
+    o = [np.array([[float(i)]], np.float32) for i in range(6)]
+    no, yes = np.array([False]), np.array([True])
+    buf.add(o[0], [0], [1.0], no, no, o[1])  # game 0
+    buf.add(o[1], [1], [2.0], no, yes, o[2])  # truncated; game 1 resets to o[2] again
+    buf.add(o[2], [2], [4.0], no, no, o[3])
+    buf.add(o[3], [3], [8.0], yes, no, o[4])  # terminated; game 2 resets to o[4] again
+    buf.add(o[4], [4], [16.0], no, no, o[5])
+    expected = {  # action: (n-step reward, m, terminated, next obs)
+        0: (1 + 0.5 * 2, 2, 0, 2), 1: (2.0, 1, 0, 2), 2: (4 + 0.5 * 8, 2, 1, 4), 3: (8.0, 1, 1, 4), 4: (16.0, 1, 0, 5)
+    }
+    batch = buf.sample(200)
+    for i, a in enumerate(batch.actions.tolist()):
+        reward, m, terminated, nxt = expected[a]
+        assert batch.obs[i].item() == a
+        assert (batch.rewards[i].item(), batch.discounts[i].item(), batch.terminated[i].item()) == (
+            reward, 0.5**m, terminated)
+        assert batch.next_obs[i].item() == nxt
+    assert set(batch.actions.tolist()) == set(expected)
+
+
 def test_sum_tree_set_total_find():
     """Leaves 1, 0, 2, 0, 3 (rounded up to 8 leaves): total 6, prefix-sum search, zero leaves never found."""
     tree = SumTree(5)
@@ -376,32 +395,41 @@ def test_prioritized_sampling_proportions_and_weights():
 
 
 def test_beta_anneals_linearly_to_one():
-    """beta grows from beta0 to 1 over beta_steps added transitions (all sub-envs count), then stays at 1."""
+    """beta grows from beta0 to 1 over beta_steps added transitions (all sub-envs count), then stays at 1, and the
+    weights use the current beta."""
     env, buf = prioritized_line(beta=0.4, beta_steps=100, num_envs=2, steps=0)
     assert buf.beta == pytest.approx(0.4)
     for adds, beta in [(10, 0.52), (15, 0.7), (25, 1.0), (10, 1.0)]:  # 20, 50, 100, 120 transitions
         fill(buf, env, adds)
         assert buf.beta == pytest.approx(beta)
-    make_one_three_times_likelier(buf, favourite=5)
+    favourite = env.next_id - 1  # the newest transition: still stored
+    make_one_three_times_likelier(buf, favourite)
     batch = buf.sample(64)
-    np.testing.assert_allclose(batch.weights.numpy(), np.where(batch_ids(batch) == 5, 1 / 3, 1.0), rtol=1e-6)
+    ids = batch_ids(batch)
+    assert favourite in ids and len(buf) == 62  # two rings of 32 slots, each with its newest frame not a start
+    np.testing.assert_allclose(batch.weights.numpy(), np.where(ids == favourite, 1 / 3, 1.0), rtol=1e-6)
 
 
 def test_prioritized_ring_wrap_and_stale_priority_updates():
-    """Under ring wrap the sum tree holds weight exactly on valid transitions; priority updates for transitions
-    overwritten since they were sampled are ignored (even when all of them were)."""
+    """Under ring wrap the sum tree holds weight exactly on valid transitions, prioritized samples are intact
+    transitions, and priority updates for slots no longer holding a transition are ignored (even all of them)."""
     env = FakeVecEnv(num_envs=2, seed=7)
     buf = atari_like(80, num_envs=2, prioritized=True, seed=7)
     leaves = np.arange(buf.num_envs * buf.slots)
     for _ in range(6):
-        batch = buf.sample(32) if len(buf) else None
         fill(buf, env, 25)
         np.testing.assert_array_equal(buf.tree[leaves] > 0, buf.valid.reshape(-1))
         assert buf.tree.total == pytest.approx(buf.tree[leaves].sum())
-        if batch is not None:
-            total = buf.tree.total
-            batch.update_priorities(torch.full((32,), 5.0))  # all 32 were overwritten by the 50 new steps
-            assert buf.tree.total == total
+
+        stale = np.flatnonzero(~buf.valid.reshape(-1))
+        nodes = buf.tree.nodes.copy()
+        buf.update_priorities(stale, np.full(len(stale), 5.0))
+        buf.update_priorities(stale[:3], torch.full((3,), 5.0))
+        np.testing.assert_array_equal(buf.tree.nodes, nodes)
+        some = np.concatenate([stale[:2], np.flatnonzero(buf.valid)[:2]])
+        buf.update_priorities(some, np.full(4, 4.0))
+        np.testing.assert_allclose(buf.tree[some], [0, 0, (4 + 1e-6) ** 0.6, (4 + 1e-6) ** 0.6])  # alpha 0.6, eps 1e-6
+
         batch = buf.sample(256)
         assert_matches_added(batch, env.by_id)
         batch.update_priorities(torch.arange(256, dtype=torch.float32) / 64)

@@ -9,7 +9,7 @@ When an observation does not continue the last stored one (the first step of a n
 env pads them with. The true last observation of a finished game gets its own slot, so a time-limit truncation
 can bootstrap from it. A slot stops being valid as soon as a write destroys its frame or its history.
 
-For Atari (k = 4, 84x84 frames) that is 7,056 bytes of pixels plus 7 bytes of action, reward and flags per slot;
+For Atari (k = 4, 84x84 frames) that is 7,056 bytes of pixels plus 8 bytes of action, reward and flags per slot;
 SB3 stores both the stack and the next stack (56,448 bytes).
 """
 

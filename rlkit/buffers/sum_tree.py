@@ -27,6 +27,8 @@ class SumTree:
     def set(self, leaves: np.ndarray | int, values: np.ndarray | float) -> None:
         """Set leaf values and refresh their ancestors (duplicate leaves: the last value wins)."""
         nodes = np.atleast_1d(np.asarray(leaves, dtype=np.int64)) + self.size
+        if nodes.size == 0:  # e.g. a priority update whose transitions were all overwritten since sampling
+            return
         self.nodes[nodes] = values
         nodes = np.unique(nodes >> 1)
         while nodes[0] >= 1:

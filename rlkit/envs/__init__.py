@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
@@ -44,6 +46,8 @@ def make_env(
     if backend not in BACKENDS:
         raise UserError(f"unknown env backend {backend!r}: use one of {', '.join(BACKENDS)}")
     resolved = resolve_env(name)
+    if render:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen; no display is needed
     if resolved.family == "atari":
         if backend == "ale" and render:
             raise UserError("the 'ale' backend cannot render RGB frames: use --backend gymnasium")
