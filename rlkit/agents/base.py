@@ -66,9 +66,18 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params:
     """zero_grad, backward, clip the global gradient norm (if > 0) and step; returns the norm before clipping."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    norm = nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
+    params = [p for p in params if p.grad is not None]
+    norm = nn.utils.get_total_norm([p.grad for p in params])
+    if 0 < max_grad_norm < norm:  # scale only when needed: the multiply costs ~5% of a CPU update
+        nn.utils.clip_grads_with_norm_(params, max_grad_norm, norm)
     optimizer.step()
     return float(norm)
+
+
+def make_adam(params: Any, lr: float, device: torch.device, **kwargs: Any) -> torch.optim.Adam:
+    """Adam with the fused kernel where PyTorch has one (CPU and CUDA): one pass over all parameters per step."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)
 
 
 def linear_schedule(start: float, end: float, duration: int, t: int) -> float:

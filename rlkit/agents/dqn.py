@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agents.base import Agent, linear_schedule, optimizer_step
+from rlkit.agents.base import Agent, linear_schedule, make_adam, optimizer_step
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
 
@@ -138,7 +138,7 @@ class DQN(Agent):
         self.target_net = QNetwork(obs_space.shape, self.n_actions, config).to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=config.learning_rate)
+        self.optimizer = make_adam(self.q_net.parameters(), config.learning_rate, self.device)
         self.total_steps = total_steps
         self.rng = np.random.default_rng(seed)
         self.env_steps = 0  # exploration steps taken, drives the epsilon schedule and target syncs
@@ -214,6 +214,8 @@ class DQN(Agent):
             return rewards + not_done * next_value
 
     def update(self, batch: Batch) -> dict[str, float]:
+        if self.env_steps - self.last_target_sync >= self.config.target_update_interval:
+            self.sync_target()  # before the update, so a burst of updates shares one target (as in SB3)
         td_target = self.td_target(batch)
         q_all = self.q_net(batch.obs)
         actions = batch.actions.view(-1, *([1] * (q_all.dim() - 1))).expand(*q_all.shape[:-1], 1)
@@ -230,8 +232,6 @@ class DQN(Agent):
         if batch.update_priorities is not None:
             td_error = (td_target - q).detach()
             batch.update_priorities(td_error.abs().mean(-1) if td_error.dim() == 2 else td_error.abs())
-        if self.env_steps - self.last_target_sync >= self.config.target_update_interval:
-            self.sync_target()
         return {"losses/td_loss": loss.item(), "losses/q_values": q.mean().item(), "losses/grad_norm": grad_norm,
                 "charts/epsilon": self.epsilon}
 

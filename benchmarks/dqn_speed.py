@@ -1,0 +1,108 @@
+"""DQN on Atari: training steps/s through the real loop, next to env-only and update-only rates.
+
+    python benchmarks/dqn_speed.py --env Breakout --seconds 60
+
+Prints one JSON object. The "expected" rate is what stepping the env, choosing an action and one update every
+``train_frequency`` steps would cost with no loop at all; ``overhead`` is how much slower the loop is than that.
+Epsilon is held at 0.01 (the end of the schedule), as in the Stable-Baselines3 measurement in shared/MACHINE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlkit.agents import DQNConfig
+from rlkit.envs import make_env
+from rlkit.rl import RunSettings, make_training_run
+
+
+def env_rate(env_name: str, num_envs: int, backend: str, seconds: float) -> float:
+    """Preprocessed env steps/s (summed over sub-envs) with random actions."""
+    env = make_env(env_name, num_envs, seed=0, backend=backend)
+    env.reset()
+    rng = np.random.default_rng(0)
+    n = env.single_action_space.n
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.step(rng.integers(0, n, num_envs))
+        steps += num_envs
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def timed(fn, seconds: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds``, after two warm-up calls."""
+    fn(), fn()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Breakout")
+    parser.add_argument("--agent", default="dqn")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the training measurement")
+    parser.add_argument("--learning-starts", type=int, default=2_000)
+    parser.add_argument("--skip-vector", action="store_true", help="skip the 8-env backend comparison")
+    args = parser.parse_args()
+
+    result: dict = {"env": args.env, "agent": args.agent, "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()}
+    short = max(args.seconds / 6, 5.0)
+    result["env_sps_1env"] = env_rate(args.env, 1, "ale", short)
+    if not args.skip_vector:
+        result["env_sps_8env_ale"] = env_rate(args.env, 8, "ale", short)
+        result["env_sps_8env_gymnasium"] = env_rate(args.env, 8, "gymnasium", short)
+
+    config = dataclasses.replace(DQNConfig.preset("atari"), learning_starts=args.learning_starts, start_e=0.01,
+                                 end_e=0.01, buffer_size=100_000)
+    with tempfile.TemporaryDirectory() as run_dir:
+        settings = RunSettings(agent=args.agent, env=args.env, total_steps=args.learning_starts, eval_episodes=0,
+                               progress=False)
+        loop = make_training_run(settings, config, Path(run_dir))
+        loop.run()  # fill replay up to learning_starts
+        agent, source = loop.learner, loop.source
+        batch = source.buffer.sample(config.batch_size)
+        result["update_per_s"] = timed(lambda: agent.update(batch), short)
+        result["sample_per_s"] = timed(lambda: source.buffer.sample(config.batch_size), short / 4)
+        obs = source.obs
+        result["act_per_s"] = timed(lambda: agent.act(obs, explore=True), short / 4)
+
+        # Training through the loop, measured after learning starts.
+        steps_before, start = source.steps, time.perf_counter()
+        loop.config.total_steps = 10**12
+        deadline = start + args.seconds
+        original_next = source.next
+
+        def next_until_deadline():
+            if time.perf_counter() > deadline:
+                loop.config.total_steps = source.steps
+            return original_next()
+
+        source.next = next_until_deadline
+        loop.run()
+        elapsed = time.perf_counter() - start
+        result["train_sps"] = (source.steps - steps_before) / elapsed
+
+    per_step = 1 / result["env_sps_1env"] + 1 / result["act_per_s"]
+    per_step += (1 / result["update_per_s"] + 1 / result["sample_per_s"]) / config.train_frequency
+    result["expected_sps"] = 1 / per_step
+    result["overhead"] = result["expected_sps"] / result["train_sps"] - 1
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+
+
+if __name__ == "__main__":
+    main()
