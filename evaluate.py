@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rlkit.checkpoint import load_checkpoint
-from rlkit.errors import UserError
+from rlkit.errors import UserError, run_command
 from rlkit.rl import agent_from_checkpoint, evaluate_agent
 
 
@@ -55,8 +55,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

@@ -16,7 +16,7 @@ from rlkit.agents import AGENTS, get_agent_spec
 from rlkit.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from rlkit.config import add_config_flags, apply_flags, config_from_dict
 from rlkit.envs import resolve_env
-from rlkit.errors import UserError
+from rlkit.errors import UserError, run_command
 from rlkit.rl import RunSettings, make_training_run
 
 DEFAULT_TOTAL_STEPS = {"atari": 10_000_000, "mujoco": 1_000_000, "other": 100_000}
@@ -103,8 +103,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

@@ -47,7 +47,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> 
             continue
         hint = hints[field.name]
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        help_text = f"{docs.get(field.name, '')} (default: {default})"
+        help_text = f"{docs.get(field.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help
         kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": field.name}
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
