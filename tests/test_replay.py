@@ -53,8 +53,9 @@ class FakeVecEnv:
     ``games`` scripts (length, "term" | "trunc") per env; once a script runs out the game never ends.
     """
 
-    def __init__(self, num_envs=1, k=K, seed=0, max_len=12, vector=False, games=None):
+    def __init__(self, num_envs=1, k=K, seed=0, max_len=12, vector=False, games=None, padding="zero"):
         self.num_envs, self.k, self.max_len, self.vector = num_envs, k, max_len, vector
+        self.padding = padding  # "zero" (ale-py) or "repeat" (gymnasium's default: copies of the first frame)
         self.rng = np.random.default_rng(seed)
         self.scripts = [list(s) for s in games] if games is not None else None
         self.game, self.t = [0] * num_envs, [0] * num_envs
@@ -78,8 +79,8 @@ class FakeVecEnv:
         """The observation of env ``e`` at step ``t`` of game ``g``."""
         if self.vector:
             return np.array([e + 1, g + 0.5, t + 0.25], dtype=np.float32)
-        zero = np.zeros(FRAME_SHAPE, np.uint8)
-        return np.stack([frame(e, g, i) if i >= 0 else zero for i in range(t - self.k + 1, t + 1)])
+        pad = np.zeros(FRAME_SHAPE, np.uint8) if self.padding == "zero" else frame(e, g, 0)
+        return np.stack([frame(e, g, i) if i >= 0 else pad for i in range(t - self.k + 1, t + 1)])
 
     def step(self, actions=None, rewards=None):
         """One step of every env, as the arguments of ``ReplayBuffer.add``."""
@@ -110,8 +111,9 @@ class FakeVecEnv:
 
 
 class SlotModel:
-    """Which transitions the documented layout keeps: per env ring of ``slots`` frames; a new game pushes its ``k``
-    frames, every step then pushes its next frame; a transition survives while its ``k`` stack frames do."""
+    """Which transitions the documented layout keeps: per env ring of ``slots`` frames; a new game (zero-padded by
+    FakeStackEnv) pushes only its newest frame, every step then pushes its next frame; a transition survives while
+    the ``k`` slots its stack is read from do."""
 
     def __init__(self, num_envs, slots, k):
         self.slots, self.k = slots, k
@@ -121,7 +123,7 @@ class SlotModel:
     def record(self, tr: Transition):
         e = tr.env
         if tr.t == 0:
-            self.pushes[e] += self.k
+            self.pushes[e] += 1
         self.where[tr.id] = (e, self.pushes[e] - 1)
         self.pushes[e] += 1
 
@@ -206,6 +208,22 @@ def test_frame_stacks_rebuild_exactly_what_the_env_returned():
     assert any(tr.t == 0 and (tr.terminated or tr.truncated) for tr in added)  # one-step games
 
 
+def test_non_zero_padding_is_stored_and_rebuilt_exactly():
+    """When a game's first stack is padded with copies of its first frame (not zeros), the padding is stored as
+    history slots and rebuilt exactly, also after the ring wraps; no stack mixes two games."""
+    env = FakeVecEnv(seed=4, padding="repeat")
+    buf = atari_like(60, seed=4)
+    for _ in range(20):
+        fill(buf, env, 25)
+        batch = buf.sample(256)
+        added = assert_matches_added(batch, env.by_id)
+        for obs, tr in zip(batch.obs.numpy(), added):
+            assert {frame_game(f) for f in obs} == {tr.game}
+            if tr.t == 0:
+                assert all(np.array_equal(f, obs[-1]) for f in obs)
+    assert any(tr.t == 0 for tr in added)
+
+
 def test_ring_wrap_keeps_only_recent_transitions_intact():
     """With capacity 40 and far more steps, len(buf) follows the slot layout exactly, never exceeds capacity, and
     every sample is an intact recent transition."""
@@ -260,11 +278,11 @@ def next_pow2(n: int) -> int:
 
 @pytest.mark.parametrize("options", [{}, {"prioritized": True, "bootstrap_heads": 10}])
 def test_bytes_per_atari_transition(options):
-    """Atari storage: one 84x84 frame + 1 action + 4 reward + 3 flag bytes a slot (7,064 bytes), plus 10 mask bytes
+    """Atari storage: one 84x84 frame + 1 action + 4 reward + 4 flag bytes a slot (7,065 bytes), plus 10 mask bytes
     and the sum tree's 2 * next_pow2(capacity) float64 nodes when asked for; always <= 7,200 bytes."""
     capacity = 100_000
     buf = ReplayBuffer(capacity, (4, 84, 84), np.uint8, (), np.uint8, frame_stack=4, **options)
-    expected = capacity * (84 * 84 + 1 + 4 + 3)
+    expected = capacity * (84 * 84 + 1 + 4 + 4)
     if options:
         assert next_pow2(capacity) == 131_072
         expected += capacity * 10 + 2 * next_pow2(capacity) * 8

@@ -4,12 +4,14 @@ Layout: one ring of *slots* per sub-environment. Slot ``s`` holds the newest fra
 step from it is known, the action, reward and flags of the transition that starts there. The next observation of
 slot ``s`` is slot ``s + 1``, and an observation stack is rebuilt from slots ``s - k + 1 .. s``.
 
-When an observation does not continue the last stored one (the first step of a new game), its whole stack goes in as
-``k`` slots, so a rebuilt stack is always exactly what the env returned: stacks never mix two games, whatever the
-env pads them with. The true last observation of a finished game gets its own slot, so a time-limit truncation
-can bootstrap from it. A slot stops being valid as soon as a write destroys its frame or its history.
+When an observation does not continue the last stored one (the first step of a new game), it starts a new
+sequence: if its older frames are all zero (the padding ale-py and rlkit's gymnasium wrappers use) only its newest
+frame is stored and the slot is marked as a sequence start, so frames before it rebuild as zeros; otherwise its
+whole stack goes in as ``k`` slots. Either way a rebuilt stack is exactly what the env returned and never mixes
+two games. The true last observation of a finished game gets its own slot, so a time-limit truncation can
+bootstrap from it. A slot stops being valid as soon as a write destroys its frame or its history.
 
-For Atari (k = 4, 84x84 frames) that is 7,056 bytes of pixels plus 8 bytes of action, reward and flags per slot;
+For Atari (k = 4, 84x84 frames) that is 7,056 bytes of pixels plus 9 bytes of action, reward and flags per slot;
 SB3 stores both the stack and the next stack (56,448 bytes).
 """
 
@@ -112,6 +114,7 @@ class ReplayBuffer:
         self.terminated = np.zeros(shape, dtype=bool)
         self.truncated = np.zeros(shape, dtype=bool)
         self.valid = np.zeros(shape, dtype=bool)  # a transition starts here and its frames are intact
+        self.seq_start = np.zeros(shape, dtype=bool)  # frames before this slot are not part of its stack
         self.masks = np.zeros(shape + (bootstrap_heads,), dtype=bool) if bootstrap_heads else None
         self.tree = SumTree(num_envs * self.slots) if prioritized else None
         self.max_priority = 1.0
@@ -130,7 +133,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes held by the preallocated storage (every array that grows with capacity)."""
-        arrays = [self.frames, self.actions, self.rewards, self.terminated, self.truncated, self.valid]
+        arrays = [self.frames, self.actions, self.rewards, self.terminated, self.truncated, self.valid, self.seq_start]
         arrays += [self.masks] if self.masks is not None else []
         arrays += [self.tree.nodes] if self.tree is not None else []
         return sum(a.nbytes for a in arrays)
@@ -175,16 +178,17 @@ class ReplayBuffer:
         self.added += self.num_envs
 
     def _push_stack(self, e: int, obs: np.ndarray) -> None:
-        """Start a new sequence: every frame of the observation gets a slot."""
-        if self.frame_stack > 1:
+        """Start a new sequence with ``obs``: zero history is implied by a start mark, any other is stored."""
+        if self.frame_stack == 1 or not obs[:-1].any():
+            self._push_frame(e, obs[-1] if self.frame_stack > 1 else obs, seq_start=True)
+        else:
             for frame in obs:
                 self._push_frame(e, frame)
-        else:
-            self._push_frame(e, obs)
 
-    def _push_frame(self, e: int, frame: np.ndarray) -> None:
+    def _push_frame(self, e: int, frame: np.ndarray, seq_start: bool = False) -> None:
         c = self.cursor[e]
         self.frames[e, c] = frame
+        self.seq_start[e, c] = seq_start
         # Slot c loses its old transition; slots c+1..c+k-1 lose the history their stacks are rebuilt from.
         broken = (c + np.arange(self.frame_stack)) % self.slots
         self.num_valid -= int(np.count_nonzero(self.valid[e, broken]))
@@ -199,8 +203,13 @@ class ReplayBuffer:
         """Observations whose newest frame is at (env, slot), shape (B, *obs_shape)."""
         if self.frame_stack == 1:
             return self.frames[env, slot]
-        slots = (slot[:, None] + np.arange(1 - self.frame_stack, 1)) % self.slots
-        return self.frames[env[:, None], slots]
+        slots = (slot[:, None] + np.arange(1 - self.frame_stack, 1)) % self.slots  # oldest .. newest
+        frames = self.frames[env[:, None], slots]
+        starts = self.seq_start[env[:, None], slots]
+        # A frame older than a sequence start in the same stack is padding: zero.
+        starts_after = np.cumsum(starts[:, ::-1], axis=1)[:, ::-1] - starts
+        frames[starts_after > 0] = 0
+        return frames
 
     def _sample_uniform(self, batch_size: int) -> np.ndarray:
         flat = np.empty(batch_size, dtype=np.int64)
@@ -280,6 +289,7 @@ class ReplayBuffer:
         state: dict[str, Any] = {
             "frames": self.frames, "actions": self.actions, "rewards": self.rewards,
             "terminated": self.terminated, "truncated": self.truncated, "valid": self.valid,
+            "seq_start": self.seq_start,
             "cursor": self.cursor, "filled": self.filled,
             "scalars": np.array([self.num_valid, self.added], dtype=np.int64),
             "max_priority": np.array(self.max_priority),
@@ -294,7 +304,7 @@ class ReplayBuffer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("frames", "actions", "rewards", "terminated", "truncated", "valid", "cursor", "filled"):
+        for name in ("frames", "actions", "rewards", "terminated", "truncated", "valid", "seq_start", "cursor", "filled"):
             target = getattr(self, name)
             if target.shape != state[name].shape:
                 raise ValueError(f"saved replay '{name}' has shape {state[name].shape}, expected {target.shape}")
