@@ -3,7 +3,10 @@
     python benchmarks/dqn_speed.py --env Breakout --seconds 60
 
 Prints one JSON object. The "expected" rate is what stepping the env, choosing an action and one update every
-``train_frequency`` steps would cost with no loop at all; ``overhead`` is how much slower the loop is than that.
+``train_frequency`` steps would cost with no loop at all, from rates measured apart; ``overhead`` is how much slower
+the loop is than that. Rates measured minutes apart on this VM drift by 15-25%, so the run also times each part
+inside the loop: ``inside_loop_ms_per_step`` splits one training step, and ``loop_own_fraction`` is the share of
+wall time spent in none of them (the loop's bookkeeping, logging, progress, checkpoint at the end).
 Epsilon is held at 0.01 (the end of the schedule), as in the Stable-Baselines3 measurement in shared/MACHINE.md.
 """
 
@@ -50,6 +53,19 @@ def timed(fn, seconds: float) -> float:
     return calls / (time.perf_counter() - start)
 
 
+def _timing(fn, spent: dict[str, float], name: str):
+    """``fn``, adding its wall time to ``spent[name]``."""
+
+    def timed_call(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+
+    return timed_call
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Breakout")
@@ -93,15 +109,22 @@ def main() -> None:
             return original_next()
 
         source.next = next_until_deadline
+        spent: dict[str, float] = {}
+        for name, obj, method in (("env", source.env, "step"), ("act", agent, "act"), ("update", agent, "update"),
+                                  ("replay_add", source.buffer, "add"), ("replay_sample", source.buffer, "sample")):
+            setattr(obj, method, _timing(getattr(obj, method), spent, name))
         loop.run()
         elapsed = time.perf_counter() - start
-        result["train_sps"] = (source.steps - steps_before) / elapsed
+        steps = source.steps - steps_before
+        result["train_sps"] = steps / elapsed
+        result["inside_loop_ms_per_step"] = {name: round(1000 * t / steps, 3) for name, t in spent.items()}
+        result["loop_own_fraction"] = 1 - sum(spent.values()) / elapsed
 
     per_step = 1 / result["env_sps_1env"] + 1 / result["act_per_s"]
     per_step += (1 / result["update_per_s"] + 1 / result["sample_per_s"]) / config.train_frequency
     result["expected_sps"] = 1 / per_step
     result["overhead"] = result["expected_sps"] / result["train_sps"] - 1
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
 
 
 if __name__ == "__main__":
