@@ -153,3 +153,25 @@ def test_help_lists_config_fields():
     assert result.returncode == 0
     assert "--learning-rate" in result.stdout and "Adam learning rate" in result.stdout
     assert "--double, --no-double" in result.stdout
+
+
+@pytest.mark.parametrize("agent, extra", [
+    ("double-dqn", ["--num-envs", "4"]),
+    ("dueling-dqn", ["--prioritized", "--n-step", "3"]),
+    ("bootstrapped-dqn", ["--num-heads", "4", "--bootstrap-prob", "0.5"]),
+])
+def test_every_dqn_variant_and_option_trains_and_evaluates(tmp_path, agent, extra):
+    """Each agent name and the replay options run through the CLI and the result evaluates."""
+    run = tmp_path / "run"
+    args = [*CARTPOLE, "--total-steps", "1200", "--run-dir", str(run), "--eval-episodes", "0", *extra]
+    args[args.index("dqn")] = agent
+    train.main(args)
+    checkpoint = load_checkpoint(run)
+    assert checkpoint["agent"] == agent and checkpoint["learner"]["counters"]["updates"] > 0
+    assert evaluate.main([str(run), "--episodes", "2", "--json"])["episodes"] == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_gpu_is_a_clear_error():
+    result = run_cli("train.py", *CARTPOLE, "--device", "cuda", "--total-steps", "100")
+    assert result.returncode == 2 and "no CUDA GPU" in result.stderr and "Traceback" not in result.stderr
