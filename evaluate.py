@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, default=10, help="games to play (default: 10)")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs (default: 12345)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="sample actions from the policy instead of taking its mode (mean or argmax)")
     parser.add_argument("--video", type=Path, metavar="FILE.mp4", help="also record one game to this MP4 file")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return parser
@@ -35,7 +37,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
     checkpoint = load_checkpoint(args.path)
     agent, settings = agent_from_checkpoint(checkpoint, args.device)
-    returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions)
+    deterministic = not args.stochastic
+    returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions,
+                             deterministic=deterministic)
     result = {
         "agent": settings.agent, "env": settings.env, "steps": checkpoint["loop"]["steps"],
         "episodes": len(returns), "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
@@ -43,7 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.video is not None:
         result["video"] = str(args.video)
-        result["video_return"] = evaluate_agent(agent, settings.env, 1, args.seed, settings.sticky_actions, args.video)[0]
+        result["video_return"] = evaluate_agent(agent, settings.env, 1, args.seed, settings.sticky_actions, args.video,
+                                                deterministic=deterministic)[0]
     if args.json:
         print(json.dumps(result))
     else:

@@ -32,7 +32,8 @@ def build_parser(agent: str | None) -> argparse.ArgumentParser:
     run.add_argument("--env", help="short name (Breakout, CartPole, HalfCheetah) or a gymnasium id")
     run.add_argument("--total-steps", type=int, help="env steps to train for (default: 10M Atari, 1M MuJoCo, 100k other)")
     run.add_argument("--seed", type=int, default=1, help="seeds the agent, replay and envs (default: 1)")
-    run.add_argument("--num-envs", type=int, default=1, help="sub-environments stepped together (default: 1)")
+    run.add_argument("--num-envs", type=int,
+                     help="sub-environments stepped together (default: the agent's preset, e.g. 8 for PPO on Atari)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto: a GPU if there is one)")
     run.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/ENV__AGENT__SEED__TIME)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         config = apply_flags(spec.preset(family), args)
         total = args.total_steps or DEFAULT_TOTAL_STEPS[family]
         settings = RunSettings(
-            agent=args.agent, env=args.env, total_steps=total, seed=args.seed, num_envs=args.num_envs,
+            agent=args.agent, env=args.env, total_steps=total, seed=args.seed,
+            num_envs=args.num_envs or spec.default_num_envs(family),
             device=args.device, sticky_actions=args.sticky_actions,
             eval_interval=args.eval_interval if args.eval_interval is not None else max(total // 10, 1),
             eval_episodes=args.eval_episodes,

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agents import Agent, get_agent_spec
+from rlkit.agents import Agent, PolicyAgent, get_agent_spec
 from rlkit.config import config_from_dict, config_to_dict
 from rlkit.envs import make_env
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
-from rlkit.sources import ReplaySource
+from rlkit.sources import ReplaySource, RolloutSource
 
 REPLAY_FILE = "replay.npz"
 
@@ -67,14 +67,15 @@ def evaluate_agent(
     sticky_actions: bool = False,
     video: str | Path | None = None,
     max_envs: int = 16,
+    deterministic: bool = True,
 ) -> list[float]:
-    """Raw returns of ``episodes`` whole games played by ``agent.act(obs, explore=False)``.
+    """Raw returns of ``episodes`` whole games played by ``agent.act(obs, explore=False, deterministic)``.
 
     Each sub-env contributes its first game only, so short games are not over-counted. With ``video``, one game
     is played alone and recorded to that file.
     """
     if video is not None:
-        return [_record_episode(agent, env_name, seed, sticky_actions, Path(video))]
+        return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic)]
     returns: list[float] = []
     while len(returns) < episodes:
         n = min(max_envs, episodes - len(returns))
@@ -82,7 +83,7 @@ def evaluate_agent(
         obs, _ = env.reset()
         result = np.full(n, np.nan)
         while np.isnan(result).any():
-            obs, _, _, _, info = env.step(agent.act(obs, explore=False))
+            obs, _, _, _, info = env.step(agent.act(obs, explore=False, deterministic=deterministic))
             first = info["episode_done"] & np.isnan(result)
             result[first] = info["episode_return"][first]
         env.close()
@@ -90,7 +91,8 @@ def evaluate_agent(
     return returns
 
 
-def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool, path: Path) -> float:
+def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool, path: Path,
+                    deterministic: bool) -> float:
     from rlkit.video import VideoWriter
 
     env = make_env(env_name, 1, seed=seed, training=False, sticky_actions=sticky_actions, render=True)
@@ -98,7 +100,7 @@ def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool
     with VideoWriter(path, fps=env.metadata.get("render_fps") or 30) as writer:
         writer.write(env.render()[0])
         while True:
-            obs, _, _, _, info = env.step(agent.act(obs, explore=False))
+            obs, _, _, _, info = env.step(agent.act(obs, explore=False, deterministic=deterministic))
             if info["episode_done"][0]:
                 env.close()
                 return float(info["episode_return"][0])
@@ -117,9 +119,13 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
     env = make_env(settings.env, settings.num_envs, seed=settings.seed, sticky_actions=settings.sticky_actions)
     agent = build_agent(settings.agent, config, env.single_observation_space, env.single_action_space, device,
                         settings.total_steps, settings.seed)
-    buffer = agent.replay_buffer(settings.num_envs, frame_stack_of(env), seed=settings.seed)
-    source = ReplaySource(env, agent, buffer, config.batch_size, config.learning_starts,
-                          config.train_frequency, config.gradient_steps)
+    if isinstance(agent, PolicyAgent):
+        buffer = agent.rollout_buffer(settings.num_envs)
+        source = RolloutSource(env, agent, buffer)
+    else:
+        buffer = agent.replay_buffer(settings.num_envs, frame_stack_of(env), seed=settings.seed)
+        source = ReplaySource(env, agent, buffer, config.batch_size, config.learning_starts,
+                              config.train_frequency, config.gradient_steps)
 
     header = {
         "kind": "agent",
@@ -135,7 +141,7 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
         return {"eval/mean_return": float(np.mean(returns)), "eval/std_return": float(np.std(returns))}
 
     def save_replay(directory: Path) -> None:
-        if settings.save_buffer:
+        if settings.save_buffer and isinstance(source, ReplaySource):
             buffer.save(str(directory / REPLAY_FILE))
 
     loop = Loop(
@@ -146,7 +152,7 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
     )
     if resume is not None:
         loop.restore(resume)
-        if (run_dir / REPLAY_FILE).exists():
+        if (run_dir / REPLAY_FILE).exists() and isinstance(source, ReplaySource):
             buffer.load(str(run_dir / REPLAY_FILE))
         # The env's internal state is not in the checkpoint: start fresh games with a seed tied to the step.
         source.reset(seed=settings.seed + source.steps)

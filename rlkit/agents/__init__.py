@@ -8,8 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rlkit.agents import a2c, ppo, reinforce
+from rlkit.agents.a2c import A2C, A2CConfig
 from rlkit.agents.base import Agent
 from rlkit.agents.dqn import DQN, VARIANTS as DQN_VARIANTS, DQNConfig
+from rlkit.agents.policy_gradient import PolicyAgent
+from rlkit.agents.ppo import PPO, PPOConfig
+from rlkit.agents.reinforce import REINFORCE, REINFORCEConfig
 from rlkit.errors import UserError
 
 
@@ -22,6 +27,11 @@ class AgentSpec:
     preset: Callable[[str], Any]
     """env family (``atari``, ``mujoco``, ``other``) -> config with the published defaults for it."""
     help: str
+    num_envs: dict[str, int] | None = None
+    """env family -> sub-environments by default (1 where not given)."""
+
+    def default_num_envs(self, family: str) -> int:
+        return (self.num_envs or {}).get(family, 1)
 
 
 def _dqn_spec(name: str, help: str) -> AgentSpec:
@@ -35,6 +45,13 @@ AGENTS: dict[str, AgentSpec] = {
         _dqn_spec("double-dqn", "DQN with double Q-learning targets (van Hasselt et al. 2016)"),
         _dqn_spec("dueling-dqn", "Double DQN with a dueling head (Wang et al. 2016)"),
         _dqn_spec("bootstrapped-dqn", "Bootstrapped DQN, K heads with masks (Osband et al. 2016)"),
+        AgentSpec("reinforce", REINFORCE, REINFORCEConfig.preset,
+                  "Monte Carlo policy gradient with reward-to-go and a learned baseline (Williams 1992)",
+                  reinforce.NUM_ENVS),
+        AgentSpec("a2c", A2C, A2CConfig.preset, "synchronous advantage actor-critic with GAE (Mnih et al. 2016)",
+                  a2c.NUM_ENVS),
+        AgentSpec("ppo", PPO, PPOConfig.preset, "proximal policy optimization, clipped (Schulman et al. 2017)",
+                  ppo.NUM_ENVS),
     )
 }
 
@@ -48,4 +65,7 @@ def get_agent_spec(name: str) -> AgentSpec:
     raise UserError(f"unknown agent {name!r}: {hint}")
 
 
-__all__ = ["Agent", "AgentSpec", "AGENTS", "DQN", "DQNConfig", "get_agent_spec"]
+__all__ = [
+    "Agent", "AgentSpec", "AGENTS", "get_agent_spec", "PolicyAgent",
+    "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "PPO", "PPOConfig",
+]

@@ -35,16 +35,20 @@ class Agent(ABC):
         """Raise a :class:`UserError` naming the problem if this agent cannot act in ``action_space``."""
         if not isinstance(action_space, cls.action_spaces):
             wanted = " or ".join(space.__name__ for space in cls.action_spaces)
+            from rlkit.agents import AGENTS  # the registry imports this module
+
+            fitting = [name for name, spec in AGENTS.items() if isinstance(action_space, spec.agent_class.action_spaces)]
             raise UserError(
                 f"{cls.__name__} needs a {wanted} action space but this env has {action_space}: "
-                f"choose an agent for {type(action_space).__name__} actions"
+                f"use an agent for {type(action_space).__name__} actions ({', '.join(fitting) or 'none yet'})"
             )
         if not isinstance(obs_space, gym.spaces.Box):
             raise UserError(f"{cls.__name__} needs array observations (a Box space), this env has {obs_space}")
 
     @abstractmethod
-    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Actions for a batch of observations; ``explore`` selects the behaviour policy used in training."""
+    def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations. ``explore`` selects the behaviour policy used in training;
+        otherwise ``deterministic`` picks the evaluation policy's mode (``False``: sample from it)."""
 
     @abstractmethod
     def update(self, batch: Any) -> dict[str, float]:

@@ -158,7 +158,9 @@ class DQN(Agent):
                 self.active_heads = self.rng.integers(0, self.config.num_heads, len(mask))
             self.active_heads[mask] = self.rng.integers(0, self.config.num_heads, int(mask.sum()))
 
-    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
+        """Epsilon-greedy: the schedule's epsilon with ``explore``, else ``eval_epsilon`` (``deterministic`` has no
+        further effect: a Q-learner's evaluation policy is its epsilon-greedy one)."""
         n = len(obs)
         epsilon = self.epsilon if explore else self.config.eval_epsilon
         if explore:

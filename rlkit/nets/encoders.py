@@ -59,12 +59,16 @@ class NatureCNN(nn.Module):
 
 
 def make_encoder(
-    obs_shape: Sequence[int], kind: str = "auto", hidden: Sequence[int] = (256, 256), cnn_features: int = 512
+    obs_shape: Sequence[int],
+    kind: str = "auto",
+    hidden: Sequence[int] = (256, 256),
+    cnn_features: int = 512,
+    activation: type[nn.Module] = nn.ReLU,
 ) -> nn.Module:
     """An encoder for observations of ``obs_shape``.
 
     ``kind``: ``nature-cnn`` for image stacks (C, H, W), ``mlp`` for vectors, ``auto`` picks by rank.
-    ``hidden`` sizes the MLP; ``cnn_features`` the CNN's last layer (0: convolutions only).
+    ``hidden`` and ``activation`` shape the MLP; ``cnn_features`` sizes the CNN's last layer (0: convolutions only).
     """
     if kind == "auto":
         kind = "nature-cnn" if len(obs_shape) == 3 else "mlp"
@@ -73,5 +77,5 @@ def make_encoder(
             raise ValueError(f"nature-cnn needs (C, H, W) observations, got shape {tuple(obs_shape)}")
         return NatureCNN(*obs_shape, features=cnn_features)
     if kind == "mlp":
-        return MLP(int(torch.Size(obs_shape).numel()), hidden)
+        return MLP(int(torch.Size(obs_shape).numel()), hidden, activation)
     raise ValueError(f"unknown encoder {kind!r}: use auto, nature-cnn or mlp")

@@ -1,0 +1,182 @@
+"""What the policy-gradient agents share: an actor-critic network, observation normalization, acting, the rollout
+they learn from, and saving. Each algorithm (REINFORCE, A2C, PPO, TRPO) adds its config and its ``update``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlkit.agents.base import Agent
+from rlkit.buffers.rollout import RolloutBuffer
+from rlkit.nets import ActorCritic, RunningMeanStd
+
+
+@dataclass
+class PolicyGradientConfig:
+    """Fields every policy-gradient agent has."""
+
+    num_steps: int = 128
+    """Steps collected per sub-env before each update (the rollout is num_steps x num_envs)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda: 0 is one-step TD, 1 is the Monte Carlo return."""
+    learning_rate: float = 3e-4
+    """Optimizer learning rate."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over the run."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this (0 disables)."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight (when actor and critic share one loss)."""
+    normalize_advantage: bool = True
+    """Standardize advantages (per minibatch)."""
+    normalize_obs: bool = False
+    """Standardize observations with running statistics (saved in the checkpoint, used in evaluation)."""
+    normalize_reward: bool = False
+    """Scale training rewards by the running std of the discounted return (evaluation reports raw rewards)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """MLP widths for vector observations (image stacks use the Nature CNN)."""
+    activation: str = "tanh"
+    """MLP activation: tanh or relu."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of a Gaussian policy."""
+    adam_eps: float = 1e-5
+    """Adam epsilon."""
+
+
+class PolicyStep(NamedTuple):
+    """What acting in training produces, for the rollout."""
+
+    obs: torch.Tensor
+    """Observations as the network saw them (normalized when normalize_obs)."""
+    actions: torch.Tensor
+    """Sampled actions (unclipped, so their log-probs are exact)."""
+    env_actions: np.ndarray
+    """Actions sent to the env (clipped to a Box's bounds)."""
+    log_probs: torch.Tensor
+    values: torch.Tensor
+
+
+class PolicyAgent(Agent):
+    """Shared machinery of the policy-gradient agents. Subclasses define ``update`` and optimizers."""
+
+    action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
+    mask_unfinished_episodes = False
+    """REINFORCE: steps of episodes still running at the end of a rollout have no Monte Carlo return yet."""
+
+    def __init__(
+        self,
+        config: PolicyGradientConfig,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        device: str | torch.device = "cpu",
+        total_steps: int = 1_000_000,
+        seed: int | None = None,
+        shared: bool | None = None,
+    ):
+        super().__init__(config, obs_space, action_space, device)
+        images = len(obs_space.shape) == 3
+        self.net = ActorCritic(obs_space.shape, action_space, config.hidden, config.activation,
+                               shared=images if shared is None else shared,
+                               log_std_init=config.log_std_init).to(self.device)
+        self.obs_norm = RunningMeanStd(obs_space.shape).to(self.device) if config.normalize_obs else None
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        if self.continuous:
+            self.action_low = np.asarray(action_space.low, dtype=np.float32)
+            self.action_high = np.asarray(action_space.high, dtype=np.float32)
+        self.total_steps = total_steps
+        self.env_steps = 0
+        self.updates = 0
+        self.generator = torch.Generator().manual_seed(seed if seed is not None else 0)  # minibatch shuffling
+
+    # ------------------------------------------------------------------ acting
+    def _observe(self, obs: np.ndarray | torch.Tensor, update_stats: bool) -> torch.Tensor:
+        x = torch.as_tensor(obs, device=self.device)
+        if self.obs_norm is None:
+            return x if x.dtype == torch.uint8 else x.float()
+        if update_stats:
+            self.obs_norm.update(x)
+        return self.obs_norm(x.float()).float()
+
+    def _to_env(self, actions: torch.Tensor) -> np.ndarray:
+        actions = actions.cpu().numpy()
+        return np.clip(actions, self.action_low, self.action_high) if self.continuous else actions
+
+    @torch.no_grad()
+    def policy_step(self, obs: np.ndarray) -> PolicyStep:
+        """Sample actions for training; updates observation statistics and the step counter."""
+        self.env_steps += len(obs)
+        x = self._observe(obs, update_stats=True)
+        dist, values = self.net(x)
+        actions = dist.sample()
+        return PolicyStep(x, actions, self._to_env(actions), dist.log_prob(actions), values)
+
+    @torch.no_grad()
+    def value_of(self, obs: np.ndarray) -> torch.Tensor:
+        """V(s) of raw observations (for bootstrapping at time limits); statistics stay as they are."""
+        return self.net.value(self._observe(obs, update_stats=False))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
+        """``explore``: sample as in training. Otherwise the mode (mean or argmax), or a sample when not
+        ``deterministic``; evaluation never changes the normalization statistics."""
+        if explore:
+            return self.policy_step(obs).env_actions
+        dist = self.net.distribution(self._observe(obs, update_stats=False))
+        return self._to_env(dist.mode if deterministic else dist.sample())
+
+    # ------------------------------------------------------------------ learning
+    def rollout_buffer(self, num_envs: int) -> RolloutBuffer:
+        """The (num_steps x num_envs) storage this configuration asks for."""
+        obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 and self.obs_norm is None else torch.float32
+        action_shape = self.action_space.shape if self.continuous else ()
+        action_dtype = torch.float32 if self.continuous else torch.int64
+        return RolloutBuffer(self.config.num_steps, num_envs, self.obs_space.shape, action_shape, obs_dtype,
+                             action_dtype, self.device)
+
+    def anneal_learning_rate(self, *optimizers: torch.optim.Optimizer) -> float:
+        """Set the learning rate for the coming update (linear decay to 0 over the run when anneal_lr)."""
+        lr = self.config.learning_rate
+        if self.config.anneal_lr:
+            lr *= max(0.0, 1.0 - self.env_steps / self.total_steps)
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return lr
+
+    @staticmethod
+    def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+        """1 - Var(returns - values) / Var(returns): 1 is a perfect critic, 0 no better than a constant."""
+        var = returns.var()
+        return float("nan") if var == 0 else float(1 - (returns - values).var() / var)
+
+    # ------------------------------------------------------------------ saving
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimizers, saved with the agent."""
+        return {"optimizer": self.optimizer}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "obs_norm": self.obs_norm.state_dict() if self.obs_norm is not None else None,
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
+            "counters": {"env_steps": self.env_steps, "updates": self.updates},
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        if self.obs_norm is not None:
+            self.obs_norm.load_state_dict(state["obs_norm"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.env_steps = state["counters"]["env_steps"]
+        self.updates = state["counters"]["updates"]
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,77 @@
+"""REINFORCE (Williams 1992): Monte Carlo policy gradient with reward-to-go and an optional learned baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rlkit.agents.base import make_adam, optimizer_step
+from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.buffers.rollout import RolloutBatch
+
+
+@dataclass
+class REINFORCEConfig(PolicyGradientConfig):
+    """REINFORCE hyperparameters. The rollout is cut into whole episodes: steps of an episode still running when
+    the rollout ends do not count (their return is not known yet)."""
+
+    num_steps: int = 1000
+    """Steps collected per sub-env before each update."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (policy and baseline)."""
+    gae_lambda: float = 1.0
+    """Kept at 1: the Monte Carlo return (reward-to-go)."""
+    baseline: bool = True
+    """Subtract a learned state-value baseline V(s) from the return (fitted by regression on the returns)."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over the run."""
+    max_grad_norm: float = 0.0
+    """Clip the global gradient norm to this (0 disables)."""
+
+    @classmethod
+    def preset(cls, family: str) -> "REINFORCEConfig":
+        return cls(normalize_obs=family == "mujoco")
+
+
+NUM_ENVS = {"atari": 8, "mujoco": 4, "other": 4}
+
+
+class REINFORCE(PolicyAgent):
+    """``grad J = E[sum_t grad log pi(a_t|s_t) (G_t - b(s_t))]`` with ``G_t`` the discounted reward-to-go."""
+
+    config_class = REINFORCEConfig
+    mask_unfinished_episodes = True
+
+    def __init__(self, config: REINFORCEConfig, obs_space, action_space, device="cpu", total_steps=1_000_000,
+                 seed=None):
+        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False)
+        self.optimizer = make_adam(self.net.parameters(), config.learning_rate, self.device, eps=config.adam_eps)
+
+    def policy_step(self, obs):
+        step = super().policy_step(obs)
+        # Without a baseline the "values" are 0, so GAE with lambda = 1 gives advantages = returns = G_t.
+        return step if self.config.baseline else step._replace(values=torch.zeros_like(step.values))
+
+    def update(self, rollout: RolloutBatch) -> dict[str, float]:
+        c = self.config
+        lr = self.anneal_learning_rate(self.optimizer)
+        weights = rollout.weights  # 0 for steps whose episode had not ended
+        count = weights.sum().clamp(min=1.0)
+        dist = self.net.distribution(rollout.obs)
+        advantages = rollout.advantages
+        if c.normalize_advantage:
+            mean = (advantages * weights).sum() / count
+            std = (((advantages - mean) ** 2 * weights).sum() / count).sqrt()
+            advantages = (advantages - mean) / (std + 1e-8)
+        policy_loss = -(weights * dist.log_prob(rollout.actions) * advantages).sum() / count
+        loss = policy_loss - c.ent_coef * (weights * dist.entropy()).sum() / count
+        metrics = {"losses/policy_loss": policy_loss.item(), "charts/learning_rate": lr,
+                   "charts/counted_steps": float(count)}
+        if c.baseline:
+            value_loss = (weights * (self.net.value(rollout.obs) - rollout.returns).pow(2)).sum() / count
+            loss = loss + c.vf_coef * value_loss
+            metrics["losses/value_loss"] = value_loss.item()
+        metrics["losses/grad_norm"] = optimizer_step(self.optimizer, loss, self.net.parameters(), c.max_grad_norm)
+        self.updates += 1
+        return metrics

@@ -1,0 +1,180 @@
+"""Policy and value heads, their action distributions, and the actor-critic network built from them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+from rlkit.nets.encoders import make_encoder
+
+
+class DiagGaussian:
+    """A Gaussian with diagonal covariance over the last axis: ``mean`` (B, A), ``log_std`` broadcastable to it."""
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
+        self.mean = mean
+        self.log_std = log_std.expand_as(mean)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.log_std.exp()
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def sample(self) -> torch.Tensor:
+        return self.mean + self.std * torch.randn_like(self.mean)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        """Summed over action dimensions: (B,)."""
+        z = (actions - self.mean) / self.std
+        return (-0.5 * z.pow(2) - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum(-1)
+
+    def kl(self, other: "DiagGaussian") -> torch.Tensor:
+        """KL(self || other), (B,)."""
+        var_ratio = (self.log_std - other.log_std).mul(2).exp()
+        mean_term = ((self.mean - other.mean) / other.std).pow(2)
+        return 0.5 * (var_ratio + mean_term - 1.0 - var_ratio.log()).sum(-1)
+
+
+def kl_divergence(p: DiagGaussian | Categorical, q: DiagGaussian | Categorical) -> torch.Tensor:
+    """KL(p || q) per row, for either kind of action distribution."""
+    if isinstance(p, DiagGaussian):
+        return p.kl(q)
+    return torch.distributions.kl_divergence(p, q)
+
+
+class CategoricalHead(nn.Module):
+    """Features -> a categorical distribution over ``n_actions``."""
+
+    def __init__(self, in_features: int, n_actions: int):
+        super().__init__()
+        self.logits = nn.Linear(in_features, n_actions)
+
+    def forward(self, features: torch.Tensor) -> Categorical:
+        return Categorical(logits=self.logits(features))
+
+
+class GaussianHead(nn.Module):
+    """Features -> a diagonal Gaussian whose log std is a learned parameter independent of the state."""
+
+    def __init__(self, in_features: int, action_dim: int, log_std_init: float = 0.0):
+        super().__init__()
+        self.mean = nn.Linear(in_features, action_dim)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+
+    def forward(self, features: torch.Tensor) -> DiagGaussian:
+        return DiagGaussian(self.mean(features), self.log_std)
+
+
+class ValueHead(nn.Module):
+    """Features -> V(s), shape (B,)."""
+
+    def __init__(self, in_features: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features).squeeze(-1)
+
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+class ActorCritic(nn.Module):
+    """A policy and a value function, sharing one torso or each with its own.
+
+    Args:
+        obs_shape: one observation; (C, H, W) stacks get the Nature CNN, vectors an MLP.
+        action_space: Discrete -> categorical policy, Box -> Gaussian policy.
+        hidden, activation: MLP widths and activation (``tanh`` or ``relu``).
+        shared: one torso for both heads (the usual choice for images) or two (the usual choice for MuJoCo).
+        log_std_init: initial log std of a Gaussian policy.
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        action_space: gym.Space,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        shared: bool = False,
+        log_std_init: float = 0.0,
+    ):
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.actor_torso = make_encoder(obs_shape, hidden=hidden, activation=act)
+        self.critic_torso = self.actor_torso if shared else make_encoder(obs_shape, hidden=hidden, activation=act)
+        width = self.actor_torso.out_features
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.policy_head: nn.Module = CategoricalHead(width, int(action_space.n))
+        else:
+            self.policy_head = GaussianHead(width, int(math.prod(action_space.shape)), log_std_init)
+        self.value_head = ValueHead(width)
+        self.shared = shared
+        self._orthogonal_init()
+
+    def _orthogonal_init(self) -> None:
+        """Orthogonal weights, zero biases; small policy outputs so the first policy is near uniform (as in
+        the PPO implementations of OpenAI baselines, SB3 and CleanRL)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.orthogonal_(module.weight, math.sqrt(2))
+                nn.init.zeros_(module.bias)
+        last = self.policy_head.logits if isinstance(self.policy_head, CategoricalHead) else self.policy_head.mean
+        nn.init.orthogonal_(last.weight, 0.01)
+        nn.init.orthogonal_(self.value_head.linear.weight, 1.0)
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return list(self.actor_torso.parameters()) + list(self.policy_head.parameters())
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        shared = {id(p) for p in self.actor_torso.parameters()} if self.shared else set()
+        own = [p for p in self.critic_torso.parameters() if id(p) not in shared]
+        return own + list(self.value_head.parameters())
+
+    def distribution(self, obs: torch.Tensor) -> DiagGaussian | Categorical:
+        return self.policy_head(self.actor_torso(obs))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value_head(self.critic_torso(obs))
+
+    def forward(self, obs: torch.Tensor) -> tuple[DiagGaussian | Categorical, torch.Tensor]:
+        if self.shared:
+            features = self.actor_torso(obs)
+            return self.policy_head(features), self.value_head(features)
+        return self.distribution(obs), self.value(obs)
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of a stream of batches (Chan et al.'s parallel update), kept as buffers so they
+    travel in ``state_dict``. ``forward`` standardizes and clips."""
+
+    def __init__(self, shape: Sequence[int] = (), clip: float = 10.0, epsilon: float = 1e-8):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(tuple(shape), dtype=torch.float64))
+        self.register_buffer("var", torch.ones(tuple(shape), dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+        self.clip, self.epsilon = clip, epsilon
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        batch = batch.to(self.mean.device, torch.float64).reshape(-1, *self.mean.shape)
+        batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var.copy_((self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total) / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scaled = (x - self.mean.to(x.dtype)) / torch.sqrt(self.var.to(x.dtype) + self.epsilon)
+        return scaled.clamp(-self.clip, self.clip)
