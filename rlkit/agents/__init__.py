@@ -8,13 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlkit.agents import a2c, ppo, reinforce
+from rlkit.agents import a2c, ppo, reinforce, trpo
 from rlkit.agents.a2c import A2C, A2CConfig
 from rlkit.agents.base import Agent
 from rlkit.agents.dqn import DQN, VARIANTS as DQN_VARIANTS, DQNConfig
 from rlkit.agents.policy_gradient import PolicyAgent
 from rlkit.agents.ppo import PPO, PPOConfig
 from rlkit.agents.reinforce import REINFORCE, REINFORCEConfig
+from rlkit.agents.trpo import TRPO, TRPOConfig
 from rlkit.errors import UserError
 
 
@@ -52,6 +53,8 @@ AGENTS: dict[str, AgentSpec] = {
                   a2c.NUM_ENVS),
         AgentSpec("ppo", PPO, PPOConfig.preset, "proximal policy optimization, clipped (Schulman et al. 2017)",
                   ppo.NUM_ENVS),
+        AgentSpec("trpo", TRPO, TRPOConfig.preset, "trust region policy optimization (Schulman et al. 2015)",
+                  trpo.NUM_ENVS),
     )
 }
 
@@ -67,5 +70,5 @@ def get_agent_spec(name: str) -> AgentSpec:
 
 __all__ = [
     "Agent", "AgentSpec", "AGENTS", "get_agent_spec", "PolicyAgent",
-    "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "PPO", "PPOConfig",
+    "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "PPO", "PPOConfig", "TRPO", "TRPOConfig",
 ]
