@@ -53,6 +53,11 @@ class REINFORCE(PolicyAgent):
         # Without a baseline the "values" are 0, so GAE with lambda = 1 gives advantages = returns = G_t.
         return step if self.config.baseline else step._replace(values=torch.zeros_like(step.values))
 
+    def value_of(self, obs):
+        # Without a baseline the critic is never trained: no bootstrap from it at time limits either.
+        values = super().value_of(obs)
+        return values if self.config.baseline else torch.zeros_like(values)
+
     def update(self, rollout: RolloutBatch) -> dict[str, float]:
         c = self.config
         lr = self.anneal_learning_rate(self.optimizer)

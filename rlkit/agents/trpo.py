@@ -13,7 +13,7 @@ import torch
 from rlkit.agents.base import make_adam, optimizer_step
 from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
-from rlkit.nets import kl_divergence
+from rlkit.nets import DiagGaussian, kl_divergence
 
 
 @dataclass
@@ -98,6 +98,10 @@ class TRPO(PolicyAgent):
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         with torch.no_grad():
             old_dist = self.net.distribution(obs)
+        if isinstance(old_dist, DiagGaussian):
+            # Its log_std is a view of the live parameter: freeze a copy, or the line search's KL would compare
+            # each candidate's log std with itself.
+            old_dist = DiagGaussian(old_dist.mean, old_dist.log_std.clone())
 
         def surrogate(dist) -> torch.Tensor:
             """E[pi(a|s) / pi_old(a|s) A]: the objective whose gradient at pi_old is the policy gradient."""

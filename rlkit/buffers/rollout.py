@@ -35,8 +35,9 @@ def gae(
     """
     terminated, truncated = terminated.float(), truncated.float()
     next_values = torch.cat([values[1:], last_values[None]], dim=0)
-    if final_values is not None:
-        next_values = torch.where(truncated.bool(), final_values, next_values)
+    if final_values is None:  # never values[t + 1] after a truncation: that is the next episode's first obs
+        final_values = torch.zeros_like(values)
+    next_values = torch.where(truncated.bool(), final_values, next_values)
     next_values = next_values * (1.0 - terminated)
     episode_goes_on = 1.0 - torch.maximum(terminated, truncated)
     deltas = rewards + gamma * next_values - values
