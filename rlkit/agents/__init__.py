@@ -11,10 +11,12 @@ from typing import Any
 from rlkit.agents import a2c, ppo, reinforce, trpo
 from rlkit.agents.a2c import A2C, A2CConfig
 from rlkit.agents.base import Agent
+from rlkit.agents.ddpg import DDPG, VARIANTS as DDPG_VARIANTS, DDPGConfig
 from rlkit.agents.dqn import DQN, VARIANTS as DQN_VARIANTS, DQNConfig
 from rlkit.agents.policy_gradient import PolicyAgent
 from rlkit.agents.ppo import PPO, PPOConfig
 from rlkit.agents.reinforce import REINFORCE, REINFORCEConfig
+from rlkit.agents.sac import SAC, SACConfig
 from rlkit.agents.trpo import TRPO, TRPOConfig
 from rlkit.errors import UserError
 
@@ -39,6 +41,11 @@ def _dqn_spec(name: str, help: str) -> AgentSpec:
     return AgentSpec(name, DQN, lambda family: dataclasses.replace(DQNConfig.preset(family), **DQN_VARIANTS[name]), help)
 
 
+def _ddpg_spec(name: str, help: str) -> AgentSpec:
+    return AgentSpec(name, DDPG, lambda family: dataclasses.replace(DDPGConfig.preset(family), **DDPG_VARIANTS[name]),
+                     help)
+
+
 AGENTS: dict[str, AgentSpec] = {
     spec.name: spec
     for spec in (
@@ -55,6 +62,9 @@ AGENTS: dict[str, AgentSpec] = {
                   ppo.NUM_ENVS),
         AgentSpec("trpo", TRPO, TRPOConfig.preset, "trust region policy optimization (Schulman et al. 2015)",
                   trpo.NUM_ENVS),
+        _ddpg_spec("ddpg", "deep deterministic policy gradient (Lillicrap et al. 2016)"),
+        _ddpg_spec("td3", "twin delayed DDPG with target policy smoothing (Fujimoto et al. 2018)"),
+        AgentSpec("sac", SAC, SACConfig.preset, "soft actor-critic with automatic temperature (Haarnoja et al. 2018)"),
     )
 }
 
@@ -71,4 +81,5 @@ def get_agent_spec(name: str) -> AgentSpec:
 __all__ = [
     "Agent", "AgentSpec", "AGENTS", "get_agent_spec", "PolicyAgent",
     "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "PPO", "PPOConfig", "TRPO", "TRPOConfig",
+    "DDPG", "DDPGConfig", "SAC", "SACConfig",
 ]

@@ -78,6 +78,13 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params:
     return float(norm)
 
 
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """``target <- (1 - tau) target + tau online`` for every parameter (a copy when tau = 1)."""
+    target_params, online_params = list(target.parameters()), list(online.parameters())
+    torch._foreach_lerp_(target_params, online_params, tau)
+
+
 def make_adam(params: Any, lr: float, device: torch.device, **kwargs: Any) -> torch.optim.Adam:
     """Adam with the fused kernel where PyTorch has one (CPU and CUDA): one pass over all parameters per step."""
     fused = device.type in ("cpu", "cuda")

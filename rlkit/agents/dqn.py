@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agents.base import Agent, linear_schedule, make_adam, optimizer_step
+from rlkit.agents.base import Agent, linear_schedule, make_adam, optimizer_step, polyak_update
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
 
@@ -239,9 +239,7 @@ class DQN(Agent):
 
     def sync_target(self) -> None:
         """Move the target network toward the online one by ``tau`` (a copy when tau = 1)."""
-        with torch.no_grad():
-            for target, online in zip(self.target_net.parameters(), self.q_net.parameters()):
-                target.lerp_(online, self.config.tau)
+        polyak_update(self.target_net, self.q_net, self.config.tau)
         self.last_target_sync = self.env_steps
 
     # ------------------------------------------------------------------ saving

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers.vector import RescaleAction
 from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import make_ale_vector, make_gymnasium_atari
@@ -38,6 +40,8 @@ def make_env(
             can render RGB frames) or ``auto`` (``ale`` unless ``render``).
         render: make ``env.render()`` return RGB frames (for videos).
 
+    Box actions with finite bounds are rescaled to [-1, 1] (the env maps them back to its bounds).
+
     Returns:
         An :class:`EpisodeSignals`-wrapped vector env; ``env.resolved`` tells the id and family.
     """
@@ -66,6 +70,7 @@ def make_env(
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
             render_mode="rgb_array" if render else None,
         )
+    vec = _normalized_actions(vec)
     is_atari = resolved.family == "atari"
     env = EpisodeSignals(vec, clip_rewards=training and is_atari, life_loss_terminal=training and is_atari, seed=seed)
     env.resolved = resolved
@@ -73,6 +78,18 @@ def make_env(
         env.action_space.seed(seed)
         env.single_action_space.seed(seed)
     return env
+
+
+def _normalized_actions(vec: gym.vector.VectorEnv) -> gym.vector.VectorEnv:
+    """Box actions with finite bounds become [-1, 1], mapped linearly to the env's bounds here, in one place, so
+    every agent works in normalized units."""
+    space = vec.single_action_space
+    if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+        return vec
+    if (space.low == -1).all() and (space.high == 1).all():
+        return vec
+    ones = np.ones(space.shape, dtype=np.float32)
+    return RescaleAction(vec, -ones, ones)
 
 
 __all__ = ["make_env", "resolve_env", "ResolvedEnv", "EpisodeSignals"]

@@ -1,0 +1,153 @@
+"""Deterministic policy gradient with replay: DDPG (Lillicrap et al. 2016) and TD3 (Fujimoto et al. 2018), which
+adds twin critics with the minimum in the target, target policy smoothing and delayed actor and target updates."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlkit.agents.base import Agent, make_adam, optimizer_step, polyak_update
+from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.nets.continuous import DeterministicActor, QEnsemble
+
+
+@dataclass
+class DDPGConfig:
+    """DDPG / TD3 hyperparameters. Defaults are CleanRL's MuJoCo values for DDPG (Adam 3e-4, batch 256, tau
+    0.005, 25k random steps first, Gaussian exploration noise 0.1)."""
+
+    learning_rate: float = 3e-4
+    """Adam learning rate of actor and critics."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    batch_size: int = 256
+    """Transitions per update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Target networks move this fraction toward the online ones after each (actor) update."""
+    learning_starts: int = 25_000
+    """Env steps with uniformly random actions before learning starts."""
+    train_frequency: int = 1
+    """Env steps between training phases."""
+    gradient_steps: int = 1
+    """Updates per training phase."""
+    exploration_noise: float = 0.1
+    """Std of the Gaussian noise added to actions in training (actions are in [-1, 1])."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Widths of actor and critic MLPs."""
+    twin_critics: bool = False
+    """TD3: two critics, the smaller target value is used (against overestimation)."""
+    target_policy_noise: float = 0.0
+    """TD3: std of the noise added to the target action (target policy smoothing; 0 disables)."""
+    target_noise_clip: float = 0.5
+    """TD3: the smoothing noise is clipped to +-this."""
+    policy_frequency: int = 1
+    """Critic updates per actor and target update (TD3: 2)."""
+
+    @classmethod
+    def preset(cls, family: str) -> "DDPGConfig":
+        """MuJoCo: the defaults; other (Pendulum-sized tasks): rl-baselines3-zoo's shorter warm-up and Adam 1e-3."""
+        if family == "mujoco":
+            return cls()
+        return cls(learning_rate=1e-3, learning_starts=1_000, gamma=0.98, buffer_size=200_000, hidden=(400, 300))
+
+
+# Agent names: name -> config changes.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ddpg": {},
+    "td3": {"twin_critics": True, "target_policy_noise": 0.2, "target_noise_clip": 0.5, "policy_frequency": 2},
+}
+
+
+def continuous_replay(agent: Agent, num_envs: int, seed: int | None) -> ReplayBuffer:
+    """Replay for float observations and [-1, 1] actions."""
+    c = agent.config
+    return ReplayBuffer(c.buffer_size, agent.obs_space.shape, np.float32, agent.action_space.shape, np.float32,
+                        num_envs=num_envs, gamma=c.gamma, device=agent.device, seed=seed)
+
+
+class DDPG(Agent):
+    """Actor ``mu(s)`` trained to maximize ``Q(s, mu(s))``; critic(s) trained on ``r + gamma Q'(s', mu'(s'))``."""
+
+    config_class = DDPGConfig
+    action_spaces = (gym.spaces.Box,)
+
+    def __init__(self, config: DDPGConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
+        super().__init__(config, obs_space, action_space, device)
+        obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
+        self.actor = DeterministicActor(obs_dim, act_dim, config.hidden).to(self.device)
+        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2 if config.twin_critics else 1).to(self.device)
+        self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
+        self.actor_target.requires_grad_(False)
+        self.critic_target.requires_grad_(False)
+        self.actor_optimizer = make_adam(self.actor.parameters(), config.learning_rate, self.device)
+        self.critic_optimizer = make_adam(self.critic.parameters(), config.learning_rate, self.device)
+        self.rng = np.random.default_rng(seed)
+        self.env_steps = 0
+        self.updates = 0
+
+    def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
+        """Training: uniform actions until learning starts, then ``mu(s)`` plus Gaussian noise; else ``mu(s)``."""
+        n, shape = len(obs), self.action_space.shape
+        if explore:
+            self.env_steps += n
+            if self.env_steps <= self.config.learning_starts:
+                return self.rng.uniform(-1, 1, (n, *shape)).astype(np.float32)
+        with torch.inference_mode():
+            actions = self.actor(torch.as_tensor(obs, device=self.device, dtype=torch.float32)).cpu().numpy()
+        if explore:
+            actions = actions + self.rng.normal(0.0, self.config.exploration_noise, actions.shape)
+        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+
+    def replay_buffer(self, num_envs: int, frame_stack: int = 1, seed: int | None = None) -> ReplayBuffer:
+        return continuous_replay(self, num_envs, seed)
+
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """``r + gamma^m (1 - terminated) min_k Q'_k(s', mu'(s') + clip(noise))``, shape (B,)."""
+        c = self.config
+        with torch.no_grad():
+            next_actions = self.actor_target(batch.next_obs)
+            if c.target_policy_noise > 0:
+                noise = (torch.randn_like(next_actions) * c.target_policy_noise).clamp(-c.target_noise_clip,
+                                                                                        c.target_noise_clip)
+                next_actions = (next_actions + noise).clamp(-1.0, 1.0)
+            next_q = self.critic_target(batch.next_obs, next_actions).min(-1).values
+            return batch.rewards + batch.discounts * (1.0 - batch.terminated) * next_q
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        c = self.config
+        td_target = self.td_target(batch)
+        q = self.critic(batch.obs, batch.actions)  # (B, K)
+        critic_loss = (q - td_target[:, None]).pow(2).mean(0).sum()  # each critic's MSE, summed
+        optimizer_step(self.critic_optimizer, critic_loss, self.critic.parameters(), 0.0)
+        self.updates += 1
+        metrics = {"losses/critic_loss": critic_loss.item(), "losses/q_values": q.mean().item()}
+        if self.updates % c.policy_frequency == 0:
+            self.critic.requires_grad_(False)  # the actor's gradient flows through Q, Q's weights need none
+            actor_loss = -self.critic(batch.obs, self.actor(batch.obs))[:, 0].mean()
+            optimizer_step(self.actor_optimizer, actor_loss, self.actor.parameters(), 0.0)
+            self.critic.requires_grad_(True)
+            polyak_update(self.actor_target, self.actor, c.tau)
+            polyak_update(self.critic_target, self.critic, c.tau)
+            metrics["losses/actor_loss"] = actor_loss.item()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
+            "counters": {"env_steps": self.env_steps, "updates": self.updates}, "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+        self.env_steps, self.updates = state["counters"]["env_steps"], state["counters"]["updates"]
+        self.rng.bit_generator.state = state["rng"]
