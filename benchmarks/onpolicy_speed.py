@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dqn_speed import _timing  # noqa: E402
+from offpolicy_speed import _timing  # noqa: E402
 
 from rlkit.agents import get_agent_spec  # noqa: E402
 from rlkit.envs import make_env, resolve_env  # noqa: E402

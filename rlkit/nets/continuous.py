@@ -44,7 +44,7 @@ class QEnsemble(nn.Module):
         self.num_critics = num_critics
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.layers(torch.cat([obs.flatten(1).float(), actions], dim=-1)).squeeze(-1)
+        return self.layers(torch.cat([obs.flatten(1).float(), actions], dim=-1)).squeeze(-1).transpose(0, 1)
 
 
 class SquashedGaussianActor(nn.Module):

@@ -36,7 +36,10 @@ class DuelingQHead(nn.Module):
 
 
 class ParallelLinear(nn.Module):
-    """K independent linear layers applied as one batched product: ``(B, F) or (B, K, F) -> (B, K, O)``."""
+    """K independent linear layers applied as one batched product: ``(B, F) or (K, B, F) -> (K, B, O)``.
+
+    The K-major layout lets every layer run as a single ``baddbmm`` with no transposes in between.
+    """
 
     def __init__(self, num_heads: int, in_features: int, out_features: int):
         super().__init__()
@@ -48,8 +51,8 @@ class ParallelLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
-            return torch.einsum("bf,kfo->bko", x, self.weight) + self.bias
-        return torch.einsum("bkf,kfo->bko", x, self.weight) + self.bias
+            x = x.expand(self.weight.shape[0], *x.shape)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
 
 class BootstrappedQHeads(nn.Module):
@@ -70,4 +73,4 @@ class BootstrappedQHeads(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers(features)
+        return self.layers(features).transpose(0, 1)

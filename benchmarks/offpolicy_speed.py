@@ -1,13 +1,16 @@
-"""DQN on Atari: training steps/s through the real loop, next to env-only and update-only rates.
+"""Off-policy agents (DQN on Atari, DDPG/TD3/SAC on MuJoCo): training steps/s through the real loop, next to
+env-only and update-only rates.
 
-    python benchmarks/dqn_speed.py --env Breakout --seconds 60
+    python benchmarks/offpolicy_speed.py --env Breakout --seconds 60
+    python benchmarks/offpolicy_speed.py --agent sac --env HalfCheetah --seconds 60 --skip-vector
 
 Prints one JSON object. The "expected" rate is what stepping the env, choosing an action and one update every
 ``train_frequency`` steps would cost with no loop at all, from rates measured apart; ``overhead`` is how much slower
 the loop is than that. Rates measured minutes apart on this VM drift by 15-25%, so the run also times each part
 inside the loop: ``inside_loop_ms_per_step`` splits one training step, and ``loop_own_fraction`` is the share of
 wall time spent in none of them (the loop's bookkeeping, logging, progress, checkpoint at the end).
-Epsilon is held at 0.01 (the end of the schedule), as in the Stable-Baselines3 measurement in shared/MACHINE.md.
+For DQN epsilon is held at 0.01 (the end of the schedule), as in the Stable-Baselines3 measurement in
+shared/MACHINE.md. Replay is 100k transitions; everything else is the agent's preset for the env family.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlkit.agents import DQNConfig
-from rlkit.envs import make_env
+from rlkit.agents import get_agent_spec
+from rlkit.envs import make_env, resolve_env
 from rlkit.rl import RunSettings, make_training_run
 
 
@@ -32,11 +35,9 @@ def env_rate(env_name: str, num_envs: int, backend: str, seconds: float) -> floa
     """Preprocessed env steps/s (summed over sub-envs) with random actions."""
     env = make_env(env_name, num_envs, seed=0, backend=backend)
     env.reset()
-    rng = np.random.default_rng(0)
-    n = env.single_action_space.n
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        env.step(rng.integers(0, n, num_envs))
+        env.step(env.action_space.sample())
         steps += num_envs
     rate = steps / (time.perf_counter() - start)
     env.close()
@@ -79,12 +80,15 @@ def main() -> None:
                     "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()}
     short = max(args.seconds / 6, 5.0)
     result["env_sps_1env"] = env_rate(args.env, 1, "ale", short)
-    if not args.skip_vector:
+    if not args.skip_vector and resolve_env(args.env).family == "atari":
         result["env_sps_8env_ale"] = env_rate(args.env, 8, "ale", short)
         result["env_sps_8env_gymnasium"] = env_rate(args.env, 8, "gymnasium", short)
 
-    config = dataclasses.replace(DQNConfig.preset("atari"), learning_starts=args.learning_starts, start_e=0.01,
-                                 end_e=0.01, buffer_size=100_000)
+    spec = get_agent_spec(args.agent)
+    config = spec.preset(resolve_env(args.env).family)
+    changes = {"learning_starts": args.learning_starts, "buffer_size": 100_000, "start_e": 0.01, "end_e": 0.01}
+    names = {f.name for f in dataclasses.fields(config)}
+    config = dataclasses.replace(config, **{k: v for k, v in changes.items() if k in names})
     with tempfile.TemporaryDirectory() as run_dir:
         settings = RunSettings(agent=args.agent, env=args.env, total_steps=args.learning_starts, eval_episodes=0,
                                progress=False)
