@@ -91,31 +91,31 @@ def test_td3_target_by_hand(monkeypatch):
     from terminated rows, discounts multiply the bootstrap."""
     agent = make_agent("td3")
     assert agent.config.target_policy_noise == 0.2 and agent.config.target_noise_clip == 0.5
-    next_obs = torch.tensor([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
-    batch = make_batch([1.0, 0.5, -1.0], [0.0, 0.0, 1.0], [0.99, 0.9801, 0.99], next_obs=next_obs)
+    next_obs = torch.tensor([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8]])
+    batch = make_batch([1.0, 0.5, 0.2, -1.0], [0.0, 0.0, 0.0, 1.0], [0.99, 0.9801, 0.99, 0.99], next_obs=next_obs)
     seen = {}
 
     def actor_target(obs):
         seen["actor_obs"] = obs
-        return torch.tensor([[0.9], [-0.2], [-0.95]])
+        return torch.tensor([[0.9], [-0.2], [0.1], [-0.95]])
 
     def critic_target(obs, actions):
         seen["critic_obs"], seen["actions"] = obs, actions.clone()
         q1 = 10 * actions[:, 0] + 1
-        q2 = torch.tensor([20.0, 3.0, -5.0])
+        q2 = torch.tensor([20.0, 3.0, 0.0, -5.0])
         return torch.stack([q1, q2], dim=1)
 
     monkeypatch.setattr(agent, "actor_target", actor_target)
     monkeypatch.setattr(agent, "critic_target", critic_target)
-    monkeypatch.setattr(torch, "randn_like", fixed_noise([1.0, 5.0, -1.0]))
+    monkeypatch.setattr(torch, "randn_like", fixed_noise([1.0, 5.0, -5.0, -1.0]))
     target = agent.td_target(batch)
-    # noise = 0.2 * eps = [0.2, 1.0, -0.2] -> clipped to +-0.5: [0.2, 0.5, -0.2]
-    # a' + noise = [1.1, 0.3, -1.15] -> clipped to [-1, 1]: [1.0, 0.3, -1.0]
-    torch.testing.assert_close(seen["actions"], torch.tensor([[1.0], [0.3], [-1.0]]))
+    # noise = 0.2 * eps = [0.2, 1.0, -1.0, -0.2] -> clipped to +-0.5: [0.2, 0.5, -0.5, -0.2]
+    # a' + noise = [1.1, 0.3, -0.4, -1.15] -> clipped to [-1, 1]: [1.0, 0.3, -0.4, -1.0]
+    torch.testing.assert_close(seen["actions"], torch.tensor([[1.0], [0.3], [-0.4], [-1.0]]))
     assert seen["actor_obs"] is next_obs and seen["critic_obs"] is next_obs
-    # Q1 = 10 a + 1 = [11, 4, -9], Q2 = [20, 3, -5] -> min [11 (Q1), 3 (Q2), -9]
-    # target = r + discount * (1 - terminated) * min = [1 + 0.99 * 11, 0.5 + 0.9801 * 3, -1]
-    torch.testing.assert_close(target, torch.tensor([11.89, 3.4403, -1.0]))
+    # Q1 = 10 a + 1 = [11, 4, -3, -9], Q2 = [20, 3, 0, -5] -> min [11 (Q1), 3 (Q2), -3 (Q1), -9]
+    # target = r + discount * (1 - terminated) * min = [1 + 0.99 * 11, 0.5 + 0.9801 * 3, 0.2 - 0.99 * 3, -1]
+    torch.testing.assert_close(target, torch.tensor([11.89, 3.4403, -2.77, -1.0]))
 
 
 def test_ddpg_target_by_hand(monkeypatch):
@@ -230,6 +230,31 @@ def test_actions_stay_in_bounds(name):
         np.testing.assert_array_equal(evaluated[0], evaluated[1])  # deterministic=False changes nothing
 
 
+@pytest.mark.parametrize("name", CONTINUOUS_AGENTS)
+def test_exploration_policy(name):
+    """Until learning_starts env steps: uniform actions from the agent's generator; then DDPG/TD3 take
+    clip(mu(s) + N(0, noise)) and SAC a sample of pi (not tanh of its mean, which evaluation takes)."""
+    agent = make_agent(name, learning_starts=8, **({} if name == "sac" else {"exploration_noise": 0.3}))
+    obs = np.random.default_rng(1).normal(size=(4, 2)).astype(np.float32)
+    reference = np.random.default_rng(0)  # make_agent seeds the agent's generator with 0
+    for _ in range(2):  # env_steps 4, 8
+        np.testing.assert_array_equal(agent.act(obs, explore=True), reference.uniform(-1, 1, (4, 1)).astype(np.float32))
+    with torch.no_grad():
+        mode = agent.actor(torch.as_tensor(obs), **({"deterministic": True} if name == "sac" else {}))
+    mode = (mode[0] if name == "sac" else mode).numpy()
+    np.testing.assert_allclose(agent.act(obs), mode, rtol=1e-6)
+    torch.manual_seed(2)
+    explored = agent.act(obs, explore=True)  # env_steps 12
+    if name == "sac":
+        torch.manual_seed(2)
+        with torch.no_grad():
+            sample = agent.actor(torch.as_tensor(obs))[0].numpy()
+        np.testing.assert_array_equal(explored, sample)
+        assert not np.allclose(explored, mode)
+    else:
+        np.testing.assert_allclose(explored, np.clip(mode + reference.normal(0.0, 0.3, (4, 1)), -1, 1), rtol=1e-6)
+
+
 def test_make_env_rescales_pendulum_actions():
     """make_env("Pendulum") exposes [-1, 1] actions and maps them linearly to the env's [-2, 2] torque."""
     env = make_env("Pendulum", 1, seed=0)
@@ -290,7 +315,7 @@ def test_delayed_actor_updates(name, actor_steps):
         assert ("losses/actor_loss" in metrics) == actor_step, call
 
 
-def test_ddpg_critic_loss_is_summed_mse_to_target():
+def test_td3_critic_loss_is_summed_mse_to_target():
     """The TD3 critic loss is the sum over both critics of the mean squared error to td_target."""
     agent = make_agent("td3")
     batch = random_batch()

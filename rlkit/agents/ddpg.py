@@ -118,7 +118,7 @@ class DDPG(Agent):
                                                                                         c.target_noise_clip)
                 next_actions = (next_actions + noise).clamp(-1.0, 1.0)
             next_q = self.critic_target(batch.next_obs, next_actions).min(-1).values
-            return batch.rewards + batch.discounts * next_q
+            return batch.rewards + batch.discounts * (1.0 - batch.terminated) * next_q
 
     def update(self, batch: Batch) -> dict[str, float]:
         c = self.config
