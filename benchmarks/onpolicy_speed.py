@@ -19,23 +19,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from offpolicy_speed import _timing  # noqa: E402
+from offpolicy_speed import _timing, env_rate  # noqa: E402
 
 from rlkit.agents import get_agent_spec  # noqa: E402
-from rlkit.envs import make_env, resolve_env  # noqa: E402
+from rlkit.envs import resolve_env  # noqa: E402
 from rlkit.rl import RunSettings, make_training_run  # noqa: E402
-
-
-def env_rate(env_name: str, num_envs: int, seconds: float) -> float:
-    env = make_env(env_name, num_envs, seed=0)
-    env.reset()
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        env.step(env.action_space.sample())
-        steps += num_envs
-    rate = steps / (time.perf_counter() - start)
-    env.close()
-    return rate
 
 
 def main() -> None:
@@ -51,7 +39,7 @@ def main() -> None:
     num_envs = args.num_envs or spec.default_num_envs(family)
     result = {"agent": args.agent, "env": args.env, "num_envs": num_envs, "torch": torch.__version__,
               "threads": torch.get_num_threads()}
-    result["env_sps"] = env_rate(args.env, num_envs, max(args.seconds / 4, 5.0))
+    result["env_sps"] = env_rate(args.env, num_envs, "auto", max(args.seconds / 4, 5.0))
 
     with tempfile.TemporaryDirectory() as run_dir:
         settings = RunSettings(agent=args.agent, env=args.env, total_steps=10**12, num_envs=num_envs,

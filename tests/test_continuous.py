@@ -27,15 +27,6 @@ ACTION_SPACE = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 CONTINUOUS_AGENTS = ["ddpg", "td3", "sac"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small networks on a shared 2-core machine: one thread is far faster than two fighting for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------------------------------------- helpers
 def make_agent(name: str, seed: int = 0, **changes):
     """Agent ``name`` with its classic-control preset, small networks and ``changes``; torch seeded first."""

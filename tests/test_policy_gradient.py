@@ -29,15 +29,6 @@ from rlkit.sources import RolloutSource
 VECTOR_OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small networks on a shared 2-core machine: one thread is ~100x faster than two fighting for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------------------------------------- helpers
 def make_agent(agent_class, config, env_or_spaces, seed: int = 0):
     """An agent with reproducible initial weights (torch seeded before construction)."""

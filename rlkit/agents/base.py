@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -11,6 +12,24 @@ import torch
 from torch import nn
 
 from rlkit.errors import UserError
+
+
+@dataclass
+class ReplayConfig:
+    """Fields of every agent that learns from replay; :class:`rlkit.sources.ReplaySource` reads them."""
+
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    batch_size: int = 256
+    """Transitions per update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    learning_starts: int = 25_000
+    """Env steps collected before the first update."""
+    train_frequency: int = 1
+    """Env steps between training phases."""
+    gradient_steps: int = 1
+    """Updates in each training phase (updates per env step = gradient_steps / train_frequency)."""
 
 
 class Agent(ABC):

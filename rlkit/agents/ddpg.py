@@ -11,32 +11,22 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.agents.base import Agent, make_adam, optimizer_step, polyak_update
+from rlkit.agents.base import Agent, ReplayConfig, make_adam, optimizer_step, polyak_update
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets.continuous import DeterministicActor, QEnsemble
 
 
 @dataclass
-class DDPGConfig:
+class DDPGConfig(ReplayConfig):
     """DDPG / TD3 hyperparameters. Defaults are CleanRL's MuJoCo values for DDPG (Adam 3e-4, batch 256, tau
     0.005, 25k random steps first, Gaussian exploration noise 0.1)."""
 
     learning_rate: float = 3e-4
     """Adam learning rate of actor and critics."""
-    buffer_size: int = 1_000_000
-    """Replay capacity in transitions."""
-    batch_size: int = 256
-    """Transitions per update."""
-    gamma: float = 0.99
-    """Discount factor."""
     tau: float = 0.005
     """Target networks move this fraction toward the online ones after each (actor) update."""
     learning_starts: int = 25_000
     """Env steps with uniformly random actions before learning starts."""
-    train_frequency: int = 1
-    """Env steps between training phases."""
-    gradient_steps: int = 1
-    """Updates per training phase."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to actions in training (actions are in [-1, 1])."""
     hidden: tuple[int, ...] = (256, 256)

@@ -14,29 +14,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agents.base import Agent, linear_schedule, make_adam, optimizer_step, polyak_update
+from rlkit.agents.base import Agent, ReplayConfig, linear_schedule, make_adam, optimizer_step, polyak_update
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(ReplayConfig):
     """DQN hyperparameters. Defaults are the Atari values of Mnih et al. (2015) as used by CleanRL."""
 
     learning_rate: float = 1e-4
     """Adam learning rate."""
-    buffer_size: int = 1_000_000
-    """Replay capacity in transitions."""
     batch_size: int = 32
     """Transitions per update."""
-    gamma: float = 0.99
-    """Discount factor."""
     learning_starts: int = 80_000
     """Env steps of experience collected before the first update."""
     train_frequency: int = 4
     """Env steps between training phases."""
-    gradient_steps: int = 1
-    """Updates in each training phase (SB3's gradient_steps; updates per env step = gradient_steps / train_frequency)."""
     target_update_interval: int = 1_000
     """Env steps between target network updates."""
     tau: float = 1.0

@@ -12,14 +12,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.agents.base import Agent, make_adam, optimizer_step, polyak_update
+from rlkit.agents.base import Agent, ReplayConfig, make_adam, optimizer_step, polyak_update
 from rlkit.agents.ddpg import continuous_replay
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor
 
 
 @dataclass
-class SACConfig:
+class SACConfig(ReplayConfig):
     """SAC hyperparameters. Defaults are the paper's (v2) as in CleanRL: policy Adam 3e-4, critics 1e-3, batch 256,
     tau 0.005, 5k random steps first, automatic temperature with target entropy -|A|."""
 
@@ -27,20 +27,10 @@ class SACConfig:
     """Adam learning rate of the policy (and of alpha)."""
     q_lr: float = 1e-3
     """Adam learning rate of the critics."""
-    buffer_size: int = 1_000_000
-    """Replay capacity in transitions."""
-    batch_size: int = 256
-    """Transitions per update."""
-    gamma: float = 0.99
-    """Discount factor."""
     tau: float = 0.005
     """Target critics move this fraction toward the online ones after each update."""
     learning_starts: int = 5_000
     """Env steps with uniformly random actions before learning starts."""
-    train_frequency: int = 1
-    """Env steps between training phases."""
-    gradient_steps: int = 1
-    """Updates per training phase."""
     policy_frequency: int = 1
     """Critic updates per policy (and alpha) update."""
     alpha: float = 0.2
