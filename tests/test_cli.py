@@ -175,3 +175,16 @@ def test_every_dqn_variant_and_option_trains_and_evaluates(tmp_path, agent, extr
 def test_cuda_without_gpu_is_a_clear_error():
     result = run_cli("train.py", *CARTPOLE, "--device", "cuda", "--total-steps", "100")
     assert result.returncode == 2 and "no CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("agent", ["ppo", "a2c"])
+def test_policy_gradient_on_atari(tmp_path, agent):
+    """Actor-critic agents build the shared Nature-CNN network on Breakout, train a rollout and evaluate."""
+    run = tmp_path / "run"
+    train.main(["--agent", agent, "--env", "Breakout", "--total-steps", "64", "--num-envs", "4", "--num-steps", "16",
+                "--run-dir", str(run), "--eval-episodes", "0", "--no-progress"])
+    checkpoint = load_checkpoint(run)
+    assert checkpoint["learner"]["counters"]["updates"] == 1
+    assert any(key.startswith("actor_torso.convs") for key in checkpoint["learner"]["net"])
+    # Sampled actions: an untrained argmax policy may never press FIRE and stall Breakout until its time limit.
+    assert evaluate.main([str(run), "--episodes", "1", "--json", "--stochastic"])["episodes"] == 1

@@ -128,11 +128,11 @@ class ActorCritic(nn.Module):
         the PPO implementations of OpenAI baselines, SB3 and CleanRL)."""
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.orthogonal_(module.weight, math.sqrt(2))
+                _orthogonal(module.weight, math.sqrt(2))
                 nn.init.zeros_(module.bias)
         last = self.policy_head.logits if isinstance(self.policy_head, CategoricalHead) else self.policy_head.mean
-        nn.init.orthogonal_(last.weight, 0.01)
-        nn.init.orthogonal_(self.value_head.linear.weight, 1.0)
+        _orthogonal(last.weight, 0.01)
+        _orthogonal(self.value_head.linear.weight, 1.0)
 
     def actor_parameters(self) -> list[nn.Parameter]:
         return list(self.actor_torso.parameters()) + list(self.policy_head.parameters())
@@ -153,6 +153,13 @@ class ActorCritic(nn.Module):
             features = self.actor_torso(obs)
             return self.policy_head(features), self.value_head(features)
         return self.distribution(obs), self.value(obs)
+
+
+@torch.no_grad()
+def _orthogonal(weight: torch.Tensor, gain: float) -> None:
+    """Orthogonal init that keeps the weight's memory layout (``nn.init.orthogonal_`` cannot write into the
+    channels-last convolutions of the Nature CNN)."""
+    weight.copy_(nn.init.orthogonal_(torch.empty(weight.shape, dtype=weight.dtype), gain))
 
 
 class RunningMeanStd(nn.Module):
