@@ -48,7 +48,9 @@ def build_parser(agent: str | None) -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     if agent is not None:
         spec = get_agent_spec(agent)
-        add_config_flags(parser, spec.agent_class.config_class, f"{agent} config")
+        add_config_flags(parser, spec.agent_class.config_class,
+                         f"{agent} config (defaults shown are the class's; the env family's preset may change some, "
+                         "and the run's config.json records what was used)")
     return parser
 
 
