@@ -62,6 +62,14 @@ def continuous_replay(agent: Agent, num_envs: int, seed: int | None) -> ReplayBu
                         num_envs=num_envs, gamma=c.gamma, device=agent.device, seed=seed)
 
 
+def count_and_warm_up(agent: Agent, n: int) -> np.ndarray | None:
+    """Count ``n`` exploration steps; until ``learning_starts`` return uniform actions in [-1, 1], else None."""
+    agent.env_steps += n
+    if agent.env_steps <= agent.config.learning_starts:
+        return agent.rng.uniform(-1, 1, (n, *agent.action_space.shape)).astype(np.float32)
+    return None
+
+
 class DDPG(Agent):
     """Actor ``mu(s)`` trained to maximize ``Q(s, mu(s))``; critic(s) trained on ``r + gamma Q'(s', mu'(s'))``."""
 
@@ -84,11 +92,8 @@ class DDPG(Agent):
 
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Training: uniform actions until learning starts, then ``mu(s)`` plus Gaussian noise; else ``mu(s)``."""
-        n, shape = len(obs), self.action_space.shape
-        if explore:
-            self.env_steps += n
-            if self.env_steps <= self.config.learning_starts:
-                return self.rng.uniform(-1, 1, (n, *shape)).astype(np.float32)
+        if explore and (warmup := count_and_warm_up(self, len(obs))) is not None:
+            return warmup
         with torch.inference_mode():
             actions = self.actor(torch.as_tensor(obs, device=self.device, dtype=torch.float32)).cpu().numpy()
         if explore:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rlkit.agents.base import Agent, ReplayConfig, make_adam, optimizer_step, polyak_update
-from rlkit.agents.ddpg import continuous_replay
+from rlkit.agents.ddpg import continuous_replay, count_and_warm_up
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor
 
@@ -76,11 +76,8 @@ class SAC(Agent):
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Training: uniform actions until learning starts, then samples of pi; evaluation: tanh of the mean
         (or a sample when not ``deterministic``)."""
-        n, shape = len(obs), self.action_space.shape
-        if explore:
-            self.env_steps += n
-            if self.env_steps <= self.config.learning_starts:
-                return self.rng.uniform(-1, 1, (n, *shape)).astype(np.float32)
+        if explore and (warmup := count_and_warm_up(self, len(obs))) is not None:
+            return warmup
         with torch.inference_mode():
             x = torch.as_tensor(obs, device=self.device, dtype=torch.float32)
             actions, _ = self.actor(x, deterministic=deterministic and not explore)
