@@ -1,8 +1,10 @@
-"""Train an agent: ``python train.py --agent dqn --env Breakout``.
+"""Train an agent, ``python train.py --agent dqn --env Breakout``, or a classifier,
+``python train.py --task cifar10 --net resnet --data-dir DIR``.
 
-Every field of the agent's config is a flag (see ``python train.py --agent dqn --help``); unset flags keep the
-published defaults for the env's family (Atari, MuJoCo, classic control). A run writes TensorBoard events, its
-resolved config, ``checkpoint.pt`` and ``eval.jsonl`` into its run directory; ``--resume RUN_DIR`` continues it.
+Every field of the agent's (or classifier's) config is a flag: see ``python train.py --agent dqn --help`` and
+``python train.py --task mnist --help``. Unset flags keep the published defaults for the env's family (Atari, MuJoCo,
+classic control) or for the net. A run writes TensorBoard events, its resolved config, ``checkpoint.pt`` and
+``eval.jsonl`` into its run directory; ``--resume RUN_DIR`` continues it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from rlkit.config import add_config_flags, apply_flags, config_from_dict
 from rlkit.envs import resolve_env
 from rlkit.errors import UserError, run_command
 from rlkit.rl import RunSettings, make_training_run
+from rlkit.supervised.classifier import ClassifierConfig
+from rlkit.supervised.tasks import NETS, TASKS, SupervisedSettings, default_data_dir, get_net, make_supervised_run, preset
 
 DEFAULT_TOTAL_STEPS = {"atari": 10_000_000, "mujoco": 1_000_000, "other": 100_000}
 
@@ -30,6 +34,7 @@ def build_parser(agent: str | None) -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--agent", help=f"algorithm: {', '.join(AGENTS)}")
     run.add_argument("--env", help="short name (Breakout, CartPole, HalfCheetah) or a gymnasium id")
+    run.add_argument("--task", help=f"train a classifier instead: {', '.join(TASKS)} (see --task mnist --help)")
     run.add_argument("--total-steps", type=int, help="env steps to train for (default: 10M Atari, 1M MuJoCo, 100k other)")
     run.add_argument("--seed", type=int, default=1, help="seeds the agent, replay and envs (default: 1)")
     run.add_argument("--num-envs", type=int,
@@ -54,13 +59,86 @@ def build_parser(agent: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def build_supervised_parser(net: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="nets: " + "; ".join(f"{name}: {spec.help}" for name, spec in NETS.items()),
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--task", help=f"data set to classify: {', '.join(TASKS)}")
+    run.add_argument("--net", help=f"network: {', '.join(NETS)}")
+    run.add_argument("--data-dir", help="folder holding the data set's official files (default: data/DATASET); "
+                                        "fetch them with python -m rlkit.supervised.data download DATASET")
+    run.add_argument("--max-steps", type=int, default=0, help="stop after this many updates, e.g. for a smoke run "
+                                                               "(default: 0, train every epoch)")
+    run.add_argument("--seed", type=int, default=1, help="seeds initialization, shuffling and augmentation (default: 1)")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto: a GPU if there is one)")
+    run.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/TASK__NET__SEED__TIME)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    run.add_argument("--eval-interval", type=int, default=0, help="updates between test evaluations (default: 0, "
+                                                                   "every epoch)")
+    run.add_argument("--checkpoint-interval", type=int, default=0, help="updates between checkpoints (default: 0, "
+                                                                         "every epoch)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    if net is not None:
+        get_net(net)
+    add_config_flags(parser, ClassifierConfig,
+                     "classifier config (defaults shown are the class's; each net's recipe changes some, and the "
+                     "run's config.json records what was used)")
+    return parser
+
+
+def supervised_main(argv: list[str], checkpoint: dict | None) -> None:
+    net_name = checkpoint["net"] if checkpoint else None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--net")
+    net_name = net_name or pre.parse_known_args(argv)[0].net
+    args = build_supervised_parser(net_name).parse_args(argv)
+    if checkpoint is not None:
+        settings = SupervisedSettings(**checkpoint["settings"])
+        for flag, value in (("task", args.task), ("net", args.net)):
+            if value is not None and value != getattr(settings, flag):
+                raise UserError(f"--{flag} {value} differs from the resumed run's {getattr(settings, flag)}: drop it")
+        settings.device, settings.progress = args.device, not args.no_progress
+        settings.max_steps = args.max_steps or settings.max_steps
+        if args.data_dir:
+            settings.data_dir = args.data_dir
+        config = config_from_dict(ClassifierConfig, checkpoint["classifier_config"])
+        run_dir = args.resume if args.resume.is_dir() else args.resume.parent
+        print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
+    else:
+        if args.net is None:
+            raise UserError(f"--net is required with --task: one of {', '.join(NETS)}")
+        config = apply_flags(preset(args.net), args)
+        settings = SupervisedSettings(
+            task=args.task, net=args.net, data_dir=args.data_dir or default_data_dir(args.task), seed=args.seed,
+            device=args.device, max_steps=args.max_steps, eval_interval=args.eval_interval,
+            checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,
+        )
+        run_dir = args.run_dir or Path("runs") / f"{args.task}__{args.net}__{args.seed}__{int(time.time())}"
+        if (run_dir / CHECKPOINT_NAME).exists():
+            raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or pick another --run-dir")
+    loop = make_supervised_run(settings, config, run_dir, resume=checkpoint)
+    print(f"training {settings.net} on {settings.task} for {loop.config.total_steps} updates -> {run_dir}")
+    print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--agent")
+    pre.add_argument("--task")
     pre.add_argument("--resume", type=Path)
     known, _ = pre.parse_known_args(argv)
     checkpoint = load_checkpoint(known.resume) if known.resume else None
+    if (checkpoint.get("kind") == "supervised") if checkpoint else known.task is not None:
+        if known.agent is not None:
+            raise UserError("--agent and --task are two kinds of run: pass one of them")
+        return supervised_main(argv, checkpoint)
     agent_name = checkpoint["agent"] if checkpoint else known.agent
     args = build_parser(agent_name).parse_args(argv)
 

@@ -16,24 +16,10 @@ from rlkit.config import config_from_dict, config_to_dict
 from rlkit.envs import make_env
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
+from rlkit.runtime import pick_device, seed_everything
 from rlkit.sources import ReplaySource, RolloutSource
 
 REPLAY_FILE = "replay.npz"
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` takes a GPU when there is one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu or auto")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (and its cuDNN choices) for repeatable runs; numpy randomness uses per-object generators."""
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = False
 
 
 @dataclass

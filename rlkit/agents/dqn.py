@@ -49,6 +49,9 @@ class DQNConfig(ReplayConfig):
     """Huber loss threshold: squared error below it, absolute error above (Mnih et al.'s error clipping)."""
     hidden: tuple[int, ...] = (256, 256)
     """MLP encoder widths for vector observations (image stacks use the Nature CNN)."""
+    encoder: str = "auto"
+    """auto: Nature CNN for image stacks, MLP for vectors; or nature-cnn, mlp, resnet (the course's 12-block
+    ResNet at half width, for image stacks)."""
     double: bool = False
     """Double DQN target: the online network picks the next action, the target network values it."""
     dueling: bool = False
@@ -98,7 +101,8 @@ class QNetwork(nn.Module):
         images = len(obs_shape) == 3
         # Osband et al.: the heads share the convolutions, each head has its own 512-unit layer.
         per_head_hidden = config.bootstrapped and images
-        self.encoder = make_encoder(obs_shape, hidden=config.hidden, cnn_features=0 if per_head_hidden else 512)
+        self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden,
+                                    cnn_features=0 if per_head_hidden else 512)
         width = self.encoder.out_features
         if config.bootstrapped:
             self.head = BootstrappedQHeads(width, n_actions, config.num_heads, hidden=512 if per_head_hidden else 0)

@@ -1,11 +1,16 @@
 """Networks shared by agents and supervised tasks: encoders (observations -> features) and heads."""
 
-from rlkit.nets.encoders import MLP, NatureCNN, make_encoder
+from rlkit.nets.cnn import DeepCNN
+from rlkit.nets.encoders import MLP, NatureCNN, ResNetEncoder, make_encoder
 from rlkit.nets.policies import (
     ActorCritic, CategoricalHead, DiagGaussian, GaussianHead, RunningMeanStd, ValueHead, kl_divergence,
 )
 from rlkit.nets.heads import BootstrappedQHeads, DuelingQHead, ParallelLinear, QHead
+from rlkit.nets.pretrained import freeze, frozen_batchnorm_eval, load_pretrained, replace_head
+from rlkit.nets.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, resnet18, resnet34, resnet50
 
 __all__ = [
     "ActorCritic", "CategoricalHead", "DiagGaussian", "GaussianHead", "RunningMeanStd", "ValueHead", "kl_divergence",
-    "MLP", "NatureCNN", "make_encoder", "QHead", "DuelingQHead", "BootstrappedQHeads", "ParallelLinear"]
+    "MLP", "NatureCNN", "ResNetEncoder", "make_encoder", "QHead", "DuelingQHead", "BootstrappedQHeads",
+    "ParallelLinear", "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "CifarResNet",
+    "DeepCNN", "load_pretrained", "replace_head", "freeze", "frozen_batchnorm_eval"]

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rlkit.errors import UserError
+from rlkit.nets.resnet import CifarResNet
+
 
 class MLP(nn.Module):
     """Flatten, then fully connected layers with an activation after each.
@@ -58,6 +61,33 @@ class NatureCNN(nn.Module):
         return self.fc(self.convs(x))
 
 
+class ResNetEncoder(nn.Module):
+    """The course's :class:`~rlkit.nets.resnet.CifarResNet` (12 residual blocks) as a torso for image stacks.
+
+    Takes ``(B, C, H, W)`` uint8 frames and scales them to [0, 1] inside like :class:`NatureCNN`. Changes from
+    the classifier, for 84x84 Atari frames and for Q-learning:
+
+    - ``width=0.5`` and a stride-2 stem: a full-width net at 84x84 costs ~15x the compute (about 3 s for one
+      32-frame update on a CPU core) for no known gain; this one runs 42 -> 21 -> 11 -> 6 with 16-128 channels
+      and ``out_features`` 128.
+    - GroupNorm, not BatchNorm: the agent acts on one observation at a time, learns from batches and never
+      switches to eval mode, so batch statistics would normalize acting and learning differently.
+    - no dropout: it would make the target network's values random.
+    """
+
+    def __init__(self, in_channels: int = 4, width: float = 0.5, stem_stride: int = 2, norm: str = "group"):
+        super().__init__()
+        self.net = CifarResNet(num_classes=0, in_channels=in_channels, dropout=0.0, width=width,
+                               stem_stride=stem_stride, norm=norm)
+        self.out_features = self.net.out_features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float() / 255.0)
+
+
+ENCODERS = ("auto", "nature-cnn", "mlp", "resnet")
+
+
 def make_encoder(
     obs_shape: Sequence[int],
     kind: str = "auto",
@@ -67,15 +97,20 @@ def make_encoder(
 ) -> nn.Module:
     """An encoder for observations of ``obs_shape``.
 
-    ``kind``: ``nature-cnn`` for image stacks (C, H, W), ``mlp`` for vectors, ``auto`` picks by rank.
-    ``hidden`` and ``activation`` shape the MLP; ``cnn_features`` sizes the CNN's last layer (0: convolutions only).
+    ``kind``: ``nature-cnn`` or ``resnet`` (:class:`ResNetEncoder`) for image stacks (C, H, W), ``mlp`` for
+    vectors, ``auto`` picks by rank (Nature CNN for images). ``hidden`` and ``activation`` shape the MLP;
+    ``cnn_features`` sizes the Nature CNN's last layer (0: convolutions only). An unknown ``kind``, or an image
+    encoder for vector observations, is a :class:`UserError` (it comes from a command-line flag).
     """
     if kind == "auto":
         kind = "nature-cnn" if len(obs_shape) == 3 else "mlp"
+    if kind in ("nature-cnn", "resnet") and len(obs_shape) != 3:
+        raise UserError(f"the {kind} encoder needs image observations (C, H, W), this env has shape "
+                        f"{tuple(obs_shape)}: use --encoder mlp or auto")
     if kind == "nature-cnn":
-        if len(obs_shape) != 3:
-            raise ValueError(f"nature-cnn needs (C, H, W) observations, got shape {tuple(obs_shape)}")
         return NatureCNN(*obs_shape, features=cnn_features)
+    if kind == "resnet":
+        return ResNetEncoder(obs_shape[0])
     if kind == "mlp":
         return MLP(int(torch.Size(obs_shape).numel()), hidden, activation)
-    raise ValueError(f"unknown encoder {kind!r}: use auto, nature-cnn or mlp")
+    raise UserError(f"unknown encoder {kind!r}: use {', '.join(ENCODERS)}")

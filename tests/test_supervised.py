@@ -1,0 +1,213 @@
+"""Supervised jobs through the shared loop and the two command lines, on tiny data sets in the official formats."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+import train
+from rlkit.checkpoint import load_checkpoint
+from rlkit.errors import UserError
+from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
+from rlkit.supervised.data import make_tiny_dataset
+from rlkit.supervised.tasks import (
+    BatchSource, SupervisedSettings, build_job, evaluate_classifier, make_supervised_run, preset,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory) -> Path:
+    return make_tiny_dataset("mnist", tmp_path_factory.mktemp("mnist"), train=256, test=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory) -> Path:
+    return make_tiny_dataset("cifar100", tmp_path_factory.mktemp("cifar100"), train=128, test=40, seed=0)
+
+
+def _settings(task: str, net: str, data_dir: Path, **kwargs) -> SupervisedSettings:
+    return SupervisedSettings(task=task, net=net, data_dir=str(data_dir), device="cpu", progress=False, **kwargs)
+
+
+def test_learning_rate_schedules_by_hand():
+    step = ClassifierConfig(learning_rate=0.01, schedule="step", step_epochs=5, gamma=0.1, epochs=10)
+    assert [learning_rate_at(step, e) for e in (0, 4.99, 5, 9.5)] == pytest.approx([0.01, 0.01, 0.001, 0.001])
+    cosine = ClassifierConfig(learning_rate=1.0, schedule="cosine", epochs=4)
+    assert [learning_rate_at(cosine, e) for e in (0, 1, 2, 4)] == pytest.approx([1, (1 + math.sqrt(0.5)) / 2, 0.5, 0])
+    assert learning_rate_at(ClassifierConfig(learning_rate=3e-4), 17.0) == 3e-4
+
+
+def test_bad_optimizer_or_schedule_names_the_choices():
+    with pytest.raises(UserError, match="adam, rmsprop, sgd"):
+        ClassifierConfig(optimizer="adagrad")
+    with pytest.raises(UserError, match="constant, step, cosine"):
+        ClassifierConfig(schedule="linear")
+
+
+def test_batch_source_covers_each_epoch_once_and_is_a_function_of_the_step(mnist_dir):
+    from rlkit.supervised.data import load_dataset
+
+    data = load_dataset("mnist", mnist_dir, "train")
+    identity = lambda x, generator=None: x  # noqa: E731
+    source = BatchSource(data, 32, seed=3, transform=identity, device=torch.device("cpu"))
+    seen = torch.cat([source.next()[1] for _ in range(source.steps_per_epoch)])
+    assert source.steps_per_epoch == 8
+    assert sorted(seen.tolist()) == sorted(data.labels.tolist())  # every image exactly once (256 = 8 x 32)
+    tenth = source.next()
+    again = BatchSource(data, 32, seed=3, transform=identity, device=torch.device("cpu"))
+    again.load_state_dict({"steps": 8})
+    assert torch.equal(again.next()[0], tenth[0])
+    shards = [BatchSource(data, 32, 3, identity, torch.device("cpu"), rank=r, world_size=2) for r in range(2)]
+    rows = [torch.cat([s.next()[1] for _ in range(s.steps_per_epoch)]) for s in shards]
+    assert sorted(torch.cat(rows).tolist()) == sorted(data.labels.tolist())  # ranks split the epoch
+
+
+@pytest.mark.parametrize("net,task,data", [
+    ("numpy-mlp", "mnist", "mnist_dir"), ("numpy-cnn", "mnist", "mnist_dir"), ("cnn", "mnist", "mnist_dir"),
+    ("resnet", "cifar100", "cifar_dir"), ("resnet18", "cifar100", "cifar_dir"),
+])
+def test_a_few_updates_lower_the_test_loss(net, task, data, request, tmp_path):
+    data_dir = request.getfixturevalue(data)
+    overrides = {"numpy-mlp": {}, "numpy-cnn": {"conv_channels": 4}, "cnn": {"width": 0.125},
+                 "resnet": {"width": 0.125}, "resnet18": {"input_size": 0}}[net]
+    config = preset(net)
+    config = type(config)(**{**vars(config), "batch_size": 16, "epochs": 6, **overrides})
+    loop = make_supervised_run(_settings(task, net, data_dir, eval_interval=10_000), config, tmp_path / "run")
+    job_eval = loop.evaluate_fn
+    before = job_eval()["eval/nll"]
+    loop.config.total_steps = 48
+    loop.run()
+    after = job_eval()["eval/nll"]
+    assert after < before - 0.05, (before, after)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 48 and 0 <= lines[-1]["eval/accuracy"] <= lines[-1]["eval/top5_accuracy"] <= 1
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(mnist_dir, tmp_path):
+    config = ClassifierConfig(**{**vars(preset("cnn")), "width": 0.125, "batch_size": 32, "epochs": 1})
+    whole = make_supervised_run(_settings("mnist", "cnn", mnist_dir), config, tmp_path / "whole")
+    whole.run()
+    first = make_supervised_run(_settings("mnist", "cnn", mnist_dir, max_steps=3), config, tmp_path / "part")
+    first.run()
+    checkpoint = load_checkpoint(tmp_path / "part")
+    second = make_supervised_run(_settings("mnist", "cnn", mnist_dir), config, tmp_path / "part", resume=checkpoint)
+    second.run()
+    a, b = whole.learner.model.state_dict(), second.learner.model.state_dict()
+    assert whole.source.steps == second.source.steps == 8
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_mc_dropout_differs_from_the_scaling_rule_and_repeats_with_a_seed(mnist_dir):
+    config = ClassifierConfig(**{**vars(preset("cnn")), "width": 0.125, "dropout": 0.5})
+    job = build_job(_settings("mnist", "cnn", mnist_dir), config)
+    run = lambda samples, seed: evaluate_classifier(job.learner, job.test, job.eval_transform, job.device,  # noqa: E731
+                                                    mc_samples=samples, seed=seed)["eval/nll"]
+    scaling = run(0, 0)
+    assert run(0, 5) == scaling  # no randomness without MC samples
+    mc = run(8, 1)
+    assert mc != pytest.approx(scaling, abs=1e-6)
+    assert run(8, 1) == mc and run(8, 2) != mc
+
+
+def test_mc_dropout_averages_probabilities_not_logits():
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    learner = Classifier(model, ClassifierConfig(), 1, torch.device("cpu"))
+    x = torch.tensor([[2.0, 0.0]])
+    torch.manual_seed(0)
+    masks = [torch.nn.functional.dropout(torch.ones(1, 2), 0.5, True) for _ in range(50)]
+    torch.manual_seed(0)
+    log_p = learner.log_probs(x, mc_samples=50)
+    expected = torch.stack([torch.softmax(model[1](x * m), 1) for m in masks]).mean(0).log()
+    assert torch.allclose(log_p, expected, atol=1e-6)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_train_and_evaluate_command_lines(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    train.main(["--task", "mnist", "--net", "numpy-mlp", "--data-dir", str(mnist_dir), "--max-steps", "12",
+                "--batch-size", "16", "--run-dir", str(run), "--no-progress"])
+    assert json.loads((run / "config.json").read_text())["classifier_config"]["batch_size"] == 16
+    result = evaluate.main([str(run), "--json"])
+    assert result["steps"] == 12 and result["images"] == 64 and 0 <= result["accuracy"] <= 1
+    train.main(["--resume", str(run), "--max-steps", "20", "--no-progress"])
+    assert load_checkpoint(run)["loop"]["steps"] == 20
+
+
+def test_help_lists_tasks_nets_and_config_flags():
+    out = _cli("train.py", "--task", "mnist", "--help")
+    assert out.returncode == 0
+    for text in ("numpy-mlp", "resnet18", "--data-dir", "--max-steps", "--freeze-except", "--learning-rate"):
+        assert text in out.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task", "mnist", "--net", "resnet", "--data-dir", "/nonexistent/mnist"], "download"),
+    (["--task", "mnits", "--net", "resnet"], "did you mean mnist"),
+    (["--task", "mnist", "--net", "resnet99"], "use one of"),
+    (["--task", "mnist"], "--net is required"),
+    (["--task", "mnist", "--agent", "dqn"], "pass one of them"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path):
+    out = _cli("train.py", *args, "--run-dir", str(tmp_path / "r"), "--no-progress")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+
+
+def test_numpy_net_refuses_torch_only_options(mnist_dir, tmp_path):
+    out = _cli("train.py", "--task", "mnist", "--net", "numpy-cnn", "--optimizer", "adam", "--data-dir",
+               str(mnist_dir), "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 2 and "plain SGD" in out.stderr
+
+
+def test_fine_tuning_loads_a_pretrained_file_replaces_the_head_and_freezes(cifar_dir, tmp_path):
+    from rlkit.nets.resnet import resnet18
+
+    torch.manual_seed(0)
+    imagenet = resnet18(num_classes=1000)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(imagenet.state_dict(), weights)
+    run = tmp_path / "run"
+    train.main(["--task", "cifar100", "--net", "resnet18", "--data-dir", str(cifar_dir), "--pretrained", str(weights),
+                "--freeze-except", "layer4", "fc", "--input-size", "32", "--batch-size", "8", "--max-steps", "2",
+                "--run-dir", str(run), "--no-progress"])
+    tuned = load_checkpoint(run)["learner"]["model"]
+    original = imagenet.state_dict()
+    assert tuned["fc.weight"].shape == (100, 512)
+    for key in ("conv1.weight", "layer1.0.conv1.weight", "layer3.1.bn2.weight", "layer3.1.bn2.running_mean"):
+        assert torch.equal(tuned[key], original[key]), key  # frozen, batch-norm statistics included
+    assert not torch.equal(tuned["layer4.1.conv2.weight"], original["layer4.1.conv2.weight"])
+    evaluate.main([str(run), "--json"])  # the run evaluates without the pretrained file
+    weights.unlink()
+    evaluate.main([str(run), "--json"])
+
+
+def test_a_mismatched_pretrained_file_is_one_line(cifar_dir, tmp_path):
+    torch.save({"conv1.weight": torch.zeros(3, 3)}, tmp_path / "bad.pth")
+    out = _cli("train.py", "--task", "cifar100", "--net", "resnet18", "--data-dir", str(cifar_dir), "--pretrained",
+               str(tmp_path / "bad.pth"), "--run-dir", str(tmp_path / "r"), "--max-steps", "1")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "bad.pth" in out.stderr
+
+
+def test_an_agent_checkpoint_is_not_taken_for_a_classifier(tmp_path):
+    from rlkit.supervised.tasks import job_from_checkpoint
+
+    with pytest.raises(UserError, match="not a supervised one"):
+        job_from_checkpoint({"kind": "agent"})
