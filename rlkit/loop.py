@@ -78,6 +78,7 @@ class Loop:
         self.wall_time = 0.0  # seconds of training before this process (carried over on resume)
         self.writer: Any = None
         self._start: float | None = None
+        self._last_eval_step = self._last_save_step = -1
 
     # ------------------------------------------------------------------ state
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -97,6 +98,9 @@ class Loop:
         torch.set_rng_state(checkpoint["torch_rng"])
 
     def save(self) -> None:
+        if self.source.steps == self._last_save_step:
+            return
+        self._last_save_step = self.source.steps
         if self.save_extra is not None:
             self.save_extra(self.run_dir)
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload())
@@ -106,8 +110,9 @@ class Loop:
         return 0.0 if self._start is None else time.perf_counter() - self._start
 
     def _evaluate(self, step: int) -> None:
-        if self.evaluate_fn is None:
+        if self.evaluate_fn is None or step == self._last_eval_step:
             return
+        self._last_eval_step = step
         metrics = self.evaluate_fn()
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)

@@ -97,6 +97,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(mnist_dir, tmp_pa
     config = ClassifierConfig(**{**vars(preset("cnn")), "width": 0.125, "batch_size": 32, "epochs": 1})
     whole = make_supervised_run(_settings("mnist", "cnn", mnist_dir), config, tmp_path / "whole")
     whole.run()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "whole" / "eval.jsonl").read_text().splitlines()]
+    assert steps == [8]  # the epoch's evaluation is also the final one: not run twice
     first = make_supervised_run(_settings("mnist", "cnn", mnist_dir, max_steps=3), config, tmp_path / "part")
     first.run()
     checkpoint = load_checkpoint(tmp_path / "part")
