@@ -128,7 +128,7 @@ class Loop:
         self.writer = SummaryWriter(str(self.run_dir))
         self._start = time.perf_counter()
         sums: dict[str, float] = defaultdict(float)
-        count = 0
+        counts: dict[str, int] = defaultdict(int)  # per tag: some metrics come only from some updates
         start_steps = last_log_steps = self.source.steps
         last_log_time = time.perf_counter()
         next_eval = _next_multiple(self.source.steps, cfg.eval_interval)
@@ -142,7 +142,7 @@ class Loop:
                 if batch is not None:
                     for tag, value in self.learner.update(batch).items():
                         sums[tag] += value
-                    count += 1
+                        counts[tag] += 1
                 step = self.source.steps
                 bar.update(step - before)
                 for finished_step, episode_return, length in self.source.pop_finished():
@@ -152,7 +152,7 @@ class Loop:
                     now = time.perf_counter()
                     sps = (step - last_log_steps) / max(now - last_log_time, 1e-9)
                     for tag, total in sums.items():
-                        self.writer.add_scalar(tag, total / count, step)
+                        self.writer.add_scalar(tag, total / counts[tag], step)
                     self.writer.add_scalar("time/sps", sps, step)
                     recent = getattr(self.source, "recent_returns", None)
                     postfix = {"sps": f"{sps:.0f}"}
@@ -160,7 +160,8 @@ class Loop:
                         postfix["return"] = f"{sum(recent) / len(recent):.1f}"
                     bar.set_postfix(postfix, refresh=False)
                     sums.clear()
-                    count, last_log_steps, last_log_time = 0, step, now
+                    counts.clear()
+                    last_log_steps, last_log_time = step, now
                 if step >= next_eval:
                     self._evaluate(step)
                     next_eval = _next_multiple(step, cfg.eval_interval)

@@ -1,0 +1,71 @@
+"""The shared loop with a fake learner and source: what it logs, when it evaluates and saves."""
+
+from __future__ import annotations
+
+import json
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlkit.checkpoint import load_checkpoint
+from rlkit.loop import Loop, LoopConfig
+
+
+class CountingSource:
+    def __init__(self):
+        self.steps = 0
+
+    def next(self):
+        self.steps += 1
+        return self.steps
+
+    def pop_finished(self):
+        return []
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+class AlternatingLearner:
+    """Reports ``losses/every`` on each update and ``losses/odd`` only on odd batches (like a GAN's generator)."""
+
+    def update(self, batch):
+        metrics = {"losses/every": float(batch)}
+        if batch % 2:
+            metrics["losses/odd"] = 10.0 * batch
+        return metrics
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_each_metric_is_averaged_over_the_updates_that_reported_it(tmp_path):
+    loop = Loop(AlternatingLearner(), CountingSource(), LoopConfig(total_steps=8, log_interval=4, progress=False),
+                tmp_path, header={"kind": "test"})
+    loop.run()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    every = [(e.step, e.value) for e in events.Scalars("losses/every")]
+    odd = [(e.step, e.value) for e in events.Scalars("losses/odd")]
+    assert every == [(4, 2.5), (8, 6.5)]  # mean of 1..4, of 5..8
+    assert odd == [(4, 20.0), (8, 60.0)]  # mean of 10 and 30, of 50 and 70: not divided by all four updates
+
+
+def test_evaluation_and_checkpoint_on_schedule_and_once_at_the_end(tmp_path):
+    calls = []
+    loop = Loop(AlternatingLearner(), CountingSource(),
+                LoopConfig(total_steps=10, eval_interval=5, checkpoint_interval=5, progress=False), tmp_path,
+                header={"kind": "test"}, evaluate=lambda: calls.append(1) or {"eval/x": 1.0})
+    saved = []
+    real_save = loop.save
+    loop.save = lambda: saved.append(loop.source.steps) or real_save()
+    loop.run()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert steps == [5, 10] and len(calls) == 2
+    assert load_checkpoint(tmp_path)["loop"]["steps"] == 10
+    assert saved[0] == 5 and set(saved) == {5, 10}
