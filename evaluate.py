@@ -18,7 +18,9 @@ import numpy as np
 from rlkit.checkpoint import load_checkpoint
 from rlkit.errors import UserError, run_command
 from rlkit.rl import agent_from_checkpoint, evaluate_agent
-from rlkit.supervised.tasks import evaluate_classifier, job_from_checkpoint
+from rlkit.supervised.gan import class_conditional_accuracy, save_samples
+from rlkit.supervised.gan_task import gan_from_checkpoint, make_judge
+from rlkit.supervised.tasks import evaluate_classifier, get_net, job_from_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     supervised = parser.add_argument_group("classifiers")
     supervised.add_argument("--data-dir", help="folder of the test set (default: the one the run trained on)")
+    supervised.add_argument("--judge", metavar="RUN_DIR",
+                            help="GAN runs: a classifier run whose net scores 100 generated images of each class")
+    supervised.add_argument("--samples", type=Path, metavar="FILE.png",
+                            help="GAN runs: write a grid of samples, one column per class (default: RUN_DIR/samples.png)")
     supervised.add_argument("--mc-samples", type=int, default=0,
                             help="Monte Carlo dropout: average this many dropout masks per image (default: 0, the "
                                  "scaling rule: dropout off)")
@@ -69,7 +75,33 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def evaluate_gan(checkpoint: dict, args: argparse.Namespace) -> dict:
+    learner, test, eval_transform, settings = gan_from_checkpoint(checkpoint, args.device, args.data_dir)
+    metrics = evaluate_classifier(learner, test, eval_transform, learner.device)
+    run_dir = args.path if args.path.is_dir() else args.path.parent
+    grid = save_samples(learner, args.samples or run_dir / "samples.png")
+    result = {"task": settings.task, "net": settings.net, "steps": checkpoint["loop"]["steps"],
+              "critic_class_accuracy": metrics["eval/accuracy"], "samples": str(grid)}
+    if args.judge:
+        judge = make_judge(args.judge, learner.device, test.images.shape[1])
+        overall, per_class = class_conditional_accuracy(learner.generator, judge, learner.config.num_classes,
+                                                        noise_dim=learner.config.noise_dim, seed=args.seed,
+                                                        device=learner.device)
+        result.update(class_conditional_accuracy=overall, per_class=per_class)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{settings.net} on {settings.task} after {result['steps']} updates: the critic's class head scores "
+              f"{100 * result['critic_class_accuracy']:.2f}% on the test set; samples in {grid}")
+        if args.judge:
+            print(f"class-conditional accuracy of generated images (judge {args.judge}): "
+                  f"{100 * result['class_conditional_accuracy']:.2f}%")
+    return result
+
+
 def evaluate_supervised(checkpoint: dict, args: argparse.Namespace) -> dict:
+    if get_net(checkpoint["net"]).gan:
+        return evaluate_gan(checkpoint, args)
     if args.mc_samples < 0:
         raise UserError(f"--mc-samples must be 0 or more, got {args.mc_samples}")
     job, settings, _ = job_from_checkpoint(checkpoint, args.device, args.data_dir)

@@ -21,7 +21,9 @@ from rlkit.envs import resolve_env
 from rlkit.errors import UserError, run_command
 from rlkit.rl import RunSettings, make_training_run
 from rlkit.supervised.classifier import ClassifierConfig
-from rlkit.supervised.tasks import NETS, TASKS, SupervisedSettings, default_data_dir, get_net, make_supervised_run, preset
+from rlkit.supervised.tasks import (
+    NETS, TASKS, SupervisedSettings, config_class, default_data_dir, get_net, make_supervised_run, preset,
+)
 
 DEFAULT_TOTAL_STEPS = {"atari": 10_000_000, "mujoco": 1_000_000, "other": 100_000}
 
@@ -80,11 +82,11 @@ def build_supervised_parser(net: str | None) -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-interval", type=int, default=0, help="updates between checkpoints (default: 0, "
                                                                          "every epoch)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    if net is not None:
-        get_net(net)
-    add_config_flags(parser, ClassifierConfig,
-                     "classifier config (defaults shown are the class's; each net's recipe changes some, and the "
-                     "run's config.json records what was used)")
+    run.add_argument("--judge", metavar="RUN_DIR", default="",
+                     help="GAN runs: a classifier run (same task) that scores each class's samples at every evaluation")
+    add_config_flags(parser, config_class(net) if net else ClassifierConfig,
+                     f"{'GAN' if net and get_net(net).gan else 'classifier'} config (defaults shown are the class's; "
+                     "each net's recipe changes some, and the run's config.json records what was used)")
     return parser
 
 
@@ -103,7 +105,7 @@ def supervised_main(argv: list[str], checkpoint: dict | None) -> None:
         settings.max_steps = args.max_steps or settings.max_steps
         if args.data_dir:
             settings.data_dir = args.data_dir
-        config = config_from_dict(ClassifierConfig, checkpoint["classifier_config"])
+        config = config_from_dict(config_class(settings.net), checkpoint["config"])
         run_dir = args.resume if args.resume.is_dir() else args.resume.parent
         print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
     else:
@@ -113,7 +115,7 @@ def supervised_main(argv: list[str], checkpoint: dict | None) -> None:
         settings = SupervisedSettings(
             task=args.task, net=args.net, data_dir=args.data_dir or default_data_dir(args.task), seed=args.seed,
             device=args.device, max_steps=args.max_steps, eval_interval=args.eval_interval,
-            checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,
+            checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress, judge=args.judge,
         )
         run_dir = args.run_dir or Path("runs") / f"{args.task}__{args.net}__{args.seed}__{int(time.time())}"
         if (run_dir / CHECKPOINT_NAME).exists():

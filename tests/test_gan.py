@@ -277,7 +277,7 @@ def test_visualize_command_line_on_a_discriminator_run(tmp_path, capsys):
     torch.manual_seed(0)
     model = DiscriminatorAsClassifier(Discriminator(num_classes=10, in_channels=3, image_size=32, width=4))
     run = tmp_path / "run"
-    header = {"kind": "supervised", "task": "cifar10", "net": "discriminator", "classifier_config": {"input_size": 0},
+    header = {"kind": "supervised", "task": "cifar10", "net": "discriminator", "config": {"input_size": 0},
               "settings": {"data_dir": str(data_dir)}}
     save_checkpoint(run / "checkpoint.pt", {**header, "learner": {"model": model.state_dict()}})
     # The rebuilt model takes [0, 1] pixels and normalizes them as the run's training did.

@@ -144,7 +144,7 @@ def test_train_and_evaluate_command_lines(mnist_dir, tmp_path):
     run = tmp_path / "run"
     train.main(["--task", "mnist", "--net", "numpy-mlp", "--data-dir", str(mnist_dir), "--max-steps", "12",
                 "--batch-size", "16", "--run-dir", str(run), "--no-progress"])
-    assert json.loads((run / "config.json").read_text())["classifier_config"]["batch_size"] == 16
+    assert json.loads((run / "config.json").read_text())["config"]["batch_size"] == 16
     result = evaluate.main([str(run), "--json"])
     assert result["steps"] == 12 and result["images"] == 64 and 0 <= result["accuracy"] <= 1
     train.main(["--resume", str(run), "--max-steps", "20", "--no-progress"])
@@ -213,3 +213,35 @@ def test_an_agent_checkpoint_is_not_taken_for_a_classifier(tmp_path):
 
     with pytest.raises(UserError, match="not a supervised one"):
         job_from_checkpoint({"kind": "agent"})
+
+
+def test_discriminator_classifier_pads_digits_to_32(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    train.main(["--task", "mnist", "--net", "discriminator", "--width", "0.05", "--data-dir", str(mnist_dir),
+                "--batch-size", "16", "--max-steps", "3", "--run-dir", str(run), "--no-progress"])
+    model = load_checkpoint(run)["learner"]["model"]
+    assert model["discriminator.blocks.0.norm.weight"].shape == (10, 32, 32)  # LayerNorm over the padded image
+    assert evaluate.main([str(run), "--json"])["images"] == 64
+
+
+def test_acgan_trains_samples_and_is_judged_by_a_classifier_run(mnist_dir, tmp_path):
+    judge = tmp_path / "judge"
+    train.main(["--task", "mnist", "--net", "numpy-mlp", "--data-dir", str(mnist_dir), "--max-steps", "40",
+                "--batch-size", "16", "--run-dir", str(judge), "--no-progress"])
+    run = tmp_path / "gan"
+    train.main(["--task", "mnist", "--net", "acgan", "--width", "8", "--batch-size", "16", "--data-dir",
+                str(mnist_dir), "--max-steps", "4", "--eval-interval", "2", "--judge", str(judge), "--run-dir",
+                str(run), "--no-progress"])
+    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(0 <= e["eval/class_conditional_accuracy"] <= 1 and "eval/critic_class_accuracy" in e for e in evals)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["00000002.png", "00000004.png"]
+    checkpoint = load_checkpoint(run)
+    assert set(checkpoint["learner"]) >= {"generator", "discriminator", "critic_optimizer", "generator_optimizer"}
+    result = evaluate.main([str(run), "--judge", str(judge), "--json", "--samples", str(tmp_path / "s.png")])
+    assert len(result["per_class"]) == 10 and (tmp_path / "s.png").exists()
+    from PIL import Image
+
+    assert Image.open(tmp_path / "s.png").size == (10 * 34 + 2, 10 * 34 + 2)  # a 32x32 sample per class, 10 rows
+    train.main(["--resume", str(run), "--max-steps", "6", "--no-progress"])
+    assert load_checkpoint(run)["learner"]["updates"] == 6

@@ -46,7 +46,7 @@ class ACGANConfig:
     noise_dim: int = 100
     """Length of the generator's input; its first ``num_classes`` entries are the class one-hot."""
     num_classes: int = 10
-    """Classes of the auxiliary classifier and of the conditioning (CIFAR-10's 10)."""
+    """Classes of the auxiliary classifier and of the conditioning (a ``train.py`` run takes them from its task)."""
     width: int = 196
     """Channels of every layer of both networks (the assignment's 196)."""
     sample_interval: int = 0

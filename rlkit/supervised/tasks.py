@@ -49,7 +49,7 @@ TASKS: dict[str, TaskInfo] = {
 class NetSpec:
     """How ``--net NAME`` is built and which recipe it trains with by default."""
 
-    build: Callable[[ClassifierConfig, int, int, int], Any]
+    build: Callable[[ClassifierConfig, int, int, int], Any] | None
     """(config, in_channels, image_size, num_classes) -> torch module or NumPy model."""
     preset: dict[str, Any]
     """ClassifierConfig fields that differ from the class defaults for this net."""
@@ -57,6 +57,10 @@ class NetSpec:
     numpy: bool = False
     imagenet: bool = False
     """Takes 3-channel images (gray ones are repeated) and ImageNet weight files."""
+    pad_to: int = 0
+    """Zero-pad smaller images to this side (the GAN nets need 32x32: 28x28 digits are padded)."""
+    gan: bool = False
+    """Trains a generator and a critic (:mod:`rlkit.supervised.gan_task`), not a classifier."""
 
 
 def _numpy_mlp(config: ClassifierConfig, channels: int, size: int, classes: int) -> Any:
@@ -84,6 +88,12 @@ def _cifar_resnet(config: ClassifierConfig, channels: int, size: int, classes: i
     return CifarResNet(num_classes=classes, in_channels=channels, dropout=config.dropout, width=config.width)
 
 
+def _discriminator(config: ClassifierConfig, channels: int, size: int, classes: int) -> nn.Module:
+    from rlkit.nets.gan import Discriminator, DiscriminatorAsClassifier
+
+    return DiscriminatorAsClassifier(Discriminator(classes, channels, size, width=max(1, round(196 * config.width))))
+
+
 def _imagenet_resnet(name: str) -> Callable[..., nn.Module]:
     def build(config: ClassifierConfig, channels: int, size: int, classes: int) -> nn.Module:
         from rlkit.nets import resnet
@@ -103,6 +113,12 @@ NETS: dict[str, NetSpec] = {
     "cnn": NetSpec(_deep_cnn, {"epochs": 30, "dropout": 0.25}, "8 conv + 3 FC layers with batch norm and dropout "
                    "(assignment 3)"),
     "resnet": NetSpec(_cifar_resnet, {"epochs": 30}, "the assignment-4 ResNet for 32x32 images"),
+    "discriminator": NetSpec(_discriminator, {"epochs": 100, "learning_rate": 1e-4, "schedule": "step",
+                                              "step_epochs": 50, "dropout": 0.0},
+                             "the assignment-5 GAN critic (8 convs of 196, LayerNorm) trained as a classifier",
+                             pad_to=32),
+    "acgan": NetSpec(None, {}, "ACGAN with WGAN gradient penalty (assignment 5b): a generator and a critic with a "
+                     "class head; flags from its own config", pad_to=32, gan=True),
     "resnet18": NetSpec(_imagenet_resnet("resnet18"), {"epochs": 5, "learning_rate": 1e-4, "input_size": 224},
                         "ImageNet ResNet-18 (torchvision keys; --pretrained FILE to fine-tune)", imagenet=True),
     "resnet50": NetSpec(_imagenet_resnet("resnet50"), {"epochs": 5, "learning_rate": 1e-4, "input_size": 224},
@@ -126,9 +142,18 @@ def get_net(name: str) -> NetSpec:
     return _lookup(NETS, name, "--net")
 
 
-def preset(net: str) -> ClassifierConfig:
+def config_class(net: str) -> type:
+    """The config dataclass of ``net``: :class:`ClassifierConfig`, or the GAN's own."""
+    if get_net(net).gan:
+        from rlkit.supervised.gan import ACGANConfig
+
+        return ACGANConfig
+    return ClassifierConfig
+
+
+def preset(net: str) -> Any:
     """The default recipe of ``net``."""
-    return ClassifierConfig(**get_net(net).preset)
+    return config_class(net)(**get_net(net).preset)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -194,6 +219,8 @@ def make_transforms(task: TaskInfo, config: ClassifierConfig, image_shape: tuple
     size = image_shape[-1]
     mean, std = T.STATS[task.dataset]
     common: list[Any] = [T.Normalize(mean, std)]
+    if net.pad_to and size < net.pad_to:
+        common.insert(0, T.Pad(net.pad_to))
     if net.imagenet:
         common.append(RepeatChannels(3))
     if config.input_size:
@@ -259,7 +286,8 @@ def build_learner(net_name: str, config: ClassifierConfig, image_shape: tuple[in
         return NumpyLearner(net.build(config, channels, size, num_classes), config, steps_per_epoch)
     from rlkit.nets.pretrained import freeze, load_pretrained
 
-    model = net.build(config, 3 if net.imagenet else channels, config.input_size or size, num_classes)
+    size = config.input_size or max(size, net.pad_to)
+    model = net.build(config, 3 if net.imagenet else channels, size, num_classes)
     if config.pretrained:
         load_pretrained(model, config.pretrained, skip=("fc.",))
     if config.freeze_except:
@@ -309,6 +337,8 @@ class SupervisedSettings:
     checkpoint_interval: int = 0
     """Updates between checkpoints (0: once per epoch)."""
     progress: bool = True
+    judge: str = ""
+    """GAN runs: a classifier run whose net scores the generated samples of each class at every evaluation."""
 
 
 def default_data_dir(task: str) -> str:
@@ -343,6 +373,10 @@ def build_job(settings: SupervisedSettings, config: ClassifierConfig, train: Arr
 def make_supervised_run(settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
                         resume: dict[str, Any] | None = None) -> Loop:
     """Assemble data, learner, source and loop; ``resume`` continues a checkpoint."""
+    if get_net(settings.net).gan:
+        from rlkit.supervised.gan_task import make_gan_run
+
+        return make_gan_run(settings, config, run_dir, resume)
     seed_everything(settings.seed)
     task = get_task(settings.task)
     train = load_dataset(task.dataset, settings.data_dir, "train", task.label)
@@ -353,7 +387,7 @@ def make_supervised_run(settings: SupervisedSettings, config: ClassifierConfig, 
     if settings.max_steps:
         total = min(total, settings.max_steps)
     header = {"kind": "supervised", "task": settings.task, "net": settings.net,
-              "classifier_config": config_to_dict(config), "settings": dict(vars(settings))}
+              "config": config_to_dict(config), "settings": dict(vars(settings))}
 
     def evaluate() -> dict[str, float]:
         return evaluate_classifier(job.learner, job.test, job.eval_transform, job.device)
@@ -381,7 +415,9 @@ def job_from_checkpoint(checkpoint: dict[str, Any], device: str = "auto", data_d
     settings.device = device
     if data_dir is not None:
         settings.data_dir = data_dir
-    config = config_from_dict(ClassifierConfig, checkpoint["classifier_config"])
+    if get_net(settings.net).gan:
+        raise UserError(f"this checkpoint holds a GAN ({settings.net}), not a classifier")
+    config = config_from_dict(ClassifierConfig, checkpoint["config"])
     # The trained weights replace any pretrained file, which need not exist where the run is evaluated.
     job = build_job(settings, dataclasses.replace(config, pretrained=""))
     job.learner.load_state_dict(checkpoint["learner"])

@@ -189,7 +189,7 @@ def load_run(path: str | Path, device: str = "auto", data_dir: str | None = None
         raise UserError(f"{path} holds a {checkpoint.get('kind')!r} run of net {checkpoint.get('net')!r}; the "
                         "visualizations read classifier runs of the GAN discriminator: train one with "
                         "python train.py --task cifar10 --net discriminator")
-    if checkpoint.get("classifier_config", {}).get("input_size"):
+    if checkpoint.get("config", {}).get("input_size"):
         raise UserError("this run resized its images (--input-size): the visualizations need the native size")
     try:
         discriminator = discriminator_from_state_dict(checkpoint["learner"]["model"])
@@ -200,7 +200,13 @@ def load_run(path: str | Path, device: str = "auto", data_dir: str | None = None
     test = load_dataset(task.dataset, data_dir or checkpoint["settings"]["data_dir"], "test", task.label)
     device_ = pick_device(device)
     model = PixelClassifier(discriminator, *STATS[task.dataset]).to(device_).eval()
-    return LoadedRun(model, torch.from_numpy(test.images), torch.from_numpy(test.labels.astype(np.int64)),
+    images = torch.from_numpy(test.images)
+    side = checkpoint["learner"]["model"]["discriminator.blocks.0.norm.weight"].shape[-1]  # the net's input side
+    if images.shape[-1] < side:  # trained on padded images (28x28 digits -> 32x32), as tasks.make_transforms does
+        from rlkit.supervised.transforms import Pad
+
+        images = Pad(side)(images)
+    return LoadedRun(model, images, torch.from_numpy(test.labels.astype(np.int64)),
                      test.classes, device_)
 
 
