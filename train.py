@@ -117,11 +117,21 @@ def supervised_main(argv: list[str], checkpoint: dict | None) -> None:
             device=args.device, max_steps=args.max_steps, eval_interval=args.eval_interval,
             checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress, judge=args.judge,
         )
-        run_dir = args.run_dir or Path("runs") / f"{args.task}__{args.net}__{args.seed}__{int(time.time())}"
-        if (run_dir / CHECKPOINT_NAME).exists():
-            raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or pick another --run-dir")
+        run_dir = new_run_dir(args.run_dir, f"{args.task}__{args.net}__{args.seed}")
     loop = make_supervised_run(settings, config, run_dir, resume=checkpoint)
-    print(f"training {settings.net} on {settings.task} for {loop.config.total_steps} updates -> {run_dir}")
+    run_loop(loop, f"{settings.net} on {settings.task} for {loop.config.total_steps} updates", run_dir)
+
+
+def new_run_dir(chosen: Path | None, name: str) -> Path:
+    """``chosen``, or ``runs/NAME__TIME``; refuses a folder that already holds a run."""
+    run_dir = chosen or Path("runs") / f"{name.replace('/', '-')}__{int(time.time())}"
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or pick another --run-dir")
+    return run_dir
+
+
+def run_loop(loop, what: str, run_dir: Path) -> None:
+    print(f"training {what} -> {run_dir}")
     print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
     try:
         loop.run()
@@ -173,17 +183,10 @@ def main(argv: list[str] | None = None) -> None:
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=args.save_buffer, progress=not args.no_progress,
         )
-        run_dir = args.run_dir or Path("runs") / f"{args.env.replace('/', '-')}__{args.agent}__{args.seed}__{int(time.time())}"
-        if (run_dir / CHECKPOINT_NAME).exists():
-            raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or pick another --run-dir")
+        run_dir = new_run_dir(args.run_dir, f"{args.env}__{args.agent}__{args.seed}")
 
     loop = make_training_run(settings, config, run_dir, resume=checkpoint)
-    print(f"training {settings.agent} on {settings.env} for {settings.total_steps} steps -> {run_dir}")
-    print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
-    try:
-        loop.run()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_loop(loop, f"{settings.agent} on {settings.env} for {settings.total_steps} steps", run_dir)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rlkit.agents import Agent, PolicyAgent, get_agent_spec
 from rlkit.config import config_from_dict, config_to_dict

@@ -4,7 +4,6 @@ n-step returns as options."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 

@@ -5,7 +5,6 @@ set and, given a judge (an independently trained classifier run), the class-cond
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ import numpy as np
 import torch
 
 from rlkit.checkpoint import load_checkpoint
-from rlkit.config import config_from_dict, config_to_dict
+from rlkit.config import config_from_dict
 from rlkit.errors import UserError
-from rlkit.loop import Loop, LoopConfig
+from rlkit.loop import Loop
 from rlkit.runtime import pick_device, seed_everything
 from rlkit.supervised import transforms as T
 from rlkit.supervised.data import ArrayDataset, load_dataset
@@ -62,7 +61,7 @@ def build_gan(settings: Any, config: ACGANConfig, test: ArrayDataset, device: to
 
 def make_gan_run(settings: Any, config: ACGANConfig, run_dir: Path, resume: dict[str, Any] | None = None) -> Loop:
     """Assemble the ACGAN job; ``resume`` continues a checkpoint."""
-    from rlkit.supervised.tasks import BatchSource, evaluate_classifier, get_task
+    from rlkit.supervised.tasks import BatchSource, evaluate_classifier, get_task, supervised_loop
 
     seed_everything(settings.seed)
     device = pick_device(settings.device)
@@ -75,11 +74,6 @@ def make_gan_run(settings: Any, config: ACGANConfig, run_dir: Path, resume: dict
     train_transform, eval_transform = gan_transforms(task, channels, size)
     source = BatchSource(train, config.batch_size, settings.seed, train_transform, device)
     judge = make_judge(settings.judge, device, channels) if settings.judge else None
-    total = config.epochs * source.steps_per_epoch
-    if settings.max_steps:
-        total = min(total, settings.max_steps)
-    header = {"kind": "supervised", "task": settings.task, "net": settings.net, "config": config_to_dict(config),
-              "settings": dict(vars(settings))}
 
     def evaluate() -> dict[str, float]:
         grid = save_samples(learner, run_dir / "samples" / f"{learner.updates:08d}.png")
@@ -94,19 +88,8 @@ def make_gan_run(settings: Any, config: ACGANConfig, run_dir: Path, resume: dict
             metrics["eval/class_conditional_accuracy"] = overall
         return metrics
 
-    per_epoch = source.steps_per_epoch
-    loop = Loop(
-        learner, source,
-        LoopConfig(total, settings.eval_interval or config.sample_interval or per_epoch,
-                   settings.checkpoint_interval or per_epoch, log_interval=max(1, min(100, per_epoch // 4)),
-                   progress=settings.progress),
-        run_dir, header, evaluate=evaluate,
-    )
-    if resume is not None:
-        loop.restore(resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(header, indent=2) + "\n")
-    return loop
+    loop = supervised_loop(learner, source, settings, config, run_dir, resume, evaluate, config.sample_interval)
+    return loop  # evaluate() reaches the loop's TensorBoard writer through this name
 
 
 def gan_from_checkpoint(checkpoint: dict[str, Any], device: str = "auto", data_dir: str | None = None

@@ -383,20 +383,26 @@ def make_supervised_run(settings: SupervisedSettings, config: ClassifierConfig, 
     job = build_job(settings, config, train)
     source = BatchSource(train, config.batch_size, settings.seed, job.train_transform, job.device,
                          as_numpy=get_net(settings.net).numpy)
-    total = config.epochs * source.steps_per_epoch
+    return supervised_loop(job.learner, source, settings, config, run_dir, resume,
+                           lambda: evaluate_classifier(job.learner, job.test, job.eval_transform, job.device))
+
+
+def supervised_loop(learner: Any, source: BatchSource, settings: SupervisedSettings, config: Any, run_dir: Path,
+                    resume: dict[str, Any] | None, evaluate: Callable[[], dict[str, float]],
+                    eval_interval: int = 0) -> Loop:
+    """The shared loop for a supervised learner: ``config.epochs`` passes (or ``settings.max_steps``), evaluation
+    and checkpoints once per epoch unless the settings say otherwise; ``resume`` continues a checkpoint."""
+    per_epoch = source.steps_per_epoch
+    total = config.epochs * per_epoch
     if settings.max_steps:
         total = min(total, settings.max_steps)
-    header = {"kind": "supervised", "task": settings.task, "net": settings.net,
-              "config": config_to_dict(config), "settings": dict(vars(settings))}
-
-    def evaluate() -> dict[str, float]:
-        return evaluate_classifier(job.learner, job.test, job.eval_transform, job.device)
-
-    per_epoch = source.steps_per_epoch
+    header = {"kind": "supervised", "task": settings.task, "net": settings.net, "config": config_to_dict(config),
+              "settings": dict(vars(settings))}
     loop = Loop(
-        job.learner, source,
-        LoopConfig(total, settings.eval_interval or per_epoch, settings.checkpoint_interval or per_epoch,
-                   log_interval=max(1, min(100, per_epoch // 4)), progress=settings.progress),
+        learner, source,
+        LoopConfig(total, settings.eval_interval or eval_interval or per_epoch,
+                   settings.checkpoint_interval or per_epoch, log_interval=max(1, min(100, per_epoch // 4)),
+                   progress=settings.progress),
         run_dir, header, evaluate=evaluate,
     )
     if resume is not None:

@@ -522,7 +522,8 @@ def _per_video(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class RandomResizedCrop:
     """Cut from each video a window of ``scale`` (70-100%) of the frame area with an aspect ratio (width/height)
     in ``ratio``, the same window on all its frames, and resize it to ``size``. Float ``(B, ..., C, H, W)`` ->
-    ``(B, ..., C, *size)``. A window larger than the frame on one side is clipped to it.
+    ``(B, ..., C, *size)``. A window that would stick out of the frame keeps its area and spans the frame's
+    height (or width) instead, leaving the ratio range.
 
     Draws per video from ``generator``, in this order: area, log aspect ratio, top, left (each ``rand(B)``).
     """
@@ -539,8 +540,11 @@ class RandomResizedCrop:
         area = height * width * (self.scale[0] + (self.scale[1] - self.scale[0]) * _rand(batch, generator))
         low, high = math.log(self.ratio[0]), math.log(self.ratio[1])
         aspect = torch.exp(low + (high - low) * _rand(batch, generator))
-        w = torch.sqrt(area * aspect).round().clamp(1, width).long()
-        h = torch.sqrt(area / aspect).round().clamp(1, height).long()
+        w, h = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
+        # A window that does not fit keeps its area: it takes the frame's whole height (or width).
+        w, h = torch.where(h > height, area / height, w), h.clamp(max=height)
+        h, w = torch.where(w > width, area / width, h), w.clamp(max=width)
+        w, h = w.round().clamp(1, width).long(), h.round().clamp(1, height).long()
         top = (_rand(batch, generator) * (height - h + 1)).long()
         left = (_rand(batch, generator) * (width - w + 1)).long()
         return top, left, h, w
