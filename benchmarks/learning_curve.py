@@ -39,7 +39,7 @@ def main() -> None:
             train.main(["--agent", args.agent, "--env", args.env, "--total-steps", str(args.steps), "--seed", str(seed),
                         "--eval-interval", str(args.eval_interval), "--eval-episodes", str(args.eval_episodes),
                         "--run-dir", str(run), "--no-progress", *args.extra])
-            evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()][:-1]
+            evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
             curve = [(e["step"], round(e["eval/mean_return"], 1)) for e in evals]
             reached = next((step for step, value in curve if value >= args.threshold), None)
             print(json.dumps({"agent": args.agent, "env": args.env, "seed": seed, "steps": args.steps,
