@@ -121,6 +121,11 @@ def test_missing_video_is_a_one_line_error_naming_it(tiny, tmp_path):
     message = one_line(error)
     assert str(root / "UCF-101/Scene02/v_Scene02_g13_c01.avi") in message
     assert V.UCF101_URL in message and "UCF-101/<Class>/<video>.avi" in message
+    broken = root / "UCF-101/Scene01/v_Scene01_g01_c01.avi"
+    broken.write_bytes(b"RIFF but not a video")
+    with pytest.raises(UserError, match="re-download it") as error:
+        V.load_ucf101(root, "test", V.RandomFrame()).get(0)
+    assert str(broken) in one_line(error)
 
 
 def test_missing_lists_and_frame_folders_are_one_line_errors(tiny, tmp_path):
@@ -167,8 +172,22 @@ def test_samples_have_the_sampling_shape_and_the_right_frames(tiny):
     assert small.get(3)[0].shape == (2, 3, 24, 20)
 
 
+def test_frame_files_in_numeric_order_and_reads_past_the_end(tiny, tmp_path):
+    for number in (10, 2, 1):
+        Image.new("RGB", (4, 2), (number, 0, 0)).save(tmp_path / f"img{number}.png")
+    (tmp_path / "notes.txt").write_text("not a frame")
+    assert [p.name for p in V.list_frame_files(tmp_path)] == ["img1.png", "img2.png", "img10.png"]
+    frames, count = V.read_frame_folder(tmp_path, lambda n: np.array([[2, 0]]))
+    assert count == 3 and frames.shape == (1, 2, 2, 4, 3) and frames[0, :, 0, 0, 0].tolist() == [10, 1]
+    path = tiny / "UCF-101/Scene01/v_Scene01_g01_c01.avi"
+    frames, count = V.read_video(path, lambda n: np.array([n - 1, n + 5]))  # a header promising too many frames
+    last = V.decode_video(path)[-1]
+    assert count == 16 and np.array_equal(frames[0], last) and np.array_equal(frames[1], last)
+
+
 def test_frame_folders_give_the_decoded_frames(tiny, tmp_path):
-    """PNG frames are exactly the decoded ones; JPEG (quality 95) differs by under 2 levels on average."""
+    """PNG frames are exactly the decoded ones; JPEG (quality 95) differs by under 2 levels of 255 on average
+    (about 1 here, at most 17 on a pixel)."""
     assert V.extract_frames(tiny, tmp_path / "png", "png") == 18
     assert V.extract_frames(tiny, tmp_path / "png", "png") == 0  # already there: resumes with nothing left
     assert not list((tmp_path / "png").glob("*/.*"))  # no temporary folders left behind

@@ -191,12 +191,6 @@ def read_frame_folder(folder: str | Path, pick: IndexPicker) -> tuple[np.ndarray
     return _gather(frames, indices, folder), len(files)
 
 
-def _av_error() -> type[Exception]:
-    import av
-
-    return getattr(av, "FFmpegError", None) or av.error.FFmpegError
-
-
 def video_frame_count(path: str | Path) -> int:
     """Frames of a video file: the container's count, or (when it has none) its packets counted."""
     import av
@@ -208,7 +202,7 @@ def video_frame_count(path: str | Path) -> int:
             if stream.frames > 0:
                 return int(stream.frames)
             return sum(1 for packet in container.demux(stream) if packet.size)
-    except (_av_error(), IndexError) as error:
+    except (av.error.FFmpegError, IndexError) as error:
         raise UserError(f"cannot read video {path} ({error}): re-download it") from None
 
 
@@ -240,7 +234,7 @@ def read_video(path: str | Path, pick: IndexPicker) -> tuple[np.ndarray, int]:
                     break
             if previous is not None and previous[0] not in frames:  # the fallback for indices past the end
                 frames[previous[0]] = to_rgb.reformat(previous[1], format="rgb24").to_ndarray()
-    except (_av_error(), IndexError) as error:
+    except (av.error.FFmpegError, IndexError) as error:
         raise UserError(f"cannot decode video {path} ({error}): re-download it") from None
     return _gather(frames, indices, path), count
 
@@ -256,7 +250,7 @@ def decode_video(path: str | Path) -> np.ndarray:
             to_rgb = VideoReformatter()
             frames = [to_rgb.reformat(frame, format="rgb24").to_ndarray()
                       for frame in container.decode(container.streams.video[0])]
-    except (_av_error(), IndexError) as error:
+    except (av.error.FFmpegError, IndexError) as error:
         raise UserError(f"cannot decode video {path} ({error}): re-download it") from None
     if not frames:
         raise UserError(f"video {path} holds no frames: re-download it")
@@ -445,6 +439,7 @@ class VideoBatchSource:
         self._generator = torch.Generator()
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch: (the transformed samples, int64 labels ``(B,)``), on ``device``."""
         epoch, index = divmod(self.steps, self.steps_per_epoch)
         if epoch != self._epoch:
             perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
@@ -458,9 +453,11 @@ class VideoBatchSource:
         return x, y
 
     def pop_finished(self) -> list[tuple[int, float, int]]:
+        """No episodes here (the loop asks every source)."""
         return []
 
     def state_dict(self) -> dict[str, Any]:
+        """The position in the stream: every batch to come follows from it."""
         return {"steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
