@@ -30,6 +30,16 @@ def mnist_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory) -> Path:
+    return make_tiny_dataset("fashion-mnist", tmp_path_factory.mktemp("fashion"), train=256, test=64, seed=1)
+
+
+@pytest.fixture(scope="module")
+def cifar10_dir(tmp_path_factory) -> Path:
+    return make_tiny_dataset("cifar10", tmp_path_factory.mktemp("cifar10"), train=256, test=64, seed=2)
+
+
+@pytest.fixture(scope="module")
 def cifar_dir(tmp_path_factory) -> Path:
     return make_tiny_dataset("cifar100", tmp_path_factory.mktemp("cifar100"), train=128, test=40, seed=0)
 
@@ -71,9 +81,9 @@ def test_batch_source_covers_each_epoch_once_and_is_a_function_of_the_step(mnist
     assert sorted(torch.cat(rows).tolist()) == sorted(data.labels.tolist())  # ranks split the epoch
 
 
-@pytest.mark.parametrize("net,task,data", [
-    ("numpy-mlp", "mnist", "mnist_dir"), ("numpy-cnn", "mnist", "mnist_dir"), ("cnn", "mnist", "mnist_dir"),
-    ("resnet", "cifar100", "cifar_dir"), ("resnet18", "cifar100", "cifar_dir"),
+@pytest.mark.parametrize("net,task,data", [  # the command lines of the course's assignments 1-4
+    ("numpy-mlp", "mnist", "mnist_dir"), ("numpy-cnn", "mnist", "mnist_dir"), ("cnn", "cifar10", "cifar10_dir"),
+    ("resnet", "cifar100", "cifar_dir"), ("resnet18", "cifar100", "cifar_dir"), ("resnet", "fashion-mnist", "fashion_dir"),
 ])
 def test_a_few_updates_lower_the_test_loss(net, task, data, request, tmp_path):
     data_dir = request.getfixturevalue(data)
