@@ -3,7 +3,9 @@
 For an agent: rebuilds the agent and its environment from the checkpoint alone and plays whole games in the
 evaluation setting (raw scores, no reward clipping, a lost life does not end the game); prints the mean ± std of the
 raw returns. For a classifier: prints its top-1 and top-5 accuracy on the task's test set (``--mc-samples N`` for
-Monte Carlo dropout instead of the standard scaling rule).
+Monte Carlo dropout instead of the standard scaling rule). For a video classifier (UCF-101): top-1/5/10 per video,
+the best and worst classes and the most confused pairs, written with the confusion matrix to ``report.json`` and
+``confusion.png`` in the run directory (``--fuse RUN_DIR`` combines two runs' per-video scores).
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rlkit.checkpoint import load_checkpoint
 from rlkit.errors import UserError, run_command
 from rlkit.rl import agent_from_checkpoint, evaluate_agent
 from rlkit.supervised.gan import class_conditional_accuracy, save_samples
 from rlkit.supervised.gan_task import gan_from_checkpoint, make_judge
+from rlkit.supervised.metrics import classification_report, save_confusion_png
 from rlkit.supervised.tasks import evaluate_classifier, get_net, job_from_checkpoint
+from rlkit.supervised.video_task import evaluate_videos, fuse_scores, video_job_from_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     supervised.add_argument("--mc-samples", type=int, default=0,
                             help="Monte Carlo dropout: average this many dropout masks per image (default: 0, the "
                                  "scaling rule: dropout off)")
+    video = parser.add_argument_group("video classifiers")
+    video.add_argument("--frames-dir", help="read pre-extracted frames from this folder ('' decodes the videos; "
+                                            "default: what the run trained on)")
+    video.add_argument("--out", type=Path, metavar="DIR",
+                       help="where report.json and confusion.png go (default: the run directory)")
+    video.add_argument("--fuse", type=Path, metavar="RUN_DIR",
+                       help="combine this run's per-video log-probabilities with another video run's (same fold)")
+    video.add_argument("--fuse-weight", type=float, default=0.5,
+                       help="weight of this run in the fusion, the rest on the other (default: 0.5)")
     return parser
 
 
@@ -98,12 +112,58 @@ def evaluate_gan(checkpoint: dict, args: argparse.Namespace) -> dict:
     return result
 
 
+def evaluate_video(checkpoint: dict, args: argparse.Namespace) -> dict:
+    job, settings, config = video_job_from_checkpoint(checkpoint, args.device, args.data_dir, args.frames_dir)
+    own = evaluate_videos(job)  # per-video sums of frame (or clip) log-probabilities
+    scores, prefix = own.scores, ""
+    result = {"task": settings.task, "net": settings.net, "steps": checkpoint["loop"]["steps"], "fold": config.fold,
+              "videos": len(own.labels), f"{own.unit}s_per_video": own.samples,
+              f"{own.unit}_accuracy": own.sample_accuracy}
+    if args.fuse:
+        other_job, other_settings, _ = video_job_from_checkpoint(load_checkpoint(args.fuse), args.device,
+                                                                 args.data_dir, args.frames_dir)
+        other = evaluate_videos(other_job)
+        scores, prefix = fuse_scores(own, other, args.fuse_weight), "fused_"
+        result["fused"] = {"with": str(args.fuse), "net": other_settings.net, "weight": args.fuse_weight,
+                           "own_top1": own.metrics()["eval/top1"], "other_top1": other.metrics()["eval/top1"]}
+    report = classification_report(scores, own.labels, job.test.classes)
+    out = args.out or (args.path if args.path.is_dir() else args.path.parent)
+    result.update(report.to_dict())
+    result["confusion_png"] = str(save_confusion_png(out / f"{prefix}confusion.png", report.matrix,
+                                                     report.class_names))
+    result["report_json"] = str(out / f"{prefix}report.json")
+    Path(result["report_json"]).write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        fused = (f", fused with {result['fused']['net']} ({args.fuse}, whose top-1 is "
+                 f"{result['fused']['other_top1']:.2%}; this run alone {result['fused']['own_top1']:.2%})"
+                 if args.fuse else "")
+        print(f"{settings.net} on {settings.task} split {config.fold} after {result['steps']} updates, "
+              f"{len(own.labels)} test videos of {own.samples} {own.unit}s each{fused}")
+        print(report.format())
+        print(f"single {own.unit}s: top-1 {own.sample_accuracy:.2%}; confusion matrix in {result['confusion_png']}, "
+              f"report in {result['report_json']}")
+    return result
+
+
+def has_dropout(learner) -> bool:
+    model = getattr(learner, "model", None)  # NumPy learners have no torch model and no dropout
+    return model is not None and any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in model.modules())
+
+
 def evaluate_supervised(checkpoint: dict, args: argparse.Namespace) -> dict:
+    if get_net(checkpoint["net"]).video:
+        return evaluate_video(checkpoint, args)
+    if args.fuse:
+        raise UserError("--fuse combines two video classifier runs (--task ucf101)")
     if get_net(checkpoint["net"]).gan:
         return evaluate_gan(checkpoint, args)
     if args.mc_samples < 0:
         raise UserError(f"--mc-samples must be 0 or more, got {args.mc_samples}")
     job, settings, _ = job_from_checkpoint(checkpoint, args.device, args.data_dir)
+    if args.mc_samples and not has_dropout(job.learner):
+        raise UserError(f"--mc-samples needs a net with dropout; {settings.net} has none: drop --mc-samples")
     metrics = evaluate_classifier(job.learner, job.test, job.eval_transform, job.device, mc_samples=args.mc_samples,
                                   seed=args.seed)
     result = {"task": settings.task, "net": settings.net, "steps": checkpoint["loop"]["steps"],

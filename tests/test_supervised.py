@@ -158,6 +158,8 @@ def test_train_and_evaluate_command_lines(mnist_dir, tmp_path):
     assert result["steps"] == 12 and result["images"] == 64 and 0 <= result["accuracy"] <= 1
     train.main(["--resume", str(run), "--max-steps", "20", "--no-progress"])
     assert load_checkpoint(run)["loop"]["steps"] == 20
+    with pytest.raises(UserError, match="needs a net with dropout"):
+        evaluate.main([str(run), "--mc-samples", "4"])
 
 
 def test_help_lists_tasks_nets_and_config_flags():
