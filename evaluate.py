@@ -113,6 +113,8 @@ def evaluate_gan(checkpoint: dict, args: argparse.Namespace) -> dict:
 
 
 def evaluate_video(checkpoint: dict, args: argparse.Namespace) -> dict:
+    if args.mc_samples:
+        raise UserError("--mc-samples is for image classifiers: drop it for a video run")
     job, settings, config = video_job_from_checkpoint(checkpoint, args.device, args.data_dir, args.frames_dir)
     own = evaluate_videos(job)  # per-video sums of frame (or clip) log-probabilities
     scores, prefix = own.scores, ""

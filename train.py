@@ -24,6 +24,7 @@ from rlkit.supervised.classifier import ClassifierConfig
 from rlkit.supervised.tasks import (
     NETS, TASKS, SupervisedSettings, config_class, default_data_dir, get_net, make_supervised_run, preset,
 )
+from rlkit.supervised.video_task import VideoConfig, check_video_pair
 
 DEFAULT_TOTAL_STEPS = {"atari": 10_000_000, "mujoco": 1_000_000, "other": 100_000}
 
@@ -61,7 +62,7 @@ def build_parser(agent: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def build_supervised_parser(net: str | None) -> argparse.ArgumentParser:
+def build_supervised_parser(net: str | None, task: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="nets: " + "; ".join(f"{name}: {spec.help}" for name, spec in NETS.items()),
@@ -84,9 +85,11 @@ def build_supervised_parser(net: str | None) -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--judge", metavar="RUN_DIR", default="",
                      help="GAN runs: a classifier run (same task) that scores each class's samples at every evaluation")
-    add_config_flags(parser, config_class(net) if net else ClassifierConfig,
-                     f"{'GAN' if net and get_net(net).gan else 'classifier'} config (defaults shown are the class's; "
-                     "each net's recipe changes some, and the run's config.json records what was used)")
+    video = get_net(net).video if net else task in TASKS and TASKS[task].video
+    cls = config_class(net) if net else VideoConfig if video else ClassifierConfig
+    kind = "GAN" if net and get_net(net).gan else "video classifier" if video else "classifier"
+    add_config_flags(parser, cls, f"{kind} config (defaults shown are the class's; each net's recipe changes some, "
+                                  "and the run's config.json records what was used)")
     return parser
 
 
@@ -94,8 +97,12 @@ def supervised_main(argv: list[str], checkpoint: dict | None) -> None:
     net_name = checkpoint["net"] if checkpoint else None
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--net")
-    net_name = net_name or pre.parse_known_args(argv)[0].net
-    args = build_supervised_parser(net_name).parse_args(argv)
+    pre.add_argument("--task")
+    known = pre.parse_known_args(argv)[0]
+    net_name = net_name or known.net
+    if checkpoint is None and known.task and net_name:
+        check_video_pair(known.task, net_name)  # before parsing: else --fold on an image net ends in usage text
+    args = build_supervised_parser(net_name, known.task).parse_args(argv)
     if checkpoint is not None:
         settings = SupervisedSettings(**checkpoint["settings"])
         for flag, value in (("task", args.task), ("net", args.net)):

@@ -34,6 +34,8 @@ class TaskInfo:
     label: str = "fine"
     flip: bool = True
     """Horizontal flips keep the class (not for digits)."""
+    video: bool = False
+    """Videos, for the video nets (:mod:`rlkit.supervised.video_task`)."""
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -42,6 +44,7 @@ TASKS: dict[str, TaskInfo] = {
     "cifar10": TaskInfo("cifar10"),
     "cifar100": TaskInfo("cifar100"),
     "cifar100-coarse": TaskInfo("cifar100", label="coarse"),
+    "ucf101": TaskInfo("ucf101", video=True),
 }
 
 
@@ -61,6 +64,8 @@ class NetSpec:
     """Zero-pad smaller images to this side (the GAN nets need 32x32: 28x28 digits are padded)."""
     gan: bool = False
     """Trains a generator and a critic (:mod:`rlkit.supervised.gan_task`), not a classifier."""
+    video: bool = False
+    """Classifies videos (:mod:`rlkit.supervised.video_task`, which builds it) with a VideoConfig."""
 
 
 def _numpy_mlp(config: ClassifierConfig, channels: int, size: int, classes: int) -> Any:
@@ -123,6 +128,16 @@ NETS: dict[str, NetSpec] = {
                         "ImageNet ResNet-18 (torchvision keys; --pretrained FILE to fine-tune)", imagenet=True),
     "resnet50": NetSpec(_imagenet_resnet("resnet50"), {"epochs": 5, "learning_rate": 1e-4, "input_size": 224},
                         "ImageNet ResNet-50 (torchvision keys; --pretrained FILE to fine-tune)", imagenet=True),
+    "frame-resnet50": NetSpec(None, {"epochs": 10, "batch_size": 32, "learning_rate": 1e-4, "input_size": 224},
+                              "UCF-101 from single frames (assignment 6a): ImageNet ResNet-50 with a new head "
+                              "(--pretrained FILE); a video sums its frames' log-probabilities", video=True),
+    "frame-resnet18": NetSpec(None, {"epochs": 10, "batch_size": 32, "learning_rate": 1e-4, "input_size": 224},
+                              "frame-resnet50 with a ResNet-18, cheaper", video=True),
+    "r3d18": NetSpec(None, {"epochs": 10, "batch_size": 16, "learning_rate": 1e-4, "input_size": 112},
+                     "UCF-101 from 16-frame clips (assignment 6b): R3D-18 (--pretrained Kinetics-400 file, "
+                     "torchvision keys); a video sums its clips' log-probabilities", video=True),
+    "cnn-lstm": NetSpec(None, {"epochs": 20, "batch_size": 16, "input_size": 112},
+                        "UCF-101 from clips: the course's ResNet per frame and an LSTM over the frames", video=True),
 }
 
 
@@ -143,7 +158,11 @@ def get_net(name: str) -> NetSpec:
 
 
 def config_class(net: str) -> type:
-    """The config dataclass of ``net``: :class:`ClassifierConfig`, or the GAN's own."""
+    """The config dataclass of ``net``: :class:`ClassifierConfig`, or the GAN's or video nets' own."""
+    if get_net(net).video:
+        from rlkit.supervised.video_task import VideoConfig
+
+        return VideoConfig
     if get_net(net).gan:
         from rlkit.supervised.gan import ACGANConfig
 
@@ -373,6 +392,10 @@ def build_job(settings: SupervisedSettings, config: ClassifierConfig, train: Arr
 def make_supervised_run(settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
                         resume: dict[str, Any] | None = None) -> Loop:
     """Assemble data, learner, source and loop; ``resume`` continues a checkpoint."""
+    if get_task(settings.task).video or get_net(settings.net).video:
+        from rlkit.supervised.video_task import make_video_run
+
+        return make_video_run(settings, config, run_dir, resume)
     if get_net(settings.net).gan:
         from rlkit.supervised.gan_task import make_gan_run
 
@@ -423,6 +446,8 @@ def job_from_checkpoint(checkpoint: dict[str, Any], device: str = "auto", data_d
         settings.data_dir = data_dir
     if get_net(settings.net).gan:
         raise UserError(f"this checkpoint holds a GAN ({settings.net}), not a classifier")
+    if get_net(settings.net).video:
+        raise UserError(f"this checkpoint holds a video classifier ({settings.net}), not an image one")
     config = config_from_dict(ClassifierConfig, checkpoint["config"])
     # The trained weights replace any pretrained file, which need not exist where the run is evaluated.
     job = build_job(settings, dataclasses.replace(config, pretrained=""))

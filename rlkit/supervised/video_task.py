@@ -1,0 +1,309 @@
+"""UCF-101 action recognition runs (``--task ucf101``, assignment 6) on the shared loop: a video net trained as a
+classifier on single frames (``frame-resnet50``, ``frame-resnet18``) or clips (``r3d18``, ``cnn-lstm``), and scored
+per video by summing the log-probabilities of evenly spaced frames or clips.
+
+The learner is :class:`rlkit.supervised.classifier.Classifier` (cross-entropy, the optimizer and schedule of the
+config); what differs from an image run is the data (:mod:`rlkit.supervised.video_data`), the nets
+(:mod:`rlkit.nets.video`) and the per-video evaluation here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlkit.config import config_from_dict
+from rlkit.errors import UserError
+from rlkit.loop import Loop
+from rlkit.runtime import pick_device, seed_everything
+from rlkit.supervised import transforms as T
+from rlkit.supervised import video_data as V
+from rlkit.supervised.classifier import Classifier, ClassifierConfig
+from rlkit.supervised.metrics import topk_accuracy
+
+
+@dataclass
+class VideoConfig(ClassifierConfig):
+    """A video classifier's hyperparameters: the classifier's (optimizer, schedule, epochs, batch size in frames or
+    clips, ``--pretrained``, ``--freeze-except``, ``--width``) and how videos are cut into samples. The defaults
+    are the course's; each net's preset changes some."""
+
+    # Fields of ClassifierConfig that mean something else here, redeclared for their --help.
+    batch_size: int = 32
+    """Frames (frame nets) or clips (clip nets) per update, one per video."""
+    augment: bool = True
+    """Per training video: a random crop of 70-100% of the frame area resized to --input-size, a horizontal flip
+    (unless --no-flip) and brightness +-20%, the same on every frame of a clip."""
+    dropout: float = 0.2
+    """cnn-lstm: dropout after the encoder's stem and on the LSTM's last state (the ResNets have none)."""
+    width: float = 1.0
+    """r3d18 and cnn-lstm: multiplies every channel count (1: the published widths; the frame nets keep theirs)."""
+    input_size: int = 112
+    """Side of the square frames the net sees: training crops 70-100% of each frame's area, evaluation resizes
+    the whole frame (224 for the ImageNet frame nets, 112 for the clip nets)."""
+    fold: int = 1
+    """UCF-101's train/test split, 1, 2 or 3."""
+    frames_dir: str = ""
+    """Read frames from this folder of pre-extracted frames (<Class>/<video name>/*.jpg, written by python -m
+    rlkit.supervised.video_data extract-frames) instead of decoding the videos ('' decodes)."""
+    flip: bool = True
+    """Mirror training videos at random (--no-flip where the label is a direction of motion)."""
+    clip_length: int = 16
+    """Frames per clip (r3d18, cnn-lstm)."""
+    test_frames: int = 25
+    """Frame nets: evenly spaced frames whose log-probabilities are summed per test video."""
+    test_clips: int = 10
+    """Clip nets: evenly spaced clips whose log-probabilities are summed per test video."""
+    eval_videos: int = 0
+    """Evaluate during training on this many evenly spaced test videos (0: all of them; evaluate.py always uses
+    all)."""
+    lstm_hidden: int = 256
+    """cnn-lstm: LSTM units."""
+    lstm_grid: int = 1
+    """cnn-lstm: pool each frame's feature map to a grid x grid of cells so the LSTM sees where things are (1:
+    global pooling)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fold not in V.FOLDS:
+            raise UserError(f"UCF-101 has train/test splits 1, 2 and 3, not --fold {self.fold}")
+        for name in ("input_size", "clip_length", "test_frames", "test_clips", "lstm_hidden", "lstm_grid"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+
+# ---------------------------------------------------------------------------------------------------- nets
+@dataclass(frozen=True)
+class VideoNet:
+    """How a video ``--net`` is built and fed."""
+
+    build: Callable[[VideoConfig, int], nn.Module]
+    """(config, num_classes) -> the model."""
+    clips: bool
+    """Trains on clips of ``clip_length`` frames (else on single frames)."""
+    stats: tuple[tuple[float, ...], tuple[float, ...]] = T.STATS["imagenet"]
+    """Normalization of frames in [0, 1]: what its weight files expect."""
+    channels_first: bool = False
+    """Takes clips as (C, T, H, W), torchvision's 3D layout (else (T, C, H, W))."""
+    pretrained: bool = True
+    """Accepts a --pretrained weight file (its head ``fc`` is replaced)."""
+
+
+def _frame_net(name: str) -> Callable[[VideoConfig, int], nn.Module]:
+    def build(config: VideoConfig, classes: int) -> nn.Module:
+        from rlkit.nets import video
+
+        if config.width != 1.0:
+            raise UserError(f"frame-{name} has the published widths (its ImageNet files must fit): drop --width")
+        return getattr(video, f"frame_{name}")(num_classes=classes)
+
+    return build
+
+
+def _r3d18(config: VideoConfig, classes: int) -> nn.Module:
+    from rlkit.nets.video import r3d_18
+
+    return r3d_18(num_classes=classes, width=config.width)
+
+
+def _cnn_lstm(config: VideoConfig, classes: int) -> nn.Module:
+    from rlkit.nets.resnet import CifarResNet
+    from rlkit.nets.video import CNNLSTM
+
+    encoder = CifarResNet(num_classes=0, dropout=config.dropout, width=config.width)
+    return CNNLSTM(classes, encoder, hidden=config.lstm_hidden, dropout=config.dropout, grid=config.lstm_grid)
+
+
+VIDEO_NETS: dict[str, VideoNet] = {
+    "frame-resnet50": VideoNet(_frame_net("resnet50"), clips=False),
+    "frame-resnet18": VideoNet(_frame_net("resnet18"), clips=False),
+    "r3d18": VideoNet(_r3d18, clips=True, stats=V.KINETICS_STATS, channels_first=True),
+    "cnn-lstm": VideoNet(_cnn_lstm, clips=True, pretrained=False),
+}
+"""The builders of the ``--net`` names that :data:`rlkit.supervised.tasks.NETS` marks ``video``."""
+
+
+def check_video_pair(task: str, net: str) -> None:
+    """A video task needs a video net and a video net a video task; either mismatch is a one-line UserError."""
+    from rlkit.supervised.tasks import NETS, TASKS, get_net, get_task
+
+    video_task, video_net = get_task(task).video, get_net(net).video
+    if video_task and not video_net:
+        raise UserError(f"--task {task} classifies videos and --net {net} images: use one of "
+                        f"{', '.join(n for n, spec in NETS.items() if spec.video)}")
+    if video_net and not video_task:
+        raise UserError(f"--net {net} classifies videos: use --task "
+                        f"{' or '.join(t for t, info in TASKS.items() if info.video)}, not {task}")
+
+
+# ---------------------------------------------------------------------------------------------------- jobs
+@dataclass
+class VideoJob:
+    """Everything a video run is made of, for the loop and for evaluation."""
+
+    learner: Classifier
+    net: VideoNet
+    train_transform: Any
+    eval_transform: Any
+    test: V.VideoDataset
+    """The whole test split, sampled as at test time (evenly spaced frames or clips)."""
+    device: torch.device
+    batch_size: int
+    """Frames or clips per forward pass (the training batch size)."""
+
+
+def samplings(net: VideoNet, config: VideoConfig) -> tuple[V.Sampling, V.Sampling]:
+    """(training, test) frame sampling: a random frame and evenly spaced ones, or a random clip and evenly
+    spaced ones."""
+    if net.clips:
+        return V.RandomClip(config.clip_length), V.EvenClips(config.clip_length, config.test_clips)
+    return V.RandomFrame(), V.EvenFrames(config.test_frames)
+
+
+def build_video_job(settings: Any, config: VideoConfig, train: V.VideoDataset | None = None) -> VideoJob:
+    """Read the test list (and size the schedule from ``train`` if given), build the net, load ``--pretrained``
+    and freeze what ``--freeze-except`` leaves out."""
+    from rlkit.nets.pretrained import freeze, load_pretrained
+
+    net = VIDEO_NETS[settings.net]
+    test = V.load_ucf101(settings.data_dir, "test", samplings(net, config)[1], config.fold,
+                         config.frames_dir or None)
+    if train is not None and train.classes != test.classes:
+        raise UserError(f"the train and test lists of {settings.data_dir} name different classes: re-download "
+                        f"the split lists from {V.UCF101_URL}")
+    model = net.build(config, len(test.classes))
+    if config.pretrained:
+        if not net.pretrained:
+            raise UserError(f"{settings.net} trains from scratch: drop --pretrained (frame-resnet50, "
+                            "frame-resnet18 and r3d18 load weight files)")
+        load_pretrained(model, config.pretrained, skip=("fc.",))
+    if config.freeze_except:
+        freeze(model, config.freeze_except)
+    device = pick_device(settings.device)
+    steps_per_epoch = len(train) // config.batch_size if train is not None else 1
+    learner = Classifier(model.to(device), config, max(steps_per_epoch, 1), device)
+    train_transform, eval_transform = V.make_video_transforms(
+        config.input_size, net.stats, augment=config.augment, flip=config.flip, channels_first_clips=net.channels_first)
+    return VideoJob(learner, net, train_transform, eval_transform, test, device, config.batch_size)
+
+
+def make_video_run(settings: Any, config: VideoConfig, run_dir: Path, resume: dict[str, Any] | None = None) -> Loop:
+    """Assemble a UCF-101 run on the shared loop; ``resume`` continues a checkpoint."""
+    from rlkit.supervised.tasks import supervised_loop
+
+    check_video_pair(settings.task, settings.net)
+    seed_everything(settings.seed)
+    net = VIDEO_NETS[settings.net]
+    train = V.load_ucf101(settings.data_dir, "train", samplings(net, config)[0], config.fold,
+                          config.frames_dir or None)
+    job = build_video_job(settings, config, train)
+    source = V.VideoBatchSource(train, config.batch_size, settings.seed, job.train_transform, job.device)
+    during_training = evenly_spaced_videos(job.test, config.eval_videos)
+    return supervised_loop(job.learner, source, settings, config, run_dir, resume,
+                           lambda: evaluate_videos(job, during_training).metrics())
+
+
+def video_job_from_checkpoint(checkpoint: dict[str, Any], device: str = "auto", data_dir: str | None = None,
+                              frames_dir: str | None = None) -> tuple[VideoJob, Any, VideoConfig]:
+    """Rebuild a trained video classifier and its test set from a checkpoint dict; ``data_dir`` and
+    ``frames_dir`` replace the run's own (``frames_dir=""`` decodes the videos)."""
+    from rlkit.supervised.tasks import SupervisedSettings, get_net
+
+    if checkpoint.get("kind") != "supervised" or not get_net(checkpoint.get("net", "")).video:
+        raise UserError(f"this checkpoint holds a {checkpoint.get('net') or checkpoint.get('kind')!r} run, not a "
+                        f"video classifier")
+    settings = SupervisedSettings(**checkpoint["settings"])
+    settings.device = device
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    config = config_from_dict(VideoConfig, checkpoint["config"])
+    # The trained weights replace any pretrained file, which need not exist where the run is evaluated.
+    changes: dict[str, Any] = {"pretrained": ""}
+    if frames_dir is not None:
+        changes["frames_dir"] = frames_dir
+    job = build_video_job(settings, dataclasses.replace(config, **changes))
+    job.learner.load_state_dict(checkpoint["learner"])
+    return job, settings, config
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+def evenly_spaced_videos(data: V.VideoDataset, count: int) -> V.VideoDataset:
+    """``count`` videos spread over the list (which is sorted by class, so every class keeps some); 0 or at least
+    ``len(data)``: all of them."""
+    if count <= 0 or count >= len(data):
+        return data
+    rows = np.unique(np.rint(np.linspace(0, len(data) - 1, count)).astype(np.int64))
+    return V.VideoDataset([data.sources[i] for i in rows], data.labels[rows], data.classes, data.sampling, data.size)
+
+
+class VideoScores(NamedTuple):
+    """What :func:`evaluate_videos` measures."""
+
+    scores: np.ndarray
+    """Per video, the sum of its samples' log-probabilities ``(N, K)``."""
+    labels: np.ndarray
+    """``(N,)``."""
+    samples: int
+    """Frames or clips summed per video."""
+    unit: str
+    """frame or clip."""
+    sample_accuracy: float
+    """Top-1 accuracy of the single frames or clips."""
+    sample_nll: float
+    """Mean negative log-likelihood of the single frames or clips."""
+    videos: tuple[str, ...] = ()
+    """``Class/video name`` of each row."""
+
+    def metrics(self) -> dict[str, float]:
+        """``eval/top1``, ``eval/top5``, ``eval/top10`` per video, and the single samples' accuracy and NLL."""
+        top = topk_accuracy(self.scores, self.labels, (1, 5, 10))
+        return {**{f"eval/top{k}": v for k, v in top.items()},
+                f"eval/{self.unit}_accuracy": self.sample_accuracy, "eval/nll": self.sample_nll}
+
+
+@torch.no_grad()
+def evaluate_videos(job: VideoJob, data: V.VideoDataset | None = None) -> VideoScores:
+    """Score every video of ``data`` (default the job's test set): the sum over its evenly spaced frames or clips
+    of their log-probabilities, the course's per-video prediction."""
+    from rlkit.nets.video import sum_log_probs
+
+    data = job.test if data is None else data
+    samples = data.sampling.count  # EvenFrames or EvenClips
+    # Each batch holds about one training batch of frames or clips; the forward passes take at most that many.
+    videos_per_batch = max(1, job.batch_size // samples)
+    scores, labels = [], []
+    correct = nll = 0.0
+    for x, y in V.iterate_videos(data, videos_per_batch, job.eval_transform, job.device):
+        flat = x.flatten(0, 1)
+        log_probs = torch.cat([job.learner.log_probs(part) for part in flat.split(job.batch_size)])
+        log_probs = log_probs.unflatten(0, x.shape[:2])  # (B, samples, K)
+        scores.append(sum_log_probs(log_probs).float().cpu())
+        labels.append(y.cpu())
+        correct += (log_probs.argmax(-1) == y[:, None]).sum().item()
+        nll -= log_probs.gather(-1, y[:, None, None].expand(-1, samples, 1)).sum().item()
+    count = len(data) * samples
+    names = tuple(f"{source.parent.name}/{source.stem}" for source in data.sources)
+    return VideoScores(torch.cat(scores).numpy(), torch.cat(labels).numpy(), samples,
+                       "clip" if job.net.clips else "frame", correct / count, nll / count, names)
+
+
+def fuse_scores(a: VideoScores, b: VideoScores, weight: float = 0.5) -> np.ndarray:
+    """Two runs' per-video scores of the same test videos combined (assignment 6c): each divided by its number
+    of frames or clips, so ``weight`` (on ``a``) is not swamped by the run that sums more samples, then
+    :func:`rlkit.nets.video.fuse_log_probs`."""
+    from rlkit.nets.video import fuse_log_probs
+
+    if a.videos != b.videos or a.scores.shape != b.scores.shape or not np.array_equal(a.labels, b.labels):
+        raise UserError(f"the two runs were tested on different videos ({len(a.labels)} and {len(b.labels)} "
+                        f"videos, {a.scores.shape[1]} and {b.scores.shape[1]} classes): fuse runs of the same "
+                        f"task, fold and data")
+    if not 0.0 <= weight <= 1.0:
+        raise UserError(f"--fuse-weight must be in [0, 1], got {weight}")
+    return fuse_log_probs(a.scores / a.samples, b.scores / b.samples, weight)
