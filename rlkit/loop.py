@@ -174,6 +174,9 @@ class Loop:
             self.writer.close()
             print(f"\ninterrupted at step {self.source.steps}: checkpoint saved; continue with --resume {self.run_dir}")
             raise
+        finally:
+            if hasattr(self.source, "close"):  # a source with worker processes stops them, whatever happened
+                self.source.close()
         bar.close()
         self.save()
         self._evaluate(self.source.steps)

@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from rlkit.agents import Agent, PolicyAgent, get_agent_spec
+from rlkit.agents import A3C, Agent, PolicyAgent, get_agent_spec
 from rlkit.config import config_from_dict, config_to_dict
 from rlkit.envs import make_env
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import pick_device, seed_everything
 from rlkit.sources import ReplaySource, RolloutSource
+from rlkit.sources_async import A3CSource
 
 REPLAY_FILE = "replay.npz"
 
@@ -104,7 +105,11 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
     env = make_env(settings.env, settings.num_envs, seed=settings.seed, sticky_actions=settings.sticky_actions)
     agent = build_agent(settings.agent, config, env.single_observation_space, env.single_action_space, device,
                         settings.total_steps, settings.seed)
-    if isinstance(agent, PolicyAgent):
+    if isinstance(agent, A3C):
+        env.close()  # each worker process makes its own
+        source = A3CSource(agent, settings.env, settings.total_steps, settings.num_envs, settings.seed,
+                           settings.sticky_actions)
+    elif isinstance(agent, PolicyAgent):
         buffer = agent.rollout_buffer(settings.num_envs)
         source = RolloutSource(env, agent, buffer)
     else:

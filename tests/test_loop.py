@@ -69,3 +69,35 @@ def test_evaluation_and_checkpoint_on_schedule_and_once_at_the_end(tmp_path):
     assert steps == [5, 10] and len(calls) == 2
     assert load_checkpoint(tmp_path)["loop"]["steps"] == 10
     assert saved[0] == 5 and set(saved) == {5, 10}
+
+
+class ClosingSource(CountingSource):
+    """A source with workers to stop: records its close() calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.closed = 0
+
+    def close(self):
+        self.closed += 1
+
+
+def test_source_is_closed_after_the_run_and_after_ctrl_c(tmp_path):
+    """The loop calls source.close() once when training ends and once when Ctrl-C interrupts it (after saving)."""
+    import pytest
+
+    source = ClosingSource()
+    Loop(AlternatingLearner(), source, LoopConfig(total_steps=4, progress=False), tmp_path / "done",
+         header={"kind": "test"}).run()
+    assert source.closed == 1
+
+    def interrupt():
+        assert source.closed == 0  # still running when the checkpoint below is saved
+        raise KeyboardInterrupt
+
+    source = ClosingSource()
+    loop = Loop(AlternatingLearner(), source, LoopConfig(total_steps=10, eval_interval=3, progress=False),
+                tmp_path / "interrupted", header={"kind": "test"}, evaluate=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    assert source.closed == 1 and load_checkpoint(tmp_path / "interrupted")["loop"]["steps"] == 3

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlkit.agents import a2c, ppo, reinforce, trpo
+from rlkit.agents import a2c, a3c, ppo, reinforce, trpo
 from rlkit.agents.a2c import A2C, A2CConfig
+from rlkit.agents.a3c import A3C, A3CConfig
 from rlkit.agents.base import Agent
 from rlkit.agents.ddpg import DDPG, VARIANTS as DDPG_VARIANTS, DDPGConfig
 from rlkit.agents.dqn import DQN, VARIANTS as DQN_VARIANTS, DQNConfig
@@ -62,6 +63,9 @@ AGENTS: dict[str, AgentSpec] = {
                   ppo.NUM_ENVS),
         AgentSpec("trpo", TRPO, TRPOConfig.preset, "trust region policy optimization (Schulman et al. 2015)",
                   trpo.NUM_ENVS),
+        AgentSpec("a3c", A3C, A3CConfig.preset,
+                  "asynchronous advantage actor-critic: hogwild worker processes, shared RMSprop (Mnih et al. 2016)",
+                  a3c.NUM_ENVS),
         _ddpg_spec("ddpg", "deep deterministic policy gradient (Lillicrap et al. 2016)"),
         _ddpg_spec("td3", "twin delayed DDPG with target policy smoothing (Fujimoto et al. 2018)"),
         AgentSpec("sac", SAC, SACConfig.preset, "soft actor-critic with automatic temperature (Haarnoja et al. 2018)"),
@@ -80,6 +84,6 @@ def get_agent_spec(name: str) -> AgentSpec:
 
 __all__ = [
     "Agent", "AgentSpec", "AGENTS", "get_agent_spec", "PolicyAgent",
-    "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "PPO", "PPOConfig", "TRPO", "TRPOConfig",
-    "DDPG", "DDPGConfig", "SAC", "SACConfig",
+    "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "A3C", "A3CConfig", "PPO", "PPOConfig",
+    "TRPO", "TRPOConfig", "DDPG", "DDPGConfig", "SAC", "SACConfig",
 ]

@@ -1,0 +1,207 @@
+"""Asynchronous advantage actor-critic (Mnih et al. 2016): worker processes learn hogwild into one shared model.
+
+The model and the RMSprop statistics live in shared memory. Each worker (see :mod:`rlkit.sources_async`) copies the
+shared weights into a local network, plays ``num_steps`` steps (t_max) in its own env(s), computes the loss of that
+segment on the local copy, and hands the gradients to the shared optimizer, which steps the shared weights without
+any lock. :meth:`A3C.worker_update` is that update; :meth:`A3C.update`, which the loop calls, only averages the
+metrics the workers report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.buffers.rollout import gae
+from rlkit.errors import UserError
+
+
+@dataclass
+class A3CConfig(PolicyGradientConfig):
+    """A3C hyperparameters. Defaults follow the paper: t_max 5, RMSprop with shared statistics (alpha 0.99, eps 0.1,
+    as in its Atari experiments and dgriff777/rl_a3c_pytorch), learning rate annealed to 0, entropy 0.01; the
+    gradient norm is clipped at 40 (the usual value of the public PyTorch implementations)."""
+
+    num_workers: int = 2
+    """Worker processes, each with its own env(s) and local network (the paper used 16, the course 16-32, on
+    machines with that many cores; 2 suits a 2-core machine). With A3C, --num-envs is the sub-envs per worker."""
+    num_steps: int = 5
+    """t_max: steps each worker takes (per sub-env) between two of its updates."""
+    learning_rate: float = 5e-4
+    """Shared RMSprop learning rate."""
+    gae_lambda: float = 1.0
+    """GAE lambda over a segment (1: plain n-step returns, 0: one-step TD errors)."""
+    ent_coef: float = 0.01
+    """Entropy bonus weight (beta)."""
+    max_grad_norm: float = 40.0
+    """Clip each worker's global gradient norm to this before the shared step (0 disables)."""
+    normalize_advantage: bool = False
+    """Standardize advantages over each segment."""
+    rmsprop_alpha: float = 0.99
+    """Decay of the shared RMSprop's running mean of squared gradients."""
+    rmsprop_eps: float = 0.1
+    """Shared RMSprop epsilon, added to the root mean square (PyTorch's convention)."""
+    normalize_obs: bool = False
+    """Not supported by A3C (the workers would have to share the statistics): leave off."""
+    normalize_reward: bool = False
+    """Not supported by A3C: leave off."""
+    adam_eps: float = 1e-5
+    """Unused: A3C's optimizer is the shared RMSprop."""
+
+    @classmethod
+    def preset(cls, family: str) -> "A3CConfig":
+        """Atari: the paper's values (the Nature CNN comes with image observations). Anything else: the same
+        values with a (64, 64) tanh MLP; 2 workers reach CartPole's 500 with them."""
+        return cls()
+
+
+NUM_ENVS = {"atari": 1, "mujoco": 1, "other": 1}
+"""Sub-environments per worker (the paper's workers each play one game)."""
+
+
+class SharedRMSprop(torch.optim.RMSprop):
+    """PyTorch's RMSprop whose statistics are created at construction and moved to shared memory, so that every
+    process stepping its (pickled) copy updates the same running mean of squared gradients (the paper's "shared
+    RMSProp"). The update is ``v <- alpha v + (1 - alpha) g^2; theta <- theta - lr g / (sqrt(v) + eps)``."""
+
+    def __init__(self, params: Any, lr: float, alpha: float = 0.99, eps: float = 0.1):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps)
+        for group in self.param_groups:
+            for p in group["params"]:
+                # The keys RMSprop would create lazily at its first step; created now so that they can be shared.
+                # ("step" is only counted, racily across processes; RMSprop's update does not use it.)
+                self.state[p]["step"] = torch.zeros((), dtype=torch.float32)
+                self.state[p]["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        self.share_memory()
+
+    def share_memory(self) -> None:
+        """Move every state tensor to shared memory (in place; call before starting workers)."""
+        for state in self.state.values():
+            for value in state.values():
+                if torch.is_tensor(value):
+                    value.share_memory_()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load, then share the loaded tensors (loading replaces the state tensors with fresh ones)."""
+        super().load_state_dict(state_dict)
+        self.share_memory()
+
+
+class Segment(NamedTuple):
+    """``T`` steps of a worker's ``N`` sub-envs (T <= t_max), collected with its local network."""
+
+    obs: torch.Tensor
+    """(T, N, *obs_shape) observations the actions were taken in."""
+    actions: torch.Tensor
+    """(T, N) or (T, N, action_dim) sampled actions (unclipped)."""
+    rewards: torch.Tensor
+    """(T, N) training rewards."""
+    terminated: torch.Tensor
+    """(T, N) 1 where the game ended (no bootstrap)."""
+    truncated: torch.Tensor
+    """(T, N) 1 where a time limit cut the game (bootstrap from ``final_values``)."""
+    final_values: torch.Tensor
+    """(T, N) V of the true last observation at truncated steps (0 elsewhere)."""
+    last_values: torch.Tensor
+    """(N,) V of the observations after the segment."""
+
+
+class WorkerReport(NamedTuple):
+    """What a worker sends the main process now and then."""
+
+    rank: int
+    updates: int
+    """Updates since the worker's previous report."""
+    steps: int
+    """Env steps those updates learned from."""
+    metrics: dict[str, float]
+    """Means over those updates."""
+    episodes: list[tuple[int, float, int]]
+    """(global step, raw return, length) of the games finished since the previous report."""
+
+
+class A3C(PolicyAgent):
+    """A shared-memory actor-critic and a shared RMSprop, stepped by worker processes with hogwild updates.
+
+    The model always lives on the CPU (worker processes share its memory), whatever ``device`` says.
+    """
+
+    config_class = A3CConfig
+
+    def __init__(self, config: A3CConfig, obs_space: gym.Space, action_space: gym.Space, device="cpu",
+                 total_steps: int = 1_000_000, seed: int | None = None):
+        if config.normalize_obs or config.normalize_reward:
+            raise UserError("A3C does not support --normalize-obs or --normalize-reward: its workers would have to "
+                            "share the running statistics; drop the flag")
+        if config.num_workers < 1:
+            raise UserError(f"--num-workers must be at least 1, got {config.num_workers}")
+        super().__init__(config, obs_space, action_space, "cpu", total_steps, seed)
+        self.net.share_memory()
+        self.optimizer = SharedRMSprop(self.net.parameters(), config.learning_rate, config.rmsprop_alpha,
+                                       config.rmsprop_eps)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker receives: everything but the minibatch generator, which A3C never uses and which
+        torch.multiprocessing cannot pickle (its state tensor fails to rebuild in the child)."""
+        return {**self.__dict__, "generator": None}
+
+    # ------------------------------------------------------------------ in a worker
+    def targets(self, segment: Segment, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advantages and value targets (T, N) of a segment given V(s_t) (T, N): GAE(lambda) within each episode,
+        bootstrapping from V(s_T) after the segment and from the true last observation after a time limit."""
+        c = self.config
+        return gae(segment.rewards, values, segment.terminated, segment.truncated, segment.last_values, c.gamma,
+                   c.gae_lambda, segment.final_values)
+
+    def worker_update(self, local_net: nn.Module, segment: Segment, global_steps: int) -> dict[str, float]:
+        """One asynchronous update: the segment's loss on ``local_net`` (a copy of the shared net the segment was
+        collected with), its gradients clipped and given to the shared optimizer, which steps the shared net.
+
+        The paper accumulates gradients over the segment, so the losses are sums over its steps (means over
+        sub-envs); the critic regresses on the GAE(lambda) returns (the n-step returns for lambda = 1).
+        """
+        c = self.config
+        T, N = segment.rewards.shape
+        dist, values = local_net(segment.obs.flatten(0, 1))
+        values = values.view(T, N)
+        advantages, returns = self.targets(segment, values.detach())
+        if c.normalize_advantage and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        log_prob = dist.log_prob(segment.actions.flatten(0, 1)).view(T, N)
+        policy_loss = -(advantages * log_prob).sum(0).mean()
+        value_loss = (returns - values).pow(2).sum(0).mean()
+        entropy = dist.entropy().view(T, N).sum(0).mean()
+        loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
+
+        local_net.zero_grad(set_to_none=True)
+        loss.backward()
+        local_params = list(local_net.parameters())
+        grad_norm = nn.utils.get_total_norm([p.grad for p in local_params if p.grad is not None])
+        if 0 < c.max_grad_norm < grad_norm:
+            nn.utils.clip_grads_with_norm_(local_params, c.max_grad_norm, grad_norm)
+        # The shared parameters' .grad is private to this process: point it at the local gradients and step.
+        for shared, local in zip(self.net.parameters(), local_params):
+            shared.grad = local.grad
+        lr = c.learning_rate * (max(0.0, 1.0 - global_steps / self.total_steps) if c.anneal_lr else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        return {"losses/policy_loss": policy_loss.item(), "losses/value_loss": value_loss.item(),
+                "losses/entropy": entropy.item(), "losses/grad_norm": float(grad_norm), "charts/learning_rate": lr}
+
+    # ------------------------------------------------------------------ in the main process
+    def update(self, reports: list[WorkerReport]) -> dict[str, float]:
+        """The workers' metrics since the last call, averaged over their updates (the learning happened in
+        :meth:`worker_update`); counts the updates."""
+        total = sum(r.updates for r in reports)
+        self.updates += total
+        self.env_steps += sum(r.steps for r in reports)
+        if total == 0:
+            return {}
+        keys = {key for r in reports for key in r.metrics}
+        return {key: sum(r.metrics.get(key, 0.0) * r.updates for r in reports) / total for key in keys}
