@@ -17,6 +17,7 @@ from pathlib import Path
 from rlkit.agents import AGENTS, get_agent_spec
 from rlkit.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from rlkit.config import add_config_flags, apply_flags, config_from_dict
+from rlkit.distributed import is_main, shutdown
 from rlkit.envs import resolve_env
 from rlkit.errors import UserError, run_command
 from rlkit.rl import RunSettings, make_training_run
@@ -138,12 +139,14 @@ def new_run_dir(chosen: Path | None, name: str) -> Path:
 
 
 def run_loop(loop, what: str, run_dir: Path) -> None:
-    print(f"training {what} -> {run_dir}")
-    print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
+    if is_main():
+        print(f"training {what} -> {run_dir}")
+        print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
     try:
         loop.run()
     except KeyboardInterrupt:
         sys.exit(130)
+    shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from rlkit.distributed import average_metrics, is_main
 
 
 class Learner(Protocol):
@@ -98,7 +99,7 @@ class Loop:
         torch.set_rng_state(checkpoint["torch_rng"])
 
     def save(self) -> None:
-        if self.source.steps == self._last_save_step:
+        if self.source.steps == self._last_save_step or not is_main():  # under torchrun the first process saves
             return
         self._last_save_step = self.source.steps
         if self.save_extra is not None:
@@ -110,7 +111,7 @@ class Loop:
         return 0.0 if self._start is None else time.perf_counter() - self._start
 
     def _evaluate(self, step: int) -> None:
-        if self.evaluate_fn is None or step == self._last_eval_step:
+        if self.evaluate_fn is None or step == self._last_eval_step or not is_main():
             return
         self._last_eval_step = step
         metrics = self.evaluate_fn()
@@ -124,8 +125,10 @@ class Loop:
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(str(self.run_dir))
+        main = is_main()
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(str(self.run_dir)) if main else _NoWriter()
         self._start = time.perf_counter()
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)  # per tag: some metrics come only from some updates
@@ -133,7 +136,7 @@ class Loop:
         last_log_time = time.perf_counter()
         next_eval = _next_multiple(self.source.steps, cfg.eval_interval)
         next_ckpt = _next_multiple(self.source.steps, cfg.checkpoint_interval)
-        bar = tqdm(total=cfg.total_steps, initial=start_steps, unit="step", disable=not cfg.progress,
+        bar = tqdm(total=cfg.total_steps, initial=start_steps, unit="step", disable=not (cfg.progress and main),
                    dynamic_ncols=True, smoothing=0.05)
         try:
             while self.source.steps < cfg.total_steps:
@@ -151,8 +154,9 @@ class Loop:
                 if step - last_log_steps >= cfg.log_interval:
                     now = time.perf_counter()
                     sps = (step - last_log_steps) / max(now - last_log_time, 1e-9)
-                    for tag, total in sums.items():
-                        self.writer.add_scalar(tag, total / counts[tag], step)
+                    means = average_metrics({tag: total / counts[tag] for tag, total in sums.items()})
+                    for tag, value in means.items():
+                        self.writer.add_scalar(tag, value, step)
                     self.writer.add_scalar("time/sps", sps, step)
                     recent = getattr(self.source, "recent_returns", None)
                     postfix = {"sps": f"{sps:.0f}"}
@@ -172,7 +176,9 @@ class Loop:
             bar.close()
             self.save()
             self.writer.close()
-            print(f"\ninterrupted at step {self.source.steps}: checkpoint saved; continue with --resume {self.run_dir}")
+            if main:
+                print(f"\ninterrupted at step {self.source.steps}: checkpoint saved; continue with --resume "
+                      f"{self.run_dir}")
             raise
         finally:
             if hasattr(self.source, "close"):  # a source with worker processes stops them, whatever happened
@@ -181,6 +187,19 @@ class Loop:
         self.save()
         self._evaluate(self.source.steps)
         self.writer.close()
+
+
+class _NoWriter:
+    """Stands in for TensorBoard's writer on the processes that do not write (all but the first under torchrun)."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_image(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _next_multiple(step: int, interval: int) -> float:

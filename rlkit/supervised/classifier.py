@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.agents.base import optimizer_step
+from rlkit.distributed import world
 from rlkit.errors import UserError
 from rlkit.nets.pretrained import frozen_batchnorm_eval
 
@@ -109,6 +110,12 @@ class Classifier:
     def __init__(self, model: nn.Module, config: ClassifierConfig, steps_per_epoch: int, device: torch.device):
         self.model, self.config, self.device = model, config, device
         self.steps_per_epoch = steps_per_epoch
+        # Under torchrun, training goes through DDP (gradients averaged over processes in backward); evaluation
+        # and checkpoints use the plain module, so a checkpoint loads the same with or without torchrun.
+        self.train_model = model
+        if world()[1] > 1:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index or 0] if device.type == "cuda" else None)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(config, self.params, device)
         self.updates = 0
@@ -120,7 +127,7 @@ class Classifier:
             group["lr"] = lr
         self.model.train()
         frozen_batchnorm_eval(self.model)
-        logits = self.model(images)
+        logits = self.train_model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
         grad_norm = optimizer_step(self.optimizer, loss, self.params, self.config.max_grad_norm)
         self.updates += 1

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.config import config_from_dict, config_to_dict
+from rlkit.distributed import init_distributed, is_main
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import pick_device, seed_everything
@@ -204,7 +205,7 @@ class BatchSource:
             perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
             self._order, self._epoch = torch.from_numpy(perm[self.rank::self.world_size]), epoch
         rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        self._generator.manual_seed(self.seed * 1_000_003 + self.steps)
+        self._generator.manual_seed((self.seed * 1_000_003 + self.steps) * self.world_size + self.rank)
         images = self.transform(self.images[rows].to(self.device), generator=self._generator)
         labels = self.labels[rows].to(self.device)
         self.steps += 1
@@ -400,12 +401,18 @@ def make_supervised_run(settings: SupervisedSettings, config: ClassifierConfig, 
         from rlkit.supervised.gan_task import make_gan_run
 
         return make_gan_run(settings, config, run_dir, resume)
-    seed_everything(settings.seed)
+    seed_everything(settings.seed)  # the same initial weights on every process (DDP also broadcasts them)
+    rank, world_size = init_distributed(pick_device(settings.device))
+    if world_size > 1 and get_net(settings.net).numpy:
+        raise UserError(f"{settings.net} is a NumPy net and cannot train under torchrun: run it as one process")
     task = get_task(settings.task)
     train = load_dataset(task.dataset, settings.data_dir, "train", task.label)
     job = build_job(settings, config, train)
     source = BatchSource(train, config.batch_size, settings.seed, job.train_transform, job.device,
-                         as_numpy=get_net(settings.net).numpy)
+                         as_numpy=get_net(settings.net).numpy, rank=rank, world_size=world_size)
+    job.learner.steps_per_epoch = source.steps_per_epoch  # each process sees 1/world of every epoch
+    if world_size > 1:
+        torch.manual_seed(settings.seed + 1_000 * rank)  # weights are built: now each process its own dropout masks
     return supervised_loop(job.learner, source, settings, config, run_dir, resume,
                            lambda: evaluate_classifier(job.learner, job.test, job.eval_transform, job.device))
 
@@ -430,8 +437,9 @@ def supervised_loop(learner: Any, source: BatchSource, settings: SupervisedSetti
     )
     if resume is not None:
         loop.restore(resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(header, indent=2) + "\n")
+    if is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(header, indent=2) + "\n")
     return loop
 
 

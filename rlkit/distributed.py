@@ -1,0 +1,71 @@
+"""Data-parallel training on torch.distributed: ``torchrun --nproc-per-node N train.py ...`` runs the same job on N
+processes (gloo on CPUs, NCCL on GPUs). Without torchrun every function here is a no-op for one process."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size). Joins the process group that torchrun describes in the environment (``WORLD_SIZE`` > 1);
+    a single process stays as it is."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    """Only the first process writes logs and checkpoints."""
+    return world()[0] == 0
+
+
+def average_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The mean of each metric over all processes (every process must pass the same keys)."""
+    if world()[1] == 1 or not metrics:
+        return metrics
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        values = values.cuda()
+    dist.all_reduce(values)
+    return dict(zip(keys, (values / dist.get_world_size()).tolist()))
+
+
+def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over all processes (for learners that do not use DDP, such as the
+    on-policy agents whose networks run outside their loss)."""
+    n = world()[1]
+    if n == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= n
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def shutdown() -> None:
+    """Wait for every process to finish (the first one evaluates and saves last), then leave the group; leaving
+    without it can abort a process while its peer still talks to it."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

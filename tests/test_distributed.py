@@ -1,0 +1,95 @@
+"""Data-parallel training under torch.distributed (gloo, two processes on loopback), as torchrun runs it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from rlkit.supervised.classifier import Classifier, ClassifierConfig
+from rlkit.supervised.data import make_tiny_dataset
+
+WORLD = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(8, 1, 4, 4, generator=g), torch.randint(3, (8,), generator=g)) for _ in range(3)]
+
+
+def _process(rank: int, port: int, scenario: str, tmp: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from rlkit.distributed import init_distributed
+
+    init_distributed(torch.device("cpu"))
+    try:
+        if scenario == "classifier":
+            learner = Classifier(_tiny_model(), ClassifierConfig(), 1, torch.device("cpu"))
+            for images, labels in _batches():
+                half = slice(rank * 4, rank * 4 + 4)  # each process gets its half of the batch
+                learner.update((images[half], labels[half]))
+            torch.save(learner.model.state_dict(), Path(tmp) / f"rank{rank}.pt")
+        else:
+            from rlkit.supervised.tasks import SupervisedSettings, make_supervised_run
+
+            settings = SupervisedSettings("mnist", "cnn", str(Path(tmp) / "data"), device="cpu", progress=False,
+                                          max_steps=4, eval_interval=2)
+            config = ClassifierConfig(width=0.125, batch_size=16, epochs=1)
+            loop = make_supervised_run(settings, config, Path(tmp) / "run")
+            loop.run()
+            torch.save(loop.learner.model.state_dict(), Path(tmp) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(scenario: str, tmp: Path) -> list[dict]:
+    mp.spawn(_process, args=(_free_port(), scenario, str(tmp)), nprocs=WORLD, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def test_ddp_equals_one_process_on_the_whole_batch(tmp_path):
+    ranks = _spawn("classifier", tmp_path)
+    single = Classifier(_tiny_model(), ClassifierConfig(), 1, torch.device("cpu"))
+    for batch in _batches():
+        single.update(batch)
+    for key, value in single.model.state_dict().items():
+        assert torch.equal(ranks[0][key], ranks[1][key]), key  # the processes never drift apart
+        torch.testing.assert_close(ranks[0][key], value, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(ranks[0]["1.weight"], _tiny_model().state_dict()["1.weight"])  # it did train
+
+
+@pytest.mark.slow
+def test_supervised_run_under_two_processes_writes_once(tmp_path):
+    make_tiny_dataset("mnist", tmp_path / "data", train=128, test=32, seed=0)
+    ranks = _spawn("loop", tmp_path)
+    for key in ranks[0]:
+        if "running_" not in key and "num_batches" not in key:  # batch-norm statistics are the first process's,
+            assert torch.equal(ranks[0][key], ranks[1][key]), key  # broadcast before each forward; weights agree
+    run = tmp_path / "run"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1  # only the first process writes TensorBoard
+    evals = (run / "eval.jsonl").read_text().splitlines()
+    assert len(evals) == 2  # steps 2 and 4, written once each
+    from rlkit.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(run)
+    assert checkpoint["loop"]["steps"] == 4
+    assert all(not k.startswith("module.") for k in checkpoint["learner"]["model"])  # loads without torchrun
