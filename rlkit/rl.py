@@ -15,11 +15,14 @@ from rlkit.config import config_from_dict, config_to_dict
 from rlkit.envs import make_env
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
+from rlkit.distributed import init_distributed, is_main
 from rlkit.runtime import pick_device, seed_everything
 from rlkit.sources import ReplaySource, RolloutSource
 from rlkit.sources_async import A3CSource
 
 REPLAY_FILE = "replay.npz"
+DATA_PARALLEL_AGENTS = ("a2c", "ppo")
+"""Agents that run under torchrun: every process collects its own rollouts and the gradients are averaged."""
 
 
 @dataclass
@@ -100,9 +103,15 @@ def frame_stack_of(env) -> int:
 
 def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume: dict[str, Any] | None = None) -> Loop:
     """Assemble env, agent, replay, source and loop for ``settings``; ``resume`` continues a checkpoint."""
-    seed_everything(settings.seed)
+    seed_everything(settings.seed)  # the same initial weights on every process under torchrun
     device = pick_device(settings.device)
-    env = make_env(settings.env, settings.num_envs, seed=settings.seed, sticky_actions=settings.sticky_actions)
+    rank, world_size = init_distributed(device)
+    if world_size > 1 and settings.agent not in DATA_PARALLEL_AGENTS:
+        raise UserError(f"{settings.agent} learns from replay in one process and cannot run under torchrun: run it "
+                        f"without torchrun (data-parallel agents: {', '.join(DATA_PARALLEL_AGENTS)})")
+    # Each process plays its own games: env seeds apart by rank.
+    env = make_env(settings.env, settings.num_envs, seed=settings.seed + 100_000 * rank,
+                   sticky_actions=settings.sticky_actions)
     agent = build_agent(settings.agent, config, env.single_observation_space, env.single_action_space, device,
                         settings.total_steps, settings.seed)
     if isinstance(agent, A3C):
@@ -146,8 +155,9 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
             buffer.load(str(run_dir / REPLAY_FILE))
         # The env's internal state is not in the checkpoint: start fresh games with a seed tied to the step.
         source.reset(seed=settings.seed + source.steps)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(header, indent=2) + "\n")
+    if is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(header, indent=2) + "\n")
     return loop
 
 

@@ -48,6 +48,22 @@ def _process(rank: int, port: int, scenario: str, tmp: str) -> None:
                 half = slice(rank * 4, rank * 4 + 4)  # each process gets its half of the batch
                 learner.update((images[half], labels[half]))
             torch.save(learner.model.state_dict(), Path(tmp) / f"rank{rank}.pt")
+        elif scenario in ("a2c", "ppo"):
+            agent = _agent(scenario)
+            rollout = _rollout(agent)
+            half = slice(rank * 16, rank * 16 + 16)
+            agent.update(type(rollout)(*(t[half] for t in rollout)))
+            torch.save(agent.net.state_dict(), Path(tmp) / f"rank{rank}.pt")
+        elif scenario == "dqn":
+            from rlkit.agents import get_agent_spec
+            from rlkit.errors import UserError
+            from rlkit.rl import RunSettings, make_training_run
+
+            try:
+                make_training_run(RunSettings("dqn", "CartPole", 100), get_agent_spec("dqn").preset("other"),
+                                  Path(tmp) / "run")
+            except UserError as error:
+                torch.save({"error": str(error)}, Path(tmp) / f"rank{rank}.pt")
         else:
             from rlkit.supervised.tasks import SupervisedSettings, make_supervised_run
 
@@ -59,6 +75,32 @@ def _process(rank: int, port: int, scenario: str, tmp: str) -> None:
             torch.save(loop.learner.model.state_dict(), Path(tmp) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def _agent(name: str):
+    import gymnasium as gym
+
+    from rlkit.agents import get_agent_spec
+
+    spec = get_agent_spec(name)
+    config = spec.preset("other")
+    torch.manual_seed(0)
+    return spec.agent_class(config, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), device="cpu",
+                            total_steps=1_000, seed=0)
+
+
+def _rollout(agent):
+    """A fixed rollout of 32 steps (each process takes its 16)."""
+    from rlkit.buffers.rollout import RolloutBatch
+
+    g = torch.Generator().manual_seed(2)
+    obs = torch.randn(32, 4, generator=g)
+    actions = torch.randint(2, (32,), generator=g)
+    with torch.no_grad():
+        dist, values = agent.net(obs)
+        log_probs = dist.log_prob(actions)
+    advantages = torch.randn(32, generator=g)
+    return RolloutBatch(obs, actions, log_probs, values, advantages, values + advantages, torch.ones(32))
 
 
 def _spawn(scenario: str, tmp: Path) -> list[dict]:
@@ -93,3 +135,29 @@ def test_supervised_run_under_two_processes_writes_once(tmp_path):
     checkpoint = load_checkpoint(run)
     assert checkpoint["loop"]["steps"] == 4
     assert all(not k.startswith("module.") for k in checkpoint["learner"]["model"])  # loads without torchrun
+
+
+def test_a2c_update_under_two_processes_equals_one_process_on_the_whole_rollout(tmp_path):
+    ranks = _spawn("a2c", tmp_path)
+    single = _agent("a2c")
+    single.update(_rollout(single))
+    for key, value in single.net.state_dict().items():
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+        torch.testing.assert_close(ranks[0][key], value, rtol=1e-5, atol=1e-6)
+    before = _agent("a2c").net.state_dict()
+    assert any(not torch.equal(ranks[0][key], before[key]) for key in before)  # it did take a step
+
+
+def test_ppo_processes_stay_identical_after_an_update_on_different_rollouts(tmp_path):
+    ranks = _spawn("ppo", tmp_path)
+    before = _agent("ppo").net.state_dict()
+    changed = False
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key  # averaged gradients: the same steps everywhere
+        changed |= not torch.equal(ranks[0][key], before[key])
+    assert changed
+
+
+def test_replay_agents_refuse_torchrun_with_one_line(tmp_path):
+    ranks = _spawn("dqn", tmp_path)
+    assert all("cannot run under torchrun" in r["error"] and "a2c, ppo" in r["error"] for r in ranks)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlkit.distributed import all_reduce_gradients
 from rlkit.errors import UserError
 
 
@@ -86,10 +87,14 @@ class Agent(ABC):
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any, max_grad_norm: float) -> float:
-    """zero_grad, backward, clip the global gradient norm (if > 0) and step; returns the norm before clipping."""
+    """zero_grad, backward, clip the global gradient norm (if > 0) and step; returns the norm before clipping.
+
+    Under torchrun the gradients are first averaged over the processes (synchronous data-parallel SGD), so every
+    process takes the same step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in params if p.grad is not None]
+    all_reduce_gradients(params)
     norm = nn.utils.get_total_norm([p.grad for p in params])
     if 0 < max_grad_norm < norm:  # scale only when needed: the multiply costs ~5% of a CPU update
         nn.utils.clip_grads_with_norm_(params, max_grad_norm, norm)

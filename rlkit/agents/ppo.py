@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from rlkit.agents.base import make_adam, optimizer_step
+from rlkit.distributed import average_metrics
 from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
 
@@ -84,7 +85,8 @@ class PPO(PolicyAgent):
                 stats["policy_loss"].append(policy_loss.item())
                 stats["value_loss"].append(value_loss.item())
                 stats["entropy"].append(entropy.item())
-            if c.target_kl > 0 and stats["approx_kl"][-1] > c.target_kl:
+            # Under torchrun every process must take the same decision: the KL averaged over processes.
+            if c.target_kl > 0 and average_metrics({"kl": stats["approx_kl"][-1]})["kl"] > c.target_kl:
                 break
         self.updates += 1
         metrics = {f"losses/{name}": sum(v) / len(v) for name, v in stats.items()}

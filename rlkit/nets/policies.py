@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
+from rlkit.distributed import world
 from rlkit.nets.encoders import make_encoder
 
 
@@ -177,6 +178,13 @@ class RunningMeanStd(nn.Module):
     def update(self, batch: torch.Tensor) -> None:
         batch = batch.to(self.mean.device, torch.float64).reshape(-1, *self.mean.shape)
         batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+        if world()[1] > 1:  # under torchrun: the moments of every process's batch, so the statistics stay equal
+            moments = torch.cat([torch.tensor([float(n)], dtype=torch.float64, device=batch.device),
+                                 batch.sum(0).flatten(), batch.pow(2).sum(0).flatten()])
+            torch.distributed.all_reduce(moments)
+            n, size = moments[0], batch_mean.numel()
+            batch_mean = (moments[1:1 + size] / n).view_as(batch_mean)
+            batch_var = (moments[1 + size:] / n).view_as(batch_var) - batch_mean.pow(2)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
         self.var.copy_((self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total) / total)
