@@ -115,7 +115,8 @@ def supervised_main(argv: list[str], checkpoint: dict | None) -> None:
             settings.data_dir = args.data_dir
         config = config_from_dict(config_class(settings.net), checkpoint["config"])
         run_dir = args.resume if args.resume.is_dir() else args.resume.parent
-        print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
+        if is_main():
+            print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
     else:
         if args.net is None:
             raise UserError(f"--net is required with --task: one of {', '.join(NETS)}")
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         spec = get_agent_spec(settings.agent)
         config = config_from_dict(spec.agent_class.config_class, checkpoint["agent_config"])
         run_dir = args.resume if args.resume.is_dir() else args.resume.parent
-        print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
+        if is_main():
+            print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
     else:
         if args.agent is None or args.env is None:
             raise UserError("--agent and --env are required (or --resume RUN_DIR): e.g. --agent dqn --env CartPole")

@@ -14,13 +14,18 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     a single process stays as it is."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if not launched_by_torchrun():
         return 0, 1
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several that torchrun started."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def world() -> tuple[int, int]:
@@ -31,8 +36,11 @@ def world() -> tuple[int, int]:
 
 
 def is_main() -> bool:
-    """Only the first process writes logs and checkpoints."""
-    return world()[0] == 0
+    """Only the first process writes logs and checkpoints (and prints: torchrun's RANK tells before the group
+    is joined)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def average_metrics(metrics: dict[str, float]) -> dict[str, float]:

@@ -166,3 +166,13 @@ def test_ppo_update_under_two_processes_equals_one_process_on_the_whole_rollout(
 def test_replay_agents_refuse_torchrun_with_one_line(tmp_path):
     ranks = _spawn("dqn", tmp_path)
     assert all("cannot run under torchrun" in r["error"] and "a2c, ppo" in r["error"] for r in ranks)
+
+
+def test_gan_and_video_runs_refuse_torchrun(monkeypatch, tmp_path):
+    from rlkit.errors import UserError
+    from rlkit.supervised.tasks import SupervisedSettings, make_supervised_run, preset
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for task, net in (("mnist", "acgan"), ("ucf101", "r3d18")):
+        with pytest.raises(UserError, match="start it without torchrun"):
+            make_supervised_run(SupervisedSettings(task, net, str(tmp_path)), preset(net), tmp_path / "run")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.config import config_from_dict, config_to_dict
-from rlkit.distributed import init_distributed, is_main
+from rlkit.distributed import init_distributed, is_main, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import pick_device, seed_everything
@@ -393,6 +393,10 @@ def build_job(settings: SupervisedSettings, config: ClassifierConfig, train: Arr
 def make_supervised_run(settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
                         resume: dict[str, Any] | None = None) -> Loop:
     """Assemble data, learner, source and loop; ``resume`` continues a checkpoint."""
+    spec = get_net(settings.net)
+    if (spec.gan or spec.video) and launched_by_torchrun():
+        raise UserError(f"{settings.net} runs in one process for now (GAN and video jobs are not data-parallel yet): "
+                        "start it without torchrun")
     if get_task(settings.task).video or get_net(settings.net).video:
         from rlkit.supervised.video_task import make_video_run
 
