@@ -24,6 +24,7 @@ from rlkit.runtime import pick_device, seed_everything
 from rlkit.supervised import transforms as T
 from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
 from rlkit.supervised.data import ArrayDataset, load_dataset
+from rlkit.supervised.sampling import ShuffledBatches
 
 
 # ---------------------------------------------------------------------------------------------------- tasks and nets
@@ -177,50 +178,24 @@ def preset(net: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------- data
-class BatchSource:
-    """Shuffled mini-batches of an in-memory data set for the loop; ``steps`` counts updates.
-
-    The order is a pure function of (seed, epoch) and each batch's augmentation of (seed, step), so a resumed run
-    sees exactly the batches the uninterrupted one would have. With ``world_size`` > 1 each rank takes its own
-    share of every epoch's permutation.
-    """
+class BatchSource(ShuffledBatches):
+    """Shuffled mini-batches of an in-memory data set for the loop (order and seeds: :class:`ShuffledBatches`)."""
 
     def __init__(self, data: ArrayDataset, batch_size: int, seed: int, transform: Callable[..., torch.Tensor],
                  device: torch.device, as_numpy: bool = False, rank: int = 0, world_size: int = 1):
+        super().__init__(len(data.labels), batch_size, seed, rank, world_size, "images")
         self.images = torch.from_numpy(np.ascontiguousarray(data.images))
         self.labels = torch.from_numpy(data.labels.astype(np.int64))
-        self.batch_size, self.seed, self.transform, self.device = batch_size, seed, transform, device
-        self.as_numpy, self.rank, self.world_size = as_numpy, rank, world_size
-        self.steps_per_epoch = len(self.labels) // world_size // batch_size
-        if self.steps_per_epoch < 1:
-            raise UserError(f"the training set has {len(self.labels)} images, fewer than one batch of {batch_size} "
-                            f"per process: lower --batch-size")
-        self.steps = 0
-        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
-        self._generator = torch.Generator()
+        self.transform, self.device, self.as_numpy = transform, device, as_numpy
 
     def next(self) -> tuple[Any, Any]:
-        epoch, index = divmod(self.steps, self.steps_per_epoch)
-        if epoch != self._epoch:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
-            self._order, self._epoch = torch.from_numpy(perm[self.rank::self.world_size]), epoch
-        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        self._generator.manual_seed((self.seed * 1_000_003 + self.steps) * self.world_size + self.rank)
-        images = self.transform(self.images[rows].to(self.device), generator=self._generator)
+        rows, generator = self.next_rows()
+        rows = torch.from_numpy(rows)
+        images = self.transform(self.images[rows].to(self.device), generator=generator)
         labels = self.labels[rows].to(self.device)
-        self.steps += 1
         if self.as_numpy:
             return images.cpu().numpy(), labels.cpu().numpy()
         return images, labels
-
-    def pop_finished(self) -> list[tuple[int, float, int]]:
-        return []
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = state["steps"]
 
 
 class RepeatChannels:

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from rlkit.errors import UserError, run_command
 from rlkit.supervised import transforms as T
+from rlkit.supervised.sampling import ShuffledBatches
 
 UCF101_URL = "https://www.crcv.ucf.edu/data/UCF101.php"
 SPLITS_FOLDER = "ucfTrainTestlist"
@@ -417,51 +418,26 @@ def load_ucf101(root: str | Path, split: str, sampling: Sampling, fold: int = 1,
 
 
 # ---------------------------------------------------------------------------------------------------- batches
-class VideoBatchSource:
+class VideoBatchSource(ShuffledBatches):
     """Shuffled mini-batches of a :class:`VideoDataset` for the shared loop, read in the calling process.
 
-    The same contract as :class:`rlkit.supervised.tasks.BatchSource`: the order is a pure function of (seed,
-    epoch), and each batch's frame positions and augmentation a function of (seed, step), so a resumed run sees
-    the batches the uninterrupted one would have. ``world_size`` > 1: each rank takes its share of every epoch.
+    The order and seeds are :class:`rlkit.supervised.sampling.ShuffledBatches`' (as for image data sets); each
+    batch's frame positions come from the batch's seeded generator too, so a resumed run sees the same batches.
     """
 
     def __init__(self, data: VideoDataset, batch_size: int, seed: int,
                  transform: Callable[..., torch.Tensor] | None = None, device: torch.device | str = "cpu",
                  rank: int = 0, world_size: int = 1):
-        self.data, self.batch_size, self.seed, self.transform = data, batch_size, seed, transform
-        self.device, self.rank, self.world_size = torch.device(device), rank, world_size
-        self.steps_per_epoch = len(data) // world_size // batch_size
-        if self.steps_per_epoch < 1:
-            raise UserError(f"the training set has {len(data)} videos, fewer than one batch of {batch_size} "
-                            f"per process: lower --batch-size")
-        self.steps = 0
-        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
-        self._generator = torch.Generator()
+        super().__init__(len(data), batch_size, seed, rank, world_size, "videos")
+        self.data, self.transform, self.device = data, transform, torch.device(device)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch: (the transformed samples, int64 labels ``(B,)``), on ``device``."""
-        epoch, index = divmod(self.steps, self.steps_per_epoch)
-        if epoch != self._epoch:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
-            self._order, self._epoch = perm[self.rank::self.world_size], epoch
-        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        self._generator.manual_seed(self.seed * 1_000_003 + self.steps)
-        x, y = _collate([self.data.get(int(i), self._generator) for i in rows], self.device)
+        rows, generator = self.next_rows()
+        x, y = _collate([self.data.get(int(i), generator) for i in rows], self.device)
         if self.transform is not None:
-            x = self.transform(x, generator=self._generator)
-        self.steps += 1
+            x = self.transform(x, generator=generator)
         return x, y
-
-    def pop_finished(self) -> list[tuple[int, float, int]]:
-        """No episodes here (the loop asks every source)."""
-        return []
-
-    def state_dict(self) -> dict[str, Any]:
-        """The position in the stream: every batch to come follows from it."""
-        return {"steps": self.steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = state["steps"]
 
 
 def _collate(samples: list[tuple[torch.Tensor, int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

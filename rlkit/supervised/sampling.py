@@ -1,0 +1,52 @@
+"""What every supervised batch source shares: which rows make each batch, and the seed of its augmentation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlkit.errors import UserError
+
+
+class ShuffledBatches:
+    """The order of a source's batches; ``steps`` counts updates.
+
+    The order is a pure function of (seed, epoch) and each batch's augmentation of (seed, step, rank), so a resumed
+    run sees exactly the batches the uninterrupted one would have. With ``world_size`` > 1 each rank takes its own
+    share of every epoch's permutation. Subclasses read the rows :meth:`next_rows` gives.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 what: str = "images"):
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.steps_per_epoch = size // world_size // batch_size
+        if self.steps_per_epoch < 1:
+            raise UserError(f"the training set has {size} {what}, fewer than one batch of {batch_size} per "
+                            "process: lower --batch-size")
+        self.size, self.steps = size, 0
+        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+        self._generator = torch.Generator()
+
+    def next_rows(self) -> tuple[np.ndarray, torch.Generator]:
+        """The rows of the next batch and a generator seeded for its augmentation; advances ``steps``."""
+        epoch, index = divmod(self.steps, self.steps_per_epoch)
+        if epoch != self._epoch:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+            self._order, self._epoch = perm[self.rank::self.world_size], epoch
+        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        self._generator.manual_seed((self.seed * 1_000_003 + self.steps) * self.world_size + self.rank)
+        self.steps += 1
+        return rows, self._generator
+
+    def pop_finished(self) -> list[tuple[int, float, int]]:
+        """No episodes here (the loop asks every source)."""
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the stream: every batch to come follows from it."""
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = state["steps"]
