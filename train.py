@@ -17,7 +17,7 @@ from pathlib import Path
 from rlkit.agents import AGENTS, get_agent_spec
 from rlkit.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from rlkit.config import add_config_flags, apply_flags, config_from_dict
-from rlkit.distributed import is_main, shutdown
+from rlkit.distributed import exit_without_teardown, is_main, launched_by_torchrun, shutdown
 from rlkit.envs import resolve_env
 from rlkit.errors import UserError, run_command
 from rlkit.rl import RunSettings, make_training_run
@@ -203,3 +203,5 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     run_command(main)
+    if launched_by_torchrun():
+        exit_without_teardown()  # saved and shut down: gloo's exit-time destructors could still fail the run

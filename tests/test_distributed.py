@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
@@ -38,7 +37,7 @@ def _process(rank: int, port: int, scenario: str, tmp: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from rlkit.distributed import init_distributed
+    from rlkit.distributed import exit_without_teardown, init_distributed, shutdown
 
     init_distributed(torch.device("cpu"))
     try:
@@ -74,7 +73,8 @@ def _process(rank: int, port: int, scenario: str, tmp: str) -> None:
             loop.run()
             torch.save(loop.learner.model.state_dict(), Path(tmp) / f"rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        shutdown()
+    exit_without_teardown()  # only the success path: a failure reaches mp.spawn with its traceback
 
 
 def _agent(name: str):
