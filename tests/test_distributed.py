@@ -176,3 +176,14 @@ def test_gan_and_video_runs_refuse_torchrun(monkeypatch, tmp_path):
     for task, net in (("mnist", "acgan"), ("ucf101", "r3d18")):
         with pytest.raises(UserError, match="start it without torchrun"):
             make_supervised_run(SupervisedSettings(task, net, str(tmp_path)), preset(net), tmp_path / "run")
+
+
+def test_exit_without_teardown_flushes_output_and_keeps_the_exit_code():
+    import subprocess
+    import sys
+
+    code = "import sys; from rlkit.distributed import exit_without_teardown; print('saved', end=''); " \
+           "print('bye', end='', file=sys.stderr); exit_without_teardown(3)"
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=buffered)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "saved", "bye")  # os._exit alone would lose them
