@@ -2,6 +2,9 @@
 trained classifier, against training time.
 
     python benchmarks/acgan_mnist.py --data-dir ../shared/data/mnist --width 32 --steps 2000
+    python benchmarks/acgan_mnist.py --data-dir ../shared/data/mnist -- --class-weight 10 --learning-rate 3e-4
+
+Flags after ``--`` go to ``train.py`` unchanged (any ACGAN setting: ``python train.py --net acgan --help``).
 
 Trains the judge first (``--judge-net``, default the NumPy CNN: about a minute) unless ``--judge RUN_DIR`` is given,
 then the ACGAN through ``train.py`` with ``--judge``, so every evaluation logs ``eval/class_conditional_accuracy``
@@ -38,7 +41,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=Path, help="copy the last sample grid here")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp())
     judge = args.judge
@@ -52,7 +56,7 @@ def main() -> None:
     train.main(["--task", "mnist", "--net", "acgan", "--data-dir", args.data_dir, "--width", str(args.width),
                 "--batch-size", str(args.batch_size), "--max-steps", str(args.steps), "--eval-interval",
                 str(args.eval_interval), "--judge", str(judge), "--seed", str(args.seed), "--run-dir", str(run),
-                "--no-progress"])
+                "--no-progress", *extra])
     wall = time.perf_counter() - start
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     for row in evals:
@@ -62,7 +66,7 @@ def main() -> None:
     if args.grid and grids:
         shutil.copyfile(grids[-1], args.grid)
     final = evals[-1]
-    print(f"| width {args.width}, batch {args.batch_size}, {args.steps} updates | judge {args.judge_net} "
+    print(f"| width {args.width}, batch {args.batch_size}, {args.steps} updates {' '.join(extra)} | judge {args.judge_net} "
           f"{100 * judge_accuracy:.2f}% | {100 * final['eval/class_conditional_accuracy']:.1f}% | "
           f"{100 * final['eval/critic_class_accuracy']:.2f}% | {wall / 60:.1f} min, {args.threads} threads |")
 

@@ -133,7 +133,7 @@ def test_acgan_update_steps_the_generator_every_critic_steps(critic_steps):
 def test_acgan_losses_by_hand():
     """The critic's and the generator's loss recomputed from copies of the networks and of the random generator
     (draw order: fake labels, noise, penalty eps; then the generator step's labels and noise)."""
-    config = ACGANConfig(gp_weight=3.0, **TINY)
+    config = ACGANConfig(gp_weight=3.0, class_weight=2.0, generator_class_weight=0.5, **TINY)
     learner = ACGAN(config, 3, 16, seed=0)
     learner.update(_batch(0))  # so the nets are not at their initialization
     D, G = copy.deepcopy(learner.discriminator), copy.deepcopy(learner.generator)
@@ -147,8 +147,8 @@ def test_acgan_losses_by_hand():
         fake = G(make_noise(fake_labels, 16, 3, rng))
     (real_score, real_logits), (fake_score, fake_logits) = D(real), D(fake)
     penalty = gradient_penalty(lambda x: D(x)[0], real, fake, rng)
-    critic = (fake_score.mean() - real_score.mean() + F.cross_entropy(real_logits, labels)
-              + F.cross_entropy(fake_logits, fake_labels) + 3.0 * penalty)
+    critic = (fake_score.mean() - real_score.mean()
+              + 2.0 * (F.cross_entropy(real_logits, labels) + F.cross_entropy(fake_logits, fake_labels)) + 3.0 * penalty)
     assert metrics["losses/critic"] == pytest.approx(critic.item(), rel=1e-4)
     assert metrics["losses/gradient_penalty"] == pytest.approx(penalty.item(), rel=1e-4)
     assert metrics["charts/wasserstein_estimate"] == pytest.approx((real_score.mean() - fake_score.mean()).item(),
@@ -156,7 +156,7 @@ def test_acgan_losses_by_hand():
     # The generator step sees the critic after its step and the generator before its own.
     gen_labels = torch.randint(3, (4,), generator=rng)
     score, logits = learner.discriminator(G(make_noise(gen_labels, 16, 3, rng)))
-    generator = -score.mean() + F.cross_entropy(logits, gen_labels)
+    generator = -score.mean() + 0.5 * F.cross_entropy(logits, gen_labels)
     assert metrics["losses/generator"] == pytest.approx(generator.item(), rel=1e-4)
 
 

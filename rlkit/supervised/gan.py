@@ -40,6 +40,12 @@ class ACGANConfig:
     """Adam betas of both networks: no first-moment averaging, as WGAN-GP prescribes."""
     gp_weight: float = 10.0
     """Gradient-penalty coefficient lambda (WGAN-GP's 10)."""
+    class_weight: float = 1.0
+    """Scale of the critic's class cross-entropy (real + generated) against its Wasserstein loss (1: the course's
+    and Odena et al.'s sum; Gulrajani et al.'s ACGAN code calls it ACGAN_SCALE). Early on, the Wasserstein gradient
+    dominates the shared trunk and the class head learns slowly; a larger scale speeds up conditioning."""
+    generator_class_weight: float = 1.0
+    """Scale of the generator's class cross-entropy against its critic score (ACGAN_SCALE_G there)."""
     critic_steps: int = 1
     """Critic updates per generator update. The course's template uses 1 (its ``gen_train``, noting 5 as an
     option); WGAN-GP's paper uses 5 (n_critic)."""
@@ -139,8 +145,8 @@ class ACGAN:
         real_score, fake_score = score[:B], score[B:]
         wasserstein = real_score.mean() - fake_score.mean()
         penalty = gradient_penalty(lambda x: D(x)[0], real, fake, self.rng)
-        critic_loss = (-wasserstein + F.cross_entropy(logits[:B], labels) + F.cross_entropy(logits[B:], fake_labels)
-                       + cfg.gp_weight * penalty)
+        class_loss = F.cross_entropy(logits[:B], labels) + F.cross_entropy(logits[B:], fake_labels)
+        critic_loss = -wasserstein + cfg.class_weight * class_loss + cfg.gp_weight * penalty
         optimizer_step(self.critic_optimizer, critic_loss, self.critic_params, 0.0)
         self.updates += 1
         metrics = {
@@ -153,7 +159,7 @@ class ACGAN:
             # Generator: raise the critic's score of its images and make them classified as their labels.
             z, gen_labels = self._noise(B)
             gen_score, gen_logits = D(G(z))
-            generator_loss = -gen_score.mean() + F.cross_entropy(gen_logits, gen_labels)
+            generator_loss = -gen_score.mean() + cfg.generator_class_weight * F.cross_entropy(gen_logits, gen_labels)
             self.generator_optimizer.zero_grad(set_to_none=True)
             generator_loss.backward(inputs=self.generator_params)  # the critic's gradients are not needed here
             self.generator_optimizer.step()
