@@ -130,10 +130,12 @@ def test_acgan_update_steps_the_generator_every_critic_steps(critic_steps):
         assert _changed(g1, learner.generator)
 
 
-def test_acgan_losses_by_hand():
+@pytest.mark.parametrize("fake_class_loss", [True, False])
+def test_acgan_losses_by_hand(fake_class_loss):
     """The critic's and the generator's loss recomputed from copies of the networks and of the random generator
     (draw order: fake labels, noise, penalty eps; then the generator step's labels and noise)."""
-    config = ACGANConfig(gp_weight=3.0, class_weight=2.0, generator_class_weight=0.5, **TINY)
+    config = ACGANConfig(gp_weight=3.0, class_weight=2.0, generator_class_weight=0.5, fake_class_loss=fake_class_loss,
+                         **TINY)
     learner = ACGAN(config, 3, 16, seed=0)
     learner.update(_batch(0))  # so the nets are not at their initialization
     D, G = copy.deepcopy(learner.discriminator), copy.deepcopy(learner.generator)
@@ -147,8 +149,8 @@ def test_acgan_losses_by_hand():
         fake = G(make_noise(fake_labels, 16, 3, rng))
     (real_score, real_logits), (fake_score, fake_logits) = D(real), D(fake)
     penalty = gradient_penalty(lambda x: D(x)[0], real, fake, rng)
-    critic = (fake_score.mean() - real_score.mean()
-              + 2.0 * (F.cross_entropy(real_logits, labels) + F.cross_entropy(fake_logits, fake_labels)) + 3.0 * penalty)
+    class_loss = F.cross_entropy(real_logits, labels) + fake_class_loss * F.cross_entropy(fake_logits, fake_labels)
+    critic = fake_score.mean() - real_score.mean() + 2.0 * class_loss + 3.0 * penalty
     assert metrics["losses/critic"] == pytest.approx(critic.item(), rel=1e-4)
     assert metrics["losses/gradient_penalty"] == pytest.approx(penalty.item(), rel=1e-4)
     assert metrics["charts/wasserstein_estimate"] == pytest.approx((real_score.mean() - fake_score.mean()).item(),

@@ -44,6 +44,10 @@ class ACGANConfig:
     """Scale of the critic's class cross-entropy (real + generated) against its Wasserstein loss (1: the course's
     and Odena et al.'s sum; Gulrajani et al.'s ACGAN code calls it ACGAN_SCALE). Early on, the Wasserstein gradient
     dominates the shared trunk and the class head learns slowly; a larger scale speeds up conditioning."""
+    fake_class_loss: bool = True
+    """Train the critic's class head on generated images (with the labels they were asked for) as well as on real
+    ones: the course's and Odena et al.'s ACGAN. Off: real images only, as Gulrajani et al.'s ACGAN code does; the
+    critic can then not learn to accept the generator's images as their classes, whatever they look like."""
     generator_class_weight: float = 1.0
     """Scale of the generator's class cross-entropy against its critic score (ACGAN_SCALE_G there)."""
     critic_steps: int = 1
@@ -145,7 +149,9 @@ class ACGAN:
         real_score, fake_score = score[:B], score[B:]
         wasserstein = real_score.mean() - fake_score.mean()
         penalty = gradient_penalty(lambda x: D(x)[0], real, fake, self.rng)
-        class_loss = F.cross_entropy(logits[:B], labels) + F.cross_entropy(logits[B:], fake_labels)
+        class_loss = F.cross_entropy(logits[:B], labels)
+        if cfg.fake_class_loss:
+            class_loss = class_loss + F.cross_entropy(logits[B:], fake_labels)
         critic_loss = -wasserstein + cfg.class_weight * class_loss + cfg.gp_weight * penalty
         optimizer_step(self.critic_optimizer, critic_loss, self.critic_params, 0.0)
         self.updates += 1
