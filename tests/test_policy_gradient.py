@@ -11,7 +11,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.vector import AutoresetMode
 
 import evaluate
 import rlkit.agents.trpo as trpo_module
@@ -21,10 +20,13 @@ from rlkit.agents.dqn import DQN
 from rlkit.agents.trpo import conjugate_gradient
 from rlkit.buffers.rollout import RolloutBatch
 from rlkit.checkpoint import load_checkpoint
-from rlkit.envs import EpisodeSignals, make_env
+from rlkit.envs import make_env
 from rlkit.errors import UserError
 from rlkit.nets import DiagGaussian, kl_divergence
 from rlkit.sources import RolloutSource
+
+from counter_envs import counter_env
+
 
 VECTOR_OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 
@@ -71,34 +73,6 @@ def count_optimizer_steps(optimizer: torch.optim.Optimizer) -> list[int]:
 
     optimizer.step = counting_step
     return counter
-
-
-class Counter(gym.Env):
-    """Deterministic episodes of ``length`` steps: obs = steps taken, reward = steps taken (1, 2, 3, ...); the
-    episode ends by termination, or by truncation (a time limit) when ``truncate``."""
-
-    observation_space = gym.spaces.Box(0.0, 100.0, (1,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, length: int, truncate: bool):
-        self.length, self.truncate, self.t = length, truncate, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        end = self.t == self.length
-        return np.array([self.t], np.float32), float(self.t), end and not self.truncate, end and self.truncate, {}
-
-
-def counter_env() -> EpisodeSignals:
-    """Two sub-envs: episodes of 3 steps ending in termination, episodes of 4 steps ending in truncation."""
-    vec = gym.vector.SyncVectorEnv([lambda: Counter(3, False), lambda: Counter(4, True)],
-                                   autoreset_mode=AutoresetMode.SAME_STEP)
-    return EpisodeSignals(vec)
 
 
 # ---------------------------------------------------------------------------------------------- PPO losses
