@@ -41,7 +41,7 @@ class ACGANConfig:
     gp_weight: float = 10.0
     """Gradient-penalty coefficient lambda (WGAN-GP's 10)."""
     class_weight: float = 1.0
-    """Scale of the critic's class cross-entropy (real + generated) against its Wasserstein loss (1: the course's
+    """Scale of the critic's class cross-entropy (see ``fake_class_loss``) against its Wasserstein loss (1: the course's
     and Odena et al.'s sum; Gulrajani et al.'s ACGAN code calls it ACGAN_SCALE). Early on, the Wasserstein gradient
     dominates the shared trunk and the class head learns slowly; a larger scale speeds up conditioning."""
     fake_class_loss: bool = True
