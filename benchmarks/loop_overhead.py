@@ -22,11 +22,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from rlkit.supervised.tasks import SupervisedSettings, make_supervised_run, preset  # noqa: E402
+from rlkit.jobs import JOBS  # noqa: E402
+from rlkit.jobs.supervised import SupervisedSettings  # noqa: E402
+
+CLASSIFIER = JOBS["classifier"]
 
 
 def shared_loop_rate(settings: SupervisedSettings, config, steps: int) -> float:
-    loop = make_supervised_run(settings, config, Path(tempfile.mkdtemp()) / "run")
+    loop = CLASSIFIER.build(settings, config, Path(tempfile.mkdtemp()) / "run")
     loop.evaluate_fn = None
     loop.config.checkpoint_interval = 10**12
     loop.save = lambda: None  # the end-of-run checkpoint is not part of the per-step cost
@@ -38,7 +41,7 @@ def shared_loop_rate(settings: SupervisedSettings, config, steps: int) -> float:
 
 def hand_written_rate(settings: SupervisedSettings, config, steps: int) -> float:
     """What a user would write by hand: shuffle, slice, augment, forward, loss, backward, step."""
-    loop = make_supervised_run(settings, config, Path(tempfile.mkdtemp()) / "run")  # only to build the same parts
+    loop = CLASSIFIER.build(settings, config, Path(tempfile.mkdtemp()) / "run")  # only to build the same parts
     model, optimizer = loop.learner.model, loop.learner.optimizer
     images, labels = loop.source.images, loop.source.labels
     transform, batch = loop.source.transform, config.batch_size
@@ -67,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = SupervisedSettings(args.task, args.net, args.data_dir, device="cpu", progress=False)
-    config = dataclasses.replace(preset(args.net), batch_size=args.batch_size)
+    config = dataclasses.replace(CLASSIFIER.preset({"net": args.net}), batch_size=args.batch_size)
     shared_loop_rate(settings, config, 5)  # warm-up
     shared, hand = [], []
     for _ in range(args.rounds):

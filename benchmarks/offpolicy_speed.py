@@ -27,7 +27,7 @@ import torch
 
 from rlkit.agents import get_agent_spec
 from rlkit.envs import make_env, resolve_env
-from rlkit.rl import RunSettings, make_training_run
+from rlkit.jobs.agent import AgentJob, AgentSettings
 
 
 def env_rate(env_name: str, num_envs: int, backend: str, seconds: float) -> float:
@@ -89,9 +89,9 @@ def main() -> None:
     names = {f.name for f in dataclasses.fields(config)}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if k in names})
     with tempfile.TemporaryDirectory() as run_dir:
-        settings = RunSettings(agent=args.agent, env=args.env, total_steps=args.learning_starts, eval_episodes=0,
+        settings = AgentSettings(agent=args.agent, env=args.env, total_steps=args.learning_starts, eval_episodes=0,
                                progress=False)
-        loop = make_training_run(settings, config, Path(run_dir))
+        loop = AgentJob().build(settings, config, Path(run_dir))
         loop.run()  # fill replay up to learning_starts
         agent, source = loop.learner, loop.source
         batch = source.buffer.sample(config.batch_size)

@@ -23,7 +23,7 @@ from offpolicy_speed import _timing, env_rate  # noqa: E402
 
 from rlkit.agents import get_agent_spec  # noqa: E402
 from rlkit.envs import resolve_env  # noqa: E402
-from rlkit.rl import RunSettings, make_training_run  # noqa: E402
+from rlkit.jobs.agent import AgentJob, AgentSettings  # noqa: E402
 
 
 def main() -> None:
@@ -42,9 +42,9 @@ def main() -> None:
     result["env_sps"] = env_rate(args.env, num_envs, "auto", max(args.seconds / 4, 5.0))
 
     with tempfile.TemporaryDirectory() as run_dir:
-        settings = RunSettings(agent=args.agent, env=args.env, total_steps=10**12, num_envs=num_envs,
+        settings = AgentSettings(agent=args.agent, env=args.env, total_steps=10**12, num_envs=num_envs,
                                eval_episodes=0, progress=False)
-        loop = make_training_run(settings, spec.preset(family), Path(run_dir))
+        loop = AgentJob().build(settings, spec.preset(family), Path(run_dir))
         agent, source = loop.learner, loop.source
         source.next()  # warm-up rollout (first-call allocations)
         spent: dict[str, float] = {}

@@ -14,7 +14,9 @@ import torch
 from rlkit.errors import UserError
 
 FORMAT = "rlkit-checkpoint"
-VERSION = 1
+VERSION = 2
+"""2: keyed by job kind (``job``, ``settings``, ``config``); 1: before the job contract (read through
+:func:`rlkit.jobs.upgrade`)."""
 CHECKPOINT_NAME = "checkpoint.pt"
 
 

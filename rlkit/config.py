@@ -37,8 +37,10 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
-    """Add one flag per field of dataclass ``cls``. Flags default to None: unset flags keep the preset's value."""
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str, defaults: Any | None = None) -> None:
+    """Add one flag per field of dataclass ``cls``. Flags default to None: unset flags keep the preset's value.
+
+    The help shows each field's value in ``defaults`` (the preset that will run) when given, else the class's."""
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
@@ -46,7 +48,10 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> 
         if not field.init:
             continue
         hint = hints[field.name]
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if defaults is not None:
+            default = getattr(defaults, field.name)
+        else:
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         help_text = f"{docs.get(field.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help
         kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": field.name}
         if hint is bool:
@@ -67,6 +72,11 @@ def apply_flags(config: Any, args: argparse.Namespace) -> Any:
         if value is not None:
             changes[field.name] = tuple(value) if isinstance(value, list) else value
     return dataclasses.replace(config, **changes)
+
+
+def config_flags_given(config_class: type, args: argparse.Namespace) -> list[str]:
+    """The config flags the user set on the command line."""
+    return [flag_name(f.name) for f in dataclasses.fields(config_class) if getattr(args, f.name, None) is not None]
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from rlkit.agents.a3c import SharedRMSprop, WorkerReport
 from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import EpisodeSignals, make_env
 from rlkit.errors import UserError
-from rlkit.rl import RunSettings, make_training_run
+from rlkit.jobs.agent import AgentJob, AgentSettings
 from rlkit.sources_async import MP, A3CSource, collect_segment, run_worker
 
 from counter_envs import COUNTER_OBS, counter_env
@@ -237,7 +237,7 @@ def test_a3c_trains_checkpoints_and_evaluates(tmp_path):
     train.main(["--agent", "a3c", "--env", "CartPole", "--num-workers", "2", "--total-steps", "1000",
                 "--eval-interval", "500", "--eval-episodes", "2", "--no-progress", "--run-dir", str(run)])
     checkpoint = load_checkpoint(run)
-    assert checkpoint["agent"] == "a3c" and checkpoint["agent_config"]["num_workers"] == 2
+    assert checkpoint["settings"]["agent"] == "a3c" and checkpoint["config"]["num_workers"] == 2
     assert checkpoint["loop"]["steps"] == 1000
     assert checkpoint["learner"]["counters"] == {"env_steps": 1000, "updates": 1000 // 5}
     assert checkpoint["source"]["episodes"] > 0
@@ -315,9 +315,9 @@ def test_ctrl_c_stops_workers_saves_and_resumes(tmp_path):
     """Ctrl-C reaches the workers too (they ignore it); the loop saves, close() stops every worker cleanly, the
     checkpoint loads with weights_only, and --resume continues the counters."""
     run = tmp_path / "run"
-    settings = RunSettings(agent="a3c", env="CartPole", total_steps=100_000, eval_interval=300, eval_episodes=1,
+    settings = AgentSettings(agent="a3c", env="CartPole", total_steps=100_000, eval_interval=300, eval_episodes=1,
                            progress=False)
-    loop = make_training_run(settings, A3CConfig.preset("other"), run)
+    loop = AgentJob().build(settings, A3CConfig.preset("other"), run)
     workers = []
 
     def interrupt() -> dict[str, float]:

@@ -18,7 +18,7 @@ def test_round_trip_with_weights_only(tmp_path):
     save_checkpoint(tmp_path / "c.pt", {"w": torch.arange(3.0), "rng": rng_state, "n": 5})
     data = load_checkpoint(tmp_path / "c.pt")
     assert torch.equal(data["w"], torch.arange(3.0)) and data["rng"] == rng_state and data["n"] == 5
-    assert data["format"] == "rlkit-checkpoint" and data["version"] == 1
+    assert data["format"] == "rlkit-checkpoint" and data["version"] == 2
 
 
 def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):

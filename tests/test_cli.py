@@ -89,7 +89,7 @@ def test_breakout_smoke(tmp_path):
                 "--buffer-size", "2000", "--learning-starts", "100", "--eval-episodes", "0", "--no-progress"])
     checkpoint = load_checkpoint(run)
     assert checkpoint["env_id"] == "ALE/Breakout-v5"
-    assert checkpoint["agent_config"]["learning_rate"] == 1e-4 and checkpoint["agent_config"]["double"]
+    assert checkpoint["config"]["learning_rate"] == 1e-4 and checkpoint["config"]["double"]
     assert checkpoint["learner"]["counters"]["updates"] == (300 - 100) // 4
     result = evaluate.main([str(run), "--episodes", "1", "--json"])
     assert result["episodes"] == 1 and result["returns"][0] >= 0
@@ -167,7 +167,7 @@ def test_every_dqn_variant_and_option_trains_and_evaluates(tmp_path, agent, extr
     args[args.index("dqn")] = agent
     train.main(args)
     checkpoint = load_checkpoint(run)
-    assert checkpoint["agent"] == agent and checkpoint["learner"]["counters"]["updates"] > 0
+    assert checkpoint["settings"]["agent"] == agent and checkpoint["learner"]["counters"]["updates"] > 0
     assert evaluate.main([str(run), "--episodes", "2", "--json"])["episodes"] == 2
 
 

@@ -421,12 +421,12 @@ def test_every_continuous_agent_trains_and_evaluates(tmp_path, agent, env_name, 
                 "--batch-size", "64", "--buffer-size", "10000", "--eval-episodes", "0", "--no-progress",
                 "--run-dir", str(run)])
     checkpoint = load_checkpoint(run)
-    assert checkpoint["agent"] == agent and checkpoint["env_id"] == env_id and checkpoint["loop"]["steps"] == steps
+    assert checkpoint["settings"]["agent"] == agent and checkpoint["env_id"] == env_id and checkpoint["loop"]["steps"] == steps
     assert checkpoint["learner"]["counters"] == {"env_steps": steps, "updates": steps - 200 + 1}
     if hidden is not None:
-        assert checkpoint["agent_config"]["hidden"] == hidden
+        assert checkpoint["config"]["hidden"] == hidden
     if agent == "td3":
-        assert checkpoint["agent_config"]["twin_critics"] and checkpoint["agent_config"]["policy_frequency"] == 2
+        assert checkpoint["config"]["twin_critics"] and checkpoint["config"]["policy_frequency"] == 2
     results = [evaluate.main([str(run), "--episodes", "1", "--json"])]
     if agent == "sac":
         results.append(evaluate.main([str(run), "--episodes", "1", "--json", "--stochastic"]))

@@ -56,20 +56,21 @@ def _process(rank: int, port: int, scenario: str, tmp: str) -> None:
         elif scenario == "dqn":
             from rlkit.agents import get_agent_spec
             from rlkit.errors import UserError
-            from rlkit.rl import RunSettings, make_training_run
+            from rlkit.jobs.agent import AgentJob, AgentSettings
 
             try:
-                make_training_run(RunSettings("dqn", "CartPole", 100), get_agent_spec("dqn").preset("other"),
+                AgentJob().build(AgentSettings("dqn", "CartPole", 100), get_agent_spec("dqn").preset("other"),
                                   Path(tmp) / "run")
             except UserError as error:
                 torch.save({"error": str(error)}, Path(tmp) / f"rank{rank}.pt")
         else:
-            from rlkit.supervised.tasks import SupervisedSettings, make_supervised_run
+            from rlkit.jobs import JOBS
+            from rlkit.jobs.supervised import SupervisedSettings
 
             settings = SupervisedSettings("mnist", "cnn", str(Path(tmp) / "data"), device="cpu", progress=False,
                                           max_steps=4, eval_interval=2)
             config = ClassifierConfig(width=0.125, batch_size=16, epochs=1)
-            loop = make_supervised_run(settings, config, Path(tmp) / "run")
+            loop = JOBS["classifier"].build(settings, config, Path(tmp) / "run")
             loop.run()
             torch.save(loop.learner.model.state_dict(), Path(tmp) / f"rank{rank}.pt")
     finally:
@@ -170,12 +171,14 @@ def test_replay_agents_refuse_torchrun_with_one_line(tmp_path):
 
 def test_gan_and_video_runs_refuse_torchrun(monkeypatch, tmp_path):
     from rlkit.errors import UserError
-    from rlkit.supervised.tasks import SupervisedSettings, make_supervised_run, preset
+    from rlkit.jobs import select_job
+    from rlkit.jobs.supervised import SupervisedSettings
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     for task, net in (("mnist", "acgan"), ("ucf101", "r3d18")):
+        job = select_job(None, task, net)
         with pytest.raises(UserError, match="start it without torchrun"):
-            make_supervised_run(SupervisedSettings(task, net, str(tmp_path)), preset(net), tmp_path / "run")
+            job.build(SupervisedSettings(task, net, str(tmp_path)), job.preset({"net": net}), tmp_path / "run")
 
 
 def test_exit_without_teardown_flushes_output_and_keeps_the_exit_code():

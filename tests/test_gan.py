@@ -25,7 +25,9 @@ from rlkit.supervised.gan import (
     ACGAN, ACGANConfig, class_conditional_accuracy, gradient_penalty, make_noise, save_samples,
 )
 from rlkit.supervised.images import grid_array, save_grid
-from rlkit.supervised.tasks import evaluate_classifier
+from rlkit.jobs import JOBS
+from rlkit.jobs.classifier import evaluate_classifier
+from rlkit.jobs.supervised import SupervisedSettings
 from rlkit.supervised import transforms as T
 
 TINY = dict(width=8, noise_dim=16, num_classes=3, batch_size=4)
@@ -277,11 +279,13 @@ def test_class_max_raises_the_target_logit_and_feature_max_the_activation(traine
 def test_visualize_command_line_on_a_discriminator_run(tmp_path, capsys):
     data_dir = make_tiny_dataset("cifar10", tmp_path / "data", train=10, test=20, seed=0)
     torch.manual_seed(0)
-    model = DiscriminatorAsClassifier(Discriminator(num_classes=10, in_channels=3, image_size=32, width=4))
     run = tmp_path / "run"
-    header = {"kind": "supervised", "task": "cifar10", "net": "discriminator", "config": {"input_size": 0},
-              "settings": {"data_dir": str(data_dir)}}
-    save_checkpoint(run / "checkpoint.pt", {**header, "learner": {"model": model.state_dict()}})
+    settings = {"task": "cifar10", "net": "discriminator", "data_dir": str(data_dir), "device": "cpu"}
+    header = {"job": "classifier", "config": {"width": 4 / 196}, "settings": settings}
+    learner = JOBS["classifier"].parts(SupervisedSettings(**settings), ClassifierConfig(width=4 / 196), 1)[0]
+    model = learner.model.eval()
+    assert model.discriminator.blocks[0].conv.out_channels == 4
+    save_checkpoint(run / "checkpoint.pt", {**header, "learner": learner.state_dict()})
     # The rebuilt model takes [0, 1] pixels and normalizes them as the run's training did.
     loaded = visualize.load_run(run, "cpu")
     pixels = loaded.images[:3].float() / 255
@@ -296,7 +300,8 @@ def test_visualize_command_line_on_a_discriminator_run(tmp_path, capsys):
                              "--layers", "1", "8"])
     assert [Path(p).name for p in result["paths"]] == ["feature_max_layer1.png", "feature_max_layer8.png"]
     assert "accuracy on 6 test images" in capsys.readouterr().out
-    save_checkpoint(tmp_path / "other" / "checkpoint.pt", {**header, "net": "resnet", "learner": {}})
+    save_checkpoint(tmp_path / "other" / "checkpoint.pt", {**header, "settings": {**settings, "net": "resnet"},
+                                                           "learner": {}})
     with pytest.raises(UserError, match="discriminator"):
         visualize.main(["class-max", str(tmp_path / "other")])
     with pytest.raises(UserError, match="--layers"):

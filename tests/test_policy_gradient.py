@@ -413,7 +413,7 @@ def test_every_policy_agent_trains_and_evaluates(tmp_path, agent, env_name):
     train.main(["--agent", agent, "--env", env_name, "--num-steps", "64", "--num-envs", "2", "--total-steps", "256",
                 "--eval-episodes", "0", "--no-progress", "--run-dir", str(run)])
     checkpoint = load_checkpoint(run)
-    assert checkpoint["agent"] == agent and checkpoint["loop"]["steps"] == 256
+    assert checkpoint["settings"]["agent"] == agent and checkpoint["loop"]["steps"] == 256
     assert checkpoint["learner"]["counters"] == {"env_steps": 256, "updates": 2}
     for extra in ([], ["--stochastic"]):
         result = evaluate.main([str(run), "--episodes", "2", "--json", *extra])
@@ -432,6 +432,6 @@ def test_ppo_halfcheetah_smoke(tmp_path):
                 "--run-dir", str(run)])
     checkpoint = load_checkpoint(run)
     assert checkpoint["env_id"] == "HalfCheetah-v5" and checkpoint["loop"]["steps"] == 384
-    assert checkpoint["agent_config"]["normalize_obs"] and checkpoint["learner"]["obs_norm"]["count"] > 384
+    assert checkpoint["config"]["normalize_obs"] and checkpoint["learner"]["obs_norm"]["count"] > 384
     result = evaluate.main([str(run), "--episodes", "1", "--json"])
     assert result["episodes"] == 1 and np.isfinite(result["mean_return"])

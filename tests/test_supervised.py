@@ -17,9 +17,9 @@ from rlkit.checkpoint import load_checkpoint
 from rlkit.errors import UserError
 from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
 from rlkit.supervised.data import make_tiny_dataset
-from rlkit.supervised.tasks import (
-    BatchSource, SupervisedSettings, build_job, evaluate_classifier, make_supervised_run, preset,
-)
+from rlkit.jobs import JOBS, job_of
+from rlkit.jobs.classifier import BatchSource, evaluate_classifier
+from rlkit.jobs.supervised import SupervisedSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +42,14 @@ def cifar10_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cifar_dir(tmp_path_factory) -> Path:
     return make_tiny_dataset("cifar100", tmp_path_factory.mktemp("cifar100"), train=128, test=40, seed=0)
+
+
+def preset(net: str):
+    return JOBS["classifier"].preset({"net": net})
+
+
+def make_supervised_run(settings, config, run_dir, resume=None):
+    return JOBS["classifier"].build(settings, config, run_dir, resume)
 
 
 def _settings(task: str, net: str, data_dir: Path, **kwargs) -> SupervisedSettings:
@@ -121,8 +129,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(mnist_dir, tmp_pa
 
 def test_mc_dropout_differs_from_the_scaling_rule_and_repeats_with_a_seed(mnist_dir):
     config = ClassifierConfig(**{**vars(preset("cnn")), "width": 0.125, "dropout": 0.5})
-    job = build_job(_settings("mnist", "cnn", mnist_dir), config)
-    run = lambda samples, seed: evaluate_classifier(job.learner, job.test, job.eval_transform, job.device,  # noqa: E731
+    learner, test, _, eval_transform = JOBS["classifier"].parts(_settings("mnist", "cnn", mnist_dir), config, 1)
+    run = lambda samples, seed: evaluate_classifier(learner, test, eval_transform, learner.device,  # noqa: E731
                                                     mc_samples=samples, seed=seed)["eval/nll"]
     scaling = run(0, 0)
     assert run(0, 5) == scaling  # no randomness without MC samples
@@ -220,10 +228,12 @@ def test_a_mismatched_pretrained_file_is_one_line(cifar_dir, tmp_path):
 
 
 def test_an_agent_checkpoint_is_not_taken_for_a_classifier(tmp_path):
-    from rlkit.supervised.tasks import job_from_checkpoint
-
-    with pytest.raises(UserError, match="not a supervised one"):
-        job_from_checkpoint({"kind": "agent"})
+    agent_settings = {"agent": "dqn", "env": "CartPole", "total_steps": 100}
+    assert job_of({"job": "agent", "settings": agent_settings}).kind == "agent"
+    with pytest.raises(UserError, match="do not fit SupervisedSettings"):
+        JOBS["classifier"].rebuild({"job": "agent", "settings": agent_settings})
+    with pytest.raises(UserError, match="unknown kind of run"):
+        job_of({"job": "supervised"})
 
 
 def test_discriminator_classifier_pads_digits_to_32(mnist_dir, tmp_path):

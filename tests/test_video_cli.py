@@ -18,12 +18,12 @@ from PIL import Image
 
 import evaluate
 import train
-from rlkit.checkpoint import load_checkpoint
+from rlkit.cli.train import build_parser
 from rlkit.errors import UserError
 from rlkit.supervised import video_data as V
-from rlkit.supervised.tasks import NETS, TASKS
-from rlkit.supervised.video_task import (
-    VIDEO_NETS, evaluate_videos, evenly_spaced_videos, fuse_scores, video_job_from_checkpoint,
+from rlkit.jobs import JOBS, NETS, TASKS, read_checkpoint
+from rlkit.jobs.video import (
+    evaluate_videos, evenly_spaced_videos, fuse_scores,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +68,11 @@ def runs(ucf, imagenet50, tmp_path_factory) -> dict[str, Path]:
     return {net: folder / net for net in SMALL}
 
 
+def video_job_from_checkpoint(checkpoint, device="auto"):
+    trained = JOBS["video"].rebuild(checkpoint, device)
+    return trained.parts, trained.settings, trained.config
+
+
 def one_line(error: pytest.ExceptionInfo) -> str:
     message = str(error.value)
     assert message and "\n" not in message
@@ -75,9 +80,10 @@ def one_line(error: pytest.ExceptionInfo) -> str:
 
 
 def test_registries_agree():
-    assert {name for name, spec in NETS.items() if spec.video} == set(VIDEO_NETS)
-    assert TASKS["ucf101"].video and not any(info.video for name, info in TASKS.items() if name != "ucf101")
-    help_text = train.build_supervised_parser(None, "ucf101").format_help()
+    assert {name for name, row in NETS.items() if row.job == "video"} == {"frame-resnet50", "frame-resnet18", "r3d18",
+                                                                          "cnn-lstm"}
+    assert TASKS["ucf101"].videos and not any(info.videos for name, info in TASKS.items() if name != "ucf101")
+    help_text = build_parser(JOBS["video"], {"task": "ucf101"}).format_help()
     for text in ("--fold", "--frames-dir", "--no-flip", "--clip-length", "--test-frames", "--test-clips",
                  "--lstm-grid", "--learning-rate", "--freeze-except", "frame-resnet50", "r3d18", "cnn-lstm"):
         assert text in help_text
@@ -86,13 +92,13 @@ def test_registries_agree():
 @pytest.mark.parametrize("net", list(SMALL))
 def test_each_net_trains_evaluates_per_video_and_writes_the_report(runs, net, tmp_path):
     run = runs[net]
-    unit = "clip" if VIDEO_NETS[net].clips else "frame"
+    unit = "clip" if NETS[net].clips else "frame"
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [2, 3]
     assert set(evals[-1]) == {"step", "eval/top1", "eval/top5", "eval/top10", f"eval/{unit}_accuracy", "eval/nll"}
     assert 0 <= evals[-1]["eval/top1"] <= evals[-1]["eval/top5"] <= evals[-1]["eval/top10"] == 1.0  # 3 classes
     header = json.loads((run / "config.json").read_text())
-    assert header["net"] == net and header["config"]["fold"] == 1 and header["config"]["flip"] is True
+    assert header["settings"]["net"] == net and header["config"]["fold"] == 1 and header["config"]["flip"] is True
 
     out = tmp_path / "report"
     result = evaluate.main([str(run), "--json", "--out", str(out)])
@@ -107,7 +113,7 @@ def test_each_net_trains_evaluates_per_video_and_writes_the_report(runs, net, tm
 
 
 def test_frame_resnet50_starts_from_imagenet_weights_with_a_new_head(runs, imagenet50):
-    tuned = load_checkpoint(runs["frame-resnet50"])["learner"]["model"]
+    tuned = read_checkpoint(runs["frame-resnet50"])["learner"]["model"]
     assert tuned["fc.weight"].shape == (3, 2048) and set(tuned) == set(imagenet50)  # torchvision's keys
     for key in ("conv1.weight", "layer3.5.conv3.weight", "layer3.5.bn3.running_var"):
         assert torch.equal(tuned[key], imagenet50[key]), key  # frozen, batch-norm statistics included
@@ -115,7 +121,7 @@ def test_frame_resnet50_starts_from_imagenet_weights_with_a_new_head(runs, image
 
 
 def test_evaluation_sums_the_log_probabilities_of_evenly_spaced_frames(runs):
-    job, _, config = video_job_from_checkpoint(load_checkpoint(runs["frame-resnet18"]), "cpu")
+    job, _, config = video_job_from_checkpoint(read_checkpoint(runs["frame-resnet18"]), "cpu")
     scores = evaluate_videos(job)
     model = job.learner.model.eval()
     correct = 0
@@ -134,7 +140,7 @@ def test_resume_continues_as_the_uninterrupted_run(ucf, tmp_path):
     train.main(train_args("cnn-lstm", ucf, whole, "--max-steps", "4", "--dropout", "0.5"))
     train.main(train_args("cnn-lstm", ucf, part, "--max-steps", "2", "--dropout", "0.5"))
     train.main(["--resume", str(part), "--max-steps", "4", "--no-progress"])
-    a, b = load_checkpoint(whole), load_checkpoint(part)
+    a, b = read_checkpoint(whole), read_checkpoint(part)
     assert a["loop"]["steps"] == b["loop"]["steps"] == 4
     for key, value in a["learner"]["model"].items():
         assert torch.equal(value, b["learner"]["model"][key]), key
@@ -152,7 +158,7 @@ def test_r3d18_fine_tunes_a_kinetics_file_with_frozen_layers(ucf, tmp_path):
     run = tmp_path / "run"
     train.main(train_args("r3d18", ucf, run, "--pretrained", str(weights), "--freeze-except", "layer4", "fc",
                           "--max-steps", "2", "--eval-interval", "100"))
-    tuned, original = load_checkpoint(run)["learner"]["model"], kinetics.state_dict()
+    tuned, original = read_checkpoint(run)["learner"]["model"], kinetics.state_dict()
     assert tuned["fc.weight"].shape == (3, 64)
     for key in ("stem.0.weight", "layer3.1.conv2.0.weight", "layer3.1.conv2.1.running_mean"):
         assert torch.equal(tuned[key], original[key]), key  # frozen, batch-norm statistics included
@@ -166,7 +172,7 @@ def test_frame_folders_and_no_flip(ucf, tmp_path):
     V.extract_frames(ucf, frames, image_format="png")  # lossless: the frames equal the decoded ones
     run = tmp_path / "run"
     train.main(train_args("frame-resnet18", ucf, run, "--frames-dir", str(frames), "--no-flip", "--max-steps", "2"))
-    job, _, config = video_job_from_checkpoint(load_checkpoint(run), "cpu")
+    job, _, config = video_job_from_checkpoint(read_checkpoint(run), "cpu")
     assert config.frames_dir == str(frames) and job.test.sources[0].is_dir() and not config.flip
     assert not any(isinstance(t, V.RandomFlip) for t in job.train_transform.transforms)
     from_frames = evaluate.main([str(run), "--json", "--out", str(tmp_path / "a")])
@@ -180,8 +186,8 @@ def test_fusing_two_runs(runs, tmp_path):
                             "--json", "--out", str(tmp_path)])
     assert result["fused"]["net"] == "cnn-lstm" and result["fused"]["weight"] == 0.3
     assert (tmp_path / "fused_confusion.png").is_file() and (tmp_path / "fused_report.json").is_file()
-    frame_job, _, _ = video_job_from_checkpoint(load_checkpoint(runs["frame-resnet18"]), "cpu")
-    lstm_job, _, _ = video_job_from_checkpoint(load_checkpoint(runs["cnn-lstm"]), "cpu")
+    frame_job, _, _ = video_job_from_checkpoint(read_checkpoint(runs["frame-resnet18"]), "cpu")
+    lstm_job, _, _ = video_job_from_checkpoint(read_checkpoint(runs["cnn-lstm"]), "cpu")
     a, b = evaluate_videos(frame_job), evaluate_videos(lstm_job)
     fused = fuse_scores(a, b, 0.3)
     expected = F.log_softmax(0.3 * F.log_softmax(torch.from_numpy(a.scores / 4), 1)
@@ -219,8 +225,8 @@ def test_missing_data_dir_is_one_line_with_exit_status_2(tmp_path):
 
 
 def test_fuse_needs_two_video_runs(runs, tmp_path):
-    with pytest.raises(UserError, match="not a video classifier") as error:
-        video_job_from_checkpoint({"kind": "agent"})
+    with pytest.raises(UserError, match="do not fit SupervisedSettings") as error:
+        video_job_from_checkpoint({"job": "agent", "settings": {"agent": "dqn", "env": "CartPole", "total_steps": 1}})
     one_line(error)
     shutil.copytree(runs["r3d18"], tmp_path / "copy")
     with pytest.raises(UserError, match=r"--fuse-weight must be in \[0, 1\]"):

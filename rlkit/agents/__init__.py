@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlkit.agents import a2c, a3c, ppo, reinforce, trpo
 from rlkit.agents.a2c import A2C, A2CConfig
@@ -36,6 +36,15 @@ class AgentSpec:
 
     def default_num_envs(self, family: str) -> int:
         return (self.num_envs or {}).get(family, 1)
+
+    def run_defaults(self, family: str) -> "RunDefaults":
+        return RunDefaults(self.default_num_envs(family),
+                           {"atari": 10_000_000, "mujoco": 1_000_000, "other": 100_000}[family])
+
+
+class RunDefaults(NamedTuple):
+    num_envs: int
+    total_steps: int
 
 
 def _dqn_spec(name: str, help: str) -> AgentSpec:

@@ -132,6 +132,7 @@ class A3C(PolicyAgent):
     """
 
     config_class = A3CConfig
+    source_kind = "async"
 
     def __init__(self, config: A3CConfig, obs_space: gym.Space, action_space: gym.Space, device="cpu",
                  total_steps: int = 1_000_000, seed: int | None = None):

@@ -43,6 +43,11 @@ class Agent(ABC):
     config_class: ClassVar[type]
     action_spaces: ClassVar[tuple[type[gym.Space], ...]]
     """The action space classes this agent can act in."""
+    source_kind: ClassVar[str] = "replay"
+    data_parallel: ClassVar[bool] = False
+
+    def seed_evaluation(self, seed: int) -> None:
+        pass
 
     def __init__(self, config: Any, obs_space: gym.Space, action_space: gym.Space, device: str | torch.device):
         self.check_spaces(obs_space, action_space)

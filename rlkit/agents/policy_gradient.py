@@ -68,6 +68,7 @@ class PolicyAgent(Agent):
     """Shared machinery of the policy-gradient agents. Subclasses define ``update`` and optimizers."""
 
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
+    source_kind = "rollout"
     mask_unfinished_episodes = False
     """REINFORCE: steps of episodes still running at the end of a rollout have no Monte Carlo return yet."""
 

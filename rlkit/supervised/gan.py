@@ -183,7 +183,7 @@ class ACGAN:
     @torch.no_grad()
     def log_probs(self, images: torch.Tensor, mc_samples: int = 0) -> torch.Tensor:
         """Class log-probabilities (B, K) of the auxiliary classifier for images in [-1, 1] (the interface of
-        :func:`rlkit.supervised.tasks.evaluate_classifier`; the critic has no dropout, ``mc_samples`` is ignored)."""
+        :func:`rlkit.jobs.classifier.evaluate_classifier`; the critic has no dropout, ``mc_samples`` is ignored)."""
         self.discriminator.eval()
         return F.log_softmax(self.discriminator(images)[1], dim=1)
 

@@ -28,6 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.errors import UserError, run_command
+from rlkit.jobs import NETS, get_task
+from rlkit.jobs import load_run as load_job_run
+from rlkit.supervised.transforms import STATS, Pad
 
 
 class Perturbation(NamedTuple):
@@ -175,39 +178,23 @@ class LoadedRun:
 
 
 def load_run(path: str | Path, device: str = "auto", data_dir: str | None = None) -> LoadedRun:
-    """Rebuild the discriminator of a ``--net discriminator`` classifier run (its sizes read off the saved weights,
-    see :func:`rlkit.nets.gan.discriminator_from_state_dict`) and load the run's test set."""
-    from rlkit.checkpoint import load_checkpoint
-    from rlkit.nets.gan import discriminator_from_state_dict
-    from rlkit.runtime import pick_device
-    from rlkit.supervised.data import load_dataset
-    from rlkit.supervised.tasks import get_task
-    from rlkit.supervised.transforms import STATS
-
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("kind") != "supervised" or checkpoint.get("net") != "discriminator":
-        raise UserError(f"{path} holds a {checkpoint.get('kind')!r} run of net {checkpoint.get('net')!r}; the "
-                        "visualizations read classifier runs of the GAN discriminator: train one with "
-                        "python train.py --task cifar10 --net discriminator")
-    if checkpoint.get("config", {}).get("input_size"):
+    """The discriminator of a ``--net discriminator`` classifier run, rebuilt by its job, and the run's test set."""
+    job, checkpoint = load_job_run(path)
+    net = checkpoint.get("settings", {}).get("net")
+    if job.kind != "classifier" or net != "discriminator":
+        raise UserError(f"{path} holds a {job.kind} run of net {net!r}; the visualizations read classifier runs of "
+                        "the GAN discriminator: train one with python train.py --task cifar10 --net discriminator")
+    trained = job.rebuild(checkpoint, device, data_dir)
+    if trained.config.input_size:
         raise UserError("this run resized its images (--input-size): the visualizations need the native size")
-    try:
-        discriminator = discriminator_from_state_dict(checkpoint["learner"]["model"])
-    except (KeyError, RuntimeError) as error:
-        raise UserError(f"{path}: the saved weights are not a discriminator's ({type(error).__name__}: "
-                        f"{str(error).splitlines()[0]})") from None
-    task = get_task(checkpoint["task"])
-    test = load_dataset(task.dataset, data_dir or checkpoint["settings"]["data_dir"], "test", task.label)
-    device_ = pick_device(device)
-    model = PixelClassifier(discriminator, *STATS[task.dataset]).to(device_).eval()
-    images = torch.from_numpy(test.images)
-    side = checkpoint["learner"]["model"]["discriminator.blocks.0.norm.weight"].shape[-1]  # the net's input side
-    if images.shape[-1] < side:  # trained on padded images (28x28 digits -> 32x32), as tasks.make_transforms does
-        from rlkit.supervised.transforms import Pad
-
+    discriminator = trained.learner.model.discriminator
+    model = PixelClassifier(discriminator, *STATS[get_task(trained.settings.task).dataset]).to(trained.device).eval()
+    images = torch.from_numpy(trained.test.images)
+    side = NETS["discriminator"].pad_to
+    if images.shape[-1] < side:  # trained on padded images (28x28 digits -> 32x32), as the classifier job does
         images = Pad(side)(images)
-    return LoadedRun(model, images, torch.from_numpy(test.labels.astype(np.int64)),
-                     test.classes, device_)
+    return LoadedRun(model, images, torch.from_numpy(trained.test.labels.astype(np.int64)), trained.test.classes,
+                     trained.device)
 
 
 def _pixels(images: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -9,24 +9,28 @@ config); what differs from an image run is the data (:mod:`rlkit.supervised.vide
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from collections.abc import Callable
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
 
-from rlkit.config import config_from_dict
 from rlkit.errors import UserError
+from rlkit.jobs.base import load_learner
+from rlkit.jobs.catalog import VideoNet, check_pair, get_net
+from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
+from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
+from rlkit.nets.pretrained import freeze, load_pretrained
+from rlkit.nets.video import fuse_log_probs, sum_log_probs
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.supervised import transforms as T
 from rlkit.supervised import video_data as V
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.supervised.metrics import topk_accuracy
+from rlkit.supervised.metrics import classification_report, save_confusion_png, topk_accuracy
 
 
 @dataclass
@@ -79,73 +83,9 @@ class VideoConfig(ClassifierConfig):
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
 
 
-# ---------------------------------------------------------------------------------------------------- nets
-@dataclass(frozen=True)
-class VideoNet:
-    """How a video ``--net`` is built and fed."""
-
-    build: Callable[[VideoConfig, int], nn.Module]
-    """(config, num_classes) -> the model."""
-    clips: bool
-    """Trains on clips of ``clip_length`` frames (else on single frames)."""
-    stats: tuple[tuple[float, ...], tuple[float, ...]] = T.STATS["imagenet"]
-    """Normalization of frames in [0, 1]: what its weight files expect."""
-    channels_first: bool = False
-    """Takes clips as (C, T, H, W), torchvision's 3D layout (else (T, C, H, W))."""
-    pretrained: bool = True
-    """Accepts a --pretrained weight file (its head ``fc`` is replaced)."""
-
-
-def _frame_net(name: str) -> Callable[[VideoConfig, int], nn.Module]:
-    def build(config: VideoConfig, classes: int) -> nn.Module:
-        from rlkit.nets import video
-
-        if config.width != 1.0:
-            raise UserError(f"frame-{name} has the published widths (its ImageNet files must fit): drop --width")
-        return getattr(video, f"frame_{name}")(num_classes=classes)
-
-    return build
-
-
-def _r3d18(config: VideoConfig, classes: int) -> nn.Module:
-    from rlkit.nets.video import r3d_18
-
-    return r3d_18(num_classes=classes, width=config.width)
-
-
-def _cnn_lstm(config: VideoConfig, classes: int) -> nn.Module:
-    from rlkit.nets.resnet import CifarResNet
-    from rlkit.nets.video import CNNLSTM
-
-    encoder = CifarResNet(num_classes=0, dropout=config.dropout, width=config.width)
-    return CNNLSTM(classes, encoder, hidden=config.lstm_hidden, dropout=config.dropout, grid=config.lstm_grid)
-
-
-VIDEO_NETS: dict[str, VideoNet] = {
-    "frame-resnet50": VideoNet(_frame_net("resnet50"), clips=False),
-    "frame-resnet18": VideoNet(_frame_net("resnet18"), clips=False),
-    "r3d18": VideoNet(_r3d18, clips=True, stats=V.KINETICS_STATS, channels_first=True),
-    "cnn-lstm": VideoNet(_cnn_lstm, clips=True, pretrained=False),
-}
-"""The builders of the ``--net`` names that :data:`rlkit.supervised.tasks.NETS` marks ``video``."""
-
-
-def check_video_pair(task: str, net: str) -> None:
-    """A video task needs a video net and a video net a video task; either mismatch is a one-line UserError."""
-    from rlkit.supervised.tasks import NETS, TASKS, get_net, get_task
-
-    video_task, video_net = get_task(task).video, get_net(net).video
-    if video_task and not video_net:
-        raise UserError(f"--task {task} classifies videos and --net {net} images: use one of "
-                        f"{', '.join(n for n, spec in NETS.items() if spec.video)}")
-    if video_net and not video_task:
-        raise UserError(f"--net {net} classifies videos: use --task "
-                        f"{' or '.join(t for t, info in TASKS.items() if info.video)}, not {task}")
-
-
 # ---------------------------------------------------------------------------------------------------- jobs
 @dataclass
-class VideoJob:
+class VideoParts:
     """Everything a video run is made of, for the loop and for evaluation."""
 
     learner: Classifier
@@ -167,12 +107,11 @@ def samplings(net: VideoNet, config: VideoConfig) -> tuple[V.Sampling, V.Samplin
     return V.RandomFrame(), V.EvenFrames(config.test_frames)
 
 
-def build_video_job(settings: Any, config: VideoConfig, train: V.VideoDataset | None = None) -> VideoJob:
+def build_parts(settings: SupervisedSettings, config: VideoConfig, train: V.VideoDataset | None = None
+                ) -> VideoParts:
     """Read the test list (and size the schedule from ``train`` if given), build the net, load ``--pretrained``
     and freeze what ``--freeze-except`` leaves out."""
-    from rlkit.nets.pretrained import freeze, load_pretrained
-
-    net = VIDEO_NETS[settings.net]
+    net = get_net(settings.net)
     test = V.load_ucf101(settings.data_dir, "test", samplings(net, config)[1], config.fold,
                          config.frames_dir or None)
     if train is not None and train.classes != test.classes:
@@ -191,46 +130,7 @@ def build_video_job(settings: Any, config: VideoConfig, train: V.VideoDataset | 
     learner = Classifier(model.to(device), config, max(steps_per_epoch, 1), device)
     train_transform, eval_transform = V.make_video_transforms(
         config.input_size, net.stats, augment=config.augment, flip=config.flip, channels_first_clips=net.channels_first)
-    return VideoJob(learner, net, train_transform, eval_transform, test, device, config.batch_size)
-
-
-def make_video_run(settings: Any, config: VideoConfig, run_dir: Path, resume: dict[str, Any] | None = None) -> Loop:
-    """Assemble a UCF-101 run on the shared loop; ``resume`` continues a checkpoint."""
-    from rlkit.supervised.tasks import supervised_loop
-
-    check_video_pair(settings.task, settings.net)
-    seed_everything(settings.seed)
-    net = VIDEO_NETS[settings.net]
-    train = V.load_ucf101(settings.data_dir, "train", samplings(net, config)[0], config.fold,
-                          config.frames_dir or None)
-    job = build_video_job(settings, config, train)
-    source = V.VideoBatchSource(train, config.batch_size, settings.seed, job.train_transform, job.device)
-    during_training = evenly_spaced_videos(job.test, config.eval_videos)
-    return supervised_loop(job.learner, source, settings, config, run_dir, resume,
-                           lambda: evaluate_videos(job, during_training).metrics())
-
-
-def video_job_from_checkpoint(checkpoint: dict[str, Any], device: str = "auto", data_dir: str | None = None,
-                              frames_dir: str | None = None) -> tuple[VideoJob, Any, VideoConfig]:
-    """Rebuild a trained video classifier and its test set from a checkpoint dict; ``data_dir`` and
-    ``frames_dir`` replace the run's own (``frames_dir=""`` decodes the videos)."""
-    from rlkit.supervised.tasks import SupervisedSettings, get_net
-
-    if checkpoint.get("kind") != "supervised" or not get_net(checkpoint.get("net", "")).video:
-        raise UserError(f"this checkpoint holds a {checkpoint.get('net') or checkpoint.get('kind')!r} run, not a "
-                        f"video classifier")
-    settings = SupervisedSettings(**checkpoint["settings"])
-    settings.device = device
-    if data_dir is not None:
-        settings.data_dir = data_dir
-    config = config_from_dict(VideoConfig, checkpoint["config"])
-    # The trained weights replace any pretrained file, which need not exist where the run is evaluated.
-    changes: dict[str, Any] = {"pretrained": ""}
-    if frames_dir is not None:
-        changes["frames_dir"] = frames_dir
-    job = build_video_job(settings, dataclasses.replace(config, **changes))
-    job.learner.load_state_dict(checkpoint["learner"])
-    return job, settings, config
+    return VideoParts(learner, net, train_transform, eval_transform, test, device, config.batch_size)
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -269,11 +169,9 @@ class VideoScores(NamedTuple):
 
 
 @torch.no_grad()
-def evaluate_videos(job: VideoJob, data: V.VideoDataset | None = None) -> VideoScores:
+def evaluate_videos(job: VideoParts, data: V.VideoDataset | None = None) -> VideoScores:
     """Score every video of ``data`` (default the job's test set): the sum over its evenly spaced frames or clips
     of their log-probabilities, the course's per-video prediction."""
-    from rlkit.nets.video import sum_log_probs
-
     data = job.test if data is None else data
     samples = data.sampling.count  # EvenFrames or EvenClips
     # Each batch holds about one training batch of frames or clips; the forward passes take at most that many.
@@ -298,8 +196,6 @@ def fuse_scores(a: VideoScores, b: VideoScores, weight: float = 0.5) -> np.ndarr
     """Two runs' per-video scores of the same test videos combined (assignment 6c): each divided by its number
     of frames or clips, so ``weight`` (on ``a``) is not swamped by the run that sums more samples, then
     :func:`rlkit.nets.video.fuse_log_probs`."""
-    from rlkit.nets.video import fuse_log_probs
-
     if a.videos != b.videos or a.scores.shape != b.scores.shape or not np.array_equal(a.labels, b.labels):
         raise UserError(f"the two runs were tested on different videos ({len(a.labels)} and {len(b.labels)} "
                         f"videos, {a.scores.shape[1]} and {b.scores.shape[1]} classes): fuse runs of the same "
@@ -307,3 +203,104 @@ def fuse_scores(a: VideoScores, b: VideoScores, weight: float = 0.5) -> np.ndarr
     if not 0.0 <= weight <= 1.0:
         raise UserError(f"--fuse-weight must be in [0, 1], got {weight}")
     return fuse_log_probs(a.scores / a.samples, b.scores / b.samples, weight)
+
+
+@dataclass
+class TrainedVideoClassifier:
+    parts: VideoParts
+    settings: SupervisedSettings
+    config: VideoConfig
+
+
+class VideoJob(SupervisedJob):
+    kind = "video"
+    data_parallel = False
+
+    def accepts(self, task: Any) -> bool:
+        return task.videos
+
+    def config_class(self, names: dict[str, Any]) -> type:
+        return VideoConfig
+
+    def new_settings(self, args: argparse.Namespace) -> SupervisedSettings:
+        settings = super().new_settings(args)
+        check_pair(settings.task, settings.net)
+        return settings
+
+    def build(self, settings: SupervisedSettings, config: VideoConfig, run_dir: Path,
+              resume: dict[str, Any] | None = None) -> Loop:
+        self.refuse_torchrun(settings)
+        check_pair(settings.task, settings.net)
+        seed_everything(settings.seed)
+        train = V.load_ucf101(settings.data_dir, "train", samplings(get_net(settings.net), config)[0], config.fold,
+                              config.frames_dir or None)
+        parts = build_parts(settings, config, train)
+        source = V.VideoBatchSource(train, config.batch_size, settings.seed, parts.train_transform, parts.device)
+        during_training = evenly_spaced_videos(parts.test, config.eval_videos)
+        return self.make_loop(parts.learner, source, settings, config, run_dir,
+                              self.loop_config(settings, config, source.steps_per_epoch), resume,
+                              lambda: evaluate_videos(parts, during_training).metrics())
+
+    def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", data_dir: str | None = None,
+                frames_dir: str | None = None, **overrides: Any) -> TrainedVideoClassifier:
+        """``data_dir`` and ``frames_dir`` replace the run's own (``frames_dir=""`` decodes the videos)."""
+        settings = self.data_dir_of(self.settings_from(checkpoint), data_dir)
+        settings.device = device
+        config = self.config_from(checkpoint, settings)
+        # The trained weights replace any pretrained file, which need not exist where the run is evaluated.
+        changes: dict[str, Any] = {"pretrained": ""}
+        if frames_dir is not None:
+            changes["frames_dir"] = frames_dir
+        parts = build_parts(settings, dataclasses.replace(config, **changes))
+        load_learner(parts.learner, checkpoint)
+        return TrainedVideoClassifier(parts, settings, config)
+
+    def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("video classifiers")
+        group.add_argument("--data-dir", help="folder of the test set (default: the one the run trained on)")
+        group.add_argument("--frames-dir", help="read pre-extracted frames from this folder ('' decodes the videos; "
+                                                "default: what the run trained on)")
+        group.add_argument("--out", type=Path, metavar="DIR",
+                           help="where report.json and confusion.png go (default: the run directory)")
+        group.add_argument("--fuse", type=Path, metavar="RUN_DIR",
+                           help="combine this run's per-video log-probabilities with another video run's (same fold)")
+        group.add_argument("--fuse-weight", type=float, default=0.5,
+                           help="weight of this run in the fusion, the rest on the other (default: 0.5)")
+
+    def report(self, checkpoint: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+        run = self.rebuild(checkpoint, args.device, args.data_dir, args.frames_dir)
+        settings, config = run.settings, run.config
+        own = evaluate_videos(run.parts)  # per-video sums of frame (or clip) log-probabilities
+        scores, prefix = own.scores, ""
+        result = {"task": settings.task, "net": settings.net, "steps": checkpoint["loop"]["steps"],
+                  "fold": config.fold, "videos": len(own.labels), f"{own.unit}s_per_video": own.samples,
+                  f"{own.unit}_accuracy": own.sample_accuracy}
+        if args.fuse:
+            other_checkpoint = read_checkpoint(args.fuse)
+            if other_checkpoint.get("job") != self.kind:
+                raise UserError(f"--fuse {args.fuse} is a {other_checkpoint.get('job')!r} run: fuse two video "
+                                "classifier runs (--task ucf101)")
+            other_run = self.rebuild(other_checkpoint, args.device, args.data_dir, args.frames_dir)
+            other = evaluate_videos(other_run.parts)
+            scores, prefix = fuse_scores(own, other, args.fuse_weight), "fused_"
+            result["fused"] = {"with": str(args.fuse), "net": other_run.settings.net, "weight": args.fuse_weight,
+                               "own_top1": own.metrics()["eval/top1"], "other_top1": other.metrics()["eval/top1"]}
+        report = classification_report(scores, own.labels, run.parts.test.classes)
+        out = args.out or (args.path if args.path.is_dir() else args.path.parent)
+        result.update(report.to_dict())
+        result["confusion_png"] = str(save_confusion_png(out / f"{prefix}confusion.png", report.matrix,
+                                                         report.class_names))
+        result["report_json"] = str(out / f"{prefix}report.json")
+        Path(result["report_json"]).write_text(json.dumps(result, indent=1) + "\n")
+        if args.json:
+            print(json.dumps(result))
+        else:
+            fused = (f", fused with {result['fused']['net']} ({args.fuse}, whose top-1 is "
+                     f"{result['fused']['other_top1']:.2%}; this run alone {result['fused']['own_top1']:.2%})"
+                     if args.fuse else "")
+            print(f"{settings.net} on {settings.task} split {config.fold} after {result['steps']} updates, "
+                  f"{len(own.labels)} test videos of {own.samples} {own.unit}s each{fused}")
+            print(report.format())
+            print(f"single {own.unit}s: top-1 {own.sample_accuracy:.2%}; confusion matrix in "
+                  f"{result['confusion_png']}, report in {result['report_json']}")
+        return result

@@ -1,0 +1,42 @@
+"""Evaluate a saved run: ``python evaluate.py RUN_DIR_OR_CHECKPOINT``.
+
+For an agent: rebuilds the agent and its environment from the checkpoint alone and plays whole games in the
+evaluation setting (raw scores, no reward clipping, a lost life does not end the game); prints the mean ± std of the
+raw returns. For a classifier: prints its top-1 and top-5 accuracy on the task's test set (``--mc-samples N`` for
+Monte Carlo dropout instead of the standard scaling rule). For a GAN: a sample grid, the critic's class accuracy and,
+with ``--judge``, the class-conditional accuracy of its samples. For a video classifier (UCF-101): top-1/5/10 per
+video, the best and worst classes and the most confused pairs, written with the confusion matrix to ``report.json``
+and ``confusion.png`` in the run directory (``--fuse RUN_DIR`` combines two runs' per-video scores).
+``python evaluate.py RUN_DIR --help`` lists the flags for that run's kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlkit.jobs import JOBS, Job, load_run
+
+
+def build_parser(job: Job | None) -> argparse.ArgumentParser:
+    """The common flags and ``job``'s (every kind's, for ``--help`` without a run)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     conflict_handler="resolve")
+    parser.add_argument("path", type=Path, metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or its checkpoint.pt")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--seed", type=int, default=12345,
+                        help="seeds the evaluation: env seeds, dropout masks, GAN noise (default: 12345)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    for each in [job] if job is not None else JOBS.values():
+        each.add_report_flags(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    known = build_parser(None).parse_known_args(argv)[0]  # --help without a run lists every kind's flags
+    job, checkpoint = load_run(known.path)
+    args = build_parser(job).parse_args(argv)
+    return job.report(checkpoint, args)

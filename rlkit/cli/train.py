@@ -1,0 +1,115 @@
+"""Train an agent, ``python train.py --agent dqn --env Breakout``, or a classifier,
+``python train.py --task cifar10 --net resnet --data-dir DIR``.
+
+Every field of the agent's (or net's) config is a flag: see ``python train.py --agent dqn --env CartPole --help``
+and ``python train.py --task mnist --net cnn --help``, which show the values that will run. Unset flags keep the
+published defaults for the env's family (Atari, MuJoCo, classic control) or for the net; ``--print-config`` prints
+them all. A run writes TensorBoard events, its resolved config, ``checkpoint.pt`` and ``eval.jsonl`` into its run
+directory; ``--resume RUN_DIR`` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlkit.config import add_config_flags, apply_flags, config_to_dict
+from rlkit.distributed import is_main, shutdown
+from rlkit.errors import UserError
+from rlkit.jobs import Job, job_of, read_checkpoint, select_job
+from rlkit.jobs.base import add_run_flags, new_run_dir
+
+SELECTORS = ("agent", "env", "task", "net")
+ALWAYS_OVERRIDABLE = ("resume", "device", "no_progress", "print_config")
+
+
+def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentParser:
+    """The flags of ``job`` with its config's fields, whose help shows the values that will run; without a job,
+    the selectors of every kind of run."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = parser.add_argument_group("run")
+    if job is None:
+        run.add_argument("--agent", help="train an agent (see --agent NAME --env ENV --help)")
+        run.add_argument("--env", help="the agent's environment")
+        run.add_argument("--task", help="train a classifier, GAN or video net on a data set (see --task T --net N --help)")
+        run.add_argument("--net", help="the network for --task")
+        add_run_flags(run, "steps")
+        return parser
+    job.add_flags(parser, run)
+    add_run_flags(run, job.unit)
+    what = names.get("agent") or names.get("net") or job.kind
+    preset = job.preset(names)
+    title = (f"{what} config (defaults shown are the values this run uses)" if preset is not None else
+             f"{what} config (defaults shown are the class's; name the env or net to see the values that will run)")
+    add_config_flags(parser, job.config_class(names), title, defaults=preset)
+    return parser
+
+
+def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> tuple[Any, Any, Path]:
+    """The saved run's settings and config; a flag that would change what it is (not only how long it runs) is a
+    one-line error rather than silently ignored."""
+    settings = job.settings_from(checkpoint)
+    config = job.config_from(checkpoint, settings)
+    config_fields = {f.name for f in dataclasses.fields(config)}
+    for dest, value in vars(args).items():
+        if value is None or value is False or dest in ALWAYS_OVERRIDABLE:
+            continue
+        if dest in job.resume_overrides:
+            setattr(settings, dest, value)
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if dest not in config_fields and not hasattr(settings, dest):
+            raise UserError(f"{flag} cannot be used with --resume: the run continues where it was saved; drop {flag}")
+        saved = getattr(config, dest) if dest in config_fields else getattr(settings, dest)
+        if value != saved and not (isinstance(saved, tuple) and tuple(value) == saved):
+            raise UserError(f"{flag} {value} differs from the resumed run's {saved}: a resumed run keeps its "
+                            f"settings and config; drop {flag} (or start a new run)")
+    settings.device = args.device or "auto"
+    settings.progress = not args.no_progress
+    run_dir = args.resume if args.resume.is_dir() else args.resume.parent
+    return settings, config, run_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    for name in SELECTORS:
+        pre.add_argument(f"--{name}")
+    pre.add_argument("--resume", type=Path)
+    known = pre.parse_known_args(argv)[0]
+    checkpoint = read_checkpoint(known.resume) if known.resume else None
+    if checkpoint is not None:
+        job = job_of(checkpoint)
+        names = dataclasses.asdict(job.settings_from(checkpoint))
+    elif any(getattr(known, name) for name in SELECTORS):
+        job, names = select_job(known.agent, known.task, known.net), vars(known)
+    else:
+        build_parser(None, {}).parse_args(argv)  # --help works without a job
+        select_job(None, None, None)  # raises: say what to train
+    args = build_parser(job, names).parse_args(argv)
+
+    if checkpoint is not None:
+        settings, config, run_dir = resumed(job, checkpoint, args)
+    else:
+        settings = job.new_settings(args)
+        config = apply_flags(job.preset(dataclasses.asdict(settings)), args)
+        run_dir = new_run_dir(args.run_dir, job.run_name(settings))
+    if args.print_config:
+        print(json.dumps({"job": job.kind, "settings": dataclasses.asdict(settings),
+                          "config": config_to_dict(config)}, indent=2))
+        return
+    if checkpoint is not None and is_main():
+        print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
+    loop = job.build(settings, config, run_dir, resume=checkpoint)
+    if is_main():
+        print(f"training {job.describe(settings, loop)} -> {run_dir}")
+        print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    shutdown()

@@ -1,0 +1,250 @@
+"""Reinforcement-learning runs (``--agent NAME --env ENV``): the agent, its source and the loop; the agent rebuilt
+from a checkpoint; its policy evaluated on raw game scores."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlkit.agents import AGENTS, Agent, get_agent_spec
+from rlkit.distributed import init_distributed
+from rlkit.envs import make_env, resolve_env
+from rlkit.errors import UserError
+from rlkit.jobs.base import Job, load_learner
+from rlkit.loop import Loop, LoopConfig
+from rlkit.runtime import pick_device, seed_everything
+from rlkit.sources import ReplaySource, RolloutSource
+from rlkit.sources_async import A3CSource
+
+REPLAY_FILE = "replay.npz"
+EVAL_SEED_OFFSET = 10_000
+"""Evaluations during training play games seeded ``seed + 10_000``: never the training games."""
+
+
+@dataclass
+class AgentSettings:
+    """What a training run needs beyond the agent's config."""
+
+    agent: str
+    env: str
+    total_steps: int
+    seed: int = 1
+    num_envs: int = 1
+    device: str = "auto"
+    sticky_actions: bool = False
+    eval_interval: int = 0
+    eval_episodes: int = 10
+    checkpoint_interval: int = 0
+    save_buffer: bool = False
+    progress: bool = True
+
+
+def build_agent(settings: AgentSettings, config: Any, obs_space, action_space, device) -> Agent:
+    agent_class = get_agent_spec(settings.agent).agent_class
+    return agent_class(config, obs_space, action_space, device=device, total_steps=settings.total_steps,
+                       seed=settings.seed)
+
+
+def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky_actions: bool = False,
+                   video: str | Path | None = None, max_envs: int = 16, deterministic: bool = True) -> list[float]:
+    """Raw returns of ``episodes`` whole games played by ``agent.act(obs, explore=False, deterministic)``.
+
+    Each sub-env contributes its first game only, so short games are not over-counted. Random draws come from
+    generators seeded by ``seed`` alone, so evaluating never changes training. With ``video``, one game is played
+    alone and recorded to that file.
+    """
+    agent.seed_evaluation(seed)
+    with torch.random.fork_rng(devices=[agent.device] if agent.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        if video is not None:
+            return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic)]
+        returns: list[float] = []
+        while len(returns) < episodes:
+            n = min(max_envs, episodes - len(returns))
+            env = make_env(env_name, n, seed=seed + len(returns), training=False, sticky_actions=sticky_actions)
+            obs, _ = env.reset()
+            result = np.full(n, np.nan)
+            while np.isnan(result).any():
+                obs, _, _, _, info = env.step(agent.act(obs, explore=False, deterministic=deterministic))
+                first = info["episode_done"] & np.isnan(result)
+                result[first] = info["episode_return"][first]
+            env.close()
+            returns.extend(result.tolist())
+        return returns
+
+
+def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool, path: Path,
+                    deterministic: bool) -> float:
+    from rlkit.video import VideoWriter
+
+    env = make_env(env_name, 1, seed=seed, training=False, sticky_actions=sticky_actions, render=True)
+    obs, _ = env.reset()
+    with VideoWriter(path, fps=env.metadata.get("render_fps") or 30) as writer:
+        writer.write(env.render()[0])
+        while True:
+            obs, _, _, _, info = env.step(agent.act(obs, explore=False, deterministic=deterministic))
+            if info["episode_done"][0]:
+                env.close()
+                return float(info["episode_return"][0])
+            writer.write(env.render()[0])
+
+
+def frame_stack_of(env) -> int:
+    """Frames stacked in an observation: 4 for Atari image stacks, 1 otherwise."""
+    return env.single_observation_space.shape[0] if env.resolved.family == "atari" else 1
+
+
+def make_source(agent: Agent, config: Any, settings: AgentSettings, rank: int) -> Any:
+    # Each process plays its own games: env seeds apart by rank.
+    env = make_env(settings.env, settings.num_envs, seed=settings.seed + 100_000 * rank,
+                   sticky_actions=settings.sticky_actions)
+    if agent.source_kind == "async":
+        env.close()  # each worker process makes its own
+        return A3CSource(agent, settings.env, settings.total_steps, settings.num_envs, settings.seed,
+                         settings.sticky_actions)
+    if agent.source_kind == "rollout":
+        return RolloutSource(env, agent, agent.rollout_buffer(settings.num_envs))
+    buffer = agent.replay_buffer(settings.num_envs, frame_stack_of(env), seed=settings.seed)
+    return ReplaySource(env, agent, buffer, config.batch_size, config.learning_starts, config.train_frequency,
+                        config.gradient_steps)
+
+
+class AgentJob(Job):
+    kind = "agent"
+    settings_class = AgentSettings
+    resume_overrides = ("total_steps",)
+
+    def add_flags(self, parser: argparse.ArgumentParser, run: argparse._ArgumentGroup) -> None:
+        parser.epilog = "agents: " + "; ".join(f"{name}: {spec.help}" for name, spec in AGENTS.items())
+        run.add_argument("--agent", help=f"algorithm: {', '.join(AGENTS)}")
+        run.add_argument("--env", help="short name (Breakout, CartPole, HalfCheetah), a gymnasium id, or "
+                                       "module:EnvId for an env registered by your own module")
+        run.add_argument("--total-steps", type=int,
+                         help="env steps to train for (default: the agent's preset for the env's family)")
+        run.add_argument("--num-envs", type=int,
+                         help="sub-environments stepped together (default: the agent's preset, e.g. 8 for PPO on Atari)")
+        run.add_argument("--sticky-actions", action="store_true", default=None,
+                         help="Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)")
+        run.add_argument("--eval-episodes", type=int, help="games per evaluation; 0 disables (default: 10)")
+        run.add_argument("--save-buffer", action="store_true", default=None,
+                         help="also save replay at each checkpoint (large: ~7 kB per Atari transition) so a resume "
+                              "continues with it")
+
+    def config_class(self, names: dict[str, Any]) -> type:
+        return get_agent_spec(names["agent"]).agent_class.config_class
+
+    def preset(self, names: dict[str, Any]) -> Any | None:
+        if not names.get("env"):
+            return None
+        return get_agent_spec(names["agent"]).preset(resolve_env(names["env"]).family)
+
+    def new_settings(self, args: argparse.Namespace) -> AgentSettings:
+        if args.agent is None or args.env is None:
+            raise UserError("--agent and --env are required (or --resume RUN_DIR): e.g. --agent dqn --env CartPole")
+        defaults = get_agent_spec(args.agent).run_defaults(resolve_env(args.env).family)
+        total = args.total_steps or defaults.total_steps
+        return AgentSettings(
+            agent=args.agent, env=args.env, total_steps=total, seed=1 if args.seed is None else args.seed,
+            num_envs=args.num_envs or defaults.num_envs, device=args.device or "auto",
+            sticky_actions=bool(args.sticky_actions),
+            eval_interval=args.eval_interval if args.eval_interval is not None else max(total // 10, 1),
+            eval_episodes=10 if args.eval_episodes is None else args.eval_episodes,
+            checkpoint_interval=(args.checkpoint_interval if args.checkpoint_interval is not None
+                                 else min(max(total // 20, 1_000), 100_000)),
+            save_buffer=bool(args.save_buffer), progress=not args.no_progress,
+        )
+
+    def run_name(self, settings: AgentSettings) -> str:
+        return f"{settings.env}__{settings.agent}__{settings.seed}"
+
+    def describe(self, settings: AgentSettings, loop: Loop) -> str:
+        return f"{settings.agent} on {settings.env} for {settings.total_steps} steps"
+
+    def build(self, settings: AgentSettings, config: Any, run_dir: Path, resume: dict[str, Any] | None = None
+              ) -> Loop:
+        seed_everything(settings.seed)  # the same initial weights on every process under torchrun
+        device = pick_device(settings.device)
+        rank, world_size = init_distributed(device)
+        agent_class = get_agent_spec(settings.agent).agent_class
+        if world_size > 1 and not agent_class.data_parallel:
+            parallel = [name for name, spec in AGENTS.items() if spec.agent_class.data_parallel]
+            raise UserError(f"{settings.agent} learns from replay in one process and cannot run under torchrun: run "
+                            f"it without torchrun (data-parallel agents: {', '.join(parallel)})")
+        spaces = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
+        agent = build_agent(settings, config, spaces.single_observation_space, spaces.single_action_space, device)
+        env_id = spaces.resolved.env_id
+        spaces.close()
+        source = make_source(agent, config, settings, rank)
+
+        def evaluate() -> dict[str, float]:
+            returns = evaluate_agent(agent, settings.env, settings.eval_episodes, settings.seed + EVAL_SEED_OFFSET,
+                                     settings.sticky_actions)
+            return {"eval/mean_return": float(np.mean(returns)), "eval/std_return": float(np.std(returns))}
+
+        replay = settings.save_buffer and agent.source_kind == "replay"
+
+        def save_replay(directory: Path) -> None:
+            source.buffer.save(str(directory / REPLAY_FILE))
+
+        loop = self.make_loop(
+            agent, source, settings, config, run_dir,
+            LoopConfig(settings.total_steps, settings.eval_interval, settings.checkpoint_interval,
+                       progress=settings.progress),
+            resume, evaluate if settings.eval_episodes > 0 else None, save_replay if replay else None, env_id=env_id,
+        )
+        if resume is not None:
+            if (run_dir / REPLAY_FILE).exists() and agent.source_kind == "replay":
+                source.buffer.load(str(run_dir / REPLAY_FILE))
+            # The env's internal state is not in the checkpoint: start fresh games with a seed tied to the step.
+            source.reset(seed=settings.seed + source.steps)
+        return loop
+
+    def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", **overrides: Any) -> tuple[Agent, AgentSettings]:
+        """The trained agent and its run settings."""
+        settings = self.settings_from(checkpoint)
+        config = self.config_from(checkpoint, settings)
+        env = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
+        agent = build_agent(settings, config, env.single_observation_space, env.single_action_space,
+                            pick_device(device))
+        env.close()
+        load_learner(agent, checkpoint)
+        return agent, settings
+
+    def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("agents")
+        group.add_argument("--episodes", type=int, default=10, help="games to play (default: 10)")
+        group.add_argument("--stochastic", action="store_true",
+                           help="sample actions from the policy instead of taking its mode (mean or argmax)")
+        group.add_argument("--video", type=Path, metavar="FILE.mp4", help="also record one game to this MP4 file")
+
+    def report(self, checkpoint: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+        if args.episodes < 1:
+            raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+        agent, settings = self.rebuild(checkpoint, args.device)
+        deterministic = not args.stochastic
+        returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions,
+                                 deterministic=deterministic)
+        result = {
+            "agent": settings.agent, "env": settings.env, "steps": checkpoint["loop"]["steps"],
+            "episodes": len(returns), "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "returns": returns,
+        }
+        if args.video is not None:
+            result["video"] = str(args.video)
+            result["video_return"] = evaluate_agent(agent, settings.env, 1, args.seed, settings.sticky_actions,
+                                                    args.video, deterministic=deterministic)[0]
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{settings.agent} on {settings.env} after {result['steps']} steps: "
+                  f"{result['mean_return']:.2f} ± {result['std_return']:.2f} over {len(returns)} episodes")
+            if args.video is not None:
+                print(f"video of one game (return {result['video_return']:.1f}) written to {args.video}")
+        return result

@@ -1,0 +1,169 @@
+"""The job contract: how one kind of run (an agent, a classifier, a GAN, a video classifier) is configured,
+assembled, rebuilt from its checkpoint and reported on. ``train.py`` and ``evaluate.py`` only call these methods."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rlkit.checkpoint import CHECKPOINT_NAME
+from rlkit.config import add_config_flags, config_from_dict, config_to_dict
+from rlkit.distributed import is_main
+from rlkit.errors import UserError
+from rlkit.loop import Loop, LoopConfig
+
+
+RUN_FLAGS = ("seed", "device", "run_dir", "resume", "eval_interval", "checkpoint_interval", "no_progress",
+             "print_config")
+"""Flags every job shares (parsed by :func:`add_run_flags`)."""
+
+
+def add_run_flags(group: argparse._ArgumentGroup, unit: str) -> None:
+    """The flags every kind of run has; ``unit`` names what the intervals count (env steps, updates)."""
+    group.add_argument("--seed", type=int, help="seeds initialization, data order, exploration and envs (default: 1)")
+    group.add_argument("--device", help="auto, cpu or cuda (default: auto: a GPU if there is one)")
+    group.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/NAME__SEED__TIME)")
+    group.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    group.add_argument("--eval-interval", type=int, help=f"{unit} between evaluations (default: the job's)")
+    group.add_argument("--checkpoint-interval", type=int, help=f"{unit} between checkpoints (default: the job's)")
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    group.add_argument("--print-config", action="store_true",
+                       help="print the resolved settings and config as JSON and exit without training")
+
+
+class Job(ABC):
+    """One kind of run. Subclasses name their settings dataclass, the flags that select what is trained
+    (``--agent``/``--env``, ``--task``/``--net``) and implement the abstract methods."""
+
+    kind: ClassVar[str]
+    """The key in :data:`rlkit.jobs.JOBS` and in checkpoints."""
+    settings_class: ClassVar[type]
+    """Run settings beyond the learner's config (names, budget, seed, device, intervals)."""
+    resume_overrides: ClassVar[tuple[str, ...]] = ()
+    """Settings a resumed run may change (``total_steps`` to extend a run); device and progress always may."""
+    unit: ClassVar[str] = "steps"
+
+    # ------------------------------------------------------------------ configuration
+    @abstractmethod
+    def add_flags(self, parser: argparse.ArgumentParser, run: argparse._ArgumentGroup) -> None:
+        """The job's own run flags (into ``run``), all defaulting to None."""
+
+    @abstractmethod
+    def config_class(self, names: dict[str, Any]) -> type:
+        """The learner's config dataclass for the selected names (``agent``, ``net``...)."""
+
+    @abstractmethod
+    def preset(self, names: dict[str, Any]) -> Any | None:
+        """The config that runs when no config flag is given, or None when it depends on a name not given yet
+        (``--help`` then shows the class defaults)."""
+
+    @abstractmethod
+    def new_settings(self, args: argparse.Namespace) -> Any:
+        """Settings of a new run from the parsed flags (defaults filled in)."""
+
+    @abstractmethod
+    def run_name(self, settings: Any) -> str:
+        """The default run directory's name (``ENV__AGENT__SEED``)."""
+
+    def describe(self, settings: Any, loop: Loop) -> str:
+        return f"{self.run_name(settings)} for {loop.config.total_steps} {self.unit}"
+
+    # ------------------------------------------------------------------ running
+    @abstractmethod
+    def build(self, settings: Any, config: Any, run_dir: Path, resume: dict[str, Any] | None = None) -> Loop:
+        """Learner, source, evaluation and loop for a new run, or continuing ``resume``."""
+
+    def header(self, settings: Any, config: Any, **extra: Any) -> dict[str, Any]:
+        """What every checkpoint of the run starts with: enough to rebuild the job alone."""
+        return {"job": self.kind, "settings": dataclasses.asdict(settings), "config": config_to_dict(config), **extra}
+
+    def make_loop(self, learner: Any, source: Any, settings: Any, config: Any, run_dir: Path,
+                  loop_config: LoopConfig, resume: dict[str, Any] | None,
+                  evaluate: Callable[[], dict[str, float]] | None, save_extra: Callable[[Path], None] | None = None,
+                  **header_extra: Any) -> Loop:
+        """The shared loop around a built learner and source; writes ``config.json`` and restores ``resume``."""
+        header = self.header(settings, config, **header_extra)
+        loop = Loop(learner, source, loop_config, run_dir, header, evaluate=evaluate, save_extra=save_extra)
+        if resume is not None:
+            restore(loop, resume)
+        if is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.json").write_text(json.dumps(header, indent=2) + "\n")
+        return loop
+
+    # ------------------------------------------------------------------ saved runs
+    def settings_from(self, checkpoint: dict[str, Any]) -> Any:
+        """The run's settings, validated (a stranger's checkpoint gets a one-line error, not a traceback)."""
+        return dataclass_from(self.settings_class, checkpoint.get("settings"), "settings")
+
+    def config_from(self, checkpoint: dict[str, Any], settings: Any) -> Any:
+        names = dataclasses.asdict(settings)
+        return dataclass_from(self.config_class(names), checkpoint.get("config"), "config")
+
+    @abstractmethod
+    def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", **overrides: Any) -> Any:
+        """The trained learner (and what evaluating it needs) from a checkpoint dict."""
+
+    @abstractmethod
+    def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
+        """``evaluate.py``'s flags for this kind of run."""
+
+    @abstractmethod
+    def report(self, checkpoint: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+        """Evaluate the saved run, print a summary (or JSON with ``--json``) and return the result."""
+
+
+def dataclass_from(cls: type, data: Any, what: str) -> Any:
+    """``cls(**data)`` for data read from a checkpoint; anything malformed is a :class:`UserError`."""
+    if not isinstance(data, dict):
+        raise UserError(f"the checkpoint's {what} are missing or malformed: pass a checkpoint written by train.py")
+    try:
+        return config_from_dict(cls, data)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"the checkpoint's {what} do not fit {cls.__name__} ({error}): pass a checkpoint written "
+                        "by train.py") from None
+
+
+def restore(loop: Loop, checkpoint: dict[str, Any]) -> None:
+    """Continue ``loop`` from ``checkpoint``; a state that does not fit the built job is a :class:`UserError`."""
+    try:
+        loop.restore(checkpoint)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(f"the checkpoint's saved state does not fit the job rebuilt from its config "
+                        f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py") from None
+
+
+def load_learner(learner: Any, checkpoint: dict[str, Any]) -> None:
+    """``learner.load_state_dict`` with a one-line error for a state that does not fit."""
+    try:
+        learner.load_state_dict(checkpoint["learner"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(f"the checkpoint's learner state does not fit the net rebuilt from its config "
+                        f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py") from None
+
+
+def new_run_dir(chosen: Path | None, name: str) -> Path:
+    """``chosen``, or ``runs/NAME__TIME``; refuses a folder that already holds a run."""
+    run_dir = chosen or Path("runs") / f"{name.replace('/', '-')}__{int(time.time())}"
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or pick another --run-dir")
+    return run_dir
+
+
+def config_parser_group(parser: argparse.ArgumentParser, job: Job, names: dict[str, Any], what: str) -> None:
+    """One flag per config field, each showing the value that will run (the preset's, when it is known)."""
+    preset = job.preset(names)
+    cls = job.config_class(names)
+    if preset is not None:
+        title = f"{what} config (defaults shown are the values this run uses)"
+    else:
+        title = f"{what} config (defaults shown are the class's; name the env or net to see the preset's)"
+    add_config_flags(parser, cls, title, defaults=preset)

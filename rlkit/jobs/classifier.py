@@ -1,0 +1,216 @@
+"""Image classifier runs (``--task cifar10 --net resnet``): data, transforms, learner and loop; the trained
+classifier rebuilt from its checkpoint and scored on the test set."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlkit.distributed import init_distributed
+from rlkit.errors import UserError
+from rlkit.jobs.base import load_learner
+from rlkit.jobs.catalog import ImageNet, TaskInfo, get_net, get_task
+from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
+from rlkit.loop import Loop
+from rlkit.nets.pretrained import freeze, load_pretrained
+from rlkit.runtime import pick_device, seed_everything
+from rlkit.supervised import transforms as T
+from rlkit.supervised.classifier import Classifier, ClassifierConfig
+from rlkit.supervised.data import ArrayDataset, load_dataset
+from rlkit.supervised.numpy_learner import NumpyLearner
+from rlkit.supervised.sampling import ShuffledBatches
+
+
+class BatchSource(ShuffledBatches):
+    """Shuffled mini-batches of an in-memory data set for the loop (order and seeds: :class:`ShuffledBatches`)."""
+
+    def __init__(self, data: ArrayDataset, batch_size: int, seed: int, transform: Callable[..., torch.Tensor],
+                 device: torch.device, as_numpy: bool = False, rank: int = 0, world_size: int = 1):
+        super().__init__(len(data.labels), batch_size, seed, rank, world_size, "images")
+        self.images = torch.from_numpy(np.ascontiguousarray(data.images))
+        self.labels = torch.from_numpy(data.labels.astype(np.int64))
+        self.transform, self.device, self.as_numpy = transform, device, as_numpy
+
+    def next(self) -> tuple[Any, Any]:
+        rows, generator = self.next_rows()
+        rows = torch.from_numpy(rows)
+        images = self.transform(self.images[rows].to(self.device), generator=generator)
+        labels = self.labels[rows].to(self.device)
+        if self.as_numpy:
+            return images.cpu().numpy(), labels.cpu().numpy()
+        return images, labels
+
+
+class RepeatChannels:
+    """Gray images for nets that take three channels (ImageNet ResNets)."""
+
+    def __init__(self, channels: int):
+        self.channels = channels
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return x if x.shape[1] == self.channels else x.expand(-1, self.channels, -1, -1)
+
+
+def make_transforms(task: TaskInfo, config: ClassifierConfig, image_shape: tuple[int, ...], net: ImageNet
+                    ) -> tuple[T.Compose, T.Compose]:
+    """(training, evaluation) pipelines from uint8 (B, C, H, W) to the net's float input."""
+    size = image_shape[-1]
+    mean, std = T.STATS[task.dataset]
+    common: list[Any] = [T.Normalize(mean, std)]
+    if net.pad_to and size < net.pad_to:
+        common.insert(0, T.Pad(net.pad_to))
+    if net.in_channels:
+        common.append(RepeatChannels(net.in_channels))
+    if config.input_size:
+        common.append(T.Resize(config.input_size))
+    augment: list[Any] = []
+    if config.augment:
+        augment.append(T.RandomCrop(size, config.crop_padding))
+        if task.flip:
+            augment.append(T.RandomHorizontalFlip())
+    return T.Compose([T.to_float, *augment, *common]), T.Compose([T.to_float, *common])
+
+
+def build_learner(net_name: str, config: ClassifierConfig, image_shape: tuple[int, ...], num_classes: int,
+                  steps_per_epoch: int, device: torch.device) -> Classifier | NumpyLearner:
+    """The learner for ``net_name``: pretrained weights loaded and layers frozen as ``config`` says."""
+    net = get_net(net_name)
+    channels, size = image_shape[0], image_shape[-1]
+    if net.numpy:
+        if config.pretrained or config.freeze_except or config.optimizer != "sgd" or config.input_size:
+            raise UserError(f"{net_name} trains with plain SGD from scratch: drop --pretrained, --freeze-except, "
+                            "--input-size and --optimizer, or pick a torch net (cnn, resnet)")
+        return NumpyLearner(net.build(config, channels, size, num_classes), config, steps_per_epoch)
+    size = config.input_size or max(size, net.pad_to)
+    model = net.build(config, net.in_channels or channels, size, num_classes)
+    if config.pretrained:
+        load_pretrained(model, config.pretrained, skip=("fc.",))
+    if config.freeze_except:
+        freeze(model, config.freeze_except)
+    return Classifier(model.to(device), config, steps_per_epoch, device)
+
+
+@torch.no_grad()
+def evaluate_classifier(learner: Any, data: ArrayDataset, transform: Callable[..., torch.Tensor],
+                        device: torch.device, batch_size: int = 500, mc_samples: int = 0, seed: int = 0
+                        ) -> dict[str, float]:
+    """Accuracy (top-1, top-5) and mean negative log-likelihood of ``learner.log_probs`` on ``data``.
+
+    ``mc_samples`` > 0 averages that many dropout masks per image (Monte Carlo dropout), drawn from ``seed``.
+    """
+    correct1 = correct5 = nll = 0.0
+    images, labels = torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.int64))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(labels), batch_size):
+            x = transform(images[start:start + batch_size].to(device))
+            y = labels[start:start + batch_size].to(device)
+            log_probs = learner.log_probs(x, mc_samples)
+            nll += F.nll_loss(log_probs, y, reduction="sum").item()
+            top = log_probs.topk(min(5, log_probs.shape[1]), dim=1).indices
+            correct1 += (top[:, 0] == y).sum().item()
+            correct5 += (top == y[:, None]).any(1).sum().item()
+    n = len(labels)
+    return {"eval/accuracy": correct1 / n, "eval/top5_accuracy": correct5 / n, "eval/nll": nll / n}
+
+
+@dataclass
+class TrainedClassifier:
+    """A classifier rebuilt from its checkpoint, with what scoring it needs."""
+
+    learner: Classifier | NumpyLearner
+    settings: SupervisedSettings
+    config: ClassifierConfig
+    test: ArrayDataset
+    eval_transform: Any
+    device: torch.device
+
+
+def has_dropout(learner: Any) -> bool:
+    if isinstance(learner, NumpyLearner):  # the NumPy nets have no dropout
+        return False
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in learner.model.modules())
+
+
+class ClassifierJob(SupervisedJob):
+    kind = "classifier"
+
+    def config_class(self, names: dict[str, Any]) -> type:
+        return ClassifierConfig
+
+    def parts(self, settings: SupervisedSettings, config: ClassifierConfig, steps_per_epoch: int
+               ) -> tuple[Classifier | NumpyLearner, ArrayDataset, Any, Any]:
+        task, net = get_task(settings.task), get_net(settings.net)
+        test = load_dataset(task.dataset, settings.data_dir, "test", task.label)
+        image_shape = tuple(test.images.shape[1:])
+        learner = build_learner(settings.net, config, image_shape, len(test.classes), steps_per_epoch,
+                                pick_device(settings.device))
+        train_transform, eval_transform = make_transforms(task, config, image_shape, net)
+        return learner, test, train_transform, eval_transform
+
+    def build(self, settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
+              resume: dict[str, Any] | None = None) -> Loop:
+        seed_everything(settings.seed)  # the same initial weights on every process (DDP also broadcasts them)
+        device = pick_device(settings.device)
+        rank, world_size = init_distributed(device)
+        net = get_net(settings.net)
+        if world_size > 1 and net.numpy:
+            raise UserError(f"{settings.net} is a NumPy net and cannot train under torchrun: run it as one process")
+        task = get_task(settings.task)
+        train = load_dataset(task.dataset, settings.data_dir, "train", task.label)
+        learner, test, train_transform, eval_transform = self.parts(settings, config,
+                                                                     len(train.labels) // config.batch_size)
+        source = BatchSource(train, config.batch_size, settings.seed, train_transform, device, as_numpy=net.numpy,
+                             rank=rank, world_size=world_size)
+        learner.steps_per_epoch = source.steps_per_epoch  # each process sees 1/world of every epoch
+        if world_size > 1:
+            torch.manual_seed(settings.seed + 1_000 * rank)  # weights are built: now each process its own dropout
+        return self.make_loop(learner, source, settings, config, run_dir,
+                              self.loop_config(settings, config, source.steps_per_epoch), resume,
+                              lambda: evaluate_classifier(learner, test, eval_transform, device))
+
+    def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", data_dir: str | None = None,
+                **overrides: Any) -> TrainedClassifier:
+        settings = self.data_dir_of(self.settings_from(checkpoint), data_dir)
+        settings.device = device
+        config = self.config_from(checkpoint, settings)
+        # The trained weights replace any pretrained file, which need not exist where the run is evaluated.
+        learner, test, _, eval_transform = self.parts(settings, dataclasses.replace(config, pretrained=""), 1)
+        load_learner(learner, checkpoint)
+        return TrainedClassifier(learner, settings, config, test, eval_transform, pick_device(device))
+
+    def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("classifiers")
+        group.add_argument("--data-dir", help="folder of the test set (default: the one the run trained on)")
+        group.add_argument("--mc-samples", type=int, default=0,
+                           help="Monte Carlo dropout: average this many dropout masks per image (default: 0, the "
+                                "scaling rule: dropout off)")
+
+    def report(self, checkpoint: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+        if args.mc_samples < 0:
+            raise UserError(f"--mc-samples must be 0 or more, got {args.mc_samples}")
+        run = self.rebuild(checkpoint, args.device, args.data_dir)
+        if args.mc_samples and not has_dropout(run.learner):
+            raise UserError(f"--mc-samples needs a net with dropout; {run.settings.net} has none: drop --mc-samples")
+        metrics = evaluate_classifier(run.learner, run.test, run.eval_transform, run.device,
+                                      mc_samples=args.mc_samples, seed=args.seed)
+        result = {"task": run.settings.task, "net": run.settings.net, "steps": checkpoint["loop"]["steps"],
+                  "images": len(run.test.labels), "mc_samples": args.mc_samples,
+                  **{key.removeprefix("eval/"): value for key, value in metrics.items()}}
+        if args.json:
+            print(json.dumps(result))
+        else:
+            how = f"Monte Carlo dropout, {args.mc_samples} samples" if args.mc_samples else "dropout scaling rule"
+            print(f"{run.settings.net} on {run.settings.task} after {result['steps']} updates ({how}): test accuracy "
+                  f"{100 * result['accuracy']:.2f}%, top-5 {100 * result['top5_accuracy']:.2f}% "
+                  f"over {result['images']} images")
+        return result

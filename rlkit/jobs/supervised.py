@@ -1,0 +1,108 @@
+"""What the three supervised kinds of run share: ``--task`` and ``--net`` select them, they train for epochs of
+a data set, and evaluate and checkpoint once per epoch unless told otherwise."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rlkit.distributed import launched_by_torchrun
+from rlkit.errors import UserError
+from rlkit.jobs.base import Job
+from rlkit.jobs.catalog import NETS, TASKS, get_net, get_task, nets_of
+from rlkit.loop import LoopConfig
+
+
+@dataclass
+class SupervisedSettings:
+    """What a supervised run needs beyond the learner's config."""
+
+    task: str
+    net: str
+    data_dir: str
+    seed: int = 1
+    device: str = "auto"
+    max_steps: int = 0
+    """Stop after this many updates (0: train all epochs)."""
+    eval_interval: int = 0
+    """Updates between test evaluations (0: once per epoch)."""
+    checkpoint_interval: int = 0
+    """Updates between checkpoints (0: once per epoch)."""
+    progress: bool = True
+    judge: str = ""
+    """GAN runs: a classifier run whose net scores the generated samples of each class at every evaluation."""
+
+
+def default_data_dir(task: str) -> str:
+    return str(Path("data") / get_task(task).dataset)
+
+
+class SupervisedJob(Job):
+    """``--task DATASET --net NET``: the flags, settings and loop schedule of every supervised kind."""
+
+    settings_class = SupervisedSettings
+    resume_overrides = ("max_steps", "data_dir")
+    unit = "updates"
+    data_parallel: ClassVar[bool] = True
+    """Trains under torchrun (DDP); GAN and video runs do not yet."""
+
+    def refuse_torchrun(self, settings: SupervisedSettings) -> None:
+        if not self.data_parallel and launched_by_torchrun():
+            raise UserError(f"{settings.net} runs in one process for now ({self.kind} jobs are not data-parallel "
+                            "yet): start it without torchrun")
+
+    def add_flags(self, parser: argparse.ArgumentParser, run: argparse._ArgumentGroup) -> None:
+        nets = nets_of(self.kind)
+        parser.epilog = "nets: " + "; ".join(f"{name}: {NETS[name].help}" for name in nets)
+        run.add_argument("--task", help=f"data set: {', '.join(t for t, info in TASKS.items() if self.accepts(info))}")
+        run.add_argument("--net", help=f"network: {', '.join(nets)}")
+        run.add_argument("--data-dir", help="folder holding the data set's official files (default: data/DATASET); "
+                                            "fetch them with python -m rlkit.supervised.data download DATASET")
+        run.add_argument("--max-steps", type=int, help="stop after this many updates, e.g. for a smoke run "
+                                                       "(default: 0, train every epoch)")
+
+    def accepts(self, task: Any) -> bool:
+        """Whether this kind of run trains on ``task`` (image or video data)."""
+        return not task.videos
+
+    def preset(self, names: dict[str, Any]) -> Any | None:
+        if not names.get("net"):
+            return None
+        return self.config_class(names)(**get_net(names["net"]).preset)
+
+    def new_settings(self, args: argparse.Namespace) -> SupervisedSettings:
+        if args.task is None:
+            raise UserError(f"--task is required with --net: one of "
+                            f"{', '.join(t for t, info in TASKS.items() if self.accepts(info))}")
+        if args.net is None:
+            raise UserError(f"--net is required with --task: one of {', '.join(nets_of(self.kind))}")
+        return SupervisedSettings(
+            task=args.task, net=args.net, data_dir=args.data_dir or default_data_dir(args.task),
+            seed=1 if args.seed is None else args.seed, device=args.device or "auto", max_steps=args.max_steps or 0,
+            eval_interval=args.eval_interval or 0, checkpoint_interval=args.checkpoint_interval or 0,
+            progress=not args.no_progress,
+        )
+
+    def run_name(self, settings: SupervisedSettings) -> str:
+        return f"{settings.task}__{settings.net}__{settings.seed}"
+
+    def describe(self, settings: SupervisedSettings, loop: Any) -> str:
+        return f"{settings.net} on {settings.task} for {loop.config.total_steps} updates"
+
+    def loop_config(self, settings: SupervisedSettings, config: Any, steps_per_epoch: int,
+                    eval_interval: int = 0) -> LoopConfig:
+        """``config.epochs`` passes (or ``settings.max_steps`` updates); evaluation and checkpoints once per epoch
+        unless the settings (or the job's ``eval_interval``) say otherwise."""
+        total = config.epochs * steps_per_epoch
+        if settings.max_steps:
+            total = min(total, settings.max_steps)
+        return LoopConfig(total, settings.eval_interval or eval_interval or steps_per_epoch,
+                          settings.checkpoint_interval or steps_per_epoch,
+                          log_interval=max(1, min(100, steps_per_epoch // 4)), progress=settings.progress)
+
+    def data_dir_of(self, settings: SupervisedSettings, data_dir: str | None) -> SupervisedSettings:
+        if data_dir is not None:
+            settings.data_dir = data_dir
+        return settings

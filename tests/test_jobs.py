@@ -1,0 +1,94 @@
+"""The job contract: one registry that train.py and evaluate.py only look jobs up in, one rebuild path per kind,
+saved runs validated before use."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import pytest
+
+import evaluate
+import train
+from rlkit.checkpoint import save_checkpoint
+from rlkit.cli.evaluate import build_parser as evaluate_parser
+from rlkit.errors import UserError
+from rlkit.jobs import JOBS, NETS, job_of, read_checkpoint, select_job, upgrade
+from rlkit.jobs.base import Job
+
+V1 = Path(__file__).parent / "data" / "v1"
+
+
+@pytest.mark.parametrize("kind", list(JOBS))
+def test_every_job_is_registered_under_its_kind_and_has_report_flags(kind):
+    job = JOBS[kind]
+    assert isinstance(job, Job) and job.kind == kind
+    parser = argparse.ArgumentParser()
+    job.add_report_flags(parser)
+    assert parser._actions[1:], f"{kind} adds no evaluate.py flags"  # 0 is --help
+
+
+@pytest.mark.parametrize("net", list(NETS))
+def test_every_net_selects_the_job_its_row_names(net):
+    task = "ucf101" if NETS[net].job == "video" else "mnist"
+    assert select_job(None, task, net).kind == NETS[net].job
+
+
+def test_selecting_two_kinds_or_none_is_one_line():
+    with pytest.raises(UserError, match="two kinds of run"):
+        select_job("dqn", "mnist", None)
+    with pytest.raises(UserError, match="say what to train"):
+        select_job(None, None, None)
+
+
+def test_version_1_checkpoints_are_read_as_version_2():
+    dqn = read_checkpoint(V1 / "dqn.pt")
+    assert dqn["version"] == 2 and dqn["job"] == "agent" and dqn["settings"]["agent"] == "dqn"
+    assert dqn["config"]["hidden"] == [16, 16] and "agent_config" not in dqn and "kind" not in dqn
+    numpy = read_checkpoint(V1 / "numpy.pt")
+    assert numpy["job"] == "classifier" and numpy["settings"]["net"] == "numpy-mlp"
+    assert upgrade(numpy) is numpy  # already current
+    with pytest.raises(UserError, match="unknown net"):
+        upgrade({"version": 1, "kind": "supervised", "net": "nonsense"})
+    with pytest.raises(UserError, match="unknown kind of run"):
+        job_of({"version": 2, "job": "nonsense"})
+
+
+@pytest.mark.parametrize("damage", [
+    {"settings": None}, {"settings": {"agent": "dqn"}}, {"settings": {"agent": "dqn", "env": "CartPole",
+                                                                     "total_steps": 1, "colour": "red"}},
+    {"config": {"learning_rate": 1e-3, "wings": 2}}, {"learner": {"q_net": {}}},
+])
+def test_a_damaged_checkpoint_is_one_line_not_a_traceback(damage, tmp_path):
+    checkpoint = {**read_checkpoint(V1 / "dqn.pt"), **damage}
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", checkpoint)
+    with pytest.raises(UserError) as error:
+        evaluate.main([str(tmp_path / "run"), "--episodes", "1"])
+    assert "\n" not in str(error.value) and "train.py" in str(error.value)
+
+
+def test_evaluate_refuses_flags_of_another_kind_of_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(V1 / "dqn.pt", run / "checkpoint.pt")
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(run), "--mc-samples", "3"])  # a classifier's flag: an agent would ignore it
+    assert exit_.value.code == 2 and "--mc-samples" in capsys.readouterr().err
+    help_text = evaluate_parser(None).format_help()
+    for flag in ("--episodes", "--mc-samples", "--judge", "--fuse"):  # without a run: every kind's flags
+        assert flag in help_text
+
+
+def test_resuming_refuses_a_changed_config_or_setting_but_extends_the_budget(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(V1 / "dqn.pt", run / "checkpoint.pt")
+    for flags, message in ((["--learning-rate", "0.5"], "--learning-rate 0.5 differs"),
+                           (["--seed", "9"], "--seed 9 differs"), (["--env", "Acrobot"], "--env Acrobot differs"),
+                           (["--run-dir", str(tmp_path / "x")], "--run-dir cannot be used with --resume")):
+        with pytest.raises(UserError, match=message):
+            train.main(["--resume", str(run), *flags])
+    train.main(["--resume", str(run), "--total-steps", "700", "--seed", "1", "--no-progress"])  # same seed: fine
+    resumed = read_checkpoint(run)
+    assert resumed["version"] == 2 and resumed["loop"]["steps"] == 700 and resumed["settings"]["total_steps"] == 700
