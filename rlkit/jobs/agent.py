@@ -4,7 +4,6 @@ from a checkpoint; its policy evaluated on raw game scores."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path

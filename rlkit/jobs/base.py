@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rlkit.checkpoint import CHECKPOINT_NAME
-from rlkit.config import add_config_flags, config_from_dict, config_to_dict
+from rlkit.config import config_from_dict, config_to_dict
 from rlkit.distributed import is_main
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
@@ -156,14 +156,3 @@ def new_run_dir(chosen: Path | None, name: str) -> Path:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or pick another --run-dir")
     return run_dir
-
-
-def config_parser_group(parser: argparse.ArgumentParser, job: Job, names: dict[str, Any], what: str) -> None:
-    """One flag per config field, each showing the value that will run (the preset's, when it is known)."""
-    preset = job.preset(names)
-    cls = job.config_class(names)
-    if preset is not None:
-        title = f"{what} config (defaults shown are the values this run uses)"
-    else:
-        title = f"{what} config (defaults shown are the class's; name the env or net to see the preset's)"
-    add_config_flags(parser, cls, title, defaults=preset)
