@@ -13,18 +13,19 @@ from rlkit.envs import resolve_env
 
 
 def rebuild_agent(run: Path):
-    """The run's agent rebuilt from its checkpoint (the one line to change if the rebuild moves)."""
+    """(agent, run settings) rebuilt from the run's checkpoint (the one line to change if the rebuild moves)."""
     from rlkit.rl import agent_from_checkpoint
 
-    return agent_from_checkpoint(load_checkpoint(run), "cpu")[0]
+    return agent_from_checkpoint(load_checkpoint(run), "cpu")
 
 
 def returns_by_hand(run: Path, episodes: int, seed: int) -> list[float]:
     """The greedy policy's return in each of ``episodes`` single gymnasium envs, one game each. Box actions go
     through [-1, 1] -> the env's bounds, the convention rlkit's agents act in. Classic control and MuJoCo only."""
-    agent = rebuild_agent(run)
-    env_id = load_checkpoint(run)["env_id"]
-    assert resolve_env(env_id).family != "atari", "Atari games need their preprocessing: not by hand"
+    agent, settings = rebuild_agent(run)
+    resolved = resolve_env(settings.env)
+    assert resolved.family != "atari", "Atari games need their preprocessing: not by hand"
+    env_id = resolved.env_id
     returns = []
     for i in range(episodes):
         env = gym.make(env_id)

@@ -123,11 +123,20 @@ def test_eval_interval_does_not_change_dqn_training(tmp_path):
         runs.append(run)
     evals = [[json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()] for run in runs]
     assert [e["step"] for e in evals[0]] == [100, 200, 300, 400, 500, 600] and [e["step"] for e in evals[1]] == [600]
-    weights = [network_tensors(torch.load(run / "checkpoint.pt", weights_only=True)["learner"]) for run in runs]
+    weights = [network_tensors(learner_state(run)) for run in runs]
     assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 0
     differ = [key for key, value in weights[0].items() if not torch.equal(value, weights[1][key])]
     assert not differ, f"evaluating changed training: {differ}"
     assert evals[0][-1] == evals[1][-1]
+
+
+def learner_state(run: Path) -> dict[str, Any]:
+    """The checkpoint's ``learner`` entry (top level in format 1; under the job kind's entry if format 2 nests it)."""
+    checkpoint = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    found = [checkpoint["learner"]] if "learner" in checkpoint else [
+        value["learner"] for value in checkpoint.values() if isinstance(value, dict) and "learner" in value]
+    assert len(found) == 1, list(checkpoint)
+    return found[0]
 
 
 def network_tensors(tree: Any, path: str = "") -> dict[str, torch.Tensor]:
