@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from rlkit.errors import UserError, run_command
-from rlkit.supervised import data as D
-from rlkit.supervised import transforms as T
+from rlkit.data import registry as D
+from rlkit.data import transforms as T
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -210,7 +210,7 @@ def test_missing_data_set_says_where_it_looked_and_how_to_download(tmp_path, nam
         D.load_dataset(name, where, "train")
     message = str(error.value)
     assert "\n" not in message and str(where) in message and url in message
-    assert f"python -m rlkit.supervised.data download {name} --data-dir {where}" in message
+    assert f"python -m rlkit.data.registry download {name} --data-dir {where}" in message
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):

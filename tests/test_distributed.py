@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.supervised.data import make_tiny_dataset
+from rlkit.data.registry import make_tiny_dataset
 
 WORLD = 2
 

@@ -26,8 +26,8 @@ from rlkit.nets.video import (
     CNNLSTM, Conv2Plus1D, Conv3DSimple, FrameClassifier, VideoResNet, frame_resnet18, fuse_log_probs, midplanes,
     r2plus1d_18, r2plus1d_stem, r3d_18, sum_log_probs, video_log_probs,
 )
-from rlkit.supervised import metrics as M
-from rlkit.supervised import video_data as V
+from rlkit.analysis import metrics as M
+from rlkit.data import ucf101 as V
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared/reference/torchvision_state_dict_keys.json"
 

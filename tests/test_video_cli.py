@@ -20,7 +20,7 @@ import evaluate
 import train
 from rlkit.checkpoint import load_checkpoint
 from rlkit.errors import UserError
-from rlkit.supervised import video_data as V
+from rlkit.data import ucf101 as V
 from rlkit.supervised.tasks import NETS, TASKS
 from rlkit.supervised.video_task import (
     VIDEO_NETS, evaluate_videos, evenly_spaced_videos, fuse_scores, video_job_from_checkpoint,

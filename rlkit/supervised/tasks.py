@@ -21,9 +21,9 @@ from rlkit.distributed import init_distributed, is_main, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.supervised import transforms as T
+from rlkit.data import transforms as T
 from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
-from rlkit.supervised.data import ArrayDataset, load_dataset
+from rlkit.data.registry import ArrayDataset, load_dataset
 from rlkit.supervised.sampling import ShuffledBatches
 
 

@@ -3,7 +3,7 @@ classifier on single frames (``frame-resnet50``, ``frame-resnet18``) or clips (`
 per video by summing the log-probabilities of evenly spaced frames or clips.
 
 The learner is :class:`rlkit.supervised.classifier.Classifier` (cross-entropy, the optimizer and schedule of the
-config); what differs from an image run is the data (:mod:`rlkit.supervised.video_data`), the nets
+config); what differs from an image run is the data (:mod:`rlkit.data.ucf101`), the nets
 (:mod:`rlkit.nets.video`) and the per-video evaluation here.
 """
 
@@ -23,10 +23,10 @@ from rlkit.config import config_from_dict
 from rlkit.errors import UserError
 from rlkit.loop import Loop
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.supervised import transforms as T
-from rlkit.supervised import video_data as V
+from rlkit.data import transforms as T
+from rlkit.data import ucf101 as V
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.supervised.metrics import topk_accuracy
+from rlkit.analysis.metrics import topk_accuracy
 
 
 @dataclass
@@ -52,7 +52,7 @@ class VideoConfig(ClassifierConfig):
     """UCF-101's train/test split, 1, 2 or 3."""
     frames_dir: str = ""
     """Read frames from this folder of pre-extracted frames (<Class>/<video name>/*.jpg, written by python -m
-    rlkit.supervised.video_data extract-frames) instead of decoding the videos ('' decodes)."""
+    rlkit.data.ucf101 extract-frames) instead of decoding the videos ('' decodes)."""
     flip: bool = True
     """Mirror training videos at random (--no-flip where the label is a direction of motion)."""
     clip_length: int = 16

@@ -9,9 +9,9 @@
 The functions take a model and tensors (images in ``bounds``, [0, 1] pixels by default); the command line rebuilds
 the model from a run directory::
 
-    python -m rlkit.supervised.visualize perturb runs/cifar10__discriminator__1__... --epsilon 0.03
-    python -m rlkit.supervised.visualize class-max RUN_DIR
-    python -m rlkit.supervised.visualize feature-max RUN_DIR --layers 4 8
+    python -m rlkit.analysis.visualize perturb runs/cifar10__discriminator__1__... --epsilon 0.03
+    python -m rlkit.analysis.visualize class-max RUN_DIR
+    python -m rlkit.analysis.visualize feature-max RUN_DIR --layers 4 8
 """
 
 from __future__ import annotations
@@ -180,9 +180,9 @@ def load_run(path: str | Path, device: str = "auto", data_dir: str | None = None
     from rlkit.checkpoint import load_checkpoint
     from rlkit.nets.gan import discriminator_from_state_dict
     from rlkit.runtime import pick_device
-    from rlkit.supervised.data import load_dataset
+    from rlkit.data.registry import load_dataset
     from rlkit.supervised.tasks import get_task
-    from rlkit.supervised.transforms import STATS
+    from rlkit.data.transforms import STATS
 
     checkpoint = load_checkpoint(path)
     if checkpoint.get("kind") != "supervised" or checkpoint.get("net") != "discriminator":
@@ -203,7 +203,7 @@ def load_run(path: str | Path, device: str = "auto", data_dir: str | None = None
     images = torch.from_numpy(test.images)
     side = checkpoint["learner"]["model"]["discriminator.blocks.0.norm.weight"].shape[-1]  # the net's input side
     if images.shape[-1] < side:  # trained on padded images (28x28 digits -> 32x32), as tasks.make_transforms does
-        from rlkit.supervised.transforms import Pad
+        from rlkit.data.transforms import Pad
 
         images = Pad(side)(images)
     return LoadedRun(model, images, torch.from_numpy(test.labels.astype(np.int64)),
@@ -216,7 +216,7 @@ def _pixels(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rlkit.supervised.visualize", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m rlkit.analysis.visualize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     texts = {
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     run = load_run(args.run, args.device, args.data_dir)
     out_dir = args.out_dir or (args.run if args.run.is_dir() else args.run.parent)
-    from rlkit.supervised.images import save_grid
+    from rlkit.analysis.images import save_grid
 
     if args.command == "perturb":
         if not 1 <= args.images <= len(run.labels):

@@ -13,7 +13,7 @@ Decoding an .avi on the fly (PyAV) costs more than a training step of a small ne
 from pre-extracted folders, ``FRAMES/<Class>/<video name without .avi>/`` holding numbered JPEG or PNG files (read
 with Pillow), written by :func:`extract_frames`::
 
-    python -m rlkit.supervised.video_data extract-frames --data-dir data/ucf101 --out data/ucf101-frames
+    python -m rlkit.data.ucf101 extract-frames --data-dir data/ucf101 --out data/ucf101-frames
 
 Samples are uint8 tensors ``(*sampling shape, C, H, W)``: one frame ``(C, H, W)`` (:class:`RandomFrame`), evenly
 spaced frames ``(N, C, H, W)`` (:class:`EvenFrames`), a clip ``(T, C, H, W)`` (:class:`RandomClip`), evenly spaced
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from rlkit.errors import UserError, run_command
-from rlkit.supervised import transforms as T
+from rlkit.data import transforms as T
 from rlkit.supervised.sampling import ShuffledBatches
 
 UCF101_URL = "https://www.crcv.ucf.edu/data/UCF101.php"
@@ -49,7 +49,7 @@ FOLDS = (1, 2, 3)
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 KINETICS_STATS = ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989))
 """Mean and std of Kinetics-400 frames in [0, 1]: what torchvision's video weights (r3d_18, r2plus1d_18) expect."""
-EXTRACT_COMMAND = "python -m rlkit.supervised.video_data extract-frames --data-dir {root} --out {frames}"
+EXTRACT_COMMAND = "python -m rlkit.data.ucf101 extract-frames --data-dir {root} --out {frames}"
 
 
 def _layout(root: Path) -> str:
@@ -461,7 +461,7 @@ def predict_videos(score: Callable[[torch.Tensor], torch.Tensor], data: VideoDat
                    transform: Callable[..., torch.Tensor] | None = None, device: torch.device | str = "cpu"
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Per-video scores ``(N, K)`` (e.g. ``lambda x: video_log_probs(model, x)``) and labels ``(N,)`` over a whole
-    data set, as NumPy arrays for :mod:`rlkit.supervised.metrics`."""
+    data set, as NumPy arrays for :mod:`rlkit.analysis.metrics`."""
     scores, labels = [], []
     for x, y in iterate_videos(data, batch_size, transform, device):
         scores.append(score(x).float().cpu())
@@ -843,7 +843,7 @@ def make_tiny_ucf(root: str | Path, classes: int | Sequence[str] = 4, videos_per
 # ---------------------------------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> None:
     """``extract-frames`` from UCF-101's videos, or ``make-tiny`` data sets."""
-    parser = argparse.ArgumentParser(prog="python -m rlkit.supervised.video_data",
+    parser = argparse.ArgumentParser(prog="python -m rlkit.data.ucf101",
                                      description="Prepare UCF-101 action recognition data.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     extract = commands.add_parser("extract-frames", help="decode every video into a folder of numbered frames")

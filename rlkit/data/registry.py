@@ -7,8 +7,8 @@
 uint8 (N, C, H, W) arrays; :func:`verify` and :func:`download` check and fetch; :func:`make_tiny_dataset` writes a
 few hundred learnable images in the same formats, for tests. From a shell::
 
-    python -m rlkit.supervised.data download cifar10 --data-dir data/cifar10
-    python -m rlkit.supervised.data verify mnist --data-dir data/mnist
+    python -m rlkit.data.registry download cifar10 --data-dir data/cifar10
+    python -m rlkit.data.registry verify mnist --data-dir data/mnist
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ try:  # NumPy 2 moved the array rebuilder; the official CIFAR pickles name it by
 except ImportError:  # pragma: no cover - NumPy 1.x
     from numpy.core.multiarray import _reconstruct as _np_reconstruct
 
-DOWNLOAD_COMMAND = "python -m rlkit.supervised.data download {name} --data-dir {data_dir}"
+DOWNLOAD_COMMAND = "python -m rlkit.data.registry download {name} --data-dir {data_dir}"
 
 # ---------------------------------------------------------------------------------------------------- IDX files
 # type code -> big-endian dtype, from the format's description on the MNIST page
@@ -730,7 +730,7 @@ def make_tiny_dataset(name: str, directory: str | Path, train: int = 200, test: 
 def main(argv: Sequence[str] | None = None) -> None:
     """``download`` or ``verify`` a data set from the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m rlkit.supervised.data",
+        prog="python -m rlkit.data.registry",
         description="Download the official files of an image data set, or check files you have against the "
                     "official MD5 checksums.",
     )

@@ -1,0 +1,1 @@
+"""Data sets in their official formats, download and verification, transforms, and tiny test fixtures."""
