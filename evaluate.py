@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlkit.analysis.metrics import classification_report, save_confusion_png
 from rlkit.checkpoint import load_checkpoint
 from rlkit.errors import UserError, run_command
 from rlkit.rl import agent_from_checkpoint, evaluate_agent
 from rlkit.supervised.gan import class_conditional_accuracy, save_samples
 from rlkit.supervised.gan_task import gan_from_checkpoint, make_judge
-from rlkit.analysis.metrics import classification_report, save_confusion_png
 from rlkit.supervised.tasks import evaluate_classifier, get_net, job_from_checkpoint
 from rlkit.supervised.video_task import evaluate_videos, fuse_scores, video_job_from_checkpoint
 

@@ -72,7 +72,7 @@ def build_supervised_parser(net: str | None, task: str | None = None) -> argpars
     run.add_argument("--task", help=f"data set to classify: {', '.join(TASKS)}")
     run.add_argument("--net", help=f"network: {', '.join(NETS)}")
     run.add_argument("--data-dir", help="folder holding the data set's official files (default: data/DATASET); "
-                                        "fetch them with python -m rlkit.data.registry download DATASET")
+                                        "fetch them with python -m rlkit.data download DATASET")
     run.add_argument("--max-steps", type=int, default=0, help="stop after this many updates, e.g. for a smoke run "
                                                                "(default: 0, train every epoch)")
     run.add_argument("--seed", type=int, default=1, help="seeds initialization, shuffling and augmentation (default: 1)")

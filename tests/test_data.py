@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlkit.errors import UserError, run_command
-from rlkit.data import registry as D
+import rlkit.data as D
+from rlkit.data import __main__ as cli
+from rlkit.data import registry
 from rlkit.data import transforms as T
+from rlkit.errors import UserError, run_command
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -210,7 +212,7 @@ def test_missing_data_set_says_where_it_looked_and_how_to_download(tmp_path, nam
         D.load_dataset(name, where, "train")
     message = str(error.value)
     assert "\n" not in message and str(where) in message and url in message
-    assert f"python -m rlkit.data.registry download {name} --data-dir {where}" in message
+    assert f"python -m rlkit.data download {name} --data-dir {where}" in message
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
@@ -329,7 +331,7 @@ def test_download_idx_fetches_checks_and_skips_valid_files(tmp_path, monkeypatch
     server = D.make_tiny_dataset("mnist", tmp_path / "server", train=20, test=10)
     _trust_files_as_official(monkeypatch, "mnist", server)
     fake = _FakeServer(server, broken_hosts=("ossci-datasets",))  # the first mirror is down
-    monkeypatch.setattr(D, "_fetch", fake)
+    monkeypatch.setattr(registry, "_fetch", fake)
     target = tmp_path / "data" / "mnist"
     assert D.download("mnist", target) == target
     assert len(fake.urls) == 8 and all("yann.lecun.com" in u for u in fake.urls[1::2])
@@ -344,7 +346,7 @@ def test_download_with_a_wrong_md5_deletes_the_file_and_fails(tmp_path, monkeypa
     server = D.make_tiny_dataset("fashion-mnist", tmp_path / "server", train=20, test=10)
     _trust_files_as_official(monkeypatch, "fashion-mnist", server)
     (server / "t10k-images-idx3-ubyte.gz").write_bytes(b"<html>moved</html>")  # what a broken mirror sends
-    monkeypatch.setattr(D, "_fetch", _FakeServer(server))
+    monkeypatch.setattr(registry, "_fetch", _FakeServer(server))
     target = tmp_path / "data"
     with pytest.raises(UserError, match="MD5 .* not the official") as error:
         D.download("fashion-mnist", target)
@@ -373,7 +375,7 @@ def test_download_cifar_extracts_the_checked_archive(tmp_path, monkeypatch):
     monkeypatch.setitem(D.DATASETS, "cifar10", dataclasses.replace(
         info, downloads={archive.name: D.md5_file(archive)}))
     fake = _FakeServer(tmp_path / "server")
-    monkeypatch.setattr(D, "_fetch", fake)
+    monkeypatch.setattr(registry, "_fetch", fake)
     target = tmp_path / "data"
     D.download("cifar10", target)
     assert fake.urls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
@@ -402,7 +404,7 @@ def test_download_refuses_archive_members_outside_the_folder(tmp_path, monkeypat
     archive = tmp_path / "server" / "cifar-100-python.tar.gz"
     monkeypatch.setitem(D.DATASETS, "cifar100", dataclasses.replace(
         D.DATASETS["cifar100"], downloads={archive.name: D.md5_file(archive)}))
-    monkeypatch.setattr(D, "_fetch", _FakeServer(tmp_path / "server"))
+    monkeypatch.setattr(registry, "_fetch", _FakeServer(tmp_path / "server"))
     with pytest.raises(UserError, match="refusing to extract"):
         D.download("cifar100", tmp_path / "data" / "deep")
     assert not (tmp_path / "data" / "escaped").exists() and not (tmp_path / "escaped").exists()
@@ -412,15 +414,15 @@ def test_download_refuses_archive_members_outside_the_folder(tmp_path, monkeypat
 def test_command_line_verify_and_help(tmp_path, monkeypatch, capsys):
     root = D.make_tiny_dataset("mnist", tmp_path, train=20, test=10)
     with pytest.raises(SystemExit) as exit_info:
-        run_command(lambda: D.main(["verify", "mnist", "--data-dir", str(root)]))
+        run_command(lambda: cli.main(["verify", "mnist", "--data-dir", str(root)]))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "download mnist" in err
     _trust_files_as_official(monkeypatch, "mnist", root)
-    D.main(["verify", "mnist", "--data-dir", str(root)])
+    cli.main(["verify", "mnist", "--data-dir", str(root)])
     assert "matches its official MD5" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
-        D.main(["download", "--help"])
+        cli.main(["download", "--help"])
     assert exit_info.value.code == 0 and "--data-dir" in capsys.readouterr().out
 
 

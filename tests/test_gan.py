@@ -15,18 +15,18 @@ from PIL import Image
 import torch.nn.functional as F
 from torch import nn
 
+from rlkit.analysis import visualize
+from rlkit.analysis.images import grid_array, save_grid
 from rlkit.checkpoint import save_checkpoint
+from rlkit.data import ArrayDataset, make_tiny_dataset
+from rlkit.data import transforms as T
 from rlkit.errors import UserError
 from rlkit.nets.gan import DISCRIMINATOR_STRIDES, Discriminator, DiscriminatorAsClassifier, Generator
-from rlkit.analysis import visualize
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.data.registry import ArrayDataset, make_tiny_dataset
 from rlkit.supervised.gan import (
     ACGAN, ACGANConfig, class_conditional_accuracy, gradient_penalty, make_noise, save_samples,
 )
-from rlkit.analysis.images import grid_array, save_grid
 from rlkit.supervised.tasks import evaluate_classifier
-from rlkit.data import transforms as T
 
 TINY = dict(width=8, noise_dim=16, num_classes=3, batch_size=4)
 

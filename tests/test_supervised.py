@@ -14,9 +14,9 @@ import torch
 import evaluate
 import train
 from rlkit.checkpoint import load_checkpoint
+from rlkit.data import make_tiny_dataset
 from rlkit.errors import UserError
 from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
-from rlkit.data.registry import make_tiny_dataset
 from rlkit.supervised.tasks import (
     BatchSource, SupervisedSettings, build_job, evaluate_classifier, make_supervised_run, preset,
 )
@@ -64,7 +64,7 @@ def test_bad_optimizer_or_schedule_names_the_choices():
 
 
 def test_batch_source_covers_each_epoch_once_and_is_a_function_of_the_step(mnist_dir):
-    from rlkit.data.registry import load_dataset
+    from rlkit.data import load_dataset
 
     data = load_dataset("mnist", mnist_dir, "train")
     identity = lambda x, generator=None: x  # noqa: E731

@@ -10,8 +10,9 @@ work on the whole batch at once, with no Python loop over images::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # what torchvision's pretrained weights expect
 }
+KINETICS_STATS = ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989))
+"""Mean and std of Kinetics-400 frames in [0, 1]: what torchvision's video weights (r3d_18, r2plus1d_18) expect."""
 
 
 class Transform(Protocol):
@@ -185,3 +188,147 @@ class Compose:
     def __repr__(self) -> str:
         names = ", ".join(getattr(t, "__name__", None) or repr(t) for t in self.transforms)
         return f"Compose([{names}])"
+
+
+# ---------------------------------------------------------------------------------------------------- clips
+def _rand(count: int, generator: torch.Generator | None) -> torch.Tensor:
+    # Drawn on the generator's device (CPU by default) so a batch on a GPU gets the same numbers.
+    return torch.rand(count, generator=generator, device=generator.device if generator is not None else "cpu")
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float ``(..., C, H, W)`` -> ``(..., C, *size)``, antialiased bilinear."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    flat = x.reshape(-1, *x.shape[-3:])
+    out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out.reshape(*x.shape[:-2], *size)
+
+
+def _per_video(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return values.to(x.device).view(-1, *([1] * (x.ndim - 1)))
+
+
+class RandomResizedCrop:
+    """Cut from each video a window of ``scale`` (70-100%) of the frame area with an aspect ratio (width/height)
+    in ``ratio``, the same window on all its frames, and resize it to ``size``. Float ``(B, ..., C, H, W)`` ->
+    ``(B, ..., C, *size)``. A window that would stick out of the frame keeps its area and spans the frame's
+    height (or width) instead, leaving the ratio range.
+
+    Draws per video from ``generator``, in this order: area, log aspect ratio, top, left (each ``rand(B)``).
+    """
+
+    def __init__(self, size: int | Sequence[int], scale: tuple[float, float] = (0.7, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)):
+        if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], got {scale}, {ratio}")
+        self.size, self.scale, self.ratio = _pair(size), scale, ratio
+
+    def boxes(self, batch: int, height: int, width: int, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Windows for ``batch`` videos of ``height`` x ``width`` frames: (top, left, h, w), each ``(batch,)``."""
+        area = height * width * (self.scale[0] + (self.scale[1] - self.scale[0]) * _rand(batch, generator))
+        low, high = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(low + (high - low) * _rand(batch, generator))
+        w, h = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
+        # A window that does not fit keeps its area: it takes the frame's whole height (or width).
+        w, h = torch.where(h > height, area / height, w), h.clamp(max=height)
+        h, w = torch.where(w > width, area / width, h), w.clamp(max=width)
+        w, h = w.round().clamp(1, width).long(), h.round().clamp(1, height).long()
+        top = (_rand(batch, generator) * (height - h + 1)).long()
+        left = (_rand(batch, generator) * (width - w + 1)).long()
+        return top, left, h, w
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch = x.shape[0]
+        boxes = zip(*(values.tolist() for values in self.boxes(batch, x.shape[-2], x.shape[-1], generator)))
+        # One resize per video (windows differ in size); a batch holds tens of videos, each many frames.
+        return torch.stack([_resize(x[b, ..., top:top + h, left:left + w], self.size)
+                            for b, (top, left, h, w) in enumerate(boxes)])
+
+    def __repr__(self) -> str:
+        return f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
+
+
+class RandomFlip:
+    """Mirror left-right every frame of the videos chosen by ``rand(B) < p``."""
+
+    def __init__(self, p: float = 0.5):
+        self.p = float(p)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        chosen = _per_video(_rand(x.shape[0], generator) < self.p, x)
+        return torch.where(chosen, x.flip(-1), x)
+
+    def __repr__(self) -> str:
+        return f"RandomFlip(p={self.p})"
+
+
+class BrightnessJitter:
+    """Multiply each video by one factor drawn uniformly from ``[1 - amount, 1 + amount]``, clipped to [0, 1]
+    (float images in [0, 1], before normalization)."""
+
+    def __init__(self, amount: float = 0.2):
+        if not 0 <= amount < 1:
+            raise ValueError(f"amount must be in [0, 1), got {amount}")
+        self.amount = float(amount)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        factor = 1 + self.amount * (2 * _rand(x.shape[0], generator) - 1)
+        return (x * _per_video(factor, x).to(x.dtype)).clamp_(0, 1)
+
+    def __repr__(self) -> str:
+        return f"BrightnessJitter(amount={self.amount})"
+
+
+class ResizeFrames:
+    """Resize every frame of float ``(..., C, H, W)`` to ``size`` (evaluation: the whole frame)."""
+
+    def __init__(self, size: int | Sequence[int]):
+        self.size = _pair(size)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return _resize(x, self.size)
+
+    def __repr__(self) -> str:
+        return f"ResizeFrames(size={self.size})"
+
+
+class NormalizeFrames:
+    """(x - mean) / std per channel of ``(..., C, H, W)``."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.ndim < 3 or x.shape[-3] != len(self.mean):
+            raise ValueError(f"expected (..., {len(self.mean)}, H, W) frames, got shape {tuple(x.shape)}")
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        return (x - mean) / std
+
+    def __repr__(self) -> str:
+        return f"NormalizeFrames(mean={self.mean}, std={self.std})"
+
+
+def to_channels_first_clips(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clips ``(..., T, C, H, W)`` -> ``(..., C, T, H, W)``, the layout of the 3D ResNets."""
+    return x.transpose(-4, -3)
+
+
+def make_video_transforms(size: int | Sequence[int],
+                          stats: tuple[Sequence[float], Sequence[float]] = STATS["imagenet"], augment: bool = True,
+                          flip: bool = True, channels_first_clips: bool = False) -> tuple[Compose, Compose]:
+    """(training, evaluation) pipelines from uint8 samples to a net's float input.
+
+    Training: random crop of 70-100% of the area resized to ``size``, horizontal flip (unless ``flip`` is False:
+    a mirror swaps left and right motion, the labels of :func:`rlkit.data.fixtures.make_tiny_ucf`'s ``direction`` sets), brightness
+    +-20% (each per video), normalization with ``stats`` (ImageNet's for 2D nets, :data:`KINETICS_STATS` for the
+    3D ones).
+    Evaluation: the whole frame resized to ``size``, normalized. ``channels_first_clips`` ends both with
+    :func:`to_channels_first_clips` (for :class:`rlkit.nets.video.VideoResNet`).
+    """
+    tail: list[Any] = [NormalizeFrames(*stats)] + ([to_channels_first_clips] if channels_first_clips else [])
+    augmentation = ([RandomResizedCrop(size), *([RandomFlip()] if flip else []), BrightnessJitter()] if augment
+                    else [ResizeFrames(size)])
+    return Compose([to_float, *augmentation, *tail]), Compose([to_float, ResizeFrames(size), *tail])

@@ -14,11 +14,11 @@ import torch
 
 from rlkit.checkpoint import load_checkpoint
 from rlkit.config import config_from_dict
+from rlkit.data import ArrayDataset, load_dataset
+from rlkit.data import transforms as T
 from rlkit.errors import UserError
 from rlkit.loop import Loop
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.data import transforms as T
-from rlkit.data.registry import ArrayDataset, load_dataset
 from rlkit.supervised.gan import ACGAN, ACGANConfig, class_conditional_accuracy, save_samples
 
 GAN_SIDE = 32

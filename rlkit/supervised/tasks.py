@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.config import config_from_dict, config_to_dict
+from rlkit.data import ArrayDataset, load_dataset
+from rlkit.data import transforms as T
 from rlkit.distributed import init_distributed, is_main, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.data import transforms as T
 from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
-from rlkit.data.registry import ArrayDataset, load_dataset
 from rlkit.supervised.sampling import ShuffledBatches
 
 

@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlkit.analysis.metrics import topk_accuracy
 from rlkit.config import config_from_dict
+from rlkit.data import transforms as T
+from rlkit.data import ucf101 as V
 from rlkit.errors import UserError
 from rlkit.loop import Loop
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.data import transforms as T
-from rlkit.data import ucf101 as V
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.analysis.metrics import topk_accuracy
+from rlkit.supervised.sampling import VideoBatchSource
 
 
 @dataclass
@@ -52,7 +53,7 @@ class VideoConfig(ClassifierConfig):
     """UCF-101's train/test split, 1, 2 or 3."""
     frames_dir: str = ""
     """Read frames from this folder of pre-extracted frames (<Class>/<video name>/*.jpg, written by python -m
-    rlkit.data.ucf101 extract-frames) instead of decoding the videos ('' decodes)."""
+    rlkit.data extract-frames) instead of decoding the videos ('' decodes)."""
     flip: bool = True
     """Mirror training videos at random (--no-flip where the label is a direction of motion)."""
     clip_length: int = 16
@@ -124,7 +125,7 @@ def _cnn_lstm(config: VideoConfig, classes: int) -> nn.Module:
 VIDEO_NETS: dict[str, VideoNet] = {
     "frame-resnet50": VideoNet(_frame_net("resnet50"), clips=False),
     "frame-resnet18": VideoNet(_frame_net("resnet18"), clips=False),
-    "r3d18": VideoNet(_r3d18, clips=True, stats=V.KINETICS_STATS, channels_first=True),
+    "r3d18": VideoNet(_r3d18, clips=True, stats=T.KINETICS_STATS, channels_first=True),
     "cnn-lstm": VideoNet(_cnn_lstm, clips=True, pretrained=False),
 }
 """The builders of the ``--net`` names that :data:`rlkit.supervised.tasks.NETS` marks ``video``."""
@@ -189,7 +190,7 @@ def build_video_job(settings: Any, config: VideoConfig, train: V.VideoDataset | 
     device = pick_device(settings.device)
     steps_per_epoch = len(train) // config.batch_size if train is not None else 1
     learner = Classifier(model.to(device), config, max(steps_per_epoch, 1), device)
-    train_transform, eval_transform = V.make_video_transforms(
+    train_transform, eval_transform = T.make_video_transforms(
         config.input_size, net.stats, augment=config.augment, flip=config.flip, channels_first_clips=net.channels_first)
     return VideoJob(learner, net, train_transform, eval_transform, test, device, config.batch_size)
 
@@ -204,7 +205,7 @@ def make_video_run(settings: Any, config: VideoConfig, run_dir: Path, resume: di
     train = V.load_ucf101(settings.data_dir, "train", samplings(net, config)[0], config.fold,
                           config.frames_dir or None)
     job = build_video_job(settings, config, train)
-    source = V.VideoBatchSource(train, config.batch_size, settings.seed, job.train_transform, job.device)
+    source = VideoBatchSource(train, config.batch_size, settings.seed, job.train_transform, job.device)
     during_training = evenly_spaced_videos(job.test, config.eval_videos)
     return supervised_loop(job.learner, source, settings, config, run_dir, resume,
                            lambda: evaluate_videos(job, during_training).metrics())
