@@ -516,3 +516,75 @@ def test_resize_and_compose_from_uint8():
     assert out.shape == (2, 3, 224, 224) and torch.allclose(out, torch.full_like(out, 0.2))
     with pytest.raises(TypeError, match="to_float"):
         T.Resize(224)(x)
+
+
+# ---------------------------------------------------------------------------------------------------- one library
+# The same transforms serve image batches (B, C, H, W) and clips (B, T, C, H, W): values worked out by hand.
+def _clip_of(*frames: torch.Tensor) -> torch.Tensor:
+    """Frames (B, C, H, W) -> a batch of clips (B, T, C, H, W)."""
+    return torch.stack(frames, dim=1)
+
+
+def test_flip_of_a_known_image_and_clip():
+    image = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).view(1, 1, 2, 3)
+    mirrored = torch.tensor([[3.0, 2.0, 1.0], [6.0, 5.0, 4.0]]).view(1, 1, 2, 3)
+    flip = T.RandomHorizontalFlip(p=1.0)
+    assert torch.equal(flip(image), mirrored)
+    assert torch.equal(flip(_clip_of(image, image + 10)), _clip_of(mirrored, mirrored + 10))  # every frame
+    assert torch.equal(T.RandomHorizontalFlip(p=0.0)(_clip_of(image, image)), _clip_of(image, image))
+    with pytest.raises(ValueError, match="batch"):
+        flip(image[0])  # one image is not a batch
+
+
+def test_resize_of_constant_and_known_rows():
+    constant = torch.full((2, 3, 4, 6), 0.25)
+    assert torch.allclose(T.Resize((2, 3))(constant), torch.full((2, 3, 2, 3), 0.25))
+    frames = [torch.full((1, 1, 4, 6), k / 4) for k in range(3)]
+    out = T.Resize((2, 3))(_clip_of(*frames))
+    assert out.shape == (1, 3, 1, 2, 3)
+    for k in range(3):
+        assert torch.allclose(out[:, k], torch.full((1, 1, 2, 3), k / 4))
+    # Growing [0, 1] to 4 columns samples at -1/4, 1/4, 3/4, 5/4 (clamped at the edges).
+    grown = torch.tensor([0.0, 0.25, 0.75, 1.0])
+    row = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
+    assert torch.allclose(T.Resize((1, 4))(row).flatten(), grown)
+    assert torch.allclose(T.Resize((1, 4))(_clip_of(row, row)).flatten(), torch.cat([grown, grown]))
+    # Shrinking [0, 1, 2, 3] to 2 with antialiasing: a triangle twice as wide, weights 3/4, 3/4, 1/4 over the
+    # nearest three pixels, so (0.75 * 1 + 0.25 * 2) / 1.75 and (0.25 * 1 + 0.75 * 2 + 0.75 * 3) / 1.75.
+    four = torch.tensor([0.0, 1.0, 2.0, 3.0]).view(1, 1, 1, 4)
+    assert torch.allclose(T.Resize((1, 2))(four).flatten(), torch.tensor([5 / 7, 16 / 7]))
+    assert torch.allclose(T.Resize((1, 2), antialias=False)(four).flatten(), torch.tensor([0.5, 2.5]))
+
+
+def test_normalize_of_known_values_in_every_layout():
+    normalize = T.Normalize((0.5, 0.25), (0.25, 0.5))
+    image = torch.tensor([0.5, 1.0]).view(1, 2, 1, 1)  # channel 0: (0.5 - 0.5) / 0.25, channel 1: (1 - 0.25) / 0.5
+    expected = torch.tensor([0.0, 1.5]).view(1, 2, 1, 1)
+    assert torch.allclose(normalize(image), expected)
+    assert torch.allclose(normalize(_clip_of(image, image, image)), _clip_of(expected, expected, expected))
+    channels_first = _clip_of(image, image, image).transpose(1, 2)  # (B, C, T, H, W)
+    out = T.Normalize((0.5, 0.25), (0.25, 0.5), channel_dim=-4)(channels_first)
+    assert torch.allclose(out, _clip_of(expected, expected, expected).transpose(1, 2))
+    with pytest.raises(ValueError, match="channel"):
+        normalize(channels_first)  # 3 frames where the 2 channels should be
+
+
+def test_pad_and_crop_clips_frame_by_frame():
+    ones = torch.ones(1, 1, 2, 2)
+    padded = T.Pad(4)(_clip_of(ones, 2 * ones))
+    assert padded.shape == (1, 2, 1, 4, 4)
+    assert torch.equal(padded[0, 1, 0], torch.tensor([[0.0, 0, 0, 0], [0, 2, 2, 0], [0, 2, 2, 0], [0, 0, 0, 0]]))
+    image = torch.arange(9.0).view(1, 1, 3, 3)
+    corners = {T.RandomCrop(2)(image, torch.Generator().manual_seed(s))[0, 0, 0, 0].item() for s in range(20)}
+    assert corners == {0.0, 1.0, 3.0, 4.0}  # the top-left value of each of the four 2x2 windows
+
+
+@pytest.mark.parametrize("transform", [T.RandomCrop(6, padding=2), T.RandomHorizontalFlip(),
+                                       T.RandomResizedCrop(5), T.BrightnessJitter()], ids=repr)
+def test_random_transforms_draw_per_sample_whatever_the_layout(transform):
+    first, second = _batch(b=12, h=8, w=10, seed=1) * 0.5, _batch(b=12, h=8, w=10, seed=2) * 0.5
+    clips = transform(_clip_of(first, second), torch.Generator().manual_seed(7))
+    # Each frame of a clip gets what the same image would get: the draws depend on the sample, not on the frame.
+    frames = [transform(x, torch.Generator().manual_seed(7)) for x in (first, second)]
+    torch.testing.assert_close(clips, _clip_of(*frames), rtol=0, atol=1e-6)
+    assert not torch.equal(frames[0], first[:, :, :frames[0].shape[-2], :frames[0].shape[-1]])  # it did something

@@ -236,7 +236,7 @@ def test_random_resized_crop_windows_and_one_window_per_video():
 
 def test_flip_and_brightness_act_per_video():
     x = torch.rand(64, 3, 3, 8, 8) * 0.5
-    flipped = T.RandomFlip()(x, torch.Generator().manual_seed(0))
+    flipped = T.RandomHorizontalFlip()(x, torch.Generator().manual_seed(0))
     chosen = [torch.equal(flipped[b], x[b].flip(-1)) for b in range(64)]
     assert all(c or torch.equal(flipped[b], x[b]) for b, c in enumerate(chosen)) and 16 < sum(chosen) < 48
     brighter = T.BrightnessJitter(0.2)(x, torch.Generator().manual_seed(0))
@@ -256,7 +256,7 @@ def test_video_pipelines_and_clip_layout():
     resized = F.interpolate(uint8[1].float() / 255, size=(16, 16), mode="bilinear", antialias=True)
     torch.testing.assert_close(out[1].transpose(0, 1), (resized - mean) / std)
     no_flip, _ = T.make_video_transforms(16, flip=False)
-    assert not any(isinstance(t, T.RandomFlip) for t in no_flip.transforms)
+    assert not any(isinstance(t, T.RandomHorizontalFlip) for t in no_flip.transforms)
 
 
 def test_batch_source_is_reproducible_and_resumes(tiny):

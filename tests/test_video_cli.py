@@ -169,7 +169,7 @@ def test_frame_folders_and_no_flip(ucf, tmp_path):
     train.main(train_args("frame-resnet18", ucf, run, "--frames-dir", str(frames), "--no-flip", "--max-steps", "2"))
     job, _, config = video_job_from_checkpoint(load_checkpoint(run), "cpu")
     assert config.frames_dir == str(frames) and job.test.sources[0].is_dir() and not config.flip
-    assert not any(isinstance(t, T.RandomFlip) for t in job.train_transform.transforms)
+    assert not any(isinstance(t, T.RandomHorizontalFlip) for t in job.train_transform.transforms)
     from_frames = evaluate.main([str(run), "--json", "--out", str(tmp_path / "a")])
     from_videos = evaluate.main([str(run), "--json", "--out", str(tmp_path / "b"), "--frames-dir", ""])
     assert from_frames["confusion_matrix"] == from_videos["confusion_matrix"]

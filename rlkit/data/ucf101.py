@@ -34,8 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from rlkit.data.transforms import resize
 from rlkit.errors import UserError
 
 UCF101_URL = "https://www.crcv.ucf.edu/data/UCF101.php"
@@ -319,9 +319,7 @@ def _resize_uint8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 ``(..., C, H, W)`` -> uint8 ``(..., C, *size)``, antialiased bilinear."""
     if tuple(frames.shape[-2:]) == tuple(size):
         return frames
-    flat = frames.reshape(-1, *frames.shape[-3:]).float()
-    out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return out.round_().clamp_(0, 255).to(torch.uint8).reshape(*frames.shape[:-2], *size)
+    return resize(frames.float(), size).round_().clamp_(0, 255).to(torch.uint8)
 
 
 class VideoDataset:
