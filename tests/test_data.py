@@ -9,6 +9,8 @@ import os
 import pickle
 import pickletools
 import shutil
+import subprocess
+import sys
 import tarfile
 import urllib.error
 from pathlib import Path
@@ -424,6 +426,25 @@ def test_command_line_verify_and_help(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["download", "--help"])
     assert exit_info.value.code == 0 and "--data-dir" in capsys.readouterr().out
+
+
+def test_command_line_makes_tiny_data_sets(tmp_path, capsys):
+    cli.main(["make-tiny", "fashion-mnist", "--out", str(tmp_path / "fashion"), "--train", "30", "--test", "10"])
+    assert "tiny fashion-mnist" in capsys.readouterr().out
+    assert len(D.load_dataset("fashion-mnist", tmp_path / "fashion", "test")) == 10
+    cli.main(["make-tiny", "ucf101", "--out", str(tmp_path / "ucf"), "--classes", "2", "--videos-per-class", "3",
+              "--frames", "4", "--size", "16"])
+    assert len(D.read_split(tmp_path / "ucf", "train")) + len(D.read_split(tmp_path / "ucf", "test")) == 6
+    cli.main(["extract-frames", "--data-dir", str(tmp_path / "ucf"), "--out", str(tmp_path / "frames")])
+    assert "extracted 6 videos" in capsys.readouterr().out
+    assert len(D.list_frame_files(tmp_path / "frames" / "Scene01" / "v_Scene01_g01_c01")) == 4
+
+
+def test_python_dash_m_runs_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "rlkit.data", "--help"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], check=True)
+    for command in ("download", "verify", "extract-frames", "make-tiny"):
+        assert command in result.stdout
 
 
 # ---------------------------------------------------------------------------------------------------- real data

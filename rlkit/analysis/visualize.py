@@ -178,11 +178,11 @@ def load_run(path: str | Path, device: str = "auto", data_dir: str | None = None
     """Rebuild the discriminator of a ``--net discriminator`` classifier run (its sizes read off the saved weights,
     see :func:`rlkit.nets.gan.discriminator_from_state_dict`) and load the run's test set."""
     from rlkit.checkpoint import load_checkpoint
+    from rlkit.data import load_dataset
+    from rlkit.data.transforms import STATS
     from rlkit.nets.gan import discriminator_from_state_dict
     from rlkit.runtime import pick_device
-    from rlkit.data.registry import load_dataset
     from rlkit.supervised.tasks import get_task
-    from rlkit.data.transforms import STATS
 
     checkpoint = load_checkpoint(path)
     if checkpoint.get("kind") != "supervised" or checkpoint.get("net") != "discriminator":
