@@ -16,7 +16,7 @@ the learners, agents, sources or jobs that use the data.
 
 from rlkit.data.cifar import CIFAR10_CLASSES, read_cifar_pickle
 from rlkit.data.fixtures import (
-    direction_velocity, fold_test_groups, make_tiny_dataset, make_tiny_ucf, render_blob_video, write_avi,
+    MOTIONS, direction_velocity, fold_test_groups, make_tiny_dataset, make_tiny_ucf, render_blob_video, write_avi,
     write_cifar, write_idx,
 )
 from rlkit.data.idx import read_idx
@@ -25,18 +25,19 @@ from rlkit.data.registry import (
     verify,
 )
 from rlkit.data.ucf101 import (
-    EXTRACT_COMMAND, FOLDS, UCF101_URL, EvenClips, EvenFrames, RandomClip, RandomFrame, Sampling, UCF101Split,
-    VideoDataset, VideoEntry, collate_videos, decode_video, evenly_spaced, extract_frames, iterate_videos,
-    list_frame_files, load_ucf101, predict_videos, read_class_index, read_frame_folder, read_split, read_video,
-    video_folder, video_frame_count,
+    EXTRACT_COMMAND, FOLDS, FRAME_SUFFIXES, SPLITS_FOLDER, UCF101_URL, VIDEO_FOLDER, EvenClips, EvenFrames,
+    IndexPicker, RandomClip, RandomFrame, Sampling, UCF101Split, VideoDataset, VideoEntry, collate_videos,
+    decode_video, evenly_spaced, extract_frames, iterate_videos, list_frame_files, load_ucf101, predict_videos,
+    read_class_index, read_frame_folder, read_split, read_video, video_folder, video_frame_count,
 )
 
 __all__ = [
-    "ArrayDataset", "CIFAR10_CLASSES", "DATASETS", "DOWNLOAD_COMMAND", "DatasetInfo", "EXTRACT_COMMAND", "EvenClips",
-    "EvenFrames", "FOLDS", "LabelSet", "RandomClip", "RandomFrame", "Sampling", "UCF101Split", "UCF101_URL",
-    "VideoDataset", "VideoEntry", "collate_videos", "decode_video", "direction_velocity", "download",
-    "evenly_spaced", "extract_frames", "fold_test_groups", "get_info", "iterate_videos", "list_frame_files",
-    "load_dataset", "load_ucf101", "make_tiny_dataset", "make_tiny_ucf", "md5_file", "predict_videos",
-    "read_cifar_pickle", "read_class_index", "read_frame_folder", "read_idx", "read_split", "read_video",
-    "render_blob_video", "verify", "video_folder", "video_frame_count", "write_avi", "write_cifar", "write_idx",
+    "ArrayDataset", "CIFAR10_CLASSES", "DATASETS", "DOWNLOAD_COMMAND", "DatasetInfo", "EXTRACT_COMMAND",
+    "EvenClips", "EvenFrames", "FOLDS", "FRAME_SUFFIXES", "IndexPicker", "LabelSet", "MOTIONS", "RandomClip",
+    "RandomFrame", "SPLITS_FOLDER", "Sampling", "UCF101Split", "UCF101_URL", "VIDEO_FOLDER", "VideoDataset",
+    "VideoEntry", "collate_videos", "decode_video", "direction_velocity", "download", "evenly_spaced",
+    "extract_frames", "fold_test_groups", "get_info", "iterate_videos", "list_frame_files", "load_dataset",
+    "load_ucf101", "make_tiny_dataset", "make_tiny_ucf", "md5_file", "predict_videos", "read_cifar_pickle",
+    "read_class_index", "read_frame_folder", "read_idx", "read_split", "read_video", "render_blob_video", "verify",
+    "video_folder", "video_frame_count", "write_avi", "write_cifar", "write_idx",
 ]
