@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 import evaluate  # noqa: E402
 import train  # noqa: E402
-from rlkit.supervised.video_data import make_tiny_ucf  # noqa: E402
+from rlkit.data import make_tiny_ucf  # noqa: E402
 
 
 def main() -> None:

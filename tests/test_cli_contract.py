@@ -26,7 +26,7 @@ def tiny_dataset_maker():
     if (PACKAGE / "data").is_dir():
         from rlkit.data.registry import make_tiny_dataset
     else:
-        from rlkit.supervised.data import make_tiny_dataset
+        from rlkit.data import make_tiny_dataset
     return make_tiny_dataset
 
 

@@ -9,6 +9,8 @@ import os
 import pickle
 import pickletools
 import shutil
+import subprocess
+import sys
 import tarfile
 import urllib.error
 from pathlib import Path
@@ -17,9 +19,11 @@ import numpy as np
 import pytest
 import torch
 
+import rlkit.data as D
+from rlkit.data import __main__ as cli
+from rlkit.data import registry
+from rlkit.data import transforms as T
 from rlkit.errors import UserError, run_command
-from rlkit.supervised import data as D
-from rlkit.supervised import transforms as T
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -210,7 +214,7 @@ def test_missing_data_set_says_where_it_looked_and_how_to_download(tmp_path, nam
         D.load_dataset(name, where, "train")
     message = str(error.value)
     assert "\n" not in message and str(where) in message and url in message
-    assert f"python -m rlkit.supervised.data download {name} --data-dir {where}" in message
+    assert f"python -m rlkit.data download {name} --data-dir {where}" in message
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
@@ -329,7 +333,7 @@ def test_download_idx_fetches_checks_and_skips_valid_files(tmp_path, monkeypatch
     server = D.make_tiny_dataset("mnist", tmp_path / "server", train=20, test=10)
     _trust_files_as_official(monkeypatch, "mnist", server)
     fake = _FakeServer(server, broken_hosts=("ossci-datasets",))  # the first mirror is down
-    monkeypatch.setattr(D, "_fetch", fake)
+    monkeypatch.setattr(registry, "_fetch", fake)
     target = tmp_path / "data" / "mnist"
     assert D.download("mnist", target) == target
     assert len(fake.urls) == 8 and all("yann.lecun.com" in u for u in fake.urls[1::2])
@@ -344,7 +348,7 @@ def test_download_with_a_wrong_md5_deletes_the_file_and_fails(tmp_path, monkeypa
     server = D.make_tiny_dataset("fashion-mnist", tmp_path / "server", train=20, test=10)
     _trust_files_as_official(monkeypatch, "fashion-mnist", server)
     (server / "t10k-images-idx3-ubyte.gz").write_bytes(b"<html>moved</html>")  # what a broken mirror sends
-    monkeypatch.setattr(D, "_fetch", _FakeServer(server))
+    monkeypatch.setattr(registry, "_fetch", _FakeServer(server))
     target = tmp_path / "data"
     with pytest.raises(UserError, match="MD5 .* not the official") as error:
         D.download("fashion-mnist", target)
@@ -373,7 +377,7 @@ def test_download_cifar_extracts_the_checked_archive(tmp_path, monkeypatch):
     monkeypatch.setitem(D.DATASETS, "cifar10", dataclasses.replace(
         info, downloads={archive.name: D.md5_file(archive)}))
     fake = _FakeServer(tmp_path / "server")
-    monkeypatch.setattr(D, "_fetch", fake)
+    monkeypatch.setattr(registry, "_fetch", fake)
     target = tmp_path / "data"
     D.download("cifar10", target)
     assert fake.urls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
@@ -402,7 +406,7 @@ def test_download_refuses_archive_members_outside_the_folder(tmp_path, monkeypat
     archive = tmp_path / "server" / "cifar-100-python.tar.gz"
     monkeypatch.setitem(D.DATASETS, "cifar100", dataclasses.replace(
         D.DATASETS["cifar100"], downloads={archive.name: D.md5_file(archive)}))
-    monkeypatch.setattr(D, "_fetch", _FakeServer(tmp_path / "server"))
+    monkeypatch.setattr(registry, "_fetch", _FakeServer(tmp_path / "server"))
     with pytest.raises(UserError, match="refusing to extract"):
         D.download("cifar100", tmp_path / "data" / "deep")
     assert not (tmp_path / "data" / "escaped").exists() and not (tmp_path / "escaped").exists()
@@ -412,16 +416,35 @@ def test_download_refuses_archive_members_outside_the_folder(tmp_path, monkeypat
 def test_command_line_verify_and_help(tmp_path, monkeypatch, capsys):
     root = D.make_tiny_dataset("mnist", tmp_path, train=20, test=10)
     with pytest.raises(SystemExit) as exit_info:
-        run_command(lambda: D.main(["verify", "mnist", "--data-dir", str(root)]))
+        run_command(lambda: cli.main(["verify", "mnist", "--data-dir", str(root)]))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "download mnist" in err
     _trust_files_as_official(monkeypatch, "mnist", root)
-    D.main(["verify", "mnist", "--data-dir", str(root)])
+    cli.main(["verify", "mnist", "--data-dir", str(root)])
     assert "matches its official MD5" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
-        D.main(["download", "--help"])
+        cli.main(["download", "--help"])
     assert exit_info.value.code == 0 and "--data-dir" in capsys.readouterr().out
+
+
+def test_command_line_makes_tiny_data_sets(tmp_path, capsys):
+    cli.main(["make-tiny", "fashion-mnist", "--out", str(tmp_path / "fashion"), "--train", "30", "--test", "10"])
+    assert "tiny fashion-mnist" in capsys.readouterr().out
+    assert len(D.load_dataset("fashion-mnist", tmp_path / "fashion", "test")) == 10
+    cli.main(["make-tiny", "ucf101", "--out", str(tmp_path / "ucf"), "--classes", "2", "--videos-per-class", "3",
+              "--frames", "4", "--size", "16"])
+    assert len(D.read_split(tmp_path / "ucf", "train")) + len(D.read_split(tmp_path / "ucf", "test")) == 6
+    cli.main(["extract-frames", "--data-dir", str(tmp_path / "ucf"), "--out", str(tmp_path / "frames")])
+    assert "extracted 6 videos" in capsys.readouterr().out
+    assert len(D.list_frame_files(tmp_path / "frames" / "Scene01" / "v_Scene01_g01_c01")) == 4
+
+
+def test_python_dash_m_runs_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "rlkit.data", "--help"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], check=True)
+    for command in ("download", "verify", "extract-frames", "make-tiny"):
+        assert command in result.stdout
 
 
 # ---------------------------------------------------------------------------------------------------- real data
@@ -514,3 +537,75 @@ def test_resize_and_compose_from_uint8():
     assert out.shape == (2, 3, 224, 224) and torch.allclose(out, torch.full_like(out, 0.2))
     with pytest.raises(TypeError, match="to_float"):
         T.Resize(224)(x)
+
+
+# ---------------------------------------------------------------------------------------------------- one library
+# The same transforms serve image batches (B, C, H, W) and clips (B, T, C, H, W): values worked out by hand.
+def _clip_of(*frames: torch.Tensor) -> torch.Tensor:
+    """Frames (B, C, H, W) -> a batch of clips (B, T, C, H, W)."""
+    return torch.stack(frames, dim=1)
+
+
+def test_flip_of_a_known_image_and_clip():
+    image = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).view(1, 1, 2, 3)
+    mirrored = torch.tensor([[3.0, 2.0, 1.0], [6.0, 5.0, 4.0]]).view(1, 1, 2, 3)
+    flip = T.RandomHorizontalFlip(p=1.0)
+    assert torch.equal(flip(image), mirrored)
+    assert torch.equal(flip(_clip_of(image, image + 10)), _clip_of(mirrored, mirrored + 10))  # every frame
+    assert torch.equal(T.RandomHorizontalFlip(p=0.0)(_clip_of(image, image)), _clip_of(image, image))
+    with pytest.raises(ValueError, match="batch"):
+        flip(image[0])  # one image is not a batch
+
+
+def test_resize_of_constant_and_known_rows():
+    constant = torch.full((2, 3, 4, 6), 0.25)
+    assert torch.allclose(T.Resize((2, 3))(constant), torch.full((2, 3, 2, 3), 0.25))
+    frames = [torch.full((1, 1, 4, 6), k / 4) for k in range(3)]
+    out = T.Resize((2, 3))(_clip_of(*frames))
+    assert out.shape == (1, 3, 1, 2, 3)
+    for k in range(3):
+        assert torch.allclose(out[:, k], torch.full((1, 1, 2, 3), k / 4))
+    # Growing [0, 1] to 4 columns samples at -1/4, 1/4, 3/4, 5/4 (clamped at the edges).
+    grown = torch.tensor([0.0, 0.25, 0.75, 1.0])
+    row = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
+    assert torch.allclose(T.Resize((1, 4))(row).flatten(), grown)
+    assert torch.allclose(T.Resize((1, 4))(_clip_of(row, row)).flatten(), torch.cat([grown, grown]))
+    # Shrinking [0, 1, 2, 3] to 2 with antialiasing: a triangle twice as wide, weights 3/4, 3/4, 1/4 over the
+    # nearest three pixels, so (0.75 * 1 + 0.25 * 2) / 1.75 and (0.25 * 1 + 0.75 * 2 + 0.75 * 3) / 1.75.
+    four = torch.tensor([0.0, 1.0, 2.0, 3.0]).view(1, 1, 1, 4)
+    assert torch.allclose(T.Resize((1, 2))(four).flatten(), torch.tensor([5 / 7, 16 / 7]))
+    assert torch.allclose(T.Resize((1, 2), antialias=False)(four).flatten(), torch.tensor([0.5, 2.5]))
+
+
+def test_normalize_of_known_values_in_every_layout():
+    normalize = T.Normalize((0.5, 0.25), (0.25, 0.5))
+    image = torch.tensor([0.5, 1.0]).view(1, 2, 1, 1)  # channel 0: (0.5 - 0.5) / 0.25, channel 1: (1 - 0.25) / 0.5
+    expected = torch.tensor([0.0, 1.5]).view(1, 2, 1, 1)
+    assert torch.allclose(normalize(image), expected)
+    assert torch.allclose(normalize(_clip_of(image, image, image)), _clip_of(expected, expected, expected))
+    channels_first = _clip_of(image, image, image).transpose(1, 2)  # (B, C, T, H, W)
+    out = T.Normalize((0.5, 0.25), (0.25, 0.5), channel_dim=-4)(channels_first)
+    assert torch.allclose(out, _clip_of(expected, expected, expected).transpose(1, 2))
+    with pytest.raises(ValueError, match="channel"):
+        normalize(channels_first)  # 3 frames where the 2 channels should be
+
+
+def test_pad_and_crop_clips_frame_by_frame():
+    ones = torch.ones(1, 1, 2, 2)
+    padded = T.Pad(4)(_clip_of(ones, 2 * ones))
+    assert padded.shape == (1, 2, 1, 4, 4)
+    assert torch.equal(padded[0, 1, 0], torch.tensor([[0.0, 0, 0, 0], [0, 2, 2, 0], [0, 2, 2, 0], [0, 0, 0, 0]]))
+    image = torch.arange(9.0).view(1, 1, 3, 3)
+    corners = {T.RandomCrop(2)(image, torch.Generator().manual_seed(s))[0, 0, 0, 0].item() for s in range(20)}
+    assert corners == {0.0, 1.0, 3.0, 4.0}  # the top-left value of each of the four 2x2 windows
+
+
+@pytest.mark.parametrize("transform", [T.RandomCrop(6, padding=2), T.RandomHorizontalFlip(),
+                                       T.RandomResizedCrop(5), T.BrightnessJitter()], ids=repr)
+def test_random_transforms_draw_per_sample_whatever_the_layout(transform):
+    first, second = _batch(b=12, h=8, w=10, seed=1) * 0.5, _batch(b=12, h=8, w=10, seed=2) * 0.5
+    clips = transform(_clip_of(first, second), torch.Generator().manual_seed(7))
+    # Each frame of a clip gets what the same image would get: the draws depend on the sample, not on the frame.
+    frames = [transform(x, torch.Generator().manual_seed(7)) for x in (first, second)]
+    torch.testing.assert_close(clips, _clip_of(*frames), rtol=0, atol=1e-6)
+    assert not torch.equal(frames[0], first[:, :, :frames[0].shape[-2], :frames[0].shape[-1]])  # it did something

@@ -11,8 +11,8 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from rlkit.data import make_tiny_dataset
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.supervised.data import make_tiny_dataset
 
 WORLD = 2
 

@@ -11,24 +11,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
+from rlkit.analysis import visualize
+from rlkit.analysis.images import grid_array, save_grid
 from rlkit.checkpoint import save_checkpoint
+from rlkit.data import ArrayDataset, make_tiny_dataset
+from rlkit.data import transforms as T
 from rlkit.errors import UserError
-from rlkit.nets.gan import DISCRIMINATOR_STRIDES, Discriminator, DiscriminatorAsClassifier, Generator
-from rlkit.supervised import visualize
-from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.supervised.data import ArrayDataset, make_tiny_dataset
-from rlkit.supervised.gan import (
-    ACGAN, ACGANConfig, class_conditional_accuracy, gradient_penalty, make_noise, save_samples,
-)
-from rlkit.supervised.images import grid_array, save_grid
 from rlkit.jobs import JOBS
 from rlkit.jobs.classifier import evaluate_classifier
 from rlkit.jobs.supervised import SupervisedSettings
-from rlkit.supervised import transforms as T
+from rlkit.nets.gan import DISCRIMINATOR_STRIDES, Discriminator, DiscriminatorAsClassifier, Generator
+from rlkit.supervised.classifier import Classifier, ClassifierConfig
+from rlkit.supervised.gan import (
+    ACGAN,
+    ACGANConfig,
+    class_conditional_accuracy,
+    gradient_penalty,
+    make_noise,
+    save_samples,
+)
 
 TINY = dict(width=8, noise_dim=16, num_classes=3, batch_size=4)
 

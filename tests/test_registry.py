@@ -46,8 +46,8 @@ def tiny_data_makers():
         from rlkit.data.registry import make_tiny_dataset
         from rlkit.data.ucf101 import make_tiny_ucf
     else:
-        from rlkit.supervised.data import make_tiny_dataset
-        from rlkit.supervised.video_data import make_tiny_ucf
+        from rlkit.data import make_tiny_dataset
+        from rlkit.data import make_tiny_ucf
     return make_tiny_dataset, make_tiny_ucf
 
 

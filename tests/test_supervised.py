@@ -14,12 +14,12 @@ import torch
 import evaluate
 import train
 from rlkit.checkpoint import load_checkpoint
+from rlkit.data import make_tiny_dataset
 from rlkit.errors import UserError
-from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
-from rlkit.supervised.data import make_tiny_dataset
 from rlkit.jobs import JOBS, job_of
 from rlkit.jobs.classifier import BatchSource, evaluate_classifier
 from rlkit.jobs.supervised import SupervisedSettings
+from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def test_bad_optimizer_or_schedule_names_the_choices():
 
 
 def test_batch_source_covers_each_epoch_once_and_is_a_function_of_the_step(mnist_dir):
-    from rlkit.supervised.data import load_dataset
+    from rlkit.data import load_dataset
 
     data = load_dataset("mnist", mnist_dir, "train")
     identity = lambda x, generator=None: x  # noqa: E731

@@ -19,6 +19,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+import rlkit.data as V
+from rlkit.analysis import metrics as M
+from rlkit.data import transforms as T
 from rlkit.errors import UserError
 from rlkit.nets.pretrained import freeze, load_pretrained
 from rlkit.nets.resnet import CifarResNet, resnet18
@@ -26,8 +29,7 @@ from rlkit.nets.video import (
     CNNLSTM, Conv2Plus1D, Conv3DSimple, FrameClassifier, VideoResNet, frame_resnet18, fuse_log_probs, midplanes,
     r2plus1d_18, r2plus1d_stem, r3d_18, sum_log_probs, video_log_probs,
 )
-from rlkit.supervised import metrics as M
-from rlkit.supervised import video_data as V
+from rlkit.supervised.sampling import VideoBatchSource
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared/reference/torchvision_state_dict_keys.json"
 
@@ -136,7 +138,8 @@ def test_missing_lists_and_frame_folders_are_one_line_errors(tiny, tmp_path):
     with pytest.raises(UserError) as error:
         V.load_ucf101(tiny, "test", V.RandomFrame(), frames_dir=tmp_path / "frames")
     message = one_line(error)
-    assert str(tmp_path / "frames" / "Scene01" / "v_Scene01_g01_c01") in message and "extract-frames" in message
+    assert str(tmp_path / "frames" / "Scene01" / "v_Scene01_g01_c01") in message
+    assert f"python -m rlkit.data extract-frames --data-dir {tiny} --out {tmp_path / 'frames'}" in message
     with pytest.raises(UserError, match="splits 1, 2 and 3"):
         V.read_split(tiny, "train", 4)
 
@@ -208,7 +211,7 @@ def test_frame_folders_give_the_decoded_frames(tiny, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- augmentation
 def test_random_resized_crop_windows_and_one_window_per_video():
-    crop = V.RandomResizedCrop(16)
+    crop = T.RandomResizedCrop(16)
     top, left, h, w = crop.boxes(2000, 64, 64, torch.Generator().manual_seed(0))
     share = (h * w).float() / (64 * 64)
     assert 0.68 <= share.min() < 0.71 and 0.98 < share.max() <= 1.0  # 70-100%, give or take whole pixels
@@ -234,10 +237,10 @@ def test_random_resized_crop_windows_and_one_window_per_video():
 
 def test_flip_and_brightness_act_per_video():
     x = torch.rand(64, 3, 3, 8, 8) * 0.5
-    flipped = V.RandomFlip()(x, torch.Generator().manual_seed(0))
+    flipped = T.RandomHorizontalFlip()(x, torch.Generator().manual_seed(0))
     chosen = [torch.equal(flipped[b], x[b].flip(-1)) for b in range(64)]
     assert all(c or torch.equal(flipped[b], x[b]) for b, c in enumerate(chosen)) and 16 < sum(chosen) < 48
-    brighter = V.BrightnessJitter(0.2)(x, torch.Generator().manual_seed(0))
+    brighter = T.BrightnessJitter(0.2)(x, torch.Generator().manual_seed(0))
     factor = brighter / x
     per_video = factor.flatten(1)
     assert torch.allclose(per_video, per_video[:, :1].expand_as(per_video), atol=1e-5)
@@ -246,28 +249,28 @@ def test_flip_and_brightness_act_per_video():
 
 def test_video_pipelines_and_clip_layout():
     uint8 = torch.randint(0, 256, (2, 8, 3, 24, 32), dtype=torch.uint8)
-    train, evaluate = V.make_video_transforms(16, V.KINETICS_STATS, channels_first_clips=True)
+    train, evaluate = T.make_video_transforms(16, T.KINETICS_STATS, channels_first_clips=True)
     assert train(uint8, torch.Generator().manual_seed(0)).shape == (2, 3, 8, 16, 16)
     out = evaluate(uint8)
     assert out.shape == (2, 3, 8, 16, 16)
-    mean, std = (torch.tensor(s).view(3, 1, 1) for s in V.KINETICS_STATS)
+    mean, std = (torch.tensor(s).view(3, 1, 1) for s in T.KINETICS_STATS)
     resized = F.interpolate(uint8[1].float() / 255, size=(16, 16), mode="bilinear", antialias=True)
     torch.testing.assert_close(out[1].transpose(0, 1), (resized - mean) / std)
-    no_flip, _ = V.make_video_transforms(16, flip=False)
-    assert not any(isinstance(t, V.RandomFlip) for t in no_flip.transforms)
+    no_flip, _ = T.make_video_transforms(16, flip=False)
+    assert not any(isinstance(t, T.RandomHorizontalFlip) for t in no_flip.transforms)
 
 
 def test_batch_source_is_reproducible_and_resumes(tiny):
     data = V.load_ucf101(tiny, "train", V.RandomFrame())
-    train, _ = V.make_video_transforms(24)
+    train, _ = T.make_video_transforms(24)
 
     def batches(source, count):
         return [source.next() for _ in range(count)]
 
-    first = batches(V.VideoBatchSource(data, 4, seed=3, transform=train), 4)
-    again = V.VideoBatchSource(data, 4, seed=3, transform=train)
+    first = batches(VideoBatchSource(data, 4, seed=3, transform=train), 4)
+    again = VideoBatchSource(data, 4, seed=3, transform=train)
     second = batches(again, 2)
-    resumed = V.VideoBatchSource(data, 4, seed=3, transform=train)
+    resumed = VideoBatchSource(data, 4, seed=3, transform=train)
     resumed.load_state_dict(again.state_dict())
     second += batches(resumed, 2)
     for (x1, y1), (x2, y2) in zip(first, second):

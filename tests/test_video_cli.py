@@ -17,13 +17,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 import evaluate
+import rlkit.data as V
 import train
 from rlkit.cli.train import build_parser
+from rlkit.data import transforms as T
 from rlkit.errors import UserError
-from rlkit.supervised import video_data as V
 from rlkit.jobs import JOBS, NETS, TASKS, read_checkpoint
 from rlkit.jobs.video import (
-    evaluate_videos, evenly_spaced_videos, fuse_scores,
+    evaluate_videos,
+    evenly_spaced_videos,
+    fuse_scores,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +177,7 @@ def test_frame_folders_and_no_flip(ucf, tmp_path):
     train.main(train_args("frame-resnet18", ucf, run, "--frames-dir", str(frames), "--no-flip", "--max-steps", "2"))
     job, _, config = video_job_from_checkpoint(read_checkpoint(run), "cpu")
     assert config.frames_dir == str(frames) and job.test.sources[0].is_dir() and not config.flip
-    assert not any(isinstance(t, V.RandomFlip) for t in job.train_transform.transforms)
+    assert not any(isinstance(t, T.RandomHorizontalFlip) for t in job.train_transform.transforms)
     from_frames = evaluate.main([str(run), "--json", "--out", str(tmp_path / "a")])
     from_videos = evaluate.main([str(run), "--json", "--out", str(tmp_path / "b"), "--frames-dir", ""])
     assert from_frames["confusion_matrix"] == from_videos["confusion_matrix"]

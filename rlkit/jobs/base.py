@@ -18,7 +18,6 @@ from rlkit.distributed import is_main
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
 
-
 RUN_FLAGS = ("seed", "device", "run_dir", "resume", "eval_interval", "checkpoint_interval", "no_progress",
              "print_config")
 """Flags every job shares (parsed by :func:`add_run_flags`)."""

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from rlkit.data.transforms import KINETICS_STATS, STATS
 from rlkit.errors import UserError
 from rlkit.nets import resnet as resnets
 from rlkit.nets import video as video_nets
@@ -17,8 +18,6 @@ from rlkit.nets.cnn import DEFAULT_CHANNELS, DeepCNN
 from rlkit.nets.gan import Discriminator, DiscriminatorAsClassifier
 from rlkit.supervised import numpy_nn
 from rlkit.supervised.classifier import ClassifierConfig
-from rlkit.supervised.transforms import STATS
-from rlkit.supervised.video_data import KINETICS_STATS
 
 
 # ---------------------------------------------------------------------------------------------------- tasks

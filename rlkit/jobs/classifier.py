@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlkit.data import ArrayDataset, load_dataset
+from rlkit.data import transforms as T
 from rlkit.distributed import init_distributed
 from rlkit.errors import UserError
 from rlkit.jobs.base import load_learner
@@ -23,9 +25,7 @@ from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, load_pretrained
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.supervised import transforms as T
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.supervised.data import ArrayDataset, load_dataset
 from rlkit.supervised.numpy_learner import NumpyLearner
 from rlkit.supervised.sampling import ShuffledBatches
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rlkit.data import ArrayDataset, load_dataset
+from rlkit.data import transforms as T
 from rlkit.errors import UserError
 from rlkit.jobs.base import load_learner
 from rlkit.jobs.catalog import TaskInfo, get_task
@@ -24,8 +26,6 @@ from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.supervised import transforms as T
-from rlkit.supervised.data import ArrayDataset, load_dataset
 from rlkit.supervised.gan import ACGAN, ACGANConfig, class_conditional_accuracy, save_samples
 
 GAN_SIDE = 32

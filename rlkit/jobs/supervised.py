@@ -59,7 +59,7 @@ class SupervisedJob(Job):
         run.add_argument("--task", help=f"data set: {', '.join(t for t, info in TASKS.items() if self.accepts(info))}")
         run.add_argument("--net", help=f"network: {', '.join(nets)}")
         run.add_argument("--data-dir", help="folder holding the data set's official files (default: data/DATASET); "
-                                            "fetch them with python -m rlkit.supervised.data download DATASET")
+                                            "fetch them with python -m rlkit.data download DATASET")
         run.add_argument("--max-steps", type=int, help="stop after this many updates, e.g. for a smoke run "
                                                        "(default: 0, train every epoch)")
 

@@ -3,7 +3,7 @@ classifier on single frames (``frame-resnet50``, ``frame-resnet18``) or clips (`
 per video by summing the log-probabilities of evenly spaced frames or clips.
 
 The learner is :class:`rlkit.supervised.classifier.Classifier` (cross-entropy, the optimizer and schedule of the
-config); what differs from an image run is the data (:mod:`rlkit.supervised.video_data`), the nets
+config); what differs from an image run is the data (:mod:`rlkit.data.ucf101`), the nets
 (:mod:`rlkit.nets.video`) and the per-video evaluation here.
 """
 
@@ -19,6 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from rlkit.analysis.metrics import classification_report, save_confusion_png, topk_accuracy
+from rlkit.data import transforms as T
+from rlkit.data import ucf101 as V
 from rlkit.errors import UserError
 from rlkit.jobs.base import load_learner
 from rlkit.jobs.catalog import VideoNet, check_pair, get_net
@@ -28,9 +31,8 @@ from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, load_pretrained
 from rlkit.nets.video import fuse_log_probs, sum_log_probs
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.supervised import video_data as V
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.supervised.metrics import classification_report, save_confusion_png, topk_accuracy
+from rlkit.supervised.sampling import VideoBatchSource
 
 
 @dataclass
@@ -56,7 +58,7 @@ class VideoConfig(ClassifierConfig):
     """UCF-101's train/test split, 1, 2 or 3."""
     frames_dir: str = ""
     """Read frames from this folder of pre-extracted frames (<Class>/<video name>/*.jpg, written by python -m
-    rlkit.supervised.video_data extract-frames) instead of decoding the videos ('' decodes)."""
+    rlkit.data extract-frames) instead of decoding the videos ('' decodes)."""
     flip: bool = True
     """Mirror training videos at random (--no-flip where the label is a direction of motion)."""
     clip_length: int = 16
@@ -128,7 +130,7 @@ def build_parts(settings: SupervisedSettings, config: VideoConfig, train: V.Vide
     device = pick_device(settings.device)
     steps_per_epoch = len(train) // config.batch_size if train is not None else 1
     learner = Classifier(model.to(device), config, max(steps_per_epoch, 1), device)
-    train_transform, eval_transform = V.make_video_transforms(
+    train_transform, eval_transform = T.make_video_transforms(
         config.input_size, net.stats, augment=config.augment, flip=config.flip, channels_first_clips=net.channels_first)
     return VideoParts(learner, net, train_transform, eval_transform, test, device, config.batch_size)
 
@@ -235,7 +237,7 @@ class VideoJob(SupervisedJob):
         train = V.load_ucf101(settings.data_dir, "train", samplings(get_net(settings.net), config)[0], config.fold,
                               config.frames_dir or None)
         parts = build_parts(settings, config, train)
-        source = V.VideoBatchSource(train, config.batch_size, settings.seed, parts.train_transform, parts.device)
+        source = VideoBatchSource(train, config.batch_size, settings.seed, parts.train_transform, parts.device)
         during_training = evenly_spaced_videos(parts.test, config.eval_videos)
         return self.make_loop(parts.learner, source, settings, config, run_dir,
                               self.loop_config(settings, config, source.steps_per_epoch), resume,

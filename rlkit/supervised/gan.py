@@ -218,7 +218,7 @@ def generate(generator_net: nn.Module, labels: torch.Tensor, noise_dim: int, num
 def save_samples(learner: ACGAN, path: str | Path, per_class: int = 10, seed: int = 352) -> Path:
     """Write a PNG grid of ``per_class`` rows, one column per class, from the same noise at every call (seeded
     by ``seed``) so grids of successive epochs show the same samples improving, as the course's template does."""
-    from rlkit.supervised.images import save_grid
+    from rlkit.analysis.images import save_grid
 
     k = learner.config.num_classes
     labels = torch.arange(k, device=learner.device).repeat(per_class)

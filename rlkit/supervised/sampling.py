@@ -1,12 +1,15 @@
-"""What every supervised batch source shares: which rows make each batch, and the seed of its augmentation."""
+"""What every supervised batch source shares (which rows make each batch, and the seed of its augmentation), and the
+batch source of video data sets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from rlkit.data import VideoDataset, collate_videos
 from rlkit.errors import UserError
 
 
@@ -50,3 +53,25 @@ class ShuffledBatches:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = state["steps"]
+
+
+class VideoBatchSource(ShuffledBatches):
+    """Shuffled mini-batches of a :class:`rlkit.data.VideoDataset` for the shared loop, read in the calling process.
+
+    The order and seeds are :class:`ShuffledBatches`' (as for image data sets); each batch's frame positions come
+    from the batch's seeded generator too, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, data: VideoDataset, batch_size: int, seed: int,
+                 transform: Callable[..., torch.Tensor] | None = None, device: torch.device | str = "cpu",
+                 rank: int = 0, world_size: int = 1):
+        super().__init__(len(data), batch_size, seed, rank, world_size, "videos")
+        self.data, self.transform, self.device = data, transform, torch.device(device)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch: (the transformed samples, int64 labels ``(B,)``), on ``device``."""
+        rows, generator = self.next_rows()
+        x, y = collate_videos([self.data.get(int(i), generator) for i in rows], self.device)
+        if self.transform is not None:
+            x = self.transform(x, generator=generator)
+        return x, y

@@ -1,208 +1,35 @@
-"""Image data sets in their official file formats, and how to get and check them.
-
-* MNIST and Fashion-MNIST: IDX files (``train-images-idx3-ubyte.gz`` ...), gzip or not.
-* CIFAR-10 and CIFAR-100: the "python version" folders of pickled batches, read with a restricted unpickler.
+"""The image data sets rlkit knows, where their official files come from, and how to read, check and fetch them.
 
 ``DATASETS`` holds each set's files, official URLs and MD5 checksums; :func:`load_dataset` reads a split into
-uint8 (N, C, H, W) arrays; :func:`verify` and :func:`download` check and fetch; :func:`make_tiny_dataset` writes a
-few hundred learnable images in the same formats, for tests. From a shell::
+uint8 (N, C, H, W) arrays (MNIST and Fashion-MNIST from IDX files, CIFAR-10 and CIFAR-100 from their pickled
+batches); :func:`verify` and :func:`download` check and fetch. From a shell::
 
-    python -m rlkit.supervised.data download cifar10 --data-dir data/cifar10
-    python -m rlkit.supervised.data verify mnist --data-dir data/mnist
+    python -m rlkit.data download cifar10 --data-dir data/cifar10
+    python -m rlkit.data verify mnist --data-dir data/mnist
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip as gzip_lib
 import hashlib
-import io
 import os
-import pickle
 import shutil
-import struct
 import sys
 import tarfile
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from rlkit.errors import UserError, run_command
+from rlkit.data.cifar import read_cifar_pickle
+from rlkit.data.idx import GZIP_MAGIC, read_idx
+from rlkit.errors import UserError
 
-try:  # NumPy 2 moved the array rebuilder; the official CIFAR pickles name it by its NumPy-1 path
-    from numpy._core.multiarray import _reconstruct as _np_reconstruct
-except ImportError:  # pragma: no cover - NumPy 1.x
-    from numpy.core.multiarray import _reconstruct as _np_reconstruct
-
-DOWNLOAD_COMMAND = "python -m rlkit.supervised.data download {name} --data-dir {data_dir}"
-
-# ---------------------------------------------------------------------------------------------------- IDX files
-# type code -> big-endian dtype, from the format's description on the MNIST page
-_IDX_TYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-def _read_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, decompressed when it starts with the gzip magic (whatever its name says)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"no such file {path}: check the path or download the data set") from None
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip_lib.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        raise UserError(f"{path} is a truncated or corrupt gzip file ({error}): delete it and re-download it") from None
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzip-compressed or raw) into a native-endian array of the shape its header gives.
-
-    Raises:
-        UserError: not an IDX file, or truncated or corrupt; the message names the file.
-    """
-    path = Path(path)
-    data = _read_maybe_gzip(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise UserError(f"{path} is not an IDX file (it starts with {data[:4].hex() or 'nothing'}, not 0000): "
-                        "pass an MNIST-format file such as train-images-idx3-ubyte.gz, or re-download it")
-    code, ndim = data[2], data[3]
-    if code not in _IDX_TYPES:
-        raise UserError(f"{path} has an unknown IDX type code 0x{code:02X}: the file is corrupt, re-download it")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UserError(f"{path} is truncated (it ends inside its header): re-download it")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = _IDX_TYPES[code]
-    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize  # Python ints: no overflow on absurd headers
-    if len(data) - header != expected:
-        raise UserError(f"{path} is truncated or corrupt: its header promises {shape} values of {dtype.name} "
-                        f"({expected} bytes) but {len(data) - header} bytes follow: re-download it")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def write_idx(path: str | Path, array: np.ndarray, gzip: bool = True) -> Path:
-    """Write ``array`` as an IDX file (gzip-compressed unless ``gzip`` is False); returns the path."""
-    array = np.asarray(array)
-    codes = {dtype.newbyteorder("="): code for code, dtype in _IDX_TYPES.items()}
-    if array.dtype not in codes:
-        raise ValueError(f"IDX cannot hold {array.dtype}: use one of {', '.join(d.name for d in codes)}")
-    if not 1 <= array.ndim <= 255:
-        raise ValueError(f"IDX holds 1 to 255 dimensions, not {array.ndim}")
-    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip_lib.compress(payload, mtime=0) if gzip else payload)  # mtime=0: same data, same bytes
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------- CIFAR pickles
-def _latin1_encode(text: object, encoding: object = "latin1") -> bytes:
-    # Python 3 writes bytes at pickle protocol 2 as _codecs.encode(text, "latin1"); allow that call and no other.
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("_codecs.encode is only allowed to turn text into latin-1 bytes")
-    return text.encode("latin-1")
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """An unpickler that can build the official CIFAR files and nothing else.
-
-    A pickle can call any importable function while it loads (``os.system`` included), so ``find_class`` allows only
-    what the official batches reference: NumPy's array rebuilder (under its NumPy-1 and NumPy-2 paths), ``ndarray``
-    and ``dtype``, plus the latin-1 encoder that Python 3 uses for bytes at protocol 2.
-    """
-
-    ALLOWED: dict[tuple[str, str], Any] = {
-        ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-    }
-
-    def __init__(self, file: io.BufferedIOBase, path: Path):
-        super().__init__(file, encoding="bytes")  # the files were written by Python 2: its str is our bytes
-        self.path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise UserError(f"refusing to load {self.path}: unsafe pickle (it references {module}.{name}, which the "
-                            "official CIFAR files never do): use the files from the official CIFAR archive")
-        return self.ALLOWED[(module, name)]
-
-
-def read_cifar_pickle(path: str | Path) -> dict[bytes, Any]:
-    """Read one CIFAR "python version" file (a batch or the meta file) safely; keys come back as bytes.
-
-    Raises:
-        UserError: missing, truncated or corrupt, or referencing anything the official files do not.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as file:
-            content = _CifarUnpickler(file, path).load()
-    except UserError:
-        raise
-    except FileNotFoundError:
-        raise UserError(f"no such file {path}: check the path or download the data set") from None
-    except Exception as error:  # the bytes are untrusted: any failure to parse them means a bad file
-        raise UserError(f"{path} is truncated or corrupt ({type(error).__name__}: {error}): re-download it") from None
-    if not isinstance(content, dict):
-        raise UserError(f"{path} holds a {type(content).__name__}, not a CIFAR batch dict: re-download it")
-    # A copy re-saved by Python 3 may have text keys; the official ones are bytes.
-    return {key.encode("latin-1") if isinstance(key, str) else key: value for key, value in content.items()}
-
-
-class _Python2StylePickler(pickle._Pickler):
-    """Pickles the way Python 2's cPickle wrote the official CIFAR files: byte and text strings as STRING opcodes
-    (read back as bytes with ``encoding="bytes"``) and NumPy's rebuilder under its NumPy-1 name, so that generated
-    files exercise the same reader paths as the real ones. Uses the pure-Python pickler, whose dispatch table can be
-    extended."""
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def save_bytes(self, obj: bytes) -> None:
-        size = len(obj)
-        opcode = pickle.SHORT_BINSTRING + bytes([size]) if size < 256 else pickle.BINSTRING + struct.pack("<i", size)
-        self.write(opcode + obj)
-        self.memoize(obj)
-
-    def save_str(self, obj: str) -> None:
-        try:
-            self.save_bytes(obj.encode("latin-1"))
-        except UnicodeEncodeError:
-            super().save_str(obj)
-
-    def save_global(self, obj: Any, name: str | None = None) -> None:
-        if obj is _np_reconstruct:
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
-            self.memoize(obj)
-        else:
-            super().save_global(obj, name)
-
-    dispatch[bytes] = save_bytes
-    dispatch[str] = save_str
-
-
-def _write_python2_pickle(path: Path, content: dict[bytes, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as file:
-        _Python2StylePickler(file, protocol=2).dump(content)
+DOWNLOAD_COMMAND = "python -m rlkit.data download {name} --data-dir {data_dir}"
 
 
 # ---------------------------------------------------------------------------------------------------- registry
@@ -498,7 +325,7 @@ def _idx_problem(info: DatasetInfo, path: Path, file: str) -> str | None:
     """Why the IDX file at ``path`` is not the official one, or None if it is."""
     expected = info.file_md5[file]
     with path.open("rb") as handle:
-        compressed = handle.read(2) == _GZIP_MAGIC
+        compressed = handle.read(2) == GZIP_MAGIC
     if not compressed:
         got = md5_file(path)
         return None if got == expected else f"{path}: MD5 {got} is not the official {expected}"
@@ -636,128 +463,3 @@ def download(name: str, data_dir: str | Path) -> Path:
     if problems:
         raise UserError(f"{archive} extracted but {problems[0]}: delete {archive} and download again")
     return Path(data_dir)
-
-
-# ---------------------------------------------------------------------------------------------------- tiny data sets
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def _tiny_split(n: int, shape: tuple[int, int, int], templates: np.ndarray, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """n uint8 images with balanced labels: image = its class's template + noise."""
-    labels = rng.permutation(np.arange(n) % len(templates))
-    images = templates[labels] + rng.normal(0.0, 16.0, size=(n, *shape))
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8), labels
-
-
-def _tiny_templates(num_classes: int, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """One pattern per class: a colour plus horizontal stripes of a class-specific frequency and phase.
-
-    Colours sit on an evenly spaced grid (10 grey levels; 5 levels per channel for 100 classes), so no two classes
-    share one however the seed falls. Stripes run across the width, so flips keep the class and crops barely move it.
-    """
-    channels, height, width = shape
-    levels = int(np.ceil(num_classes ** (1 / channels) - 1e-9))
-    cells = rng.permutation(levels**channels)[:num_classes]
-    grid = np.stack(np.unravel_index(cells, (levels,) * channels), axis=1)
-    colour = (40 + grid * (175 / max(levels - 1, 1)))[:, :, None, None]
-    frequency = 1 + np.arange(num_classes) % 4
-    phase = rng.uniform(0, 2 * np.pi, size=num_classes)
-    rows = np.arange(height)
-    stripes = 30 * np.cos(2 * np.pi * frequency[:, None] * rows[None, :] / height + phase[:, None])
-    return np.broadcast_to(colour + stripes[:, None, :, None], (num_classes, channels, height, width))
-
-
-def write_cifar(directory: str | Path, kind: str = "cifar10", train: int = 50, test: int = 20, seed: int = 0) -> Path:
-    """Write a tiny CIFAR-10 or CIFAR-100 in the official layout (``directory/cifar-10-batches-py/data_batch_1``...)
-    and pickle format, with learnable labels; returns ``directory``.
-
-    CIFAR-100's coarse label is ``fine // 5`` (each superclass groups five classes, as in the real set); its class
-    names are placeholders.
-    """
-    if kind not in ("cifar10", "cifar100"):
-        raise UserError(f"unknown CIFAR kind {kind!r}: use cifar10 or cifar100")
-    info = DATASETS[kind]
-    rng = np.random.default_rng(seed)
-    templates = _tiny_templates(info.num_classes, info.image_shape, rng)
-    folder = Path(directory) / info.folder
-    for split, count in (("train", train), ("test", test)):
-        images, labels = _tiny_split(count, info.image_shape, templates, rng)
-        files = info.splits[split]
-        for number, rows in enumerate(np.array_split(np.arange(count), len(files)), start=1):
-            what = "training" if split == "train" else "testing"
-            batch: dict[bytes, Any] = {
-                b"batch_label": f"{what} batch {number} of {len(files)}".encode(),
-                b"data": images[rows].reshape(len(rows), -1),
-                b"filenames": [f"tiny_{split}_{i:06d}.png".encode() for i in rows],
-            }
-            fine = [int(label) for label in labels[rows]]
-            if kind == "cifar10":
-                batch[b"labels"] = fine
-            else:
-                batch[b"fine_labels"], batch[b"coarse_labels"] = fine, [label // 5 for label in fine]
-            _write_python2_pickle(folder / files[number - 1], batch)
-    if kind == "cifar10":
-        meta = {b"label_names": [n.encode() for n in CIFAR10_CLASSES], b"num_cases_per_batch": -(-train // 5),
-                b"num_vis": 3072}
-    else:
-        meta = {b"fine_label_names": [f"fine_{i:02d}".encode() for i in range(100)],
-                b"coarse_label_names": [f"coarse_{i:02d}".encode() for i in range(20)]}
-    _write_python2_pickle(folder / info.meta_file, meta)
-    return Path(directory)
-
-
-def make_tiny_dataset(name: str, directory: str | Path, train: int = 200, test: int = 100, seed: int = 0) -> Path:
-    """Write a tiny data set ``name`` in its official layout and format into ``directory``; returns ``directory``.
-
-    Each class is a distinct brightness pattern plus noise, so a small net's loss falls within a few steps.
-    ``load_dataset(name, directory)`` reads it back.
-    """
-    info = get_info(name)
-    if info.format == "cifar":
-        return write_cifar(directory, name, train, test, seed)
-    rng = np.random.default_rng(seed)
-    templates = _tiny_templates(info.num_classes, info.image_shape, rng)
-    for split, count in (("train", train), ("test", test)):
-        images, labels = _tiny_split(count, info.image_shape, templates, rng)
-        image_file, label_file = info.splits[split]
-        write_idx(Path(directory) / f"{image_file}.gz", images[:, 0])
-        write_idx(Path(directory) / f"{label_file}.gz", labels.astype(np.uint8))
-    return Path(directory)
-
-
-# ---------------------------------------------------------------------------------------------------- command line
-def main(argv: Sequence[str] | None = None) -> None:
-    """``download`` or ``verify`` a data set from the command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m rlkit.supervised.data",
-        description="Download the official files of an image data set, or check files you have against the "
-                    "official MD5 checksums.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command, text in (
-        ("download", "fetch the official files (skipping valid ones), check their MD5 and extract CIFAR archives"),
-        ("verify", "compare the files in --data-dir with the official MD5s; exit status 2 if any is missing or "
-                   "changed"),
-    ):
-        sub = commands.add_parser(command, help=text, description=text)
-        sub.add_argument("name", choices=list(DATASETS), metavar="NAME", help=f"one of {', '.join(DATASETS)}")
-        sub.add_argument("--data-dir", default=None, help="folder of the files (default: data/NAME); for CIFAR the "
-                         "folder that holds cifar-10-batches-py/ or cifar-100-python/")
-    args = parser.parse_args(argv)
-    data_dir = Path(args.data_dir) if args.data_dir else Path("data") / args.name
-    if args.command == "download":
-        print(f"{args.name} is ready in {download(args.name, data_dir)}")
-        return
-    problems = verify(args.name, data_dir)
-    for problem in problems:
-        print(problem)
-    if problems:
-        command = DOWNLOAD_COMMAND.format(name=args.name, data_dir=data_dir)
-        raise UserError(f"{len(problems)} file(s) of {args.name} in {data_dir} are missing or changed: "
-                        f"delete the changed ones and run `{command}`")
-    print(f"{args.name}: every file in {data_dir} matches its official MD5")
-
-
-if __name__ == "__main__":
-    run_command(main)

@@ -9,9 +9,9 @@
 The functions take a model and tensors (images in ``bounds``, [0, 1] pixels by default); the command line rebuilds
 the model from a run directory::
 
-    python -m rlkit.supervised.visualize perturb runs/cifar10__discriminator__1__... --epsilon 0.03
-    python -m rlkit.supervised.visualize class-max RUN_DIR
-    python -m rlkit.supervised.visualize feature-max RUN_DIR --layers 4 8
+    python -m rlkit.analysis.visualize perturb runs/cifar10__discriminator__1__... --epsilon 0.03
+    python -m rlkit.analysis.visualize class-max RUN_DIR
+    python -m rlkit.analysis.visualize feature-max RUN_DIR --layers 4 8
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlkit.data.transforms import STATS, Pad
 from rlkit.errors import UserError, run_command
 from rlkit.jobs import NETS, get_task
 from rlkit.jobs import load_run as load_job_run
-from rlkit.supervised.transforms import STATS, Pad
 
 
 class Perturbation(NamedTuple):
@@ -203,7 +203,7 @@ def _pixels(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rlkit.supervised.visualize", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m rlkit.analysis.visualize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     texts = {
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     run = load_run(args.run, args.device, args.data_dir)
     out_dir = args.out_dir or (args.run if args.run.is_dir() else args.run.parent)
-    from rlkit.supervised.images import save_grid
+    from rlkit.analysis.images import save_grid
 
     if args.command == "perturb":
         if not 1 <= args.images <= len(run.labels):
