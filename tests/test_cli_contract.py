@@ -14,20 +14,10 @@ import pytest
 import torch
 
 import evaluate
-import rlkit
 import train
+from rlkit.data import make_tiny_dataset
 
 V1 = Path(__file__).parent / "data" / "v1"
-PACKAGE = Path(rlkit.__file__).parent
-
-
-def tiny_dataset_maker():
-    """make_tiny_dataset, from rlkit/data/ once it lives there (one line to change when the old path goes)."""
-    if (PACKAGE / "data").is_dir():
-        from rlkit.data.registry import make_tiny_dataset
-    else:
-        from rlkit.data import make_tiny_dataset
-    return make_tiny_dataset
 
 
 # ---------------------------------------------------------------------------------------------------- --help
@@ -160,7 +150,7 @@ def expected_v1() -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def v1_mnist(tmp_path_factory) -> Path:
     """The tiny MNIST the NumPy run trained and was evaluated on, regenerated (same arguments, same bytes)."""
-    return tiny_dataset_maker()("mnist", tmp_path_factory.mktemp("mnist"), train=64, test=32, seed=0)
+    return make_tiny_dataset("mnist", tmp_path_factory.mktemp("mnist"), train=64, test=32, seed=0)
 
 
 @pytest.mark.parametrize("stem", ["dqn", "ppo", "sac", "numpy"])

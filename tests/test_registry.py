@@ -15,40 +15,11 @@ import pytest
 import torch
 
 import evaluate
-import rlkit
 import train
 from rlkit.agents import AGENTS
+from rlkit.data import make_tiny_dataset, make_tiny_ucf
+from rlkit.jobs import NETS
 
-PACKAGE = Path(rlkit.__file__).parent
-
-
-def has_module(name: str) -> bool:
-    """Whether this checkout's rlkit has ``rlkit/NAME`` (not importlib's find_spec: an editable install of another
-    checkout can answer for a module this one lacks)."""
-    return (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file()
-
-
-def net_catalog() -> dict[str, Any]:
-    """The ``--net`` rows: the job catalog's after the restructure (rlkit/jobs/), ``supervised.tasks.NETS`` before."""
-    if has_module("jobs"):
-        import rlkit.jobs
-
-        if hasattr(rlkit.jobs, "NETS"):
-            return rlkit.jobs.NETS
-    from rlkit.supervised.tasks import NETS
-
-    return NETS
-
-
-def tiny_data_makers():
-    """(make_tiny_dataset, make_tiny_ucf): the format-exact fixture writers, from rlkit/data/ once they live there."""
-    if has_module("data"):
-        from rlkit.data.registry import make_tiny_dataset
-        from rlkit.data.ucf101 import make_tiny_ucf
-    else:
-        from rlkit.data import make_tiny_dataset
-        from rlkit.data import make_tiny_ucf
-    return make_tiny_dataset, make_tiny_ucf
 
 
 # ---------------------------------------------------------------------------------------------------- agents
@@ -191,22 +162,20 @@ def is_video(spec: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def mnist(tmp_path_factory) -> Path:
-    make_tiny_dataset, _ = tiny_data_makers()
     return make_tiny_dataset("mnist", tmp_path_factory.mktemp("mnist"), train=64, test=32, seed=0)
 
 
 @pytest.fixture(scope="module")
 def ucf(tmp_path_factory) -> Path:
-    _, make_tiny_ucf = tiny_data_makers()
     return make_tiny_ucf(tmp_path_factory.mktemp("ucf"), classes=3, videos_per_class=4, frames=16, size=32, seed=0)
 
 
-@pytest.mark.parametrize("net", list(net_catalog()))
+@pytest.mark.parametrize("net", list(NETS))
 def test_every_net_takes_one_update_saves_and_evaluates(net, request, tmp_path):
     """One update on tiny data in the official format, saved; evaluate.py rebuilds the net from the run directory,
     scores the test set as the run's own final evaluation did, and scores it the same way twice (every net is
     deterministic in eval mode)."""
-    video = is_video(net_catalog()[net])
+    video = is_video(NETS[net])
     task, data = ("ucf101", request.getfixturevalue("ucf")) if video else ("mnist", request.getfixturevalue("mnist"))
     run = tmp_path / "run"
     train.main(["--task", task, "--net", net, "--data-dir", str(data), "--max-steps", "1", "--batch-size", "4",
