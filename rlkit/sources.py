@@ -12,6 +12,7 @@ from rlkit.agents.base import Agent
 from rlkit.agents.policy_gradient import PolicyAgent
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.buffers.rollout import RolloutBatch, RolloutBuffer
+from rlkit.distributed import sum_over_processes
 from rlkit.envs import EpisodeSignals
 from rlkit.nets import RunningMeanStd
 
@@ -115,7 +116,7 @@ class RewardScaler:
     def __init__(self, num_envs: int, gamma: float, clip: float = 10.0):
         self.gamma, self.clip = gamma, clip
         self.returns = np.zeros(num_envs)
-        self.stats = RunningMeanStd(())
+        self.stats = RunningMeanStd((), all_reduce=sum_over_processes())
 
     def __call__(self, rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
         self.returns = self.returns * self.gamma + rewards

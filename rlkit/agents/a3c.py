@@ -19,6 +19,7 @@ from torch import nn
 from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import gae
 from rlkit.errors import UserError
+from rlkit.optim import optimizer_step, set_learning_rate
 
 
 @dataclass
@@ -178,19 +179,10 @@ class A3C(PolicyAgent):
         entropy = dist.entropy().view(T, N).sum(0).mean()
         loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
 
-        local_net.zero_grad(set_to_none=True)
-        loss.backward()
-        local_params = list(local_net.parameters())
-        grad_norm = nn.utils.get_total_norm([p.grad for p in local_params if p.grad is not None])
-        if 0 < c.max_grad_norm < grad_norm:
-            nn.utils.clip_grads_with_norm_(local_params, c.max_grad_norm, grad_norm)
-        # The shared parameters' .grad is private to this process: point it at the local gradients and step.
-        for shared, local in zip(self.net.parameters(), local_params):
-            shared.grad = local.grad
         lr = c.learning_rate * (max(0.0, 1.0 - global_steps / self.total_steps) if c.anneal_lr else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+        set_learning_rate(self.optimizer, lr)
+        grad_norm = optimizer_step(self.optimizer, loss, local_net.parameters(), c.max_grad_norm,
+                                   apply_to=self.net.parameters())
         return {"losses/policy_loss": policy_loss.item(), "losses/value_loss": value_loss.item(),
                 "losses/entropy": entropy.item(), "losses/grad_norm": float(grad_norm), "charts/learning_rate": lr}
 

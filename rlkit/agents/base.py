@@ -9,9 +9,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
-from rlkit.distributed import all_reduce_gradients
 from rlkit.errors import UserError
 
 
@@ -84,39 +82,3 @@ class Agent(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-
-
-def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any, max_grad_norm: float) -> float:
-    """zero_grad, backward, clip the global gradient norm (if > 0) and step; returns the norm before clipping.
-
-    Under torchrun the gradients are first averaged over the processes (synchronous data-parallel SGD), so every
-    process takes the same step."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for p in params if p.grad is not None]
-    all_reduce_gradients(params)
-    norm = nn.utils.get_total_norm([p.grad for p in params])
-    if 0 < max_grad_norm < norm:  # scale only when needed: the multiply costs ~5% of a CPU update
-        nn.utils.clip_grads_with_norm_(params, max_grad_norm, norm)
-    optimizer.step()
-    return float(norm)
-
-
-@torch.no_grad()
-def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """``target <- (1 - tau) target + tau online`` for every parameter (a copy when tau = 1)."""
-    target_params, online_params = list(target.parameters()), list(online.parameters())
-    torch._foreach_lerp_(target_params, online_params, tau)
-
-
-def make_adam(params: Any, lr: float, device: torch.device, **kwargs: Any) -> torch.optim.Adam:
-    """Adam with the fused kernel where PyTorch has one (CPU and CUDA): one pass over all parameters per step."""
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)
-
-
-def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
-    """``start`` at t = 0, moving linearly to ``end`` at t = ``duration`` and staying there."""
-    if duration <= 0:
-        return end
-    return start + (end - start) * min(1.0, t / duration)

@@ -11,9 +11,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.agents.base import Agent, ReplayConfig, make_adam, optimizer_step, polyak_update
+from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets.continuous import DeterministicActor, QEnsemble
+from rlkit.optim import make_adam, optimizer_step, polyak_update
 
 
 @dataclass

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agents.base import Agent, ReplayConfig, linear_schedule, make_adam, optimizer_step, polyak_update
+from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
+from rlkit.optim import linear_schedule, make_adam, optimizer_step, polyak_update
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 
 from rlkit.agents.base import Agent
 from rlkit.buffers.rollout import RolloutBuffer
+from rlkit.distributed import sum_over_processes
 from rlkit.nets import ActorCritic, RunningMeanStd
 
 
@@ -86,7 +87,9 @@ class PolicyAgent(Agent):
         self.net = ActorCritic(obs_space.shape, action_space, config.hidden, config.activation,
                                shared=images if shared is None else shared,
                                log_std_init=config.log_std_init).to(self.device)
-        self.obs_norm = RunningMeanStd(obs_space.shape).to(self.device) if config.normalize_obs else None
+        # Under torchrun every process's observations count, so all processes normalize alike.
+        self.obs_norm = (RunningMeanStd(obs_space.shape, all_reduce=sum_over_processes()).to(self.device)
+                         if config.normalize_obs else None)
         self.continuous = isinstance(action_space, gym.spaces.Box)
         if self.continuous:
             self.action_low = np.asarray(action_space.low, dtype=np.float32)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from rlkit.agents.base import make_adam, optimizer_step
 from rlkit.distributed import average_metrics
 from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
+from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass

@@ -12,10 +12,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.agents.base import Agent, ReplayConfig, make_adam, optimizer_step, polyak_update
+from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.agents.ddpg import continuous_replay, count_and_warm_up
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor
+from rlkit.optim import make_adam, optimizer_step, polyak_update
 
 
 @dataclass

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from rlkit.agents.base import make_adam, optimizer_step
 from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
 from rlkit.nets import DiagGaussian, kl_divergence
+from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
