@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from rlkit.agents import A3C, Agent, PolicyAgent, get_agent_spec
 from rlkit.config import config_from_dict, config_to_dict
@@ -63,21 +64,24 @@ def evaluate_agent(
     Each sub-env contributes its first game only, so short games are not over-counted. With ``video``, one game
     is played alone and recorded to that file.
     """
-    if video is not None:
-        return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic)]
-    returns: list[float] = []
-    while len(returns) < episodes:
-        n = min(max_envs, episodes - len(returns))
-        env = make_env(env_name, n, seed=seed + len(returns), training=False, sticky_actions=sticky_actions)
-        obs, _ = env.reset()
-        result = np.full(n, np.nan)
-        while np.isnan(result).any():
-            obs, _, _, _, info = env.step(agent.act(obs, explore=False, deterministic=deterministic))
-            first = info["episode_done"] & np.isnan(result)
-            result[first] = info["episode_return"][first]
-        env.close()
-        returns.extend(result.tolist())
-    return returns
+    agent.seed_evaluation(seed)
+    with torch.random.fork_rng():  # evaluation's torch draws (sampled actions) leave training's stream alone
+        torch.manual_seed(seed)
+        if video is not None:
+            return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic)]
+        returns: list[float] = []
+        while len(returns) < episodes:
+            n = min(max_envs, episodes - len(returns))
+            env = make_env(env_name, n, seed=seed + len(returns), training=False, sticky_actions=sticky_actions)
+            obs, _ = env.reset()
+            result = np.full(n, np.nan)
+            while np.isnan(result).any():
+                obs, _, _, _, info = env.step(agent.act(obs, explore=False, deterministic=deterministic))
+                first = info["episode_done"] & np.isnan(result)
+                result[first] = info["episode_return"][first]
+            env.close()
+            returns.extend(result.tolist())
+        return returns
 
 
 def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool, path: Path,

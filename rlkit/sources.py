@@ -66,6 +66,7 @@ class ReplaySource:
             self.step()
         if self.pending_updates >= 1.0:
             self.pending_updates -= 1.0
+            self.agent.step = self.steps
             return self.buffer.sample(self.batch_size)
         return None
 
@@ -73,6 +74,7 @@ class ReplaySource:
         """One step of every sub-env into replay."""
         if self.obs is None:
             self.reset()
+        self.agent.step = self.steps
         actions = self.agent.act(self.obs, explore=True)
         next_obs, rewards, terminated, truncated, info = self.env.step(actions)
         self.buffer.add(self.obs, actions, rewards, terminated, truncated, info["final_obs"])
@@ -156,6 +158,7 @@ class RolloutSource:
         config, buffer = self.agent.config, self.buffer
         buffer.reset()
         while not buffer.full:
+            self.agent.step = self.steps
             step = self.agent.policy_step(self.obs)
             next_obs, rewards, terminated, truncated, info = self.env.step(step.env_actions)
             final_values = None
@@ -174,6 +177,7 @@ class RolloutSource:
                 self.finished.append((self.steps, float(info["episode_return"][i]), int(info["episode_length"][i])))
         buffer.finish(self.agent.value_of(self.obs), config.gamma, config.gae_lambda,
                       mask_unfinished=self.agent.mask_unfinished_episodes)
+        self.agent.step = self.steps
         return buffer.flat()
 
     def pop_finished(self) -> list[tuple[int, float, int]]:

@@ -114,7 +114,8 @@ def run_worker(rank: int, agent: A3C, env_fn: Callable[..., EpisodeSignals], env
                 for local, shared in zip(local_params, shared_params):
                     local.copy_(shared)
             segment, obs, ended = collect_segment(env, local_net, obs, claimed)
-            for key, value in agent.worker_update(local_net, segment, counter.value).items():
+            agent.step = counter.value  # this worker's copy of the agent: the schedules read the global count
+            for key, value in agent.worker_update(local_net, segment).items():
                 sums[key] += value
             updates, steps = updates + 1, steps + claimed * num_envs
             episodes += [(counter.value, episode_return, length) for episode_return, length in ended]
@@ -184,6 +185,7 @@ class A3CSource:
         self._drain(self.wait)
         self._check_workers()
         reports, self._reports = self._reports, []
+        self.agent.step = self.steps
         return reports or None
 
     def _drain(self, timeout: float) -> None:

@@ -116,7 +116,7 @@ def test_worker_update_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
         local.load_state_dict(agent.net.state_dict())
         segment, obs, _ = collect_segment(env, local, obs, 5)
         before = [p.detach().clone() for p in local.parameters()]
-        metrics = agent.worker_update(local, segment, global_steps=0)
+        metrics = agent.worker_update(local, segment)
         optimizer.zero_grad()
         hand_loss(reference, segment, 0.5, 0.01, 0.5).backward()
         norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), max_grad_norm or float("inf"))
@@ -163,18 +163,18 @@ def test_worker_loop_in_process_matches_its_steps_done_by_hand():
     for num_steps in (5, 4):
         local.load_state_dict(reference.net.state_dict())
         segment, obs, _ = collect_segment(env, local, obs, num_steps)
-        reference.worker_update(local, segment, global_steps=0)
+        reference.worker_update(local, segment)
     for a, b in zip(agent.net.parameters(), reference.net.parameters()):
         assert torch.equal(a, b)
 
 
 def test_update_averages_worker_metrics_over_their_updates():
-    """The loop's update() only aggregates: metrics weighted by each report's updates, counters summed."""
+    """The loop's update() only aggregates: metrics weighted by each report's updates, updates summed."""
     agent = small_agent()
     metrics = agent.update([WorkerReport(0, 3, 15, {"losses/value_loss": 1.0}, []),
                             WorkerReport(1, 1, 5, {"losses/value_loss": 5.0}, [(20, 9.0, 9)])])
     assert metrics == {"losses/value_loss": 2.0}  # (3 * 1 + 1 * 5) / 4
-    assert (agent.updates, agent.env_steps) == (4, 20)
+    assert agent.updates == 4
     assert agent.update([WorkerReport(0, 0, 0, {}, [])]) == {} and agent.updates == 4
 
 
@@ -208,7 +208,7 @@ def test_state_dict_round_trip_stays_shared():
     obs, _ = env.reset(seed=0)
     local = copy.deepcopy(trained.net)
     segment, obs, _ = collect_segment(env, local, obs, 5)
-    trained.worker_update(local, segment, global_steps=0)
+    trained.worker_update(local, segment)
     fresh = small_agent()
     fresh.load_state_dict(trained.state_dict())
     assert all(p.is_shared() for p in fresh.net.parameters())
@@ -239,7 +239,7 @@ def test_a3c_trains_checkpoints_and_evaluates(tmp_path):
     checkpoint = load_checkpoint(run)
     assert checkpoint["agent"] == "a3c" and checkpoint["agent_config"]["num_workers"] == 2
     assert checkpoint["loop"]["steps"] == 1000
-    assert checkpoint["learner"]["counters"] == {"env_steps": 1000, "updates": 1000 // 5}
+    assert checkpoint["learner"]["counters"] == {"updates": 1000 // 5}
     assert checkpoint["source"]["episodes"] > 0
     state = checkpoint["learner"]["optimizers"]["optimizer"]["state"]
     assert all(s["square_avg"].abs().sum() > 0 and s["step"] > 0 for s in state.values())

@@ -250,25 +250,38 @@ def test_bootstrapped_evaluation_is_majority_vote(voting_agent):
 def test_epsilon_schedule(steps, epsilon):
     """Epsilon falls linearly from start_e 1 to end_e 0.04 over 0.16 * 1000 env steps, then stays at 0.04."""
     agent = make_agent()
-    agent.env_steps = steps
+    agent.step = steps
     assert agent.epsilon == pytest.approx(epsilon)
 
 
-def test_act_counts_env_steps_only_when_exploring(linear_agent):
-    """act(explore=True) advances env_steps by the batch size; act(explore=False) leaves it."""
+def test_act_leaves_the_clock_and_the_schedule_alone(linear_agent):
+    """Only the source moves ``step``: acting, exploring or not, changes neither it nor epsilon."""
     obs = np.zeros((5, 2), np.float32)
+    linear_agent.step = 40
     linear_agent.act(obs, explore=True)
-    linear_agent.act(obs, explore=True)
-    assert linear_agent.env_steps == 10
     linear_agent.act(obs)
-    assert linear_agent.env_steps == 10
+    assert linear_agent.step == 40 and linear_agent.epsilon == pytest.approx(0.76)
+
+
+def test_evaluation_draws_only_from_eval_rng(linear_agent):
+    """act(explore=False) leaves the training generator alone; seed_evaluation makes evaluation repeat."""
+    obs = np.zeros((500, 2), np.float32)
+    linear_agent.config.eval_epsilon = 0.5
+    state = linear_agent.rng.bit_generator.state
+    linear_agent.seed_evaluation(3)
+    first = linear_agent.act(obs)
+    linear_agent.seed_evaluation(3)
+    np.testing.assert_array_equal(linear_agent.act(obs), first)
+    assert linear_agent.rng.bit_generator.state == state
+    assert 0 < first.mean() < 1  # epsilon 0.5 did draw random actions
 
 
 def test_act_is_epsilon_greedy(linear_agent):
     """At epsilon 1 actions are uniform; at 0.04 only ~2% differ from the greedy action; eval (epsilon 0) is greedy."""
     obs = np.tile([[1.0, 0.0]], (4000, 1)).astype(np.float32)  # greedy action 0: Q = (3, 0)
     assert linear_agent.act(obs, explore=True).mean() == pytest.approx(0.5, abs=0.03)
-    assert linear_agent.epsilon == pytest.approx(0.04)  # 4000 steps taken: schedule over
+    linear_agent.step = 4000  # as the source would after this vector step: schedule over
+    assert linear_agent.epsilon == pytest.approx(0.04)
     assert linear_agent.act(obs, explore=True).mean() == pytest.approx(0.02, abs=0.01)
     assert not linear_agent.act(obs).any()
 
@@ -289,10 +302,10 @@ def test_hard_target_sync_after_interval(linear_agent):
     batch = make_batch(**TWO_ROWS)
     initial = snapshot(linear_agent.target_net)
     linear_agent.update(batch)  # 0 env steps
-    linear_agent.act(np.zeros((9, 2), np.float32), explore=True)
+    linear_agent.step = 9  # the source's clock
     linear_agent.update(batch)  # 9 env steps: no sync yet
     assert params_equal(linear_agent.target_net, initial)
-    linear_agent.act(np.zeros((1, 2), np.float32), explore=True)
+    linear_agent.step = 10
     online = snapshot(linear_agent.q_net)
     assert not params_equal(online, initial)
     linear_agent.update(batch)  # 10 env steps: sync, then learn
@@ -346,15 +359,16 @@ def test_state_dict_round_trip(tmp_path, changes):
                        masks=rng.integers(0, 2, (8, 3)) if changes else None)
     source.episode_start(np.ones(8, dtype=bool))
     source.act(obs[:8], explore=True)
+    source.step = 8  # as the replay source would, having taken that vector step
     source.update(batch)
     source.update(batch)
     torch.save(source.state_dict(), tmp_path / "agent.pt")
 
     copy = make_agent(seed=99, hidden=(8,), **changes)
     copy.load_state_dict(torch.load(tmp_path / "agent.pt", weights_only=True))
+    copy.step = source.step  # the step is the source's: a resumed source tells the agent
     np.testing.assert_array_equal(copy.act(obs), source.act(obs))
-    assert (copy.env_steps, copy.updates, copy.last_target_sync) == (source.env_steps, source.updates,
-                                                                      source.last_target_sync)
+    assert (copy.updates, copy.last_target_sync) == (source.updates, source.last_target_sync)
     np.testing.assert_array_equal(copy.active_heads, source.active_heads)
     assert 0.0 < copy.epsilon < 1.0  # exploration still draws random actions: they must match too
     for _ in range(3):

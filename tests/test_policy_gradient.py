@@ -353,7 +353,7 @@ def test_save_load_gives_same_actions_with_obs_normalization():
     np.testing.assert_array_equal(restored.act(obs, explore=False), agent.act(obs, explore=False))
     assert torch.equal(restored.obs_norm.mean, agent.obs_norm.mean)
     assert torch.equal(restored.obs_norm.var, agent.obs_norm.var)
-    assert (restored.env_steps, restored.updates) == (agent.env_steps, agent.updates) == (64, 1)
+    assert restored.updates == agent.updates == 1
 
 
 def test_continuous_actions_clipped_for_env_but_stored_unclipped():
@@ -377,21 +377,34 @@ def test_continuous_actions_clipped_for_env_but_stored_unclipped():
 
 
 def test_evaluation_leaves_statistics_and_step_count_alone():
-    """act(explore=False), deterministic or not, and value_of change neither the observation statistics nor
-    env_steps; training steps (policy_step, act(explore=True)) change both."""
+    """act(explore=False), deterministic or not, and value_of leave the observation statistics alone; training
+    steps (policy_step, act(explore=True)) update them. None of them moves the step (the source's)."""
     agent = make_agent(PPO, PPOConfig(normalize_obs=True, hidden=(8,)), (VECTOR_OBS, gym.spaces.Discrete(2)))
     obs = np.random.default_rng(0).normal(3.0, 2.0, (5, 3)).astype(np.float32)
     agent.policy_step(obs)
     snapshot = {k: v.clone() for k, v in agent.obs_norm.state_dict().items()}
-    assert agent.env_steps == 5
     agent.act(obs * 10, explore=False)
     agent.act(obs * 10, explore=False, deterministic=False)
     agent.value_of(obs * 10)
-    assert agent.env_steps == 5
     for key, value in agent.obs_norm.state_dict().items():
         assert torch.equal(value, snapshot[key]), key
     agent.act(obs, explore=True)
-    assert agent.env_steps == 10 and agent.obs_norm.count.item() == pytest.approx(10, abs=1e-3)
+    assert agent.obs_norm.count.item() == pytest.approx(10, abs=1e-3) and agent.step == 0
+
+
+def test_learning_rate_anneals_with_the_sources_step():
+    """anneal_lr: the learning rate of an update is lr * (1 - step / total_steps), step being what the rollout
+    source told the agent (the env steps of the run so far, this rollout included)."""
+    config = dataclasses.replace(A2CConfig.preset("other"), hidden=(8,), num_steps=5, anneal_lr=True)
+    env = make_env("CartPole", 2, seed=0)
+    agent = make_agent(A2C, config, env)  # total_steps 100_000
+    source = RolloutSource(env, agent, agent.rollout_buffer(env.num_envs))
+    source.steps = 25_000 - 10  # as after a resume
+    rollout = source.next()
+    env.close()
+    assert agent.step == source.steps == 25_000
+    assert agent.update(rollout)["charts/learning_rate"] == pytest.approx(1e-3 * 0.75)
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.75)
 
 
 def test_unsupported_action_space_names_the_fitting_agents():
@@ -414,7 +427,7 @@ def test_every_policy_agent_trains_and_evaluates(tmp_path, agent, env_name):
                 "--eval-episodes", "0", "--no-progress", "--run-dir", str(run)])
     checkpoint = load_checkpoint(run)
     assert checkpoint["agent"] == agent and checkpoint["loop"]["steps"] == 256
-    assert checkpoint["learner"]["counters"] == {"env_steps": 256, "updates": 2}
+    assert checkpoint["learner"]["counters"] == {"updates": 2}
     for extra in ([], ["--stochastic"]):
         result = evaluate.main([str(run), "--episodes", "2", "--json", *extra])
         assert result["episodes"] == 2 and len(result["returns"]) == 2 and np.isfinite(result["returns"]).all()

@@ -159,7 +159,7 @@ class A3C(PolicyAgent):
         return gae(segment.rewards, values, segment.terminated, segment.truncated, segment.last_values, c.gamma,
                    c.gae_lambda, segment.final_values)
 
-    def worker_update(self, local_net: nn.Module, segment: Segment, global_steps: int) -> dict[str, float]:
+    def worker_update(self, local_net: nn.Module, segment: Segment) -> dict[str, float]:
         """One asynchronous update: the segment's loss on ``local_net`` (a copy of the shared net the segment was
         collected with), its gradients clipped and given to the shared optimizer, which steps the shared net.
 
@@ -179,7 +179,7 @@ class A3C(PolicyAgent):
         entropy = dist.entropy().view(T, N).sum(0).mean()
         loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
 
-        lr = c.learning_rate * (max(0.0, 1.0 - global_steps / self.total_steps) if c.anneal_lr else 1.0)
+        lr = c.learning_rate * (max(0.0, 1.0 - self.step / self.total_steps) if c.anneal_lr else 1.0)
         set_learning_rate(self.optimizer, lr)
         grad_norm = optimizer_step(self.optimizer, loss, local_net.parameters(), c.max_grad_norm,
                                    apply_to=self.net.parameters())
@@ -192,7 +192,6 @@ class A3C(PolicyAgent):
         :meth:`worker_update`); counts the updates."""
         total = sum(r.updates for r in reports)
         self.updates += total
-        self.env_steps += sum(r.steps for r in reports)
         if total == 0:
             return {}
         keys = {key for r in reports for key in r.metrics}

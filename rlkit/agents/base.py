@@ -36,17 +36,31 @@ class Agent(ABC):
 
     Subclasses set ``config_class`` and ``action_spaces`` and implement ``act``, ``update``, ``state_dict`` and
     ``load_state_dict``.
+
+    One clock: ``step`` is the number of env steps the run has taken. Only the source writes it (before every
+    ``act(explore=True)`` and before it hands out a batch); schedules (epsilon, target syncs, warm-up, learning-rate
+    annealing) read it, and ``act`` never changes it. Random draws of ``act(explore=True)`` come from ``rng``, those
+    of evaluation from ``eval_rng`` (reseeded by :meth:`seed_evaluation`), so evaluating never changes training.
     """
 
     config_class: ClassVar[type]
     action_spaces: ClassVar[tuple[type[gym.Space], ...]]
     """The action space classes this agent can act in."""
 
-    def __init__(self, config: Any, obs_space: gym.Space, action_space: gym.Space, device: str | torch.device):
+    def __init__(self, config: Any, obs_space: gym.Space, action_space: gym.Space, device: str | torch.device,
+                 total_steps: int, seed: int | None):
         self.check_spaces(obs_space, action_space)
         self.config = config
         self.obs_space, self.action_space = obs_space, action_space
         self.device = torch.device(device)
+        self.total_steps = total_steps
+        self.step = 0
+        self.rng = np.random.default_rng(seed)
+        self.eval_rng = np.random.default_rng(seed)
+
+    def seed_evaluation(self, seed: int) -> None:
+        """Restart the evaluation policy's random draws from ``seed`` (evaluation calls this first)."""
+        self.eval_rng = np.random.default_rng(seed)
 
     @classmethod
     def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:

@@ -63,10 +63,10 @@ def continuous_replay(agent: Agent, num_envs: int, seed: int | None) -> ReplayBu
                         num_envs=num_envs, gamma=c.gamma, device=agent.device, seed=seed)
 
 
-def count_and_warm_up(agent: Agent, n: int) -> np.ndarray | None:
-    """Count ``n`` exploration steps; until ``learning_starts`` return uniform actions in [-1, 1], else None."""
-    agent.env_steps += n
-    if agent.env_steps <= agent.config.learning_starts:
+def warm_up_actions(agent: Agent, n: int) -> np.ndarray | None:
+    """Uniform actions in [-1, 1] while the whole vector step of ``n`` env steps lies within the first
+    ``learning_starts`` steps of the run; None after."""
+    if agent.step + n <= agent.config.learning_starts:
         return agent.rng.uniform(-1, 1, (n, *agent.action_space.shape)).astype(np.float32)
     return None
 
@@ -78,7 +78,7 @@ class DDPG(Agent):
     action_spaces = (gym.spaces.Box,)
 
     def __init__(self, config: DDPGConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed)
         obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
         self.actor = DeterministicActor(obs_dim, act_dim, config.hidden).to(self.device)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2 if config.twin_critics else 1).to(self.device)
@@ -87,13 +87,11 @@ class DDPG(Agent):
         self.critic_target.requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), config.learning_rate, self.device)
         self.critic_optimizer = make_adam(self.critic.parameters(), config.learning_rate, self.device)
-        self.rng = np.random.default_rng(seed)
-        self.env_steps = 0
         self.updates = 0
 
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Training: uniform actions until learning starts, then ``mu(s)`` plus Gaussian noise; else ``mu(s)``."""
-        if explore and (warmup := count_and_warm_up(self, len(obs))) is not None:
+        if explore and (warmup := warm_up_actions(self, len(obs))) is not None:
             return warmup
         with torch.inference_mode():
             actions = self.actor(torch.as_tensor(obs, device=self.device, dtype=torch.float32)).cpu().numpy()
@@ -139,11 +137,11 @@ class DDPG(Agent):
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
             "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
             "actor_optimizer": self.actor_optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
-            "counters": {"env_steps": self.env_steps, "updates": self.updates}, "rng": self.rng.bit_generator.state,
+            "counters": {"updates": self.updates}, "rng": self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer"):
             getattr(self, name).load_state_dict(state[name])
-        self.env_steps, self.updates = state["counters"]["env_steps"], state["counters"]["updates"]
+        self.updates = state["counters"]["updates"]
         self.rng.bit_generator.state = state["rng"]

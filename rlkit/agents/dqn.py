@@ -130,16 +130,13 @@ class DQN(Agent):
         total_steps: int = 10_000_000,
         seed: int | None = None,
     ):
-        super().__init__(config, obs_space, action_space, device)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed)
         self.n_actions = int(action_space.n)
         self.q_net = QNetwork(obs_space.shape, self.n_actions, config).to(self.device)
         self.target_net = QNetwork(obs_space.shape, self.n_actions, config).to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         self.optimizer = make_adam(self.q_net.parameters(), config.learning_rate, self.device)
-        self.total_steps = total_steps
-        self.rng = np.random.default_rng(seed)
-        self.env_steps = 0  # exploration steps taken, drives the epsilon schedule and target syncs
         self.updates = 0
         self.last_target_sync = 0
         self.active_heads = np.zeros(0, dtype=np.int64)  # bootstrapped: the head each sub-env follows
@@ -148,7 +145,7 @@ class DQN(Agent):
     @property
     def epsilon(self) -> float:
         c = self.config
-        return linear_schedule(c.start_e, c.end_e, int(c.exploration_fraction * self.total_steps), self.env_steps)
+        return linear_schedule(c.start_e, c.end_e, int(c.exploration_fraction * self.total_steps), self.step)
 
     def episode_start(self, mask: np.ndarray) -> None:
         if self.config.bootstrapped:
@@ -160,11 +157,9 @@ class DQN(Agent):
         """Epsilon-greedy: the schedule's epsilon with ``explore``, else ``eval_epsilon`` (``deterministic`` has no
         further effect: a Q-learner's evaluation policy is its epsilon-greedy one)."""
         n = len(obs)
-        epsilon = self.epsilon if explore else self.config.eval_epsilon
-        if explore:
-            self.env_steps += n
-        random = self.rng.random(n) < epsilon
-        actions = self.rng.integers(0, self.n_actions, n)
+        epsilon, rng = (self.epsilon, self.rng) if explore else (self.config.eval_epsilon, self.eval_rng)
+        random = rng.random(n) < epsilon
+        actions = rng.integers(0, self.n_actions, n)
         if random.all():  # nothing to compute: early exploration is pure env stepping
             return actions
         with torch.inference_mode():
@@ -214,7 +209,7 @@ class DQN(Agent):
             return rewards + not_done * next_value
 
     def update(self, batch: Batch) -> dict[str, float]:
-        if self.env_steps - self.last_target_sync >= self.config.target_update_interval:
+        if self.step - self.last_target_sync >= self.config.target_update_interval:
             self.sync_target()  # before the update, so a burst of updates shares one target (as in SB3)
         td_target = self.td_target(batch)
         q_all = self.q_net(batch.obs)
@@ -238,7 +233,7 @@ class DQN(Agent):
     def sync_target(self) -> None:
         """Move the target network toward the online one by ``tau`` (a copy when tau = 1)."""
         polyak_update(self.target_net, self.q_net, self.config.tau)
-        self.last_target_sync = self.env_steps
+        self.last_target_sync = self.step
 
     # ------------------------------------------------------------------ saving
     def state_dict(self) -> dict[str, Any]:
@@ -246,7 +241,7 @@ class DQN(Agent):
             "q_net": self.q_net.state_dict(),
             "target_net": self.target_net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "counters": {"env_steps": self.env_steps, "updates": self.updates, "last_target_sync": self.last_target_sync},
+            "counters": {"updates": self.updates, "last_target_sync": self.last_target_sync},
             "rng": self.rng.bit_generator.state,
             "active_heads": torch.as_tensor(self.active_heads),
         }
@@ -255,7 +250,6 @@ class DQN(Agent):
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.env_steps = state["counters"]["env_steps"]
         self.updates = state["counters"]["updates"]
         self.last_target_sync = state["counters"]["last_target_sync"]
         self.rng.bit_generator.state = state["rng"]

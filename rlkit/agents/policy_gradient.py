@@ -14,6 +14,7 @@ from rlkit.agents.base import Agent
 from rlkit.buffers.rollout import RolloutBuffer
 from rlkit.distributed import sum_over_processes
 from rlkit.nets import ActorCritic, RunningMeanStd
+from rlkit.optim import set_learning_rate
 
 
 @dataclass
@@ -82,7 +83,7 @@ class PolicyAgent(Agent):
         seed: int | None = None,
         shared: bool | None = None,
     ):
-        super().__init__(config, obs_space, action_space, device)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed)
         images = len(obs_space.shape) == 3
         self.net = ActorCritic(obs_space.shape, action_space, config.hidden, config.activation,
                                shared=images if shared is None else shared,
@@ -94,8 +95,6 @@ class PolicyAgent(Agent):
         if self.continuous:
             self.action_low = np.asarray(action_space.low, dtype=np.float32)
             self.action_high = np.asarray(action_space.high, dtype=np.float32)
-        self.total_steps = total_steps
-        self.env_steps = 0
         self.updates = 0
         self.generator = torch.Generator().manual_seed(seed if seed is not None else 0)  # minibatch shuffling
 
@@ -114,8 +113,7 @@ class PolicyAgent(Agent):
 
     @torch.no_grad()
     def policy_step(self, obs: np.ndarray) -> PolicyStep:
-        """Sample actions for training; updates observation statistics and the step counter."""
-        self.env_steps += len(obs)
+        """Sample actions for training; updates the observation statistics."""
         x = self._observe(obs, update_stats=True)
         dist, values = self.net(x)
         actions = dist.sample()
@@ -148,10 +146,9 @@ class PolicyAgent(Agent):
         """Set the learning rate for the coming update (linear decay to 0 over the run when anneal_lr)."""
         lr = self.config.learning_rate
         if self.config.anneal_lr:
-            lr *= max(0.0, 1.0 - self.env_steps / self.total_steps)
+            lr *= max(0.0, 1.0 - self.step / self.total_steps)
         for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_learning_rate(optimizer, lr)
         return lr
 
     @staticmethod
@@ -170,7 +167,7 @@ class PolicyAgent(Agent):
             "net": self.net.state_dict(),
             "obs_norm": self.obs_norm.state_dict() if self.obs_norm is not None else None,
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
-            "counters": {"env_steps": self.env_steps, "updates": self.updates},
+            "counters": {"updates": self.updates},
             "generator": self.generator.get_state(),
         }
 
@@ -180,6 +177,5 @@ class PolicyAgent(Agent):
             self.obs_norm.load_state_dict(state["obs_norm"])
         for name, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
-        self.env_steps = state["counters"]["env_steps"]
         self.updates = state["counters"]["updates"]
         self.generator.set_state(state["generator"])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rlkit.agents.base import Agent, ReplayConfig
-from rlkit.agents.ddpg import continuous_replay, count_and_warm_up
+from rlkit.agents.ddpg import continuous_replay, warm_up_actions
 from rlkit.buffers import Batch, ReplayBuffer
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor
 from rlkit.optim import make_adam, optimizer_step, polyak_update
@@ -56,7 +56,7 @@ class SAC(Agent):
     action_spaces = (gym.spaces.Box,)
 
     def __init__(self, config: SACConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed)
         obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
         self.actor = SquashedGaussianActor(obs_dim, act_dim, config.hidden).to(self.device)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, num_critics=2).to(self.device)
@@ -66,8 +66,6 @@ class SAC(Agent):
         self.log_alpha = torch.tensor(math.log(config.alpha), device=self.device, requires_grad=config.autotune)
         self.alpha_optimizer = make_adam([self.log_alpha], config.policy_lr, self.device) if config.autotune else None
         self.target_entropy = -config.target_entropy_scale * act_dim
-        self.rng = np.random.default_rng(seed)
-        self.env_steps = 0
         self.updates = 0
 
     @property
@@ -77,7 +75,7 @@ class SAC(Agent):
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Training: uniform actions until learning starts, then samples of pi; evaluation: tanh of the mean
         (or a sample when not ``deterministic``)."""
-        if explore and (warmup := count_and_warm_up(self, len(obs))) is not None:
+        if explore and (warmup := warm_up_actions(self, len(obs))) is not None:
             return warmup
         with torch.inference_mode():
             x = torch.as_tensor(obs, device=self.device, dtype=torch.float32)
@@ -127,7 +125,7 @@ class SAC(Agent):
             "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
             "actor_optimizer": self.actor_optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict() if self.alpha_optimizer is not None else None,
-            "counters": {"env_steps": self.env_steps, "updates": self.updates}, "rng": self.rng.bit_generator.state,
+            "counters": {"updates": self.updates}, "rng": self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -137,5 +135,5 @@ class SAC(Agent):
             self.log_alpha.copy_(state["log_alpha"])
         if self.alpha_optimizer is not None:
             self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.env_steps, self.updates = state["counters"]["env_steps"], state["counters"]["updates"]
+        self.updates = state["counters"]["updates"]
         self.rng.bit_generator.state = state["rng"]
