@@ -11,19 +11,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agents import A3C, Agent, PolicyAgent, get_agent_spec
+from rlkit.agents import AGENTS, Agent, get_agent_spec
 from rlkit.config import config_from_dict, config_to_dict
 from rlkit.envs import make_env
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
 from rlkit.distributed import init_distributed, is_main
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.sources import ReplaySource, RolloutSource
-from rlkit.sources_async import A3CSource
+from rlkit.sources import ReplaySource, make_rl_source
 
 REPLAY_FILE = "replay.npz"
-DATA_PARALLEL_AGENTS = ("a2c", "ppo")
-"""Agents that run under torchrun: every process collects its own rollouts and the gradients are averaged."""
 
 
 @dataclass
@@ -110,25 +107,17 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
     seed_everything(settings.seed)  # the same initial weights on every process under torchrun
     device = pick_device(settings.device)
     rank, world_size = init_distributed(device)
-    if world_size > 1 and settings.agent not in DATA_PARALLEL_AGENTS:
-        raise UserError(f"{settings.agent} learns from replay in one process and cannot run under torchrun: run it "
-                        f"without torchrun (data-parallel agents: {', '.join(DATA_PARALLEL_AGENTS)})")
-    # Each process plays its own games: env seeds apart by rank.
-    env = make_env(settings.env, settings.num_envs, seed=settings.seed + 100_000 * rank,
-                   sticky_actions=settings.sticky_actions)
+    agent_class = get_agent_spec(settings.agent).agent_class
+    if world_size > 1 and not agent_class.data_parallel:
+        data_parallel = [name for name, spec in AGENTS.items() if spec.agent_class.data_parallel]
+        raise UserError(f"{settings.agent} learns in one process and cannot run under torchrun: run it "
+                        f"without torchrun (data-parallel agents: {', '.join(data_parallel)})")
+    env = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)  # its spaces and id
+    env.close()
     agent = build_agent(settings.agent, config, env.single_observation_space, env.single_action_space, device,
                         settings.total_steps, settings.seed)
-    if isinstance(agent, A3C):
-        env.close()  # each worker process makes its own
-        source = A3CSource(agent, settings.env, settings.total_steps, settings.num_envs, settings.seed,
-                           settings.sticky_actions)
-    elif isinstance(agent, PolicyAgent):
-        buffer = agent.rollout_buffer(settings.num_envs)
-        source = RolloutSource(env, agent, buffer)
-    else:
-        buffer = agent.replay_buffer(settings.num_envs, frame_stack_of(env), seed=settings.seed)
-        source = ReplaySource(env, agent, buffer, config.batch_size, config.learning_starts,
-                              config.train_frequency, config.gradient_steps)
+    source = make_rl_source(agent, settings.env, settings.num_envs, settings.seed, settings.sticky_actions,
+                            settings.total_steps, rank)
 
     header = {
         "kind": "agent",
@@ -145,7 +134,7 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
 
     def save_replay(directory: Path) -> None:
         if settings.save_buffer and isinstance(source, ReplaySource):
-            buffer.save(str(directory / REPLAY_FILE))
+            source.save_buffer(str(directory / REPLAY_FILE))
 
     loop = Loop(
         agent, source,
@@ -156,7 +145,7 @@ def make_training_run(settings: RunSettings, config: Any, run_dir: Path, resume:
     if resume is not None:
         loop.restore(resume)
         if (run_dir / REPLAY_FILE).exists() and isinstance(source, ReplaySource):
-            buffer.load(str(run_dir / REPLAY_FILE))
+            source.load_buffer(str(run_dir / REPLAY_FILE))
         # The env's internal state is not in the checkpoint: start fresh games with a seed tied to the step.
         source.reset(seed=settings.seed + source.steps)
     if is_main():

@@ -23,12 +23,12 @@ from torch.distributions import Categorical
 import evaluate
 import train
 from rlkit.agents import A3C, A3CConfig
-from rlkit.agents.a3c import SharedRMSprop, WorkerReport
+from rlkit.agents.a3c import SharedRMSprop
 from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import EpisodeSignals, make_env
 from rlkit.errors import UserError
 from rlkit.rl import RunSettings, make_training_run
-from rlkit.sources_async import MP, A3CSource, collect_segment, run_worker
+from rlkit.sources.async_ import MP, A3CSource, WorkerReport, collect_segment, run_worker
 
 from counter_envs import COUNTER_OBS, counter_env
 

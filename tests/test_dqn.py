@@ -403,7 +403,7 @@ def test_atari_update_from_replay_smoke():
     config = dataclasses.replace(DQNConfig.preset("atari"), buffer_size=100, batch_size=8)
     agent = DQN(config, obs_space, gym.spaces.Discrete(4), seed=0)
     assert isinstance(agent.q_net.encoder, NatureCNN)
-    buffer = agent.replay_buffer(num_envs=1, frame_stack=4, seed=0)
+    buffer = agent.buffer_spec().build(num_envs=1, frame_stack=4, device="cpu", seed=0)
     rng = np.random.default_rng(0)
     obs = np.zeros((1, 4, 84, 84), np.uint8)
     obs[0, -1] = rng.integers(0, 256, (84, 84))

@@ -42,7 +42,7 @@ def make_agent(agent_class, config, env_or_spaces, seed: int = 0):
 
 def collect(agent, env) -> RolloutBatch:
     """One rollout of ``agent`` in ``env`` (a fresh RolloutSource), flattened with advantages computed."""
-    source = RolloutSource(env, agent, agent.rollout_buffer(env.num_envs))
+    source = RolloutSource(env, agent)
     return source.next()
 
 
@@ -398,7 +398,7 @@ def test_learning_rate_anneals_with_the_sources_step():
     config = dataclasses.replace(A2CConfig.preset("other"), hidden=(8,), num_steps=5, anneal_lr=True)
     env = make_env("CartPole", 2, seed=0)
     agent = make_agent(A2C, config, env)  # total_steps 100_000
-    source = RolloutSource(env, agent, agent.rollout_buffer(env.num_envs))
+    source = RolloutSource(env, agent)
     source.steps = 25_000 - 10  # as after a resume
     rollout = source.next()
     env.close()

@@ -45,6 +45,7 @@ class A2C(PolicyAgent):
     """One gradient step per rollout on policy loss, value loss and entropy."""
 
     config_class = A2CConfig
+    data_parallel = True
 
     def __init__(self, config: A2CConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)

@@ -1,6 +1,6 @@
 """Asynchronous advantage actor-critic (Mnih et al. 2016): worker processes learn hogwild into one shared model.
 
-The model and the RMSprop statistics live in shared memory. Each worker (see :mod:`rlkit.sources_async`) copies the
+The model and the RMSprop statistics live in shared memory. Each worker (see :mod:`rlkit.sources.async_`) copies the
 shared weights into a local network, plays ``num_steps`` steps (t_max) in its own env(s), computes the loss of that
 segment on the local copy, and hands the gradients to the shared optimizer, which steps the shared weights without
 any lock. :meth:`A3C.worker_update` is that update; :meth:`A3C.update`, which the loop calls, only averages the
@@ -10,7 +10,7 @@ metrics the workers report.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import torch
@@ -20,6 +20,9 @@ from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import gae
 from rlkit.errors import UserError
 from rlkit.optim import optimizer_step, set_learning_rate
+
+if TYPE_CHECKING:  # the source that runs the workers defines their messages (and imports this module)
+    from rlkit.sources.async_ import Segment, WorkerReport
 
 
 @dataclass
@@ -93,39 +96,6 @@ class SharedRMSprop(torch.optim.RMSprop):
         self.share_memory()
 
 
-class Segment(NamedTuple):
-    """``T`` steps of a worker's ``N`` sub-envs (T <= t_max), collected with its local network."""
-
-    obs: torch.Tensor
-    """(T, N, *obs_shape) observations the actions were taken in."""
-    actions: torch.Tensor
-    """(T, N) or (T, N, action_dim) sampled actions (unclipped)."""
-    rewards: torch.Tensor
-    """(T, N) training rewards."""
-    terminated: torch.Tensor
-    """(T, N) 1 where the game ended (no bootstrap)."""
-    truncated: torch.Tensor
-    """(T, N) 1 where a time limit cut the game (bootstrap from ``final_values``)."""
-    final_values: torch.Tensor
-    """(T, N) V of the true last observation at truncated steps (0 elsewhere)."""
-    last_values: torch.Tensor
-    """(N,) V of the observations after the segment."""
-
-
-class WorkerReport(NamedTuple):
-    """What a worker sends the main process now and then."""
-
-    rank: int
-    updates: int
-    """Updates since the worker's previous report."""
-    steps: int
-    """Env steps those updates learned from."""
-    metrics: dict[str, float]
-    """Means over those updates."""
-    episodes: list[tuple[int, float, int]]
-    """(global step, raw return, length) of the games finished since the previous report."""
-
-
 class A3C(PolicyAgent):
     """A shared-memory actor-critic and a shared RMSprop, stepped by worker processes with hogwild updates.
 
@@ -133,6 +103,7 @@ class A3C(PolicyAgent):
     """
 
     config_class = A3CConfig
+    source_kind = "async"
 
     def __init__(self, config: A3CConfig, obs_space: gym.Space, action_space: gym.Space, device="cpu",
                  total_steps: int = 1_000_000, seed: int | None = None):
@@ -145,6 +116,10 @@ class A3C(PolicyAgent):
         self.net.share_memory()
         self.optimizer = SharedRMSprop(self.net.parameters(), config.learning_rate, config.rmsprop_alpha,
                                        config.rmsprop_eps)
+
+    def buffer_spec(self) -> None:
+        """None: each worker keeps its own segment."""
+        return None
 
     def __getstate__(self) -> dict[str, Any]:
         """What a worker receives: everything but the minibatch generator, which A3C never uses and which

@@ -46,6 +46,10 @@ class Agent(ABC):
     config_class: ClassVar[type]
     action_spaces: ClassVar[tuple[type[gym.Space], ...]]
     """The action space classes this agent can act in."""
+    source_kind: ClassVar[str]
+    """The source it learns from (a key of :data:`rlkit.sources.SOURCE_KINDS`): ``replay``, ``rollout``, ``async``."""
+    data_parallel: ClassVar[bool] = False
+    """Whether it may run under torchrun (each process collects its own data, gradients are averaged)."""
 
     def __init__(self, config: Any, obs_space: gym.Space, action_space: gym.Space, device: str | torch.device,
                  total_steps: int, seed: int | None):
@@ -81,6 +85,11 @@ class Agent(ABC):
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of observations. ``explore`` selects the behaviour policy used in training;
         otherwise ``deterministic`` picks the evaluation policy's mode (``False``: sample from it)."""
+
+    @abstractmethod
+    def buffer_spec(self) -> Any:
+        """The storage its source builds for it (:class:`~rlkit.buffers.ReplaySpec`, :class:`~rlkit.buffers.RolloutSpec`;
+        None for a source that needs none)."""
 
     @abstractmethod
     def update(self, batch: Any) -> dict[str, float]:

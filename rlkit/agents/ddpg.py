@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from rlkit.agents.base import Agent, ReplayConfig
-from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.buffers import Batch, ReplaySpec
 from rlkit.nets.continuous import DeterministicActor, QEnsemble
 from rlkit.optim import make_adam, optimizer_step, polyak_update
 
@@ -56,11 +56,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def continuous_replay(agent: Agent, num_envs: int, seed: int | None) -> ReplayBuffer:
+def continuous_replay(agent: Agent) -> ReplaySpec:
     """Replay for float observations and [-1, 1] actions."""
     c = agent.config
-    return ReplayBuffer(c.buffer_size, agent.obs_space.shape, np.float32, agent.action_space.shape, np.float32,
-                        num_envs=num_envs, gamma=c.gamma, device=agent.device, seed=seed)
+    return ReplaySpec(c.buffer_size, agent.obs_space.shape, np.float32, agent.action_space.shape, np.float32,
+                      gamma=c.gamma)
 
 
 def warm_up_actions(agent: Agent, n: int) -> np.ndarray | None:
@@ -76,6 +76,7 @@ class DDPG(Agent):
 
     config_class = DDPGConfig
     action_spaces = (gym.spaces.Box,)
+    source_kind = "replay"
 
     def __init__(self, config: DDPGConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
@@ -99,8 +100,8 @@ class DDPG(Agent):
             actions = actions + self.rng.normal(0.0, self.config.exploration_noise, actions.shape)
         return np.clip(actions, -1.0, 1.0).astype(np.float32)
 
-    def replay_buffer(self, num_envs: int, frame_stack: int = 1, seed: int | None = None) -> ReplayBuffer:
-        return continuous_replay(self, num_envs, seed)
+    def buffer_spec(self) -> ReplaySpec:
+        return continuous_replay(self)
 
     def td_target(self, batch: Batch) -> torch.Tensor:
         """``r + gamma^m (1 - terminated) min_k Q'_k(s', mu'(s') + clip(noise))``, shape (B,)."""

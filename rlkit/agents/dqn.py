@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.agents.base import Agent, ReplayConfig
-from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.buffers import Batch, ReplaySpec
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
 from rlkit.optim import linear_schedule, make_adam, optimizer_step, polyak_update
 
@@ -120,6 +120,7 @@ class DQN(Agent):
 
     config_class = DQNConfig
     action_spaces = (gym.spaces.Discrete,)
+    source_kind = "replay"
 
     def __init__(
         self,
@@ -177,16 +178,15 @@ class DQN(Agent):
         return np.where(random, actions, greedy.cpu().numpy())
 
     # ------------------------------------------------------------------ learning
-    def replay_buffer(self, num_envs: int, frame_stack: int, seed: int | None = None) -> ReplayBuffer:
+    def buffer_spec(self) -> ReplaySpec:
         """The replay memory this configuration asks for."""
         c = self.config
         action_dtype = np.uint8 if self.n_actions <= 256 else np.int64
-        return ReplayBuffer(
-            c.buffer_size, self.obs_space.shape, self.obs_space.dtype, (), action_dtype,
-            num_envs=num_envs, frame_stack=frame_stack, n_step=c.n_step, gamma=c.gamma,
-            prioritized=c.prioritized, alpha=c.priority_alpha, beta=c.priority_beta, beta_steps=self.total_steps,
-            bootstrap_heads=c.num_heads if c.bootstrapped else 0, bootstrap_prob=c.bootstrap_prob,
-            device=self.device, seed=seed,
+        return ReplaySpec(
+            c.buffer_size, self.obs_space.shape, self.obs_space.dtype, (), action_dtype, n_step=c.n_step,
+            gamma=c.gamma, prioritized=c.prioritized, alpha=c.priority_alpha, beta=c.priority_beta,
+            beta_steps=self.total_steps, bootstrap_heads=c.num_heads if c.bootstrapped else 0,
+            bootstrap_prob=c.bootstrap_prob,
         )
 
     def td_target(self, batch: Batch) -> torch.Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from rlkit.agents.base import Agent
-from rlkit.buffers.rollout import RolloutBuffer
+from rlkit.buffers.rollout import RolloutSpec
 from rlkit.distributed import sum_over_processes
 from rlkit.nets import ActorCritic, RunningMeanStd
 from rlkit.optim import set_learning_rate
@@ -70,6 +70,7 @@ class PolicyAgent(Agent):
     """Shared machinery of the policy-gradient agents. Subclasses define ``update`` and optimizers."""
 
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
+    source_kind = "rollout"
     mask_unfinished_episodes = False
     """REINFORCE: steps of episodes still running at the end of a rollout have no Monte Carlo return yet."""
 
@@ -134,13 +135,13 @@ class PolicyAgent(Agent):
         return self._to_env(dist.mode if deterministic else dist.sample())
 
     # ------------------------------------------------------------------ learning
-    def rollout_buffer(self, num_envs: int) -> RolloutBuffer:
+    def buffer_spec(self) -> RolloutSpec:
         """The (num_steps x num_envs) storage this configuration asks for."""
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 and self.obs_norm is None else torch.float32
         action_shape = self.action_space.shape if self.continuous else ()
         action_dtype = torch.float32 if self.continuous else torch.int64
-        return RolloutBuffer(self.config.num_steps, num_envs, self.obs_space.shape, action_shape, obs_dtype,
-                             action_dtype, self.device)
+        return RolloutSpec(self.config.num_steps, self.obs_space.shape, action_shape, obs_dtype, action_dtype,
+                           self.device)
 
     def anneal_learning_rate(self, *optimizers: torch.optim.Optimizer) -> float:
         """Set the learning rate for the coming update (linear decay to 0 over the run when anneal_lr)."""

@@ -52,6 +52,7 @@ class PPO(PolicyAgent):
     """Clipped-surrogate PPO with GAE, value clipping, advantage normalization and learning-rate annealing."""
 
     config_class = PPOConfig
+    data_parallel = True
 
     def __init__(self, config: PPOConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)

@@ -14,7 +14,7 @@ import torch
 
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.agents.ddpg import continuous_replay, warm_up_actions
-from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.buffers import Batch, ReplaySpec
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor
 from rlkit.optim import make_adam, optimizer_step, polyak_update
 
@@ -54,6 +54,7 @@ class SAC(Agent):
 
     config_class = SACConfig
     action_spaces = (gym.spaces.Box,)
+    source_kind = "replay"
 
     def __init__(self, config: SACConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
@@ -82,8 +83,8 @@ class SAC(Agent):
             actions, _ = self.actor(x, deterministic=deterministic and not explore)
         return actions.cpu().numpy()
 
-    def replay_buffer(self, num_envs: int, frame_stack: int = 1, seed: int | None = None) -> ReplayBuffer:
-        return continuous_replay(self, num_envs, seed)
+    def buffer_spec(self) -> ReplaySpec:
+        return continuous_replay(self)
 
     def td_target(self, batch: Batch) -> torch.Tensor:
         """The soft Bellman target, shape (B,)."""
