@@ -103,7 +103,7 @@ def hand_loss(net, segment, gamma: float, ent_coef: float, vf_coef: float) -> to
 
 
 @pytest.mark.parametrize("max_grad_norm", [0.0, 0.05])
-def test_worker_update_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
+def test_learn_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
     """Two worker updates move the shared net exactly as torch's RMSprop (alpha 0.99, eps 0.1) moves a private copy
     on the hand-written loss (clipped to max_grad_norm when set); the local copy only supplies gradients."""
     agent = small_agent(gae_lambda=1.0, max_grad_norm=max_grad_norm, anneal_lr=False)
@@ -116,7 +116,7 @@ def test_worker_update_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
         local.load_state_dict(agent.net.state_dict())
         segment, obs, _ = collect_segment(env, local, obs, 5)
         before = [p.detach().clone() for p in local.parameters()]
-        metrics = agent.worker_update(local, segment)
+        metrics = agent.learn(local, segment)
         optimizer.zero_grad()
         hand_loss(reference, segment, 0.5, 0.01, 0.5).backward()
         norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), max_grad_norm or float("inf"))
@@ -128,6 +128,18 @@ def test_worker_update_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
             assert torch.equal(local_p, old)  # the update steps the shared net, never the local copy
     assert max_grad_norm == 0 or norm > max_grad_norm  # the clipped case did clip
     assert any(not torch.equal(a, b) for a, b in zip(agent.net.parameters(), small_agent().net.parameters()))
+
+
+def test_learn_anneals_the_learning_rate_by_the_step_its_worker_set():
+    """The worker sets agent.step to the global count before learn(): lr * (1 - step / total_steps)."""
+    agent = small_agent(anneal_lr=True)  # total_steps 1000
+    env = counter_env()
+    obs, _ = env.reset(seed=0)
+    local = copy.deepcopy(agent.net)
+    segment, _, _ = collect_segment(env, local, obs, 5)
+    agent.step = 250
+    assert agent.learn(local, segment)["charts/learning_rate"] == pytest.approx(5e-4 * 0.75)
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * 0.75)
 
 
 class ListQueue(list):
@@ -163,7 +175,7 @@ def test_worker_loop_in_process_matches_its_steps_done_by_hand():
     for num_steps in (5, 4):
         local.load_state_dict(reference.net.state_dict())
         segment, obs, _ = collect_segment(env, local, obs, num_steps)
-        reference.worker_update(local, segment)
+        reference.learn(local, segment)
     for a, b in zip(agent.net.parameters(), reference.net.parameters()):
         assert torch.equal(a, b)
 
@@ -208,7 +220,7 @@ def test_state_dict_round_trip_stays_shared():
     obs, _ = env.reset(seed=0)
     local = copy.deepcopy(trained.net)
     segment, obs, _ = collect_segment(env, local, obs, 5)
-    trained.worker_update(local, segment)
+    trained.learn(local, segment)
     fresh = small_agent()
     fresh.load_state_dict(trained.state_dict())
     assert all(p.is_shared() for p in fresh.net.parameters())
@@ -220,9 +232,12 @@ def test_state_dict_round_trip_stays_shared():
     torch.testing.assert_close(fresh.net.value(torch.as_tensor(probe)), trained.net.value(torch.as_tensor(probe)))
 
 
-def test_unsupported_options_are_refused():
-    with pytest.raises(UserError, match="does not support --normalize-obs"):
-        small_agent(normalize_obs=True)
+def test_unsupported_options_do_not_exist():
+    """A3C has no observation or reward normalization and no Adam: those fields (and flags) do not exist."""
+    fields = {f.name for f in dataclasses.fields(A3CConfig)}
+    assert not fields & {"normalize_obs", "normalize_reward", "adam_eps"}
+    with pytest.raises(SystemExit):
+        train.main(["--agent", "a3c", "--env", "CartPole", "--normalize-obs"])
     with pytest.raises(UserError, match="--num-workers must be at least 1"):
         small_agent(num_workers=0)
 

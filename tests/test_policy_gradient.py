@@ -407,6 +407,16 @@ def test_learning_rate_anneals_with_the_sources_step():
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.75)
 
 
+def test_trpo_has_no_flags_it_would_ignore():
+    """TRPO's policy step has no loss weights and its critic's Adam keeps torch's epsilon: no such fields, so no
+    such flags (argparse refuses them with exit status 2)."""
+    assert not {f.name for f in dataclasses.fields(TRPOConfig)} & {"ent_coef", "vf_coef", "adam_eps"}
+    for flag in ("--ent-coef", "--vf-coef", "--adam-eps"):
+        with pytest.raises(SystemExit) as exited:
+            train.main(["--agent", "trpo", "--env", "CartPole", flag, "0.1"])
+        assert exited.value.code == 2
+
+
 def test_unsupported_action_space_names_the_fitting_agents():
     """A MultiDiscrete action space is refused with a UserError; a Box refused by DQN lists the agents for Box."""
     with pytest.raises(UserError, match="use an agent for MultiDiscrete actions") as refused:

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch
 from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class A2CConfig(PolicyGradientConfig):
+class A2CConfig(PolicyGradientConfig, LossWeights, Normalization):
     """A2C hyperparameters. Defaults are OpenAI baselines' / SB3's: RMSprop 7e-4, 5-step segments, clip 0.5."""
 
     num_steps: int = 5
@@ -29,6 +29,8 @@ class A2CConfig(PolicyGradientConfig):
     """rmsprop (alpha 0.99, eps 1e-5, as in the paper's implementation) or adam."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over the run."""
+    adam_eps: float = 1e-5
+    """Adam epsilon (with --optimizer adam)."""
 
     @classmethod
     def preset(cls, family: str) -> "A2CConfig":
@@ -48,7 +50,8 @@ class A2C(PolicyAgent):
     data_parallel = True
 
     def __init__(self, config: A2CConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device, total_steps, seed)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed,
+                         normalize_obs=config.normalize_obs)
         if config.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(self.net.parameters(), lr=config.learning_rate, alpha=0.99, eps=1e-5)
         elif config.optimizer == "adam":

@@ -3,8 +3,8 @@
 The model and the RMSprop statistics live in shared memory. Each worker (see :mod:`rlkit.sources.async_`) copies the
 shared weights into a local network, plays ``num_steps`` steps (t_max) in its own env(s), computes the loss of that
 segment on the local copy, and hands the gradients to the shared optimizer, which steps the shared weights without
-any lock. :meth:`A3C.worker_update` is that update; :meth:`A3C.update`, which the loop calls, only averages the
-metrics the workers report.
+any lock. That update is :meth:`A3C.learn`, which the workers call; :meth:`A3C.update`, which the loop calls, only
+averages the metrics the workers report.
 """
 
 from __future__ import annotations
@@ -16,20 +16,21 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import gae
 from rlkit.errors import UserError
-from rlkit.optim import optimizer_step, set_learning_rate
+from rlkit.optim import optimizer_step
 
 if TYPE_CHECKING:  # the source that runs the workers defines their messages (and imports this module)
     from rlkit.sources.async_ import Segment, WorkerReport
 
 
 @dataclass
-class A3CConfig(PolicyGradientConfig):
+class A3CConfig(PolicyGradientConfig, LossWeights):
     """A3C hyperparameters. Defaults follow the paper: t_max 5, RMSprop with shared statistics (alpha 0.99, eps 0.1,
     as in its Atari experiments and dgriff777/rl_a3c_pytorch), learning rate annealed to 0, entropy 0.01; the
-    gradient norm is clipped at 40 (the usual value of the public PyTorch implementations)."""
+    gradient norm is clipped at 40 (the usual value of the public PyTorch implementations). No observation or
+    reward normalization: the workers would have to share the running statistics."""
 
     num_workers: int = 2
     """Worker processes, each with its own env(s) and local network (the paper used 16, the course 16-32, on
@@ -50,12 +51,6 @@ class A3CConfig(PolicyGradientConfig):
     """Decay of the shared RMSprop's running mean of squared gradients."""
     rmsprop_eps: float = 0.1
     """Shared RMSprop epsilon, added to the root mean square (PyTorch's convention)."""
-    normalize_obs: bool = False
-    """Not supported by A3C (the workers would have to share the statistics): leave off."""
-    normalize_reward: bool = False
-    """Not supported by A3C: leave off."""
-    adam_eps: float = 1e-5
-    """Unused: A3C's optimizer is the shared RMSprop."""
 
     @classmethod
     def preset(cls, family: str) -> "A3CConfig":
@@ -107,9 +102,6 @@ class A3C(PolicyAgent):
 
     def __init__(self, config: A3CConfig, obs_space: gym.Space, action_space: gym.Space, device="cpu",
                  total_steps: int = 1_000_000, seed: int | None = None):
-        if config.normalize_obs or config.normalize_reward:
-            raise UserError("A3C does not support --normalize-obs or --normalize-reward: its workers would have to "
-                            "share the running statistics; drop the flag")
         if config.num_workers < 1:
             raise UserError(f"--num-workers must be at least 1, got {config.num_workers}")
         super().__init__(config, obs_space, action_space, "cpu", total_steps, seed)
@@ -134,9 +126,10 @@ class A3C(PolicyAgent):
         return gae(segment.rewards, values, segment.terminated, segment.truncated, segment.last_values, c.gamma,
                    c.gae_lambda, segment.final_values)
 
-    def worker_update(self, local_net: nn.Module, segment: Segment) -> dict[str, float]:
-        """One asynchronous update: the segment's loss on ``local_net`` (a copy of the shared net the segment was
-        collected with), its gradients clipped and given to the shared optimizer, which steps the shared net.
+    def learn(self, local_net: nn.Module, segment: Segment) -> dict[str, float]:
+        """One asynchronous update, called by a worker: the segment's loss on ``local_net`` (its copy of the shared
+        net the segment was collected with), its gradients clipped and given to the shared optimizer, which steps
+        the shared net. The learning rate is annealed by ``step``, the global count the worker set.
 
         The paper accumulates gradients over the segment, so the losses are sums over its steps (means over
         sub-envs); the critic regresses on the GAE(lambda) returns (the n-step returns for lambda = 1).
@@ -154,8 +147,7 @@ class A3C(PolicyAgent):
         entropy = dist.entropy().view(T, N).sum(0).mean()
         loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
 
-        lr = c.learning_rate * (max(0.0, 1.0 - self.step / self.total_steps) if c.anneal_lr else 1.0)
-        set_learning_rate(self.optimizer, lr)
+        lr = self.anneal_learning_rate(self.optimizer)
         grad_norm = optimizer_step(self.optimizer, loss, local_net.parameters(), c.max_grad_norm,
                                    apply_to=self.net.parameters())
         return {"losses/policy_loss": policy_loss.item(), "losses/value_loss": value_loss.item(),
@@ -164,7 +156,7 @@ class A3C(PolicyAgent):
     # ------------------------------------------------------------------ in the main process
     def update(self, reports: list[WorkerReport]) -> dict[str, float]:
         """The workers' metrics since the last call, averaged over their updates (the learning happened in
-        :meth:`worker_update`); counts the updates."""
+        :meth:`learn`); counts the updates."""
         total = sum(r.updates for r in reports)
         self.updates += total
         if total == 0:

@@ -33,24 +33,34 @@ class PolicyGradientConfig:
     """Decay the learning rate linearly to 0 over the run."""
     max_grad_norm: float = 0.5
     """Clip the global gradient norm to this (0 disables)."""
-    ent_coef: float = 0.0
-    """Entropy bonus weight."""
-    vf_coef: float = 0.5
-    """Value loss weight (when actor and critic share one loss)."""
     normalize_advantage: bool = True
     """Standardize advantages (per minibatch)."""
-    normalize_obs: bool = False
-    """Standardize observations with running statistics (saved in the checkpoint, used in evaluation)."""
-    normalize_reward: bool = False
-    """Scale training rewards by the running std of the discounted return (evaluation reports raw rewards)."""
     hidden: tuple[int, ...] = (64, 64)
     """MLP widths for vector observations (image stacks use the Nature CNN)."""
     activation: str = "tanh"
     """MLP activation: tanh or relu."""
     log_std_init: float = 0.0
     """Initial log standard deviation of a Gaussian policy."""
-    adam_eps: float = 1e-5
-    """Adam epsilon."""
+
+
+@dataclass
+class LossWeights:
+    """Fields of the agents whose policy and value losses (and entropy bonus) are one weighted sum."""
+
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight (when actor and critic share one loss)."""
+
+
+@dataclass
+class Normalization:
+    """Fields of the agents that learn from a :class:`~rlkit.sources.RolloutSource`, which normalizes rewards."""
+
+    normalize_obs: bool = False
+    """Standardize observations with running statistics (saved in the checkpoint, used in evaluation)."""
+    normalize_reward: bool = False
+    """Scale training rewards by the running std of the discounted return (evaluation reports raw rewards)."""
 
 
 class PolicyStep(NamedTuple):
@@ -83,6 +93,7 @@ class PolicyAgent(Agent):
         total_steps: int = 1_000_000,
         seed: int | None = None,
         shared: bool | None = None,
+        normalize_obs: bool = False,
     ):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
         images = len(obs_space.shape) == 3
@@ -91,7 +102,7 @@ class PolicyAgent(Agent):
                                log_std_init=config.log_std_init).to(self.device)
         # Under torchrun every process's observations count, so all processes normalize alike.
         self.obs_norm = (RunningMeanStd(obs_space.shape, all_reduce=sum_over_processes()).to(self.device)
-                         if config.normalize_obs else None)
+                         if normalize_obs else None)
         self.continuous = isinstance(action_space, gym.spaces.Box)
         if self.continuous:
             self.action_low = np.asarray(action_space.low, dtype=np.float32)

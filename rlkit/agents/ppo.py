@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from rlkit.distributed import average_metrics
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
 from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class PPOConfig(PolicyGradientConfig):
+class PPOConfig(PolicyGradientConfig, LossWeights, Normalization):
     """PPO hyperparameters. Defaults are the MuJoCo values of Schulman et al. (2017) as in CleanRL's ppo_continuous."""
 
     num_steps: int = 2048
@@ -32,6 +32,8 @@ class PPOConfig(PolicyGradientConfig):
     """Standardize observations with running statistics (saved in the checkpoint, used in evaluation)."""
     normalize_reward: bool = True
     """Scale training rewards by the running std of the discounted return (evaluation reports raw rewards)."""
+    adam_eps: float = 1e-5
+    """Adam epsilon."""
 
     @classmethod
     def preset(cls, family: str) -> "PPOConfig":
@@ -55,7 +57,8 @@ class PPO(PolicyAgent):
     data_parallel = True
 
     def __init__(self, config: PPOConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device, total_steps, seed)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed,
+                         normalize_obs=config.normalize_obs)
         self.optimizer = make_adam(self.net.parameters(), config.learning_rate, self.device, eps=config.adam_eps)
 
     def update(self, rollout: RolloutBatch) -> dict[str, float]:

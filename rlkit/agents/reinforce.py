@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch
 from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class REINFORCEConfig(PolicyGradientConfig):
+class REINFORCEConfig(PolicyGradientConfig, LossWeights, Normalization):
     """REINFORCE hyperparameters. The rollout is cut into whole episodes: steps of an episode still running when
     the rollout ends do not count (their return is not known yet)."""
 
@@ -28,6 +28,8 @@ class REINFORCEConfig(PolicyGradientConfig):
     """Decay the learning rate linearly to 0 over the run."""
     max_grad_norm: float = 0.0
     """Clip the global gradient norm to this (0 disables)."""
+    adam_eps: float = 1e-5
+    """Adam epsilon."""
 
     @classmethod
     def preset(cls, family: str) -> "REINFORCEConfig":
@@ -45,7 +47,8 @@ class REINFORCE(PolicyAgent):
 
     def __init__(self, config: REINFORCEConfig, obs_space, action_space, device="cpu", total_steps=1_000_000,
                  seed=None):
-        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False,
+                         normalize_obs=config.normalize_obs)
         self.optimizer = make_adam(self.net.parameters(), config.learning_rate, self.device, eps=config.adam_eps)
 
     def policy_step(self, obs):

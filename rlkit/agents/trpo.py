@@ -10,15 +10,16 @@ from dataclasses import dataclass
 
 import torch
 
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
 from rlkit.nets import DiagGaussian, kl_divergence
 from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class TRPOConfig(PolicyGradientConfig):
-    """TRPO hyperparameters. Defaults follow Schulman et al. (2015) as in SB3-contrib's TRPO."""
+class TRPOConfig(PolicyGradientConfig, Normalization):
+    """TRPO hyperparameters. Defaults follow Schulman et al. (2015) as in SB3-contrib's TRPO. The policy and the
+    critic have separate objectives, so there are no loss weights (no entropy bonus either)."""
 
     num_steps: int = 2048
     """Steps collected per sub-env before each update."""
@@ -83,7 +84,8 @@ class TRPO(PolicyAgent):
     config_class = TRPOConfig
 
     def __init__(self, config: TRPOConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False,
+                         normalize_obs=config.normalize_obs)
         self.actor_params = self.net.actor_parameters()
         self.critic_optimizer = make_adam(self.net.critic_parameters(), config.learning_rate, self.device)
 

@@ -148,8 +148,8 @@ def run_worker(rank: int, agent: A3C, env_fn: Callable[..., EpisodeSignals], env
                 for local, shared in zip(local_params, shared_params):
                     local.copy_(shared)
             segment, obs, ended = collect_segment(env, local_net, obs, claimed)
-            agent.step = counter.value  # this worker's copy of the agent: the schedules read the global count
-            for key, value in agent.worker_update(local_net, segment).items():
+            agent.step = counter.value  # this worker's copy of the agent: its schedules read the global count
+            for key, value in agent.learn(local_net, segment).items():
                 sums[key] += value
             updates, steps = updates + 1, steps + claimed * num_envs
             episodes += [(counter.value, episode_return, length) for episode_return, length in ended]
