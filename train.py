@@ -27,8 +27,6 @@ from rlkit.supervised.tasks import (
 )
 from rlkit.supervised.video_task import VideoConfig, check_video_pair
 
-DEFAULT_TOTAL_STEPS = {"atari": 10_000_000, "mujoco": 1_000_000, "other": 100_000}
-
 
 def build_parser(agent: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -184,10 +182,10 @@ def main(argv: list[str] | None = None) -> None:
         spec = get_agent_spec(args.agent)
         family = resolve_env(args.env).family
         config = apply_flags(spec.preset(family), args)
-        total = args.total_steps or DEFAULT_TOTAL_STEPS[family]
+        total = args.total_steps or spec.run_defaults(family).total_steps
         settings = RunSettings(
             agent=args.agent, env=args.env, total_steps=total, seed=args.seed,
-            num_envs=args.num_envs or spec.default_num_envs(family),
+            num_envs=args.num_envs or spec.run_defaults(family).num_envs,
             device=args.device, sticky_actions=args.sticky_actions,
             eval_interval=args.eval_interval if args.eval_interval is not None else max(total // 10, 1),
             eval_episodes=args.eval_episodes,

@@ -22,7 +22,7 @@ from torch.distributions import Categorical
 
 import evaluate
 import train
-from rlkit.agents import A3C, A3CConfig
+from rlkit.agents import AGENTS, A3C, A3CConfig
 from rlkit.agents.a3c import SharedRMSprop
 from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import EpisodeSignals, make_env
@@ -332,7 +332,7 @@ def test_ctrl_c_stops_workers_saves_and_resumes(tmp_path):
     run = tmp_path / "run"
     settings = RunSettings(agent="a3c", env="CartPole", total_steps=100_000, eval_interval=300, eval_episodes=1,
                            progress=False)
-    loop = make_training_run(settings, A3CConfig.preset("other"), run)
+    loop = make_training_run(settings, AGENTS["a3c"].preset("other"), run)
     workers = []
 
     def interrupt() -> dict[str, float]:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import rlkit.agents.dqn as dqn_module
+from rlkit.agents import AGENTS
 from rlkit.agents.dqn import DQN, DQNConfig
 from rlkit.buffers import Batch
 from rlkit.errors import UserError
@@ -33,7 +34,7 @@ ZERO_B = [0.0, 0.0]
 # ---------------------------------------------------------------------------------------------- helpers
 def make_agent(seed: int = 0, **changes) -> DQN:
     """A DQN on 2-d vector obs and 2 actions: the 'other' preset, gamma 0.9, a linear Q net unless changed."""
-    config = dataclasses.replace(DQNConfig.preset("other"), **{"gamma": GAMMA, "hidden": (), **changes})
+    config = dataclasses.replace(AGENTS["dqn"].preset("other"), **{"gamma": GAMMA, "hidden": (), **changes})
     return DQN(config, OBS_SPACE, ACTION_SPACE, total_steps=TOTAL_STEPS, seed=seed)
 
 
@@ -381,7 +382,7 @@ def test_state_dict_round_trip(tmp_path, changes):
 # ---------------------------------------------------------------------------------------------- spaces, images
 def test_refuses_continuous_actions():
     """DQN on a Box action space raises a UserError that names the needed and the given space."""
-    config = DQNConfig.preset("other")
+    config = AGENTS["dqn"].preset("other")
     with pytest.raises(UserError, match=r"DQN needs a Discrete action space.*Box"):
         DQN(config, OBS_SPACE, gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
 
@@ -400,7 +401,7 @@ def test_atari_update_from_replay_smoke():
     """A NatureCNN DQN runs one update on a uint8 (4, 84, 84) batch sampled from its own ReplayBuffer."""
     torch.manual_seed(0)
     obs_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    config = dataclasses.replace(DQNConfig.preset("atari"), buffer_size=100, batch_size=8)
+    config = dataclasses.replace(AGENTS["dqn"].preset("atari"), buffer_size=100, batch_size=8)
     agent = DQN(config, obs_space, gym.spaces.Discrete(4), seed=0)
     assert isinstance(agent.q_net.encoder, NatureCNN)
     buffer = agent.buffer_spec().build(num_envs=1, frame_stack=4, device="cpu", seed=0)

@@ -15,7 +15,7 @@ import torch
 import evaluate
 import rlkit.agents.trpo as trpo_module
 import train
-from rlkit.agents import A2C, A2CConfig, PPO, PPOConfig, REINFORCE, REINFORCEConfig, TRPO, TRPOConfig
+from rlkit.agents import AGENTS, A2C, A2CConfig, PPO, PPOConfig, REINFORCE, REINFORCEConfig, TRPO, TRPOConfig
 from rlkit.agents.dqn import DQN
 from rlkit.agents.trpo import conjugate_gradient
 from rlkit.buffers.rollout import RolloutBatch
@@ -120,7 +120,7 @@ def test_ppo_value_loss_hand_values(clip_vloss, expected):
 
 
 # ---------------------------------------------------------------------------------------------- PPO update
-PPO_SMALL = dataclasses.replace(PPOConfig.preset("other"), num_steps=16, num_minibatches=4, update_epochs=3)
+PPO_SMALL = dataclasses.replace(AGENTS["ppo"].preset("other"), num_steps=16, num_minibatches=4, update_epochs=3)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_conjugate_gradient_solves_spd_system():
     assert not torch.allclose(conjugate_gradient(lambda v: a @ v, b, iters=2), torch.linalg.solve(a, b), atol=1e-5)
 
 
-TRPO_SMALL = dataclasses.replace(TRPOConfig.preset("other"), num_steps=32, critic_epochs=2)
+TRPO_SMALL = dataclasses.replace(AGENTS["trpo"].preset("other"), num_steps=32, critic_epochs=2)
 
 
 def trpo_rollout(env_name: str, **changes) -> tuple[TRPO, RolloutBatch]:
@@ -314,7 +314,7 @@ def test_reinforce_unfinished_steps_do_not_affect_the_update():
 def test_a2c_update_moves_policy_toward_positive_advantage():
     """One A2C step raises log pi of an action with positive advantage, lowers it for negative advantage, and
     moves V(s) toward the return."""
-    config = dataclasses.replace(A2CConfig.preset("other"), hidden=(8,), learning_rate=0.01)
+    config = dataclasses.replace(AGENTS["a2c"].preset("other"), hidden=(8,), learning_rate=0.01)
     agent = make_agent(A2C, config, (VECTOR_OBS, gym.spaces.Discrete(3)))
     obs = torch.tensor([[0.1, -0.2, 0.3]]).repeat(4, 1)
     actions = torch.tensor([0, 0, 1, 1])
@@ -334,7 +334,7 @@ def test_a2c_update_moves_policy_toward_positive_advantage():
 def test_save_load_gives_same_actions_with_obs_normalization():
     """state_dict -> torch.save -> torch.load(weights_only) -> load_state_dict reproduces deterministic actions,
     including the (non-trivial) observation statistics."""
-    config = dataclasses.replace(PPOConfig.preset("mujoco"), num_steps=64, num_minibatches=4, update_epochs=2)
+    config = dataclasses.replace(AGENTS["ppo"].preset("mujoco"), num_steps=64, num_minibatches=4, update_epochs=2)
     assert config.normalize_obs
     env = make_env("Pendulum", 1, seed=0)
     agent = make_agent(PPO, config, env, seed=0)
@@ -395,7 +395,7 @@ def test_evaluation_leaves_statistics_and_step_count_alone():
 def test_learning_rate_anneals_with_the_sources_step():
     """anneal_lr: the learning rate of an update is lr * (1 - step / total_steps), step being what the rollout
     source told the agent (the env steps of the run so far, this rollout included)."""
-    config = dataclasses.replace(A2CConfig.preset("other"), hidden=(8,), num_steps=5, anneal_lr=True)
+    config = dataclasses.replace(AGENTS["a2c"].preset("other"), hidden=(8,), num_steps=5, anneal_lr=True)
     env = make_env("CartPole", 2, seed=0)
     agent = make_agent(A2C, config, env)  # total_steps 100_000
     source = RolloutSource(env, agent)

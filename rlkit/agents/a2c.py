@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch
+from rlkit.envs import Family
 from rlkit.optim import make_adam, optimizer_step
 
 
@@ -32,15 +34,15 @@ class A2CConfig(PolicyGradientConfig, LossWeights, Normalization):
     adam_eps: float = 1e-5
     """Adam epsilon (with --optimizer adam)."""
 
-    @classmethod
-    def preset(cls, family: str) -> "A2CConfig":
-        """Atari: the defaults (16 envs). Vector observations: 8 envs, Adam 1e-3, no entropy bonus."""
-        if family == "atari":
-            return cls()
-        return cls(learning_rate=1e-3, optimizer="adam", ent_coef=0.0, normalize_obs=family == "mujoco")
 
-
-NUM_ENVS = {"atari": 16, "mujoco": 8, "other": 8}
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"num_envs": 16, "total_steps": 10_000_000},  # the config's defaults
+    # Vector observations: Adam 1e-3, no entropy bonus.
+    "mujoco": {"learning_rate": 1e-3, "optimizer": "adam", "ent_coef": 0.0, "normalize_obs": True,
+               "num_envs": 8, "total_steps": 1_000_000},
+    "other": {"learning_rate": 1e-3, "optimizer": "adam", "ent_coef": 0.0, "num_envs": 8, "total_steps": 100_000},
+}
 
 
 class A2C(PolicyAgent):

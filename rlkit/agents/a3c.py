@@ -18,6 +18,7 @@ from torch import nn
 
 from rlkit.agents.policy_gradient import LossWeights, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import gae
+from rlkit.envs import Family
 from rlkit.errors import UserError
 from rlkit.optim import optimizer_step
 
@@ -52,15 +53,15 @@ class A3CConfig(PolicyGradientConfig, LossWeights):
     rmsprop_eps: float = 0.1
     """Shared RMSprop epsilon, added to the root mean square (PyTorch's convention)."""
 
-    @classmethod
-    def preset(cls, family: str) -> "A3CConfig":
-        """Atari: the paper's values (the Nature CNN comes with image observations). Anything else: the same
-        values with a (64, 64) tanh MLP; 2 workers reach CartPole's 500 with them."""
-        return cls()
 
-
-NUM_ENVS = {"atari": 1, "mujoco": 1, "other": 1}
-"""Sub-environments per worker (the paper's workers each play one game)."""
+# Env family -> config changes and run defaults (total_steps; num_envs: sub-envs per worker, one game each as in
+# the paper). Every family takes the paper's values: the Nature CNN comes with image observations, a (64, 64) tanh
+# MLP with vectors (2 workers reach CartPole's 500 with them).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"num_envs": 1, "total_steps": 10_000_000},
+    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},
+    "other": {"num_envs": 1, "total_steps": 100_000},
+}
 
 
 class SharedRMSprop(torch.optim.RMSprop):

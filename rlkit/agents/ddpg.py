@@ -13,6 +13,7 @@ import torch
 
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplaySpec
+from rlkit.envs import Family
 from rlkit.nets.continuous import DeterministicActor, QEnsemble
 from rlkit.optim import make_adam, optimizer_step, polyak_update
 
@@ -41,12 +42,14 @@ class DDPGConfig(ReplayConfig):
     policy_frequency: int = 1
     """Critic updates per actor and target update (TD3: 2)."""
 
-    @classmethod
-    def preset(cls, family: str) -> "DDPGConfig":
-        """MuJoCo: the defaults; other (Pendulum-sized tasks): rl-baselines3-zoo's shorter warm-up and Adam 1e-3."""
-        if family == "mujoco":
-            return cls()
-        return cls(learning_rate=1e-3, learning_starts=1_000, gamma=0.98, buffer_size=200_000, hidden=(400, 300))
+
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
+    # Pendulum-sized tasks: rl-baselines3-zoo's shorter warm-up and Adam 1e-3.
+    "other": {"learning_rate": 1e-3, "learning_starts": 1_000, "gamma": 0.98, "buffer_size": 200_000,
+              "hidden": (400, 300), "num_envs": 1, "total_steps": 100_000},
+}
 
 
 # Agent names: name -> config changes.

@@ -15,6 +15,7 @@ from torch import nn
 
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplaySpec
+from rlkit.envs import Family
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
 from rlkit.optim import linear_schedule, make_adam, optimizer_step, polyak_update
 
@@ -71,17 +72,17 @@ class DQNConfig(ReplayConfig):
     n_step: int = 1
     """Steps summed in the return before bootstrapping."""
 
-    @classmethod
-    def preset(cls, family: str) -> "DQNConfig":
-        """Published defaults for an env family: ``atari`` (Nature DQN as in CleanRL), anything else: the tuned
-        classic-control values of rl-baselines3-zoo (CartPole-v1: 500 within 50k steps)."""
-        if family == "atari":
-            return cls()
-        return cls(
-            learning_rate=2.3e-3, buffer_size=100_000, batch_size=64, learning_starts=1_000, train_frequency=256,
-            gradient_steps=128, target_update_interval=10, end_e=0.04, exploration_fraction=0.16, eval_epsilon=0.0,
-            hidden=(256, 256),
-        )
+
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    # Nature DQN as in CleanRL: the config's defaults.
+    "atari": {"num_envs": 1, "total_steps": 10_000_000},
+    # rl-baselines3-zoo's tuned classic-control values (CartPole-v1: 500 within 50k steps).
+    "other": {"learning_rate": 2.3e-3, "buffer_size": 100_000, "batch_size": 64, "learning_starts": 1_000,
+              "train_frequency": 256, "gradient_steps": 128, "target_update_interval": 10, "end_e": 0.04,
+              "exploration_fraction": 0.16, "eval_epsilon": 0.0, "hidden": (256, 256),
+              "num_envs": 1, "total_steps": 100_000},
+}
 
 
 # Agent names that select DQN variants: name -> config changes.

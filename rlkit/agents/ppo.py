@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from rlkit.distributed import average_metrics
 from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
+from rlkit.envs import Family
 from rlkit.optim import make_adam, optimizer_step
 
 
@@ -35,19 +37,19 @@ class PPOConfig(PolicyGradientConfig, LossWeights, Normalization):
     adam_eps: float = 1e-5
     """Adam epsilon."""
 
-    @classmethod
-    def preset(cls, family: str) -> "PPOConfig":
-        """``mujoco``: the defaults; ``atari``: CleanRL's ppo_atari; other: rl-baselines3-zoo's CartPole."""
-        if family == "atari":
-            return cls(num_steps=128, update_epochs=4, num_minibatches=4, learning_rate=2.5e-4, clip_coef=0.1,
-                       ent_coef=0.01, normalize_obs=False, normalize_reward=False)
-        if family == "mujoco":
-            return cls()
-        return cls(num_steps=32, update_epochs=20, num_minibatches=1, learning_rate=1e-3, gamma=0.98,
-                   gae_lambda=0.8, normalize_obs=False, normalize_reward=False)
 
-
-NUM_ENVS = {"atari": 8, "mujoco": 1, "other": 8}
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    # CleanRL's ppo_atari.
+    "atari": {"num_steps": 128, "update_epochs": 4, "num_minibatches": 4, "learning_rate": 2.5e-4, "clip_coef": 0.1,
+              "ent_coef": 0.01, "normalize_obs": False, "normalize_reward": False,
+              "num_envs": 8, "total_steps": 10_000_000},
+    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
+    # rl-baselines3-zoo's CartPole.
+    "other": {"num_steps": 32, "update_epochs": 20, "num_minibatches": 1, "learning_rate": 1e-3, "gamma": 0.98,
+              "gae_lambda": 0.8, "normalize_obs": False, "normalize_reward": False,
+              "num_envs": 8, "total_steps": 100_000},
+}
 
 
 class PPO(PolicyAgent):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch
+from rlkit.envs import Family
 from rlkit.optim import make_adam, optimizer_step
 
 
@@ -31,12 +33,13 @@ class REINFORCEConfig(PolicyGradientConfig, LossWeights, Normalization):
     adam_eps: float = 1e-5
     """Adam epsilon."""
 
-    @classmethod
-    def preset(cls, family: str) -> "REINFORCEConfig":
-        return cls(normalize_obs=family == "mujoco")
 
-
-NUM_ENVS = {"atari": 8, "mujoco": 4, "other": 4}
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"num_envs": 8, "total_steps": 10_000_000},
+    "mujoco": {"normalize_obs": True, "num_envs": 4, "total_steps": 1_000_000},
+    "other": {"num_envs": 4, "total_steps": 100_000},
+}
 
 
 class REINFORCE(PolicyAgent):

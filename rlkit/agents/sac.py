@@ -15,6 +15,7 @@ import torch
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.agents.ddpg import continuous_replay, warm_up_actions
 from rlkit.buffers import Batch, ReplaySpec
+from rlkit.envs import Family
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor
 from rlkit.optim import make_adam, optimizer_step, polyak_update
 
@@ -43,10 +44,12 @@ class SACConfig(ReplayConfig):
     hidden: tuple[int, ...] = (256, 256)
     """Widths of policy and critic MLPs."""
 
-    @classmethod
-    def preset(cls, family: str) -> "SACConfig":
-        """MuJoCo: the defaults; other (Pendulum-sized tasks): a 1k-step warm-up."""
-        return cls() if family == "mujoco" else cls(learning_starts=1_000)
+
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
+    "other": {"learning_starts": 1_000, "num_envs": 1, "total_steps": 100_000},  # Pendulum-sized: a short warm-up
+}
 
 
 class SAC(Agent):

@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from rlkit.agents.policy_gradient import Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
+from rlkit.envs import Family
 from rlkit.nets import DiagGaussian, kl_divergence
 from rlkit.optim import make_adam, optimizer_step
 
@@ -44,15 +46,14 @@ class TRPOConfig(PolicyGradientConfig, Normalization):
     max_grad_norm: float = 0.0
     """Clip the critic's gradient norm to this (0 disables)."""
 
-    @classmethod
-    def preset(cls, family: str) -> "TRPOConfig":
-        """MuJoCo: the defaults with observation and reward normalization; other: 512-step rollouts."""
-        if family == "mujoco":
-            return cls(normalize_obs=True, normalize_reward=True)
-        return cls(num_steps=512)
 
-
-NUM_ENVS = {"atari": 8, "mujoco": 1, "other": 2}
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"num_steps": 512, "num_envs": 8, "total_steps": 10_000_000},
+    # The defaults with observation and reward normalization.
+    "mujoco": {"normalize_obs": True, "normalize_reward": True, "num_envs": 1, "total_steps": 1_000_000},
+    "other": {"num_steps": 512, "num_envs": 2, "total_steps": 100_000},
+}
 
 
 def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int,
