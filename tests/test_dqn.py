@@ -55,7 +55,8 @@ def set_heads(net: torch.nn.Module, weight, bias) -> None:
 
 def make_batch(obs, actions, rewards, *, next_obs=None, terminated=None, discounts=None, weights=None, masks=None,
                update_priorities=None) -> Batch:
-    """A Batch of float32 tensors; unset fields: next_obs = obs, not terminated, discount gamma, weight 1."""
+    """A Batch of float32 tensors; unset fields: next_obs = obs, not terminated, discount gamma, weight 1, every row
+    shown to the one head."""
     n = len(rewards)
 
     def f32(x, default):
@@ -64,7 +65,7 @@ def make_batch(obs, actions, rewards, *, next_obs=None, terminated=None, discoun
     return Batch(
         obs=f32(obs, None), actions=torch.as_tensor(actions, dtype=torch.int64), rewards=f32(rewards, None),
         next_obs=f32(next_obs, obs), terminated=f32(terminated, [0.0] * n), discounts=f32(discounts, [GAMMA] * n),
-        weights=f32(weights, [1.0] * n), masks=None if masks is None else f32(masks, None),
+        weights=f32(weights, [1.0] * n), masks=f32(masks, [[1.0]] * n),
         update_priorities=update_priorities,
     )
 
@@ -121,10 +122,10 @@ TD_BATCH = dict(
     ids=["dqn", "double"],
 )
 def test_td_target_hand_computed(double, expected):
-    """td_target = r + gamma^m (1 - terminated) * bootstrap, with the plain max or the double-DQN argmax."""
+    """td_target = r + gamma^m (1 - terminated) * bootstrap, with the plain max or the double-DQN argmax; (B, K = 1)."""
     agent = make_linear_agent(double=double)
     set_linear(agent.target_net, TARGET_W, ZERO_B)
-    torch.testing.assert_close(agent.td_target(make_batch(**TD_BATCH)), torch.tensor(expected))
+    torch.testing.assert_close(agent.td_target(make_batch(**TD_BATCH)), torch.tensor(expected)[:, None])
 
 
 def test_bootstrapped_td_target_per_head():
@@ -134,6 +135,22 @@ def test_bootstrapped_td_target_per_head():
     set_heads(agent.target_net, [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 3.0]]], [[0.0, 0.0], [0.0, 0.0]])
     batch = make_batch(obs=[[0.0, 0.0]], actions=[0], rewards=[1.0], next_obs=[[2.0, 1.0]])
     torch.testing.assert_close(agent.td_target(batch), torch.tensor([[1.0 + 0.9 * 2, 1.0 + 0.9 * 3]]))
+
+
+def test_bootstrapped_double_td_target_per_head():
+    """Double targets per head, (B, K): online head k picks a' at s' = (2, 1), target head k values it.
+
+    target head 0: Q = (s0, 0) = (2, 0); head 1: Q = (0, 3 s1) = (0, 3)  -> plain max: 2 and 3
+    online head 0: Q = (0, s1) = (0, 1) picks a' = 1 -> 0; head 1: Q = (s0, 0) = (2, 0) picks a' = 0 -> 0
+    """
+    agent = make_agent(bootstrapped=True, num_heads=2, double=True)
+    set_heads(agent.target_net, [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 3.0]]], [[0.0, 0.0], [0.0, 0.0]])
+    set_heads(agent.q_net, [[[0.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 0.0]]], [[0.0, 0.0], [0.0, 0.0]])
+    batch = make_batch(obs=[[0.0, 0.0]] * 2, actions=[0, 1], rewards=[1.0, 0.5], next_obs=[[2.0, 1.0]] * 2,
+                       terminated=[0.0, 1.0])
+    torch.testing.assert_close(agent.td_target(batch), torch.tensor([[1.0, 1.0], [0.5, 0.5]]))
+    agent.config.double = False
+    torch.testing.assert_close(agent.td_target(batch), torch.tensor([[1.0 + 0.9 * 2, 1.0 + 0.9 * 3], [0.5, 0.5]]))
 
 
 # ---------------------------------------------------------------------------------------------- update and loss
@@ -159,7 +176,7 @@ def test_update_moves_q_toward_target():
     with torch.no_grad():
         q = agent.q_net(batch.obs)
     # Adam's first step is lr * sign(grad): weight and bias of the taken action both grow by 0.1.
-    torch.testing.assert_close(q[[0, 1], [0, 1]], torch.tensor([3.2, 1.2]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(q[[0, 1], 0, [0, 1]], torch.tensor([3.2, 1.2]), atol=1e-5, rtol=0)
     losses += [agent.update(batch)["losses/td_loss"] for _ in range(4)]
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert agent.updates == 5
@@ -182,9 +199,50 @@ def test_dueling_head_aggregation():
     torch.testing.assert_close(head(features), expected)
 
 
-def test_dueling_config_builds_dueling_head():
-    """dueling=True puts a DuelingQHead on the encoder."""
-    assert isinstance(make_agent(dueling=True).q_net.head, DuelingQHead)
+def test_dueling_streams_with_hidden_layers_hand_computed():
+    """Each stream has its own hidden layer: V(x) = 1 * relu(2 x) + 1, A(x) = (1, 3) * relu(x).
+
+    x = 2: V = 5, A = (2, 6), mean 4 -> Q = (3, 7);  x = -1: V = 1, A = (0, 0) -> Q = (1, 1).
+    """
+    head = DuelingQHead(1, 2, hidden=1)
+    with torch.no_grad():
+        for stream, w1, w2, b2 in ((head.value, [[2.0]], [[1.0]], [1.0]), (head.advantage, [[1.0]], [[1.0], [3.0]],
+                                                                            [0.0, 0.0])):
+            stream[0].weight.copy_(torch.tensor(w1))
+            stream[0].bias.zero_()
+            stream[2].weight.copy_(torch.tensor(w2))
+            stream[2].bias.copy_(torch.tensor(b2))
+    torch.testing.assert_close(head(torch.tensor([[2.0], [-1.0]])), torch.tensor([[3.0, 7.0], [1.0, 1.0]]))
+
+
+def test_dueling_streams_split_where_wang_et_al_split_them():
+    """Images: the Nature CNN's convolutions, then a 512-unit layer per stream; vectors: the MLP but its last
+    layer, then a layer of that width per stream. The Q network still gives (B, K = 1, A)."""
+    images = DQN(dataclasses.replace(AGENTS["dueling-dqn"].preset("atari"), buffer_size=100),
+                 gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6))
+    head = images.q_net.head
+    assert isinstance(images.q_net.encoder.fc, torch.nn.Identity) and isinstance(head, DuelingQHead)
+    assert [m.out_features for m in head.value if isinstance(m, torch.nn.Linear)] == [512, 1]
+    assert [m.out_features for m in head.advantage if isinstance(m, torch.nn.Linear)] == [512, 6]
+    assert head.value[0].in_features == head.advantage[0].in_features == 64 * 7 * 7
+    assert images.q_net(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape == (2, 1, 6)
+
+    vectors = make_agent(dueling=True, hidden=(16, 8)).q_net
+    assert vectors.encoder.out_features == 16
+    assert [m.out_features for m in vectors.head.advantage if isinstance(m, torch.nn.Linear)] == [8, 2]
+    assert vectors(torch.zeros(3, 2)).shape == (3, 1, 2)
+
+
+def test_bootstrapped_dueling_is_refused_with_one_line():
+    with pytest.raises(UserError, match="bootstrapped DQN has no dueling head"):
+        make_agent(bootstrapped=True, dueling=True)
+
+
+def test_plain_dqn_keeps_its_parameter_names():
+    """The names version-1 checkpoints hold (tests/data/v1/dqn.pt)."""
+    assert list(make_agent(hidden=(16, 16)).q_net.state_dict()) == [
+        "encoder.layers.1.weight", "encoder.layers.1.bias", "encoder.layers.3.weight", "encoder.layers.3.bias",
+        "head.linear.weight", "head.linear.bias"]
 
 
 # ---------------------------------------------------------------------------------------------- bootstrapped

@@ -46,8 +46,9 @@ class Batch(NamedTuple):
     """(B,) float32: ``gamma ** m``, the discount of the bootstrap term."""
     weights: torch.Tensor
     """(B,) float32: importance-sampling weights (ones without prioritized replay)."""
-    masks: torch.Tensor | None
-    """(B, K) float32 bootstrap masks for K heads, or None."""
+    masks: torch.Tensor
+    """(B, K) float32: 1 where head k may learn from the row (bootstrap masks of K heads); ones (B, 1) without
+    bootstrap heads, so a single Q head learns from every row."""
     update_priorities: Callable[[np.ndarray | torch.Tensor], None] | None
     """With prioritized replay: call with the new |TD errors| of this batch; None otherwise."""
 
@@ -278,7 +279,8 @@ class ReplayBuffer:
             terminated=tensor(terminated, torch.float32),
             discounts=tensor((self.gamma**steps).astype(np.float32)),
             weights=tensor(weights),
-            masks=tensor(self.masks[env, slot], torch.float32) if self.masks is not None else None,
+            masks=(tensor(self.masks[env, slot], torch.float32) if self.masks is not None
+                   else torch.ones(len(slot), 1, device=self.device)),
             update_priorities=partial(self.update_priorities, flat) if self.tree is not None else None,
         )
 
