@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from rlkit.agents import a2c, a3c, ddpg, dqn, ppo, reinforce, sac, trpo
 from rlkit.agents.a2c import A2C, A2CConfig
 from rlkit.agents.a3c import A3C, A3CConfig
-from rlkit.agents.base import Agent
+from rlkit.agents.base import AGENT_NAMES, Agent
 from rlkit.agents.ddpg import DDPG, DDPGConfig
 from rlkit.agents.dqn import DQN, DQNConfig
 from rlkit.agents.policy_gradient import PolicyAgent
@@ -90,6 +90,9 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec("sac", SAC, sac.PRESETS, "soft actor-critic with automatic temperature (Haarnoja et al. 2018)"),
     )
 }
+
+
+AGENT_NAMES.update({name: spec.agent_class for name, spec in AGENTS.items()})
 
 
 def get_agent_spec(name: str) -> AgentSpec:

@@ -31,6 +31,11 @@ class ReplayConfig:
     """Updates in each training phase (updates per env step = gradient_steps / train_frequency)."""
 
 
+AGENT_NAMES: dict[str, type["Agent"]] = {}
+"""Command-line name -> agent class, filled in by the registry (:data:`rlkit.agents.AGENTS`), which imports this
+module: error messages name the agents that fit."""
+
+
 class Agent(ABC):
     """Base class of all agents. It knows nothing about the loop that drives it.
 
@@ -71,9 +76,8 @@ class Agent(ABC):
         """Raise a :class:`UserError` naming the problem if this agent cannot act in ``action_space``."""
         if not isinstance(action_space, cls.action_spaces):
             wanted = " or ".join(space.__name__ for space in cls.action_spaces)
-            from rlkit.agents import AGENTS  # the registry imports this module
-
-            fitting = [name for name, spec in AGENTS.items() if isinstance(action_space, spec.agent_class.action_spaces)]
+            fitting = [name for name, agent_class in AGENT_NAMES.items()
+                       if isinstance(action_space, agent_class.action_spaces)]
             raise UserError(
                 f"{cls.__name__} needs a {wanted} action space but this env has {action_space}: "
                 f"use an agent for {type(action_space).__name__} actions ({', '.join(fitting) or 'none yet'})"
