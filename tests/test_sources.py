@@ -67,3 +67,27 @@ def test_episodes_keep_counts_recent_returns_and_unlogged_games():
     restored = Episodes(recent=2)
     restored.load_state_dict(episodes.state_dict())
     assert restored.count == 3 and list(restored.recent_returns) == [3.0, 5.0]
+
+
+@pytest.mark.parametrize("name, changes", [
+    ("dqn", {"learning_starts": 200, "train_frequency": 16, "gradient_steps": 4, "eval_epsilon": 0.5}),
+    ("ppo", {"num_steps": 64}),
+])
+def test_evaluating_does_not_change_training(tmp_path, name, changes):
+    """One clock and a separate evaluation RNG: a run that evaluates every 200 steps learns exactly the weights
+    of one that only evaluates at the end (DQN evaluating with epsilon 0.5, PPO sampling actions in training)."""
+    import torch
+
+    from rlkit.rl import RunSettings, make_training_run
+
+    weights = []
+    for interval in (200, 0):
+        config = dataclasses.replace(get_agent_spec(name).preset("other"), hidden=(16,), **changes)
+        settings = RunSettings(name, "CartPole", total_steps=1024, num_envs=2, eval_interval=interval,
+                               eval_episodes=2, progress=False)
+        loop = make_training_run(settings, config, tmp_path / f"{name}{interval}")
+        loop.run()
+        net = loop.learner.q_net if name == "dqn" else loop.learner.net
+        weights.append([p.detach().clone() for p in net.parameters()])
+    assert (tmp_path / f"{name}200" / "eval.jsonl").read_text().count("\n") > 3
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
