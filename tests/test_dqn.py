@@ -15,7 +15,7 @@ import torch
 
 import rlkit.agents.dqn as dqn_module
 from rlkit.agents import AGENTS
-from rlkit.agents.dqn import DQN, DQNConfig
+from rlkit.agents.dqn import DQN
 from rlkit.buffers import Batch
 from rlkit.errors import UserError
 from rlkit.nets import DuelingQHead, NatureCNN

@@ -15,7 +15,7 @@ import torch
 import evaluate
 import rlkit.agents.trpo as trpo_module
 import train
-from rlkit.agents import AGENTS, A2C, A2CConfig, PPO, PPOConfig, REINFORCE, REINFORCEConfig, TRPO, TRPOConfig
+from rlkit.agents import AGENTS, A2C, PPO, PPOConfig, REINFORCE, REINFORCEConfig, TRPO, TRPOConfig
 from rlkit.agents.dqn import DQN
 from rlkit.agents.trpo import conjugate_gradient
 from rlkit.buffers.rollout import RolloutBatch
