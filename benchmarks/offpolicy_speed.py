@@ -90,10 +90,11 @@ def main() -> None:
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if k in names})
     with tempfile.TemporaryDirectory() as run_dir:
         settings = AgentSettings(agent=args.agent, env=args.env, total_steps=args.learning_starts, eval_episodes=0,
-                               progress=False)
+                                 progress=False)
         loop = AgentJob().build(settings, config, Path(run_dir))
-        loop.run()  # fill replay up to learning_starts
         agent, source = loop.learner, loop.source
+        while source.steps < args.learning_starts:  # fill replay up to learning_starts (loop.run would close it)
+            source.next()
         batch = source.buffer.sample(config.batch_size)
         result["update_per_s"] = timed(lambda: agent.update(batch), short)
         result["sample_per_s"] = timed(lambda: source.buffer.sample(config.batch_size), short / 4)

@@ -36,7 +36,7 @@ def main() -> None:
 
     spec = get_agent_spec(args.agent)
     family = resolve_env(args.env).family
-    num_envs = args.num_envs or spec.default_num_envs(family)
+    num_envs = args.num_envs or spec.run_defaults(family).num_envs
     result = {"agent": args.agent, "env": args.env, "num_envs": num_envs, "torch": torch.__version__,
               "threads": torch.get_num_threads()}
     result["env_sps"] = env_rate(args.env, num_envs, "auto", max(args.seconds / 4, 5.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -54,6 +55,17 @@ def average_metrics(metrics: dict[str, float]) -> dict[str, float]:
         values = values.cuda()
     dist.all_reduce(values)
     return dict(zip(keys, (values / dist.get_world_size()).tolist()))
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> None:
+    """Sum ``tensor`` over all processes, in place."""
+    dist.all_reduce(tensor)
+
+
+def sum_over_processes() -> Callable[[torch.Tensor], None] | None:
+    """:func:`all_reduce_sum` under torchrun, None for one process: what statistics kept by every process (such as
+    :class:`rlkit.nets.RunningMeanStd`) take to stay equal."""
+    return all_reduce_sum if world()[1] > 1 else None
 
 
 def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:

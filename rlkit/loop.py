@@ -17,20 +17,11 @@ from tqdm import tqdm
 
 from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from rlkit.distributed import average_metrics, is_main
+from rlkit.sources import Source
 
 
 class Learner(Protocol):
     def update(self, batch: Any) -> dict[str, float]: ...
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class Source(Protocol):
-    steps: int
-    """Progress in the loop's unit (env steps, or samples)."""
-
-    def next(self) -> Any | None: ...
-    def pop_finished(self) -> list[tuple[int, float, int]]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
@@ -158,7 +149,7 @@ class Loop:
                     for tag, value in means.items():
                         self.writer.add_scalar(tag, value, step)
                     self.writer.add_scalar("time/sps", sps, step)
-                    recent = getattr(self.source, "recent_returns", None)
+                    recent = self.source.recent_returns
                     postfix = {"sps": f"{sps:.0f}"}
                     if recent:
                         postfix["return"] = f"{sum(recent) / len(recent):.1f}"
@@ -181,8 +172,7 @@ class Loop:
                       f"{self.run_dir}")
             raise
         finally:
-            if hasattr(self.source, "close"):  # a source with worker processes stops them, whatever happened
-                self.source.close()
+            self.source.close()  # a source with worker processes stops them, whatever happened
         bar.close()
         self.save()
         self._evaluate(self.source.steps)

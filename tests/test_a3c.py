@@ -22,13 +22,13 @@ from torch.distributions import Categorical
 
 import evaluate
 import train
-from rlkit.agents import A3C, A3CConfig
-from rlkit.agents.a3c import SharedRMSprop, WorkerReport
+from rlkit.agents import AGENTS, A3C, A3CConfig
+from rlkit.agents.a3c import SharedRMSprop
 from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import EpisodeSignals, make_env
 from rlkit.errors import UserError
 from rlkit.jobs.agent import AgentJob, AgentSettings
-from rlkit.sources_async import MP, A3CSource, collect_segment, run_worker
+from rlkit.sources.async_ import MP, A3CSource, WorkerReport, collect_segment, run_worker
 
 from by_hand import returns_by_hand
 from counter_envs import COUNTER_OBS, counter_env
@@ -104,7 +104,7 @@ def hand_loss(net, segment, gamma: float, ent_coef: float, vf_coef: float) -> to
 
 
 @pytest.mark.parametrize("max_grad_norm", [0.0, 0.05])
-def test_worker_update_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
+def test_learn_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
     """Two worker updates move the shared net exactly as torch's RMSprop (alpha 0.99, eps 0.1) moves a private copy
     on the hand-written loss (clipped to max_grad_norm when set); the local copy only supplies gradients."""
     agent = small_agent(gae_lambda=1.0, max_grad_norm=max_grad_norm, anneal_lr=False)
@@ -117,7 +117,7 @@ def test_worker_update_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
         local.load_state_dict(agent.net.state_dict())
         segment, obs, _ = collect_segment(env, local, obs, 5)
         before = [p.detach().clone() for p in local.parameters()]
-        metrics = agent.worker_update(local, segment, global_steps=0)
+        metrics = agent.learn(local, segment)
         optimizer.zero_grad()
         hand_loss(reference, segment, 0.5, 0.01, 0.5).backward()
         norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), max_grad_norm or float("inf"))
@@ -129,6 +129,18 @@ def test_worker_update_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
             assert torch.equal(local_p, old)  # the update steps the shared net, never the local copy
     assert max_grad_norm == 0 or norm > max_grad_norm  # the clipped case did clip
     assert any(not torch.equal(a, b) for a, b in zip(agent.net.parameters(), small_agent().net.parameters()))
+
+
+def test_learn_anneals_the_learning_rate_by_the_step_its_worker_set():
+    """The worker sets agent.step to the global count before learn(): lr * (1 - step / total_steps)."""
+    agent = small_agent(anneal_lr=True)  # total_steps 1000
+    env = counter_env()
+    obs, _ = env.reset(seed=0)
+    local = copy.deepcopy(agent.net)
+    segment, _, _ = collect_segment(env, local, obs, 5)
+    agent.step = 250
+    assert agent.learn(local, segment)["charts/learning_rate"] == pytest.approx(5e-4 * 0.75)
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * 0.75)
 
 
 class ListQueue(list):
@@ -164,18 +176,18 @@ def test_worker_loop_in_process_matches_its_steps_done_by_hand():
     for num_steps in (5, 4):
         local.load_state_dict(reference.net.state_dict())
         segment, obs, _ = collect_segment(env, local, obs, num_steps)
-        reference.worker_update(local, segment, global_steps=0)
+        reference.learn(local, segment)
     for a, b in zip(agent.net.parameters(), reference.net.parameters()):
         assert torch.equal(a, b)
 
 
 def test_update_averages_worker_metrics_over_their_updates():
-    """The loop's update() only aggregates: metrics weighted by each report's updates, counters summed."""
+    """The loop's update() only aggregates: metrics weighted by each report's updates, updates summed."""
     agent = small_agent()
     metrics = agent.update([WorkerReport(0, 3, 15, {"losses/value_loss": 1.0}, []),
                             WorkerReport(1, 1, 5, {"losses/value_loss": 5.0}, [(20, 9.0, 9)])])
     assert metrics == {"losses/value_loss": 2.0}  # (3 * 1 + 1 * 5) / 4
-    assert (agent.updates, agent.env_steps) == (4, 20)
+    assert agent.updates == 4
     assert agent.update([WorkerReport(0, 0, 0, {}, [])]) == {} and agent.updates == 4
 
 
@@ -209,7 +221,7 @@ def test_state_dict_round_trip_stays_shared():
     obs, _ = env.reset(seed=0)
     local = copy.deepcopy(trained.net)
     segment, obs, _ = collect_segment(env, local, obs, 5)
-    trained.worker_update(local, segment, global_steps=0)
+    trained.learn(local, segment)
     fresh = small_agent()
     fresh.load_state_dict(trained.state_dict())
     assert all(p.is_shared() for p in fresh.net.parameters())
@@ -221,9 +233,12 @@ def test_state_dict_round_trip_stays_shared():
     torch.testing.assert_close(fresh.net.value(torch.as_tensor(probe)), trained.net.value(torch.as_tensor(probe)))
 
 
-def test_unsupported_options_are_refused():
-    with pytest.raises(UserError, match="does not support --normalize-obs"):
-        small_agent(normalize_obs=True)
+def test_unsupported_options_do_not_exist():
+    """A3C has no observation or reward normalization and no Adam: those fields (and flags) do not exist."""
+    fields = {f.name for f in dataclasses.fields(A3CConfig)}
+    assert not fields & {"normalize_obs", "normalize_reward", "adam_eps"}
+    with pytest.raises(SystemExit):
+        train.main(["--agent", "a3c", "--env", "CartPole", "--normalize-obs"])
     with pytest.raises(UserError, match="--num-workers must be at least 1"):
         small_agent(num_workers=0)
 
@@ -240,7 +255,7 @@ def test_a3c_trains_checkpoints_and_evaluates(tmp_path):
     checkpoint = load_checkpoint(run)
     assert checkpoint["settings"]["agent"] == "a3c" and checkpoint["config"]["num_workers"] == 2
     assert checkpoint["loop"]["steps"] == 1000
-    assert checkpoint["learner"]["counters"] == {"env_steps": 1000, "updates": 1000 // 5}
+    assert checkpoint["learner"]["counters"] == {"updates": 1000 // 5}
     assert checkpoint["source"]["episodes"] > 0
     state = checkpoint["learner"]["optimizers"]["optimizer"]["state"]
     assert all(s["square_avg"].abs().sum() > 0 and s["step"] > 0 for s in state.values())
@@ -319,7 +334,7 @@ def test_ctrl_c_stops_workers_saves_and_resumes(tmp_path):
     run = tmp_path / "run"
     settings = AgentSettings(agent="a3c", env="CartPole", total_steps=100_000, eval_interval=300, eval_episodes=1,
                            progress=False)
-    loop = AgentJob().build(settings, A3CConfig.preset("other"), run)
+    loop = AgentJob().build(settings, AGENTS["a3c"].preset("other"), run)
     workers = []
 
     def interrupt() -> dict[str, float]:

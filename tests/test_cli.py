@@ -64,7 +64,6 @@ def test_resume_continues_counters(tmp_path):
     train.main(["--resume", str(run), "--total-steps", "3000", "--no-progress"])
     second = load_checkpoint(run)
     assert second["loop"]["steps"] == 3000
-    assert second["learner"]["counters"]["env_steps"] == 3000
     assert second["learner"]["counters"]["updates"] > first["learner"]["counters"]["updates"]
     assert second["source"]["episodes"] > first["source"]["episodes"]
     assert second["settings"]["seed"] == first["settings"]["seed"]

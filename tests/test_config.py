@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from rlkit.agents import AGENTS
 from rlkit.agents.dqn import DQNConfig
 from rlkit.config import add_config_flags, apply_flags, config_from_dict, config_to_dict, field_docs
 
@@ -72,7 +73,7 @@ def test_help_shows_docstring_and_default(parser):
 
 def test_apply_flags_changes_only_set_flags(parser):
     """apply_flags copies the config with exactly the flags that were set (lists become tuples, False counts)."""
-    preset = dataclasses.replace(DQNConfig.preset("other"), double=True)
+    preset = dataclasses.replace(AGENTS["dqn"].preset("other"), double=True)
     args = parser.parse_args(["--learning-rate", "0.01", "--no-double", "--hidden", "64", "64"])
     config = apply_flags(preset, args)
     assert config == dataclasses.replace(preset, learning_rate=0.01, double=False, hidden=(64, 64))

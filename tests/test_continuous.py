@@ -38,6 +38,13 @@ def make_agent(name: str, seed: int = 0, **changes):
     return spec.agent_class(config, OBS_SPACE, ACTION_SPACE, total_steps=10_000, seed=seed)
 
 
+def explore(agent, obs: np.ndarray) -> np.ndarray:
+    """act(explore=True), then count the vector step as a source does (only sources move ``agent.step``)."""
+    actions = agent.act(obs, explore=True)
+    agent.step += len(obs)
+    return actions
+
+
 def make_batch(rewards, terminated, discounts, next_obs=None, obs_dim: int = 2, act_dim: int = 1) -> Batch:
     """A Batch with the given rewards, flags and discounts; obs, actions (and next_obs if not given) random."""
     n = len(rewards)
@@ -212,8 +219,7 @@ def test_actions_stay_in_bounds(name):
     agent = make_agent(name, **changes)
     agent.update(random_batch())
     obs = np.random.default_rng(0).normal(0.0, 30.0, (4, 2)).astype(np.float32)
-    explored = [agent.act(obs, explore=True) for _ in range(6)]  # env_steps 4, 8 random; 12..24 the policy
-    assert agent.env_steps == 24
+    explored = [explore(agent, obs) for _ in range(6)]  # steps 0-3, 4-7 random; 8..23 the policy
     evaluated = [agent.act(obs), agent.act(obs, deterministic=False)]
     for actions in explored + evaluated:
         assert actions.dtype == np.float32 and actions.shape == (4, 1)
@@ -230,14 +236,14 @@ def test_exploration_policy(name):
     agent = make_agent(name, learning_starts=8, **({} if name == "sac" else {"exploration_noise": 0.3}))
     obs = np.random.default_rng(1).normal(size=(4, 2)).astype(np.float32)
     reference = np.random.default_rng(0)  # make_agent seeds the agent's generator with 0
-    for _ in range(2):  # env_steps 4, 8
-        np.testing.assert_array_equal(agent.act(obs, explore=True), reference.uniform(-1, 1, (4, 1)).astype(np.float32))
+    for _ in range(2):  # steps 0-3, 4-7
+        np.testing.assert_array_equal(explore(agent, obs), reference.uniform(-1, 1, (4, 1)).astype(np.float32))
     with torch.no_grad():
         mode = agent.actor(torch.as_tensor(obs), **({"deterministic": True} if name == "sac" else {}))
     mode = (mode[0] if name == "sac" else mode).numpy()
     np.testing.assert_allclose(agent.act(obs), mode, rtol=1e-6)
     torch.manual_seed(2)
-    explored = agent.act(obs, explore=True)  # env_steps 12
+    explored = explore(agent, obs)  # steps 8-11
     if name == "sac":
         torch.manual_seed(2)
         with torch.no_grad():
@@ -372,7 +378,7 @@ def test_save_load_round_trip(name):
     agent = make_agent(name, learning_starts=4)
     obs = np.random.default_rng(1).normal(size=(2, 2)).astype(np.float32)
     for _ in range(5):
-        agent.act(obs, explore=True)
+        explore(agent, obs)
     batch = random_batch()
     for _ in range(3):
         agent.update(batch)
@@ -385,7 +391,8 @@ def test_save_load_round_trip(name):
     assert not np.array_equal(fresh.act(obs), agent.act(obs))
     fresh.load_state_dict(state)
     np.testing.assert_array_equal(fresh.act(obs), agent.act(obs))
-    assert (fresh.env_steps, fresh.updates) == (agent.env_steps, agent.updates) == (10, 3)
+    assert fresh.updates == agent.updates == 3
+    fresh.step = agent.step  # the step is the source's: a resumed source tells the agent
     if name == "sac":
         assert fresh.log_alpha.item() == agent.log_alpha.item()
         assert agent.log_alpha.item() != pytest.approx(math.log(0.2))  # autotune moved it: a real check
@@ -424,7 +431,7 @@ def test_every_continuous_agent_trains_and_evaluates(tmp_path, agent, env_name, 
                 "--run-dir", str(run)])
     checkpoint = load_checkpoint(run)
     assert checkpoint["settings"]["agent"] == agent and checkpoint["env_id"] == env_id and checkpoint["loop"]["steps"] == steps
-    assert checkpoint["learner"]["counters"] == {"env_steps": steps, "updates": steps - 200 + 1}
+    assert checkpoint["learner"]["counters"] == {"updates": steps - 200 + 1}
     if hidden is not None:
         assert checkpoint["config"]["hidden"] == hidden
     if agent == "td3":

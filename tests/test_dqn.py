@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import rlkit.agents.dqn as dqn_module
-from rlkit.agents.dqn import DQN, DQNConfig
+from rlkit.agents import AGENTS
+from rlkit.agents.dqn import DQN
 from rlkit.buffers import Batch
 from rlkit.errors import UserError
 from rlkit.nets import DuelingQHead, NatureCNN
@@ -33,7 +34,7 @@ ZERO_B = [0.0, 0.0]
 # ---------------------------------------------------------------------------------------------- helpers
 def make_agent(seed: int = 0, **changes) -> DQN:
     """A DQN on 2-d vector obs and 2 actions: the 'other' preset, gamma 0.9, a linear Q net unless changed."""
-    config = dataclasses.replace(DQNConfig.preset("other"), **{"gamma": GAMMA, "hidden": (), **changes})
+    config = dataclasses.replace(AGENTS["dqn"].preset("other"), **{"gamma": GAMMA, "hidden": (), **changes})
     return DQN(config, OBS_SPACE, ACTION_SPACE, total_steps=TOTAL_STEPS, seed=seed)
 
 
@@ -54,7 +55,8 @@ def set_heads(net: torch.nn.Module, weight, bias) -> None:
 
 def make_batch(obs, actions, rewards, *, next_obs=None, terminated=None, discounts=None, weights=None, masks=None,
                update_priorities=None) -> Batch:
-    """A Batch of float32 tensors; unset fields: next_obs = obs, not terminated, discount gamma, weight 1."""
+    """A Batch of float32 tensors; unset fields: next_obs = obs, not terminated, discount gamma, weight 1, every row
+    shown to the one head."""
     n = len(rewards)
 
     def f32(x, default):
@@ -63,7 +65,7 @@ def make_batch(obs, actions, rewards, *, next_obs=None, terminated=None, discoun
     return Batch(
         obs=f32(obs, None), actions=torch.as_tensor(actions, dtype=torch.int64), rewards=f32(rewards, None),
         next_obs=f32(next_obs, obs), terminated=f32(terminated, [0.0] * n), discounts=f32(discounts, [GAMMA] * n),
-        weights=f32(weights, [1.0] * n), masks=None if masks is None else f32(masks, None),
+        weights=f32(weights, [1.0] * n), masks=f32(masks, [[1.0]] * n),
         update_priorities=update_priorities,
     )
 
@@ -120,10 +122,10 @@ TD_BATCH = dict(
     ids=["dqn", "double"],
 )
 def test_td_target_hand_computed(double, expected):
-    """td_target = r + gamma^m (1 - terminated) * bootstrap, with the plain max or the double-DQN argmax."""
+    """td_target = r + gamma^m (1 - terminated) * bootstrap, with the plain max or the double-DQN argmax; (B, K = 1)."""
     agent = make_linear_agent(double=double)
     set_linear(agent.target_net, TARGET_W, ZERO_B)
-    torch.testing.assert_close(agent.td_target(make_batch(**TD_BATCH)), torch.tensor(expected))
+    torch.testing.assert_close(agent.td_target(make_batch(**TD_BATCH)), torch.tensor(expected)[:, None])
 
 
 def test_bootstrapped_td_target_per_head():
@@ -133,6 +135,22 @@ def test_bootstrapped_td_target_per_head():
     set_heads(agent.target_net, [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 3.0]]], [[0.0, 0.0], [0.0, 0.0]])
     batch = make_batch(obs=[[0.0, 0.0]], actions=[0], rewards=[1.0], next_obs=[[2.0, 1.0]])
     torch.testing.assert_close(agent.td_target(batch), torch.tensor([[1.0 + 0.9 * 2, 1.0 + 0.9 * 3]]))
+
+
+def test_bootstrapped_double_td_target_per_head():
+    """Double targets per head, (B, K): online head k picks a' at s' = (2, 1), target head k values it.
+
+    target head 0: Q = (s0, 0) = (2, 0); head 1: Q = (0, 3 s1) = (0, 3)  -> plain max: 2 and 3
+    online head 0: Q = (0, s1) = (0, 1) picks a' = 1 -> 0; head 1: Q = (s0, 0) = (2, 0) picks a' = 0 -> 0
+    """
+    agent = make_agent(bootstrapped=True, num_heads=2, double=True)
+    set_heads(agent.target_net, [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 3.0]]], [[0.0, 0.0], [0.0, 0.0]])
+    set_heads(agent.q_net, [[[0.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 0.0]]], [[0.0, 0.0], [0.0, 0.0]])
+    batch = make_batch(obs=[[0.0, 0.0]] * 2, actions=[0, 1], rewards=[1.0, 0.5], next_obs=[[2.0, 1.0]] * 2,
+                       terminated=[0.0, 1.0])
+    torch.testing.assert_close(agent.td_target(batch), torch.tensor([[1.0, 1.0], [0.5, 0.5]]))
+    agent.config.double = False
+    torch.testing.assert_close(agent.td_target(batch), torch.tensor([[1.0 + 0.9 * 2, 1.0 + 0.9 * 3], [0.5, 0.5]]))
 
 
 # ---------------------------------------------------------------------------------------------- update and loss
@@ -158,7 +176,7 @@ def test_update_moves_q_toward_target():
     with torch.no_grad():
         q = agent.q_net(batch.obs)
     # Adam's first step is lr * sign(grad): weight and bias of the taken action both grow by 0.1.
-    torch.testing.assert_close(q[[0, 1], [0, 1]], torch.tensor([3.2, 1.2]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(q[[0, 1], 0, [0, 1]], torch.tensor([3.2, 1.2]), atol=1e-5, rtol=0)
     losses += [agent.update(batch)["losses/td_loss"] for _ in range(4)]
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert agent.updates == 5
@@ -181,9 +199,50 @@ def test_dueling_head_aggregation():
     torch.testing.assert_close(head(features), expected)
 
 
-def test_dueling_config_builds_dueling_head():
-    """dueling=True puts a DuelingQHead on the encoder."""
-    assert isinstance(make_agent(dueling=True).q_net.head, DuelingQHead)
+def test_dueling_streams_with_hidden_layers_hand_computed():
+    """Each stream has its own hidden layer: V(x) = 1 * relu(2 x) + 1, A(x) = (1, 3) * relu(x).
+
+    x = 2: V = 5, A = (2, 6), mean 4 -> Q = (3, 7);  x = -1: V = 1, A = (0, 0) -> Q = (1, 1).
+    """
+    head = DuelingQHead(1, 2, hidden=1)
+    with torch.no_grad():
+        for stream, w1, w2, b2 in ((head.value, [[2.0]], [[1.0]], [1.0]), (head.advantage, [[1.0]], [[1.0], [3.0]],
+                                                                            [0.0, 0.0])):
+            stream[0].weight.copy_(torch.tensor(w1))
+            stream[0].bias.zero_()
+            stream[2].weight.copy_(torch.tensor(w2))
+            stream[2].bias.copy_(torch.tensor(b2))
+    torch.testing.assert_close(head(torch.tensor([[2.0], [-1.0]])), torch.tensor([[3.0, 7.0], [1.0, 1.0]]))
+
+
+def test_dueling_streams_split_where_wang_et_al_split_them():
+    """Images: the Nature CNN's convolutions, then a 512-unit layer per stream; vectors: the MLP but its last
+    layer, then a layer of that width per stream. The Q network still gives (B, K = 1, A)."""
+    images = DQN(dataclasses.replace(AGENTS["dueling-dqn"].preset("atari"), buffer_size=100),
+                 gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6))
+    head = images.q_net.head
+    assert isinstance(images.q_net.encoder.fc, torch.nn.Identity) and isinstance(head, DuelingQHead)
+    assert [m.out_features for m in head.value if isinstance(m, torch.nn.Linear)] == [512, 1]
+    assert [m.out_features for m in head.advantage if isinstance(m, torch.nn.Linear)] == [512, 6]
+    assert head.value[0].in_features == head.advantage[0].in_features == 64 * 7 * 7
+    assert images.q_net(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape == (2, 1, 6)
+
+    vectors = make_agent(dueling=True, hidden=(16, 8)).q_net
+    assert vectors.encoder.out_features == 16
+    assert [m.out_features for m in vectors.head.advantage if isinstance(m, torch.nn.Linear)] == [8, 2]
+    assert vectors(torch.zeros(3, 2)).shape == (3, 1, 2)
+
+
+def test_bootstrapped_dueling_is_refused_with_one_line():
+    with pytest.raises(UserError, match="bootstrapped DQN has no dueling head"):
+        make_agent(bootstrapped=True, dueling=True)
+
+
+def test_plain_dqn_keeps_its_parameter_names():
+    """The names version-1 checkpoints hold (tests/data/v1/dqn.pt)."""
+    assert list(make_agent(hidden=(16, 16)).q_net.state_dict()) == [
+        "encoder.layers.1.weight", "encoder.layers.1.bias", "encoder.layers.3.weight", "encoder.layers.3.bias",
+        "head.linear.weight", "head.linear.bias"]
 
 
 # ---------------------------------------------------------------------------------------------- bootstrapped
@@ -250,25 +309,38 @@ def test_bootstrapped_evaluation_is_majority_vote(voting_agent):
 def test_epsilon_schedule(steps, epsilon):
     """Epsilon falls linearly from start_e 1 to end_e 0.04 over 0.16 * 1000 env steps, then stays at 0.04."""
     agent = make_agent()
-    agent.env_steps = steps
+    agent.step = steps
     assert agent.epsilon == pytest.approx(epsilon)
 
 
-def test_act_counts_env_steps_only_when_exploring(linear_agent):
-    """act(explore=True) advances env_steps by the batch size; act(explore=False) leaves it."""
+def test_act_leaves_the_clock_and_the_schedule_alone(linear_agent):
+    """Only the source moves ``step``: acting, exploring or not, changes neither it nor epsilon."""
     obs = np.zeros((5, 2), np.float32)
+    linear_agent.step = 40
     linear_agent.act(obs, explore=True)
-    linear_agent.act(obs, explore=True)
-    assert linear_agent.env_steps == 10
     linear_agent.act(obs)
-    assert linear_agent.env_steps == 10
+    assert linear_agent.step == 40 and linear_agent.epsilon == pytest.approx(0.76)
+
+
+def test_evaluation_draws_only_from_eval_rng(linear_agent):
+    """act(explore=False) leaves the training generator alone; seed_evaluation makes evaluation repeat."""
+    obs = np.zeros((500, 2), np.float32)
+    linear_agent.config.eval_epsilon = 0.5
+    state = linear_agent.rng.bit_generator.state
+    linear_agent.seed_evaluation(3)
+    first = linear_agent.act(obs)
+    linear_agent.seed_evaluation(3)
+    np.testing.assert_array_equal(linear_agent.act(obs), first)
+    assert linear_agent.rng.bit_generator.state == state
+    assert 0 < first.mean() < 1  # epsilon 0.5 did draw random actions
 
 
 def test_act_is_epsilon_greedy(linear_agent):
     """At epsilon 1 actions are uniform; at 0.04 only ~2% differ from the greedy action; eval (epsilon 0) is greedy."""
     obs = np.tile([[1.0, 0.0]], (4000, 1)).astype(np.float32)  # greedy action 0: Q = (3, 0)
     assert linear_agent.act(obs, explore=True).mean() == pytest.approx(0.5, abs=0.03)
-    assert linear_agent.epsilon == pytest.approx(0.04)  # 4000 steps taken: schedule over
+    linear_agent.step = 4000  # as the source would after this vector step: schedule over
+    assert linear_agent.epsilon == pytest.approx(0.04)
     assert linear_agent.act(obs, explore=True).mean() == pytest.approx(0.02, abs=0.01)
     assert not linear_agent.act(obs).any()
 
@@ -289,10 +361,10 @@ def test_hard_target_sync_after_interval(linear_agent):
     batch = make_batch(**TWO_ROWS)
     initial = snapshot(linear_agent.target_net)
     linear_agent.update(batch)  # 0 env steps
-    linear_agent.act(np.zeros((9, 2), np.float32), explore=True)
+    linear_agent.step = 9  # the source's clock
     linear_agent.update(batch)  # 9 env steps: no sync yet
     assert params_equal(linear_agent.target_net, initial)
-    linear_agent.act(np.zeros((1, 2), np.float32), explore=True)
+    linear_agent.step = 10
     online = snapshot(linear_agent.q_net)
     assert not params_equal(online, initial)
     linear_agent.update(batch)  # 10 env steps: sync, then learn
@@ -346,15 +418,16 @@ def test_state_dict_round_trip(tmp_path, changes):
                        masks=rng.integers(0, 2, (8, 3)) if changes else None)
     source.episode_start(np.ones(8, dtype=bool))
     source.act(obs[:8], explore=True)
+    source.step = 8  # as the replay source would, having taken that vector step
     source.update(batch)
     source.update(batch)
     torch.save(source.state_dict(), tmp_path / "agent.pt")
 
     copy = make_agent(seed=99, hidden=(8,), **changes)
     copy.load_state_dict(torch.load(tmp_path / "agent.pt", weights_only=True))
+    copy.step = source.step  # the step is the source's: a resumed source tells the agent
     np.testing.assert_array_equal(copy.act(obs), source.act(obs))
-    assert (copy.env_steps, copy.updates, copy.last_target_sync) == (source.env_steps, source.updates,
-                                                                      source.last_target_sync)
+    assert (copy.updates, copy.last_target_sync) == (source.updates, source.last_target_sync)
     np.testing.assert_array_equal(copy.active_heads, source.active_heads)
     assert 0.0 < copy.epsilon < 1.0  # exploration still draws random actions: they must match too
     for _ in range(3):
@@ -367,7 +440,7 @@ def test_state_dict_round_trip(tmp_path, changes):
 # ---------------------------------------------------------------------------------------------- spaces, images
 def test_refuses_continuous_actions():
     """DQN on a Box action space raises a UserError that names the needed and the given space."""
-    config = DQNConfig.preset("other")
+    config = AGENTS["dqn"].preset("other")
     with pytest.raises(UserError, match=r"DQN needs a Discrete action space.*Box"):
         DQN(config, OBS_SPACE, gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
 
@@ -386,10 +459,10 @@ def test_atari_update_from_replay_smoke():
     """A NatureCNN DQN runs one update on a uint8 (4, 84, 84) batch sampled from its own ReplayBuffer."""
     torch.manual_seed(0)
     obs_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    config = dataclasses.replace(DQNConfig.preset("atari"), buffer_size=100, batch_size=8)
+    config = dataclasses.replace(AGENTS["dqn"].preset("atari"), buffer_size=100, batch_size=8)
     agent = DQN(config, obs_space, gym.spaces.Discrete(4), seed=0)
     assert isinstance(agent.q_net.encoder, NatureCNN)
-    buffer = agent.replay_buffer(num_envs=1, frame_stack=4, seed=0)
+    buffer = agent.buffer_spec().build(num_envs=1, frame_stack=4, device="cpu", seed=0)
     rng = np.random.default_rng(0)
     obs = np.zeros((1, 4, 84, 84), np.uint8)
     obs[0, -1] = rng.integers(0, 256, (84, 84))

@@ -11,8 +11,16 @@ from rlkit.loop import Loop, LoopConfig
 
 
 class CountingSource:
+    recent_returns = ()
+
     def __init__(self):
         self.steps = 0
+
+    def reset(self, seed=None):
+        pass
+
+    def close(self):
+        pass
 
     def next(self):
         self.steps += 1

@@ -15,7 +15,7 @@ import torch
 import evaluate
 import rlkit.agents.trpo as trpo_module
 import train
-from rlkit.agents import A2C, A2CConfig, PPO, PPOConfig, REINFORCE, REINFORCEConfig, TRPO, TRPOConfig
+from rlkit.agents import AGENTS, A2C, PPO, PPOConfig, REINFORCE, REINFORCEConfig, TRPO, TRPOConfig
 from rlkit.agents.dqn import DQN
 from rlkit.agents.trpo import conjugate_gradient
 from rlkit.buffers.rollout import RolloutBatch
@@ -43,7 +43,7 @@ def make_agent(agent_class, config, env_or_spaces, seed: int = 0):
 
 def collect(agent, env) -> RolloutBatch:
     """One rollout of ``agent`` in ``env`` (a fresh RolloutSource), flattened with advantages computed."""
-    source = RolloutSource(env, agent, agent.rollout_buffer(env.num_envs))
+    source = RolloutSource(env, agent)
     return source.next()
 
 
@@ -121,7 +121,7 @@ def test_ppo_value_loss_hand_values(clip_vloss, expected):
 
 
 # ---------------------------------------------------------------------------------------------- PPO update
-PPO_SMALL = dataclasses.replace(PPOConfig.preset("other"), num_steps=16, num_minibatches=4, update_epochs=3)
+PPO_SMALL = dataclasses.replace(AGENTS["ppo"].preset("other"), num_steps=16, num_minibatches=4, update_epochs=3)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_conjugate_gradient_solves_spd_system():
     assert not torch.allclose(conjugate_gradient(lambda v: a @ v, b, iters=2), torch.linalg.solve(a, b), atol=1e-5)
 
 
-TRPO_SMALL = dataclasses.replace(TRPOConfig.preset("other"), num_steps=32, critic_epochs=2)
+TRPO_SMALL = dataclasses.replace(AGENTS["trpo"].preset("other"), num_steps=32, critic_epochs=2)
 
 
 def trpo_rollout(env_name: str, **changes) -> tuple[TRPO, RolloutBatch]:
@@ -332,7 +332,7 @@ def test_reinforce_unfinished_steps_do_not_affect_the_update():
 def test_a2c_update_moves_policy_toward_positive_advantage():
     """One A2C step raises log pi of an action with positive advantage, lowers it for negative advantage, and
     moves V(s) toward the return."""
-    config = dataclasses.replace(A2CConfig.preset("other"), hidden=(8,), learning_rate=0.01)
+    config = dataclasses.replace(AGENTS["a2c"].preset("other"), hidden=(8,), learning_rate=0.01)
     agent = make_agent(A2C, config, (VECTOR_OBS, gym.spaces.Discrete(3)))
     obs = torch.tensor([[0.1, -0.2, 0.3]]).repeat(4, 1)
     actions = torch.tensor([0, 0, 1, 1])
@@ -352,7 +352,7 @@ def test_a2c_update_moves_policy_toward_positive_advantage():
 def test_save_load_gives_same_actions_with_obs_normalization():
     """state_dict -> torch.save -> torch.load(weights_only) -> load_state_dict reproduces deterministic actions,
     including the (non-trivial) observation statistics."""
-    config = dataclasses.replace(PPOConfig.preset("mujoco"), num_steps=64, num_minibatches=4, update_epochs=2)
+    config = dataclasses.replace(AGENTS["ppo"].preset("mujoco"), num_steps=64, num_minibatches=4, update_epochs=2)
     assert config.normalize_obs
     env = make_env("Pendulum", 1, seed=0)
     agent = make_agent(PPO, config, env, seed=0)
@@ -371,7 +371,7 @@ def test_save_load_gives_same_actions_with_obs_normalization():
     np.testing.assert_array_equal(restored.act(obs, explore=False), agent.act(obs, explore=False))
     assert torch.equal(restored.obs_norm.mean, agent.obs_norm.mean)
     assert torch.equal(restored.obs_norm.var, agent.obs_norm.var)
-    assert (restored.env_steps, restored.updates) == (agent.env_steps, agent.updates) == (64, 1)
+    assert restored.updates == agent.updates == 1
 
 
 def test_continuous_actions_clipped_for_env_but_stored_unclipped():
@@ -395,21 +395,44 @@ def test_continuous_actions_clipped_for_env_but_stored_unclipped():
 
 
 def test_evaluation_leaves_statistics_and_step_count_alone():
-    """act(explore=False), deterministic or not, and value_of change neither the observation statistics nor
-    env_steps; training steps (policy_step, act(explore=True)) change both."""
+    """act(explore=False), deterministic or not, and value_of leave the observation statistics alone; training
+    steps (policy_step, act(explore=True)) update them. None of them moves the step (the source's)."""
     agent = make_agent(PPO, PPOConfig(normalize_obs=True, hidden=(8,)), (VECTOR_OBS, gym.spaces.Discrete(2)))
     obs = np.random.default_rng(0).normal(3.0, 2.0, (5, 3)).astype(np.float32)
     agent.policy_step(obs)
     snapshot = {k: v.clone() for k, v in agent.obs_norm.state_dict().items()}
-    assert agent.env_steps == 5
     agent.act(obs * 10, explore=False)
     agent.act(obs * 10, explore=False, deterministic=False)
     agent.value_of(obs * 10)
-    assert agent.env_steps == 5
     for key, value in agent.obs_norm.state_dict().items():
         assert torch.equal(value, snapshot[key]), key
     agent.act(obs, explore=True)
-    assert agent.env_steps == 10 and agent.obs_norm.count.item() == pytest.approx(10, abs=1e-3)
+    assert agent.obs_norm.count.item() == pytest.approx(10, abs=1e-3) and agent.step == 0
+
+
+def test_learning_rate_anneals_with_the_sources_step():
+    """anneal_lr: the learning rate of an update is lr * (1 - step / total_steps), step being what the rollout
+    source told the agent (the env steps of the run so far, this rollout included)."""
+    config = dataclasses.replace(AGENTS["a2c"].preset("other"), hidden=(8,), num_steps=5, anneal_lr=True)
+    env = make_env("CartPole", 2, seed=0)
+    agent = make_agent(A2C, config, env)  # total_steps 100_000
+    source = RolloutSource(env, agent)
+    source.steps = 25_000 - 10  # as after a resume
+    rollout = source.next()
+    env.close()
+    assert agent.step == source.steps == 25_000
+    assert agent.update(rollout)["charts/learning_rate"] == pytest.approx(1e-3 * 0.75)
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.75)
+
+
+def test_trpo_has_no_flags_it_would_ignore():
+    """TRPO's policy step has no loss weights and its critic's Adam keeps torch's epsilon: no such fields, so no
+    such flags (argparse refuses them with exit status 2)."""
+    assert not {f.name for f in dataclasses.fields(TRPOConfig)} & {"ent_coef", "vf_coef", "adam_eps"}
+    for flag in ("--ent-coef", "--vf-coef", "--adam-eps"):
+        with pytest.raises(SystemExit) as exited:
+            train.main(["--agent", "trpo", "--env", "CartPole", flag, "0.1"])
+        assert exited.value.code == 2
 
 
 def test_unsupported_action_space_names_the_fitting_agents():
@@ -432,7 +455,7 @@ def test_every_policy_agent_trains_and_evaluates(tmp_path, agent, env_name):
                 "--eval-episodes", "0", "--no-progress", "--run-dir", str(run)])
     checkpoint = load_checkpoint(run)
     assert checkpoint["settings"]["agent"] == agent and checkpoint["loop"]["steps"] == 256
-    assert checkpoint["learner"]["counters"] == {"env_steps": 256, "updates": 2}
+    assert checkpoint["learner"]["counters"] == {"updates": 2}
     for extra in ([], ["--stochastic"]):
         result = evaluate.main([str(run), "--episodes", "2", "--json", "--seed", "7", *extra])
         assert result["episodes"] == 2 and len(result["returns"]) == 2 and np.isfinite(result["returns"]).all()

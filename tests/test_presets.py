@@ -1,64 +1,87 @@
-"""Presets as data: every agent has a preset (config values, sub-environments, steps) for every env family it
-supports, a family it does not support is refused by name, and moving the presets into tables changed no value."""
+"""Presets are data: every registered agent has a preset for every env family its action spaces allow, each builds
+its config, and the published values are the ones that run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import typing
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 
-from rlkit.agents import AGENTS
+from rlkit.agents import AGENTS, RunDefaults, get_agent_spec
 from rlkit.config import config_to_dict
+from rlkit.envs import FAMILIES
 from rlkit.errors import UserError
 
 SNAPSHOT = Path(__file__).parent / "data" / "presets_v1.json"
 """agent -> family -> {config, num_envs, total_steps} as the code before the preset tables resolved them (commit
-601da95: ``spec.preset(family)``, ``spec.default_num_envs(family)``, train.py's ``DEFAULT_TOTAL_STEPS``), for the
-families whose action space the agent takes (atari: Discrete, mujoco: Box, other: both)."""
+601da95), for the families whose action space the agent takes."""
+
+# Atari games have discrete actions, MuJoCo bodies continuous ones; "other" holds both kinds.
+FAMILY_ACTIONS = {"atari": (gym.spaces.Discrete,), "mujoco": (gym.spaces.Box,),
+                  "other": (gym.spaces.Discrete, gym.spaces.Box)}
 
 
-def families() -> tuple[str, ...]:
-    from rlkit.envs import Family  # one Literal type for the env families
+def allowed_families(name: str) -> set[str]:
+    spaces = AGENTS[name].agent_class.action_spaces
+    return {family for family, kinds in FAMILY_ACTIONS.items() if set(kinds) & set(spaces)}
 
-    return typing.get_args(Family)
 
-
-@pytest.mark.parametrize("name", list(AGENTS))
-def test_every_agent_has_a_preset_for_every_family_it_supports(name):
+@pytest.mark.parametrize("name", AGENTS)
+def test_every_agent_has_a_preset_for_every_family_it_can_act_in(name):
     spec = AGENTS[name]
-    assert spec.families and set(spec.families) <= set(families()), spec.families
+    assert set(spec.families) <= set(FAMILIES)
+    assert allowed_families(name) <= set(spec.families)
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_every_preset_builds_its_config_and_run_defaults(name):
+    spec = AGENTS[name]
     for family in spec.families:
-        assert isinstance(spec.preset(family), spec.agent_class.config_class)
+        config = spec.preset(family)
+        assert isinstance(config, spec.agent_class.config_class)
+        names = {f.name for f in dataclasses.fields(config)}
+        assert set(spec.presets[family]) - {"num_envs", "total_steps"} <= names  # no key is silently dropped
         defaults = spec.run_defaults(family)
-        assert isinstance(defaults.num_envs, int) and isinstance(defaults.total_steps, int)
-    for family in set(families()) - set(spec.families):  # never a silent fallback to another family's values
-        with pytest.raises(UserError, match=family) as refused:
+        assert isinstance(defaults, RunDefaults) and defaults.num_envs >= 1 and defaults.total_steps >= 1
+        for key, value in spec.variant.items():
+            assert getattr(config, key) == value
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_a_family_without_a_preset_is_refused_naming_the_supported_ones(name):
+    spec = AGENTS[name]
+    missing = [family for family in FAMILIES if family not in spec.families]
+    for family in missing:
+        with pytest.raises(UserError, match=", ".join(spec.families)):
             spec.preset(family)
-        assert all(supported in str(refused.value) for supported in spec.families), str(refused.value)
+        with pytest.raises(UserError, match=f"no preset for {family}"):
+            spec.run_defaults(family)
+
+
+def test_published_values_by_hand():
+    """The values the issue found --help hiding: TD3 on MuJoCo and DQN on classic control."""
+    td3 = get_agent_spec("td3").preset("mujoco")
+    assert (td3.twin_critics, td3.target_policy_noise, td3.policy_frequency) == (True, 0.2, 2)
+    dqn = get_agent_spec("dqn").preset("other")
+    assert (dqn.batch_size, dqn.learning_rate, dqn.buffer_size) == (64, 2.3e-3, 100_000)
+    assert get_agent_spec("dqn").preset("atari").batch_size == 32
+    assert get_agent_spec("dqn").run_defaults("atari") == RunDefaults(num_envs=1, total_steps=10_000_000)
+    assert get_agent_spec("a2c").run_defaults("atari") == RunDefaults(num_envs=16, total_steps=10_000_000)
+    assert get_agent_spec("ppo").run_defaults("mujoco") == RunDefaults(num_envs=1, total_steps=1_000_000)
+    assert get_agent_spec("trpo").run_defaults("other") == RunDefaults(num_envs=2, total_steps=100_000)
+
 
 
 @pytest.mark.parametrize("name", list(json.loads(SNAPSHOT.read_text())))
 def test_presets_keep_the_values_they_had(name):
-    """Each family's preset resolves to the values it had before the tables (fields the config still has; agents
-    registered since have no record)."""
+    """Each family's preset resolves to the values it had before the tables (the fields the config still has)."""
     spec, recorded = AGENTS[name], json.loads(SNAPSHOT.read_text())[name]
-    supported = getattr(spec, "families", None) or tuple(recorded)
-    compared = 0
     for family, before in recorded.items():
-        if family not in supported:
-            continue
         config = config_to_dict(spec.preset(family))
         common = config.keys() & before["config"].keys()
         assert {k: config[k] for k in common} == {k: before["config"][k] for k in common}, family
-        if hasattr(spec, "run_defaults"):
-            defaults = spec.run_defaults(family)
-            num_envs, total_steps = defaults.num_envs, defaults.total_steps
-        else:
-            import train
-
-            num_envs, total_steps = spec.default_num_envs(family), train.DEFAULT_TOTAL_STEPS[family]
-        assert (num_envs, total_steps) == (before["num_envs"], before["total_steps"]), family
-        compared += 1
-    assert compared >= 1  # an agent that dropped every family it had would pass vacuously
+        defaults = spec.run_defaults(family)
+        assert (defaults.num_envs, defaults.total_steps) == (before["num_envs"], before["total_steps"]), family

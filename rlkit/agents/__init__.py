@@ -2,84 +2,97 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from rlkit.agents import a2c, a3c, ppo, reinforce, trpo
+from rlkit.agents import a2c, a3c, ddpg, dqn, ppo, reinforce, sac, trpo
 from rlkit.agents.a2c import A2C, A2CConfig
 from rlkit.agents.a3c import A3C, A3CConfig
-from rlkit.agents.base import Agent
-from rlkit.agents.ddpg import DDPG, VARIANTS as DDPG_VARIANTS, DDPGConfig
-from rlkit.agents.dqn import DQN, VARIANTS as DQN_VARIANTS, DQNConfig
+from rlkit.agents.base import AGENT_NAMES, Agent
+from rlkit.agents.ddpg import DDPG, DDPGConfig
+from rlkit.agents.dqn import DQN, DQNConfig
 from rlkit.agents.policy_gradient import PolicyAgent
 from rlkit.agents.ppo import PPO, PPOConfig
 from rlkit.agents.reinforce import REINFORCE, REINFORCEConfig
 from rlkit.agents.sac import SAC, SACConfig
 from rlkit.agents.trpo import TRPO, TRPOConfig
+from rlkit.envs import Family
 from rlkit.errors import UserError
+
+RUN_KEYS = ("num_envs", "total_steps")
+"""Keys of a preset row that belong to the run, not to the agent's config."""
+
+
+class RunDefaults(NamedTuple):
+    """What a run of this agent on an env family takes unless the command line says otherwise."""
+
+    num_envs: int
+    """Sub-environments (A3C: per worker)."""
+    total_steps: int
+    """Env steps of the whole run."""
 
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """How a command-line agent name maps to a class and its configuration."""
+    """How a command-line agent name maps to a class, its preset table and its variant of the config."""
 
     name: str
     agent_class: type[Agent]
-    preset: Callable[[str], Any]
-    """env family (``atari``, ``mujoco``, ``other``) -> config with the published defaults for it."""
+    presets: Mapping[Family, Mapping[str, Any]]
+    """The agent module's ``PRESETS``: env family -> config changes plus ``num_envs`` and ``total_steps``."""
     help: str
-    num_envs: dict[str, int] | None = None
-    """env family -> sub-environments by default (1 where not given)."""
+    variant: Mapping[str, Any] = field(default_factory=dict)
+    """Config changes this name makes on every preset (``double-dqn``: double targets)."""
 
-    def default_num_envs(self, family: str) -> int:
-        return (self.num_envs or {}).get(family, 1)
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The env families it has a preset for."""
+        return tuple(self.presets)
 
-    def run_defaults(self, family: str) -> "RunDefaults":
-        return RunDefaults(self.default_num_envs(family),
-                           {"atari": 10_000_000, "mujoco": 1_000_000, "other": 100_000}[family])
+    def _row(self, family: Family) -> Mapping[str, Any]:
+        if family not in self.presets:
+            raise UserError(f"{self.name} has no preset for {family} envs: it supports {', '.join(self.families)} "
+                            "envs")
+        return self.presets[family]
 
+    def preset(self, family: Family) -> Any:
+        """The config with the published values for ``family`` (and this name's variant)."""
+        values = {k: v for k, v in self._row(family).items() if k not in RUN_KEYS}
+        return self.agent_class.config_class(**{**values, **self.variant})
 
-class RunDefaults(NamedTuple):
-    num_envs: int
-    total_steps: int
-
-
-def _dqn_spec(name: str, help: str) -> AgentSpec:
-    return AgentSpec(name, DQN, lambda family: dataclasses.replace(DQNConfig.preset(family), **DQN_VARIANTS[name]), help)
-
-
-def _ddpg_spec(name: str, help: str) -> AgentSpec:
-    return AgentSpec(name, DDPG, lambda family: dataclasses.replace(DDPGConfig.preset(family), **DDPG_VARIANTS[name]),
-                     help)
+    def run_defaults(self, family: Family) -> RunDefaults:
+        row = self._row(family)
+        return RunDefaults(num_envs=row["num_envs"], total_steps=row["total_steps"])
 
 
 AGENTS: dict[str, AgentSpec] = {
     spec.name: spec
     for spec in (
-        _dqn_spec("dqn", "Deep Q-network (Mnih et al. 2015)"),
-        _dqn_spec("double-dqn", "DQN with double Q-learning targets (van Hasselt et al. 2016)"),
-        _dqn_spec("dueling-dqn", "Double DQN with a dueling head (Wang et al. 2016)"),
-        _dqn_spec("bootstrapped-dqn", "Bootstrapped DQN, K heads with masks (Osband et al. 2016)"),
-        AgentSpec("reinforce", REINFORCE, REINFORCEConfig.preset,
-                  "Monte Carlo policy gradient with reward-to-go and a learned baseline (Williams 1992)",
-                  reinforce.NUM_ENVS),
-        AgentSpec("a2c", A2C, A2CConfig.preset, "synchronous advantage actor-critic with GAE (Mnih et al. 2016)",
-                  a2c.NUM_ENVS),
-        AgentSpec("ppo", PPO, PPOConfig.preset, "proximal policy optimization, clipped (Schulman et al. 2017)",
-                  ppo.NUM_ENVS),
-        AgentSpec("trpo", TRPO, TRPOConfig.preset, "trust region policy optimization (Schulman et al. 2015)",
-                  trpo.NUM_ENVS),
-        AgentSpec("a3c", A3C, A3CConfig.preset,
-                  "asynchronous advantage actor-critic: hogwild worker processes, shared RMSprop (Mnih et al. 2016)",
-                  a3c.NUM_ENVS),
-        _ddpg_spec("ddpg", "deep deterministic policy gradient (Lillicrap et al. 2016)"),
-        _ddpg_spec("td3", "twin delayed DDPG with target policy smoothing (Fujimoto et al. 2018)"),
-        AgentSpec("sac", SAC, SACConfig.preset, "soft actor-critic with automatic temperature (Haarnoja et al. 2018)"),
+        AgentSpec("dqn", DQN, dqn.PRESETS, "Deep Q-network (Mnih et al. 2015)"),
+        AgentSpec("double-dqn", DQN, dqn.PRESETS, "DQN with double Q-learning targets (van Hasselt et al. 2016)",
+                  dqn.VARIANTS["double-dqn"]),
+        AgentSpec("dueling-dqn", DQN, dqn.PRESETS, "Double DQN with a dueling head (Wang et al. 2016)",
+                  dqn.VARIANTS["dueling-dqn"]),
+        AgentSpec("bootstrapped-dqn", DQN, dqn.PRESETS, "Bootstrapped DQN, K heads with masks (Osband et al. 2016)",
+                  dqn.VARIANTS["bootstrapped-dqn"]),
+        AgentSpec("reinforce", REINFORCE, reinforce.PRESETS,
+                  "Monte Carlo policy gradient with reward-to-go and a learned baseline (Williams 1992)"),
+        AgentSpec("a2c", A2C, a2c.PRESETS, "synchronous advantage actor-critic with GAE (Mnih et al. 2016)"),
+        AgentSpec("ppo", PPO, ppo.PRESETS, "proximal policy optimization, clipped (Schulman et al. 2017)"),
+        AgentSpec("trpo", TRPO, trpo.PRESETS, "trust region policy optimization (Schulman et al. 2015)"),
+        AgentSpec("a3c", A3C, a3c.PRESETS,
+                  "asynchronous advantage actor-critic: hogwild worker processes, shared RMSprop (Mnih et al. 2016)"),
+        AgentSpec("ddpg", DDPG, ddpg.PRESETS, "deep deterministic policy gradient (Lillicrap et al. 2016)"),
+        AgentSpec("td3", DDPG, ddpg.PRESETS, "twin delayed DDPG with target policy smoothing (Fujimoto et al. 2018)",
+                  ddpg.VARIANTS["td3"]),
+        AgentSpec("sac", SAC, sac.PRESETS, "soft actor-critic with automatic temperature (Haarnoja et al. 2018)"),
     )
 }
+
+
+AGENT_NAMES.update({name: spec.agent_class for name, spec in AGENTS.items()})
 
 
 def get_agent_spec(name: str) -> AgentSpec:
@@ -92,7 +105,7 @@ def get_agent_spec(name: str) -> AgentSpec:
 
 
 __all__ = [
-    "Agent", "AgentSpec", "AGENTS", "get_agent_spec", "PolicyAgent",
+    "Agent", "AgentSpec", "AGENTS", "RunDefaults", "get_agent_spec", "PolicyAgent",
     "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "A3C", "A3CConfig", "PPO", "PPOConfig",
     "TRPO", "TRPOConfig", "DDPG", "DDPGConfig", "SAC", "SACConfig",
 ]

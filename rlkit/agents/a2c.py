@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from rlkit.agents.base import make_adam, optimizer_step
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch
+from rlkit.envs import Family
+from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class A2CConfig(PolicyGradientConfig):
+class A2CConfig(PolicyGradientConfig, LossWeights, Normalization):
     """A2C hyperparameters. Defaults are OpenAI baselines' / SB3's: RMSprop 7e-4, 5-step segments, clip 0.5."""
 
     num_steps: int = 5
@@ -29,16 +31,18 @@ class A2CConfig(PolicyGradientConfig):
     """rmsprop (alpha 0.99, eps 1e-5, as in the paper's implementation) or adam."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over the run."""
-
-    @classmethod
-    def preset(cls, family: str) -> "A2CConfig":
-        """Atari: the defaults (16 envs). Vector observations: 8 envs, Adam 1e-3, no entropy bonus."""
-        if family == "atari":
-            return cls()
-        return cls(learning_rate=1e-3, optimizer="adam", ent_coef=0.0, normalize_obs=family == "mujoco")
+    adam_eps: float = 1e-5
+    """Adam epsilon (with --optimizer adam)."""
 
 
-NUM_ENVS = {"atari": 16, "mujoco": 8, "other": 8}
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"num_envs": 16, "total_steps": 10_000_000},  # the config's defaults
+    # Vector observations: Adam 1e-3, no entropy bonus.
+    "mujoco": {"learning_rate": 1e-3, "optimizer": "adam", "ent_coef": 0.0, "normalize_obs": True,
+               "num_envs": 8, "total_steps": 1_000_000},
+    "other": {"learning_rate": 1e-3, "optimizer": "adam", "ent_coef": 0.0, "num_envs": 8, "total_steps": 100_000},
+}
 
 
 class A2C(PolicyAgent):
@@ -48,7 +52,8 @@ class A2C(PolicyAgent):
     data_parallel = True
 
     def __init__(self, config: A2CConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device, total_steps, seed)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed,
+                         normalize_obs=config.normalize_obs)
         if config.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(self.net.parameters(), lr=config.learning_rate, alpha=0.99, eps=1e-5)
         elif config.optimizer == "adam":

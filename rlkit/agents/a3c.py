@@ -1,31 +1,37 @@
 """Asynchronous advantage actor-critic (Mnih et al. 2016): worker processes learn hogwild into one shared model.
 
-The model and the RMSprop statistics live in shared memory. Each worker (see :mod:`rlkit.sources_async`) copies the
+The model and the RMSprop statistics live in shared memory. Each worker (see :mod:`rlkit.sources.async_`) copies the
 shared weights into a local network, plays ``num_steps`` steps (t_max) in its own env(s), computes the loss of that
 segment on the local copy, and hands the gradients to the shared optimizer, which steps the shared weights without
-any lock. :meth:`A3C.worker_update` is that update; :meth:`A3C.update`, which the loop calls, only averages the
-metrics the workers report.
+any lock. That update is :meth:`A3C.learn`, which the workers call; :meth:`A3C.update`, which the loop calls, only
+averages the metrics the workers report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import torch
 from torch import nn
 
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import gae
+from rlkit.envs import Family
 from rlkit.errors import UserError
+from rlkit.optim import optimizer_step
+
+if TYPE_CHECKING:  # the source that runs the workers defines their messages (and imports this module)
+    from rlkit.sources.async_ import Segment, WorkerReport
 
 
 @dataclass
-class A3CConfig(PolicyGradientConfig):
+class A3CConfig(PolicyGradientConfig, LossWeights):
     """A3C hyperparameters. Defaults follow the paper: t_max 5, RMSprop with shared statistics (alpha 0.99, eps 0.1,
     as in its Atari experiments and dgriff777/rl_a3c_pytorch), learning rate annealed to 0, entropy 0.01; the
-    gradient norm is clipped at 40 (the usual value of the public PyTorch implementations)."""
+    gradient norm is clipped at 40 (the usual value of the public PyTorch implementations). No observation or
+    reward normalization: the workers would have to share the running statistics."""
 
     num_workers: int = 2
     """Worker processes, each with its own env(s) and local network (the paper used 16, the course 16-32, on
@@ -46,22 +52,16 @@ class A3CConfig(PolicyGradientConfig):
     """Decay of the shared RMSprop's running mean of squared gradients."""
     rmsprop_eps: float = 0.1
     """Shared RMSprop epsilon, added to the root mean square (PyTorch's convention)."""
-    normalize_obs: bool = False
-    """Not supported by A3C (the workers would have to share the statistics): leave off."""
-    normalize_reward: bool = False
-    """Not supported by A3C: leave off."""
-    adam_eps: float = 1e-5
-    """Unused: A3C's optimizer is the shared RMSprop."""
-
-    @classmethod
-    def preset(cls, family: str) -> "A3CConfig":
-        """Atari: the paper's values (the Nature CNN comes with image observations). Anything else: the same
-        values with a (64, 64) tanh MLP; 2 workers reach CartPole's 500 with them."""
-        return cls()
 
 
-NUM_ENVS = {"atari": 1, "mujoco": 1, "other": 1}
-"""Sub-environments per worker (the paper's workers each play one game)."""
+# Env family -> config changes and run defaults (total_steps; num_envs: sub-envs per worker, one game each as in
+# the paper). Every family takes the paper's values: the Nature CNN comes with image observations, a (64, 64) tanh
+# MLP with vectors (2 workers reach CartPole's 500 with them).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"num_envs": 1, "total_steps": 10_000_000},
+    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},
+    "other": {"num_envs": 1, "total_steps": 100_000},
+}
 
 
 class SharedRMSprop(torch.optim.RMSprop):
@@ -92,39 +92,6 @@ class SharedRMSprop(torch.optim.RMSprop):
         self.share_memory()
 
 
-class Segment(NamedTuple):
-    """``T`` steps of a worker's ``N`` sub-envs (T <= t_max), collected with its local network."""
-
-    obs: torch.Tensor
-    """(T, N, *obs_shape) observations the actions were taken in."""
-    actions: torch.Tensor
-    """(T, N) or (T, N, action_dim) sampled actions (unclipped)."""
-    rewards: torch.Tensor
-    """(T, N) training rewards."""
-    terminated: torch.Tensor
-    """(T, N) 1 where the game ended (no bootstrap)."""
-    truncated: torch.Tensor
-    """(T, N) 1 where a time limit cut the game (bootstrap from ``final_values``)."""
-    final_values: torch.Tensor
-    """(T, N) V of the true last observation at truncated steps (0 elsewhere)."""
-    last_values: torch.Tensor
-    """(N,) V of the observations after the segment."""
-
-
-class WorkerReport(NamedTuple):
-    """What a worker sends the main process now and then."""
-
-    rank: int
-    updates: int
-    """Updates since the worker's previous report."""
-    steps: int
-    """Env steps those updates learned from."""
-    metrics: dict[str, float]
-    """Means over those updates."""
-    episodes: list[tuple[int, float, int]]
-    """(global step, raw return, length) of the games finished since the previous report."""
-
-
 class A3C(PolicyAgent):
     """A shared-memory actor-critic and a shared RMSprop, stepped by worker processes with hogwild updates.
 
@@ -136,15 +103,16 @@ class A3C(PolicyAgent):
 
     def __init__(self, config: A3CConfig, obs_space: gym.Space, action_space: gym.Space, device="cpu",
                  total_steps: int = 1_000_000, seed: int | None = None):
-        if config.normalize_obs or config.normalize_reward:
-            raise UserError("A3C does not support --normalize-obs or --normalize-reward: its workers would have to "
-                            "share the running statistics; drop the flag")
         if config.num_workers < 1:
             raise UserError(f"--num-workers must be at least 1, got {config.num_workers}")
         super().__init__(config, obs_space, action_space, "cpu", total_steps, seed)
         self.net.share_memory()
         self.optimizer = SharedRMSprop(self.net.parameters(), config.learning_rate, config.rmsprop_alpha,
                                        config.rmsprop_eps)
+
+    def buffer_spec(self) -> None:
+        """None: each worker keeps its own segment."""
+        return None
 
     def __getstate__(self) -> dict[str, Any]:
         """What a worker receives: everything but the minibatch generator, which A3C never uses and which
@@ -159,9 +127,10 @@ class A3C(PolicyAgent):
         return gae(segment.rewards, values, segment.terminated, segment.truncated, segment.last_values, c.gamma,
                    c.gae_lambda, segment.final_values)
 
-    def worker_update(self, local_net: nn.Module, segment: Segment, global_steps: int) -> dict[str, float]:
-        """One asynchronous update: the segment's loss on ``local_net`` (a copy of the shared net the segment was
-        collected with), its gradients clipped and given to the shared optimizer, which steps the shared net.
+    def learn(self, local_net: nn.Module, segment: Segment) -> dict[str, float]:
+        """One asynchronous update, called by a worker: the segment's loss on ``local_net`` (its copy of the shared
+        net the segment was collected with), its gradients clipped and given to the shared optimizer, which steps
+        the shared net. The learning rate is annealed by ``step``, the global count the worker set.
 
         The paper accumulates gradients over the segment, so the losses are sums over its steps (means over
         sub-envs); the critic regresses on the GAE(lambda) returns (the n-step returns for lambda = 1).
@@ -179,29 +148,18 @@ class A3C(PolicyAgent):
         entropy = dist.entropy().view(T, N).sum(0).mean()
         loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
 
-        local_net.zero_grad(set_to_none=True)
-        loss.backward()
-        local_params = list(local_net.parameters())
-        grad_norm = nn.utils.get_total_norm([p.grad for p in local_params if p.grad is not None])
-        if 0 < c.max_grad_norm < grad_norm:
-            nn.utils.clip_grads_with_norm_(local_params, c.max_grad_norm, grad_norm)
-        # The shared parameters' .grad is private to this process: point it at the local gradients and step.
-        for shared, local in zip(self.net.parameters(), local_params):
-            shared.grad = local.grad
-        lr = c.learning_rate * (max(0.0, 1.0 - global_steps / self.total_steps) if c.anneal_lr else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+        lr = self.anneal_learning_rate(self.optimizer)
+        grad_norm = optimizer_step(self.optimizer, loss, local_net.parameters(), c.max_grad_norm,
+                                   apply_to=self.net.parameters())
         return {"losses/policy_loss": policy_loss.item(), "losses/value_loss": value_loss.item(),
                 "losses/entropy": entropy.item(), "losses/grad_norm": float(grad_norm), "charts/learning_rate": lr}
 
     # ------------------------------------------------------------------ in the main process
     def update(self, reports: list[WorkerReport]) -> dict[str, float]:
         """The workers' metrics since the last call, averaged over their updates (the learning happened in
-        :meth:`worker_update`); counts the updates."""
+        :meth:`learn`); counts the updates."""
         total = sum(r.updates for r in reports)
         self.updates += total
-        self.env_steps += sum(r.steps for r in reports)
         if total == 0:
             return {}
         keys = {key for r in reports for key in r.metrics}

@@ -9,9 +9,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
-from rlkit.distributed import all_reduce_gradients
 from rlkit.errors import UserError
 
 
@@ -33,36 +31,53 @@ class ReplayConfig:
     """Updates in each training phase (updates per env step = gradient_steps / train_frequency)."""
 
 
+AGENT_NAMES: dict[str, type["Agent"]] = {}
+"""Command-line name -> agent class, filled in by the registry (:data:`rlkit.agents.AGENTS`), which imports this
+module: error messages name the agents that fit."""
+
+
 class Agent(ABC):
     """Base class of all agents. It knows nothing about the loop that drives it.
 
     Subclasses set ``config_class`` and ``action_spaces`` and implement ``act``, ``update``, ``state_dict`` and
     ``load_state_dict``.
+
+    One clock: ``step`` is the number of env steps the run has taken. Only the source writes it (before every
+    ``act(explore=True)`` and before it hands out a batch); schedules (epsilon, target syncs, warm-up, learning-rate
+    annealing) read it, and ``act`` never changes it. Random draws of ``act(explore=True)`` come from ``rng``, those
+    of evaluation from ``eval_rng`` (reseeded by :meth:`seed_evaluation`), so evaluating never changes training.
     """
 
     config_class: ClassVar[type]
     action_spaces: ClassVar[tuple[type[gym.Space], ...]]
     """The action space classes this agent can act in."""
-    source_kind: ClassVar[str] = "replay"
+    source_kind: ClassVar[str]
+    """The source it learns from (a key of :data:`rlkit.sources.SOURCE_KINDS`): ``replay``, ``rollout``, ``async``."""
     data_parallel: ClassVar[bool] = False
+    """Whether it may run under torchrun (each process collects its own data, gradients are averaged)."""
 
-    def seed_evaluation(self, seed: int) -> None:
-        pass
-
-    def __init__(self, config: Any, obs_space: gym.Space, action_space: gym.Space, device: str | torch.device):
+    def __init__(self, config: Any, obs_space: gym.Space, action_space: gym.Space, device: str | torch.device,
+                 total_steps: int, seed: int | None):
         self.check_spaces(obs_space, action_space)
         self.config = config
         self.obs_space, self.action_space = obs_space, action_space
         self.device = torch.device(device)
+        self.total_steps = total_steps
+        self.step = 0
+        self.rng = np.random.default_rng(seed)
+        self.eval_rng = np.random.default_rng(seed)
+
+    def seed_evaluation(self, seed: int) -> None:
+        """Restart the evaluation policy's random draws from ``seed`` (evaluation calls this first)."""
+        self.eval_rng = np.random.default_rng(seed)
 
     @classmethod
     def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:
         """Raise a :class:`UserError` naming the problem if this agent cannot act in ``action_space``."""
         if not isinstance(action_space, cls.action_spaces):
             wanted = " or ".join(space.__name__ for space in cls.action_spaces)
-            from rlkit.agents import AGENTS  # the registry imports this module
-
-            fitting = [name for name, spec in AGENTS.items() if isinstance(action_space, spec.agent_class.action_spaces)]
+            fitting = [name for name, agent_class in AGENT_NAMES.items()
+                       if isinstance(action_space, agent_class.action_spaces)]
             raise UserError(
                 f"{cls.__name__} needs a {wanted} action space but this env has {action_space}: "
                 f"use an agent for {type(action_space).__name__} actions ({', '.join(fitting) or 'none yet'})"
@@ -74,6 +89,11 @@ class Agent(ABC):
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of observations. ``explore`` selects the behaviour policy used in training;
         otherwise ``deterministic`` picks the evaluation policy's mode (``False``: sample from it)."""
+
+    @abstractmethod
+    def buffer_spec(self) -> Any:
+        """The storage its source builds for it (:class:`~rlkit.buffers.ReplaySpec`, :class:`~rlkit.buffers.RolloutSpec`;
+        None for a source that needs none)."""
 
     @abstractmethod
     def update(self, batch: Any) -> dict[str, float]:
@@ -89,39 +109,3 @@ class Agent(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-
-
-def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any, max_grad_norm: float) -> float:
-    """zero_grad, backward, clip the global gradient norm (if > 0) and step; returns the norm before clipping.
-
-    Under torchrun the gradients are first averaged over the processes (synchronous data-parallel SGD), so every
-    process takes the same step."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for p in params if p.grad is not None]
-    all_reduce_gradients(params)
-    norm = nn.utils.get_total_norm([p.grad for p in params])
-    if 0 < max_grad_norm < norm:  # scale only when needed: the multiply costs ~5% of a CPU update
-        nn.utils.clip_grads_with_norm_(params, max_grad_norm, norm)
-    optimizer.step()
-    return float(norm)
-
-
-@torch.no_grad()
-def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """``target <- (1 - tau) target + tau online`` for every parameter (a copy when tau = 1)."""
-    target_params, online_params = list(target.parameters()), list(online.parameters())
-    torch._foreach_lerp_(target_params, online_params, tau)
-
-
-def make_adam(params: Any, lr: float, device: torch.device, **kwargs: Any) -> torch.optim.Adam:
-    """Adam with the fused kernel where PyTorch has one (CPU and CUDA): one pass over all parameters per step."""
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)
-
-
-def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
-    """``start`` at t = 0, moving linearly to ``end`` at t = ``duration`` and staying there."""
-    if duration <= 0:
-        return end
-    return start + (end - start) * min(1.0, t / duration)

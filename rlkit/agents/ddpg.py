@@ -11,9 +11,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.agents.base import Agent, ReplayConfig, make_adam, optimizer_step, polyak_update
-from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.agents.base import Agent, ReplayConfig
+from rlkit.buffers import Batch, ReplaySpec
+from rlkit.envs import Family
 from rlkit.nets.continuous import DeterministicActor, QEnsemble
+from rlkit.optim import make_adam, optimizer_step, polyak_update
 
 
 @dataclass
@@ -40,12 +42,14 @@ class DDPGConfig(ReplayConfig):
     policy_frequency: int = 1
     """Critic updates per actor and target update (TD3: 2)."""
 
-    @classmethod
-    def preset(cls, family: str) -> "DDPGConfig":
-        """MuJoCo: the defaults; other (Pendulum-sized tasks): rl-baselines3-zoo's shorter warm-up and Adam 1e-3."""
-        if family == "mujoco":
-            return cls()
-        return cls(learning_rate=1e-3, learning_starts=1_000, gamma=0.98, buffer_size=200_000, hidden=(400, 300))
+
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
+    # Pendulum-sized tasks: rl-baselines3-zoo's shorter warm-up and Adam 1e-3.
+    "other": {"learning_rate": 1e-3, "learning_starts": 1_000, "gamma": 0.98, "buffer_size": 200_000,
+              "hidden": (400, 300), "num_envs": 1, "total_steps": 100_000},
+}
 
 
 # Agent names: name -> config changes.
@@ -55,17 +59,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def continuous_replay(agent: Agent, num_envs: int, seed: int | None) -> ReplayBuffer:
+def continuous_replay(agent: Agent) -> ReplaySpec:
     """Replay for float observations and [-1, 1] actions."""
     c = agent.config
-    return ReplayBuffer(c.buffer_size, agent.obs_space.shape, np.float32, agent.action_space.shape, np.float32,
-                        num_envs=num_envs, gamma=c.gamma, device=agent.device, seed=seed)
+    return ReplaySpec(c.buffer_size, agent.obs_space.shape, np.float32, agent.action_space.shape, np.float32,
+                      gamma=c.gamma)
 
 
-def count_and_warm_up(agent: Agent, n: int) -> np.ndarray | None:
-    """Count ``n`` exploration steps; until ``learning_starts`` return uniform actions in [-1, 1], else None."""
-    agent.env_steps += n
-    if agent.env_steps <= agent.config.learning_starts:
+def warm_up_actions(agent: Agent, n: int) -> np.ndarray | None:
+    """Uniform actions in [-1, 1] while the whole vector step of ``n`` env steps lies within the first
+    ``learning_starts`` steps of the run; None after."""
+    if agent.step + n <= agent.config.learning_starts:
         return agent.rng.uniform(-1, 1, (n, *agent.action_space.shape)).astype(np.float32)
     return None
 
@@ -75,9 +79,10 @@ class DDPG(Agent):
 
     config_class = DDPGConfig
     action_spaces = (gym.spaces.Box,)
+    source_kind = "replay"
 
     def __init__(self, config: DDPGConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed)
         obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
         self.actor = DeterministicActor(obs_dim, act_dim, config.hidden).to(self.device)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2 if config.twin_critics else 1).to(self.device)
@@ -86,13 +91,11 @@ class DDPG(Agent):
         self.critic_target.requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), config.learning_rate, self.device)
         self.critic_optimizer = make_adam(self.critic.parameters(), config.learning_rate, self.device)
-        self.rng = np.random.default_rng(seed)
-        self.env_steps = 0
         self.updates = 0
 
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Training: uniform actions until learning starts, then ``mu(s)`` plus Gaussian noise; else ``mu(s)``."""
-        if explore and (warmup := count_and_warm_up(self, len(obs))) is not None:
+        if explore and (warmup := warm_up_actions(self, len(obs))) is not None:
             return warmup
         with torch.inference_mode():
             actions = self.actor(torch.as_tensor(obs, device=self.device, dtype=torch.float32)).cpu().numpy()
@@ -100,8 +103,8 @@ class DDPG(Agent):
             actions = actions + self.rng.normal(0.0, self.config.exploration_noise, actions.shape)
         return np.clip(actions, -1.0, 1.0).astype(np.float32)
 
-    def replay_buffer(self, num_envs: int, frame_stack: int = 1, seed: int | None = None) -> ReplayBuffer:
-        return continuous_replay(self, num_envs, seed)
+    def buffer_spec(self) -> ReplaySpec:
+        return continuous_replay(self)
 
     def td_target(self, batch: Batch) -> torch.Tensor:
         """``r + gamma^m (1 - terminated) min_k Q'_k(s', mu'(s') + clip(noise))``, shape (B,)."""
@@ -138,11 +141,11 @@ class DDPG(Agent):
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
             "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
             "actor_optimizer": self.actor_optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
-            "counters": {"env_steps": self.env_steps, "updates": self.updates}, "rng": self.rng.bit_generator.state,
+            "counters": {"updates": self.updates}, "rng": self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer"):
             getattr(self, name).load_state_dict(state[name])
-        self.env_steps, self.updates = state["counters"]["env_steps"], state["counters"]["updates"]
+        self.updates = state["counters"]["updates"]
         self.rng.bit_generator.state = state["rng"]

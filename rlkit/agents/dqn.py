@@ -13,9 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agents.base import Agent, ReplayConfig, linear_schedule, make_adam, optimizer_step, polyak_update
-from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.agents.base import Agent, ReplayConfig
+from rlkit.buffers import Batch, ReplaySpec
+from rlkit.envs import Family
+from rlkit.errors import UserError
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
+from rlkit.optim import linear_schedule, make_adam, optimizer_step, polyak_update
 
 
 @dataclass
@@ -70,17 +73,22 @@ class DQNConfig(ReplayConfig):
     n_step: int = 1
     """Steps summed in the return before bootstrapping."""
 
-    @classmethod
-    def preset(cls, family: str) -> "DQNConfig":
-        """Published defaults for an env family: ``atari`` (Nature DQN as in CleanRL), anything else: the tuned
-        classic-control values of rl-baselines3-zoo (CartPole-v1: 500 within 50k steps)."""
-        if family == "atari":
-            return cls()
-        return cls(
-            learning_rate=2.3e-3, buffer_size=100_000, batch_size=64, learning_starts=1_000, train_frequency=256,
-            gradient_steps=128, target_update_interval=10, end_e=0.04, exploration_fraction=0.16, eval_epsilon=0.0,
-            hidden=(256, 256),
-        )
+    def __post_init__(self) -> None:
+        if self.bootstrapped and self.dueling:
+            raise UserError("bootstrapped DQN has no dueling head (its heads are plain Q heads): drop --dueling or "
+                            "--bootstrapped")
+
+
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    # Nature DQN as in CleanRL: the config's defaults.
+    "atari": {"num_envs": 1, "total_steps": 10_000_000},
+    # rl-baselines3-zoo's tuned classic-control values (CartPole-v1: 500 within 50k steps).
+    "other": {"learning_rate": 2.3e-3, "buffer_size": 100_000, "batch_size": 64, "learning_starts": 1_000,
+              "train_frequency": 256, "gradient_steps": 128, "target_update_interval": 10, "end_e": 0.04,
+              "exploration_fraction": 0.16, "eval_epsilon": 0.0, "hidden": (256, 256),
+              "num_envs": 1, "total_steps": 100_000},
+}
 
 
 # Agent names that select DQN variants: name -> config changes.
@@ -93,32 +101,42 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 class QNetwork(nn.Module):
-    """Encoder + Q head: ``(B, *obs) -> (B, A)``, or ``(B, K, A)`` with bootstrapped heads."""
+    """Encoder + Q head(s): ``(B, *obs) -> (B, K, A)``, K bootstrapped heads or K = 1."""
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, config: DQNConfig):
         super().__init__()
+        self.n_actions = n_actions
         images = len(obs_shape) == 3
-        # Osband et al.: the heads share the convolutions, each head has its own 512-unit layer.
-        per_head_hidden = config.bootstrapped and images
-        self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden,
-                                    cnn_features=0 if per_head_hidden else 512)
-        width = self.encoder.out_features
         if config.bootstrapped:
-            self.head = BootstrappedQHeads(width, n_actions, config.num_heads, hidden=512 if per_head_hidden else 0)
+            # Osband et al.: the heads share the convolutions, each head has its own 512-unit layer.
+            self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden,
+                                        cnn_features=0 if images else 512)
+            self.head: nn.Module = BootstrappedQHeads(self.encoder.out_features, n_actions, config.num_heads,
+                                                      hidden=512 if images else 0)
         elif config.dueling:
-            self.head = DuelingQHead(width, n_actions)
+            # Wang et al.: value and advantage streams split after the convolutions, each with its own 512-unit
+            # layer; on vectors they split before the last hidden layer, each stream taking one of that width.
+            torso, stream = (config.hidden, 512) if images else (config.hidden[:-1], (config.hidden or (0,))[-1])
+            self.encoder = make_encoder(obs_shape, config.encoder, hidden=torso, cnn_features=0)
+            self.head = DuelingQHead(self.encoder.out_features, n_actions, hidden=stream)
         else:
-            self.head = QHead(width, n_actions)
+            self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden)
+            self.head = QHead(self.encoder.out_features, n_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(obs))
+        q = self.head(self.encoder(obs))  # (B, A) or (B, K, A)
+        return q.view(len(q), -1, self.n_actions)
 
 
 class DQN(Agent):
-    """Q-learning with a target network, replay and epsilon-greedy exploration, and the options above."""
+    """Q-learning with a target network, replay and epsilon-greedy exploration, and the options above.
+
+    Every Q tensor is ``(B, K, A)``: K bootstrapped heads, or K = 1, so one code path serves both.
+    """
 
     config_class = DQNConfig
     action_spaces = (gym.spaces.Discrete,)
+    source_kind = "replay"
 
     def __init__(
         self,
@@ -129,115 +147,97 @@ class DQN(Agent):
         total_steps: int = 10_000_000,
         seed: int | None = None,
     ):
-        super().__init__(config, obs_space, action_space, device)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed)
         self.n_actions = int(action_space.n)
+        self.num_heads = config.num_heads if config.bootstrapped else 1
         self.q_net = QNetwork(obs_space.shape, self.n_actions, config).to(self.device)
         self.target_net = QNetwork(obs_space.shape, self.n_actions, config).to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         self.optimizer = make_adam(self.q_net.parameters(), config.learning_rate, self.device)
-        self.total_steps = total_steps
-        self.rng = np.random.default_rng(seed)
-        self.env_steps = 0  # exploration steps taken, drives the epsilon schedule and target syncs
         self.updates = 0
         self.last_target_sync = 0
-        self.active_heads = np.zeros(0, dtype=np.int64)  # bootstrapped: the head each sub-env follows
+        self.active_heads = np.zeros(0, dtype=np.int64)  # the head each sub-env follows in this episode
 
     # ------------------------------------------------------------------ acting
     @property
     def epsilon(self) -> float:
         c = self.config
-        return linear_schedule(c.start_e, c.end_e, int(c.exploration_fraction * self.total_steps), self.env_steps)
+        return linear_schedule(c.start_e, c.end_e, int(c.exploration_fraction * self.total_steps), self.step)
 
     def episode_start(self, mask: np.ndarray) -> None:
-        if self.config.bootstrapped:
-            if len(self.active_heads) != len(mask):
-                self.active_heads = self.rng.integers(0, self.config.num_heads, len(mask))
-            self.active_heads[mask] = self.rng.integers(0, self.config.num_heads, int(mask.sum()))
+        """Each sub-env follows one head for a whole episode, drawn when the episode starts (Osband et al.)."""
+        if len(self.active_heads) != len(mask):
+            self.active_heads = np.zeros(len(mask), dtype=np.int64)
+            mask = np.ones(len(mask), dtype=bool)
+        self.active_heads[mask] = self.rng.integers(0, self.num_heads, int(mask.sum()))  # K = 1: draws nothing
 
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Epsilon-greedy: the schedule's epsilon with ``explore``, else ``eval_epsilon`` (``deterministic`` has no
         further effect: a Q-learner's evaluation policy is its epsilon-greedy one)."""
         n = len(obs)
-        epsilon = self.epsilon if explore else self.config.eval_epsilon
-        if explore:
-            self.env_steps += n
-        random = self.rng.random(n) < epsilon
-        actions = self.rng.integers(0, self.n_actions, n)
+        epsilon, rng = (self.epsilon, self.rng) if explore else (self.config.eval_epsilon, self.eval_rng)
+        random = rng.random(n) < epsilon
+        actions = rng.integers(0, self.n_actions, n)
         if random.all():  # nothing to compute: early exploration is pure env stepping
             return actions
         with torch.inference_mode():
-            q = self.q_net(torch.as_tensor(obs, device=self.device))
-            if self.config.bootstrapped:
-                if explore:
-                    if len(self.active_heads) != n:
-                        self.episode_start(np.ones(n, dtype=bool))
-                    greedy = q[torch.arange(n), torch.as_tensor(self.active_heads, device=self.device)].argmax(-1)
-                else:  # majority vote of the heads' greedy actions
-                    votes = F.one_hot(q.argmax(-1), self.n_actions).sum(1)
-                    greedy = votes.argmax(-1)
-            else:
-                greedy = q.argmax(-1)
+            q = self.q_net(torch.as_tensor(obs, device=self.device))  # (B, K, A)
+            if explore:  # each sub-env acts greedily for its episode's head
+                if len(self.active_heads) != n:
+                    self.episode_start(np.ones(n, dtype=bool))
+                greedy = q[torch.arange(n), torch.as_tensor(self.active_heads, device=self.device)].argmax(-1)
+            else:  # the heads' majority vote (with K = 1, the greedy action)
+                greedy = F.one_hot(q.argmax(-1), self.n_actions).sum(1).argmax(-1)
         return np.where(random, actions, greedy.cpu().numpy())
 
     # ------------------------------------------------------------------ learning
-    def replay_buffer(self, num_envs: int, frame_stack: int, seed: int | None = None) -> ReplayBuffer:
+    def buffer_spec(self) -> ReplaySpec:
         """The replay memory this configuration asks for."""
         c = self.config
         action_dtype = np.uint8 if self.n_actions <= 256 else np.int64
-        return ReplayBuffer(
-            c.buffer_size, self.obs_space.shape, self.obs_space.dtype, (), action_dtype,
-            num_envs=num_envs, frame_stack=frame_stack, n_step=c.n_step, gamma=c.gamma,
-            prioritized=c.prioritized, alpha=c.priority_alpha, beta=c.priority_beta, beta_steps=self.total_steps,
-            bootstrap_heads=c.num_heads if c.bootstrapped else 0, bootstrap_prob=c.bootstrap_prob,
-            device=self.device, seed=seed,
+        return ReplaySpec(
+            c.buffer_size, self.obs_space.shape, self.obs_space.dtype, (), action_dtype, n_step=c.n_step,
+            gamma=c.gamma, prioritized=c.prioritized, alpha=c.priority_alpha, beta=c.priority_beta,
+            beta_steps=self.total_steps, bootstrap_heads=c.num_heads if c.bootstrapped else 0,
+            bootstrap_prob=c.bootstrap_prob,
         )
 
     def td_target(self, batch: Batch) -> torch.Tensor:
-        """``r + gamma^m (1 - terminated) max_a' Q_target(s', a')``, with the double-DQN argmax if enabled.
-
-        Shape (B,), or (B, K) with bootstrapped heads (each head bootstraps from itself).
-        """
+        """``r + gamma^m (1 - terminated) max_a' Q_target(s', a')`` per head, (B, K): each head bootstraps from its
+        own target head; double DQN lets the online head pick a' and the target head value it."""
         with torch.no_grad():
-            next_q = self.target_net(batch.next_obs)
+            next_q = self.target_net(batch.next_obs)  # (B, K, A)
             if self.config.double:
                 next_actions = self.q_net(batch.next_obs).argmax(-1, keepdim=True)
                 next_value = next_q.gather(-1, next_actions).squeeze(-1)
             else:
                 next_value = next_q.max(-1).values
             not_done = batch.discounts * (1.0 - batch.terminated)
-            if next_value.dim() == 2:
-                not_done, rewards = not_done[:, None], batch.rewards[:, None]
-            else:
-                rewards = batch.rewards
-            return rewards + not_done * next_value
+            return batch.rewards[:, None] + not_done[:, None] * next_value
 
     def update(self, batch: Batch) -> dict[str, float]:
-        if self.env_steps - self.last_target_sync >= self.config.target_update_interval:
+        if self.step - self.last_target_sync >= self.config.target_update_interval:
             self.sync_target()  # before the update, so a burst of updates shares one target (as in SB3)
-        td_target = self.td_target(batch)
-        q_all = self.q_net(batch.obs)
-        actions = batch.actions.view(-1, *([1] * (q_all.dim() - 1))).expand(*q_all.shape[:-1], 1)
-        q = q_all.gather(-1, actions).squeeze(-1)
-        loss_per_item = F.huber_loss(q, td_target, reduction="none", delta=self.config.huber_delta)
-        if batch.masks is not None:
-            # Each head learns only from the transitions its mask shows it; dividing by K normalizes the
-            # gradient reaching the shared torso (Osband et al. 2016).
-            loss_per_item = (loss_per_item * batch.masks).sum(-1) / self.config.num_heads
-        loss = (batch.weights * loss_per_item).mean()
+        td_target = self.td_target(batch)  # (B, K)
+        actions = batch.actions.view(-1, 1, 1).expand(-1, self.num_heads, 1)
+        q = self.q_net(batch.obs).gather(-1, actions).squeeze(-1)  # (B, K)
+        loss_per_head = F.huber_loss(q, td_target, reduction="none", delta=self.config.huber_delta)
+        # Each head learns only from the transitions its mask shows it (K = 1: all of them); dividing by K
+        # normalizes the gradient reaching the shared torso (Osband et al. 2016).
+        loss = (batch.weights * (loss_per_head * batch.masks).sum(-1) / self.num_heads).mean()
         grad_norm = optimizer_step(self.optimizer, loss, self.q_net.parameters(), self.config.max_grad_norm)
         self.updates += 1
 
         if batch.update_priorities is not None:
-            td_error = (td_target - q).detach()
-            batch.update_priorities(td_error.abs().mean(-1) if td_error.dim() == 2 else td_error.abs())
+            batch.update_priorities((td_target - q).detach().abs().mean(-1))
         return {"losses/td_loss": loss.item(), "losses/q_values": q.mean().item(), "losses/grad_norm": grad_norm,
                 "charts/epsilon": self.epsilon}
 
     def sync_target(self) -> None:
         """Move the target network toward the online one by ``tau`` (a copy when tau = 1)."""
         polyak_update(self.target_net, self.q_net, self.config.tau)
-        self.last_target_sync = self.env_steps
+        self.last_target_sync = self.step
 
     # ------------------------------------------------------------------ saving
     def state_dict(self) -> dict[str, Any]:
@@ -245,7 +245,7 @@ class DQN(Agent):
             "q_net": self.q_net.state_dict(),
             "target_net": self.target_net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "counters": {"env_steps": self.env_steps, "updates": self.updates, "last_target_sync": self.last_target_sync},
+            "counters": {"updates": self.updates, "last_target_sync": self.last_target_sync},
             "rng": self.rng.bit_generator.state,
             "active_heads": torch.as_tensor(self.active_heads),
         }
@@ -254,7 +254,6 @@ class DQN(Agent):
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.env_steps = state["counters"]["env_steps"]
         self.updates = state["counters"]["updates"]
         self.last_target_sync = state["counters"]["last_target_sync"]
         self.rng.bit_generator.state = state["rng"]

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from rlkit.agents.base import Agent
-from rlkit.buffers.rollout import RolloutBuffer
+from rlkit.buffers.rollout import RolloutSpec
+from rlkit.distributed import sum_over_processes
 from rlkit.nets import ActorCritic, RunningMeanStd
+from rlkit.optim import set_learning_rate
 
 
 @dataclass
@@ -31,24 +33,34 @@ class PolicyGradientConfig:
     """Decay the learning rate linearly to 0 over the run."""
     max_grad_norm: float = 0.5
     """Clip the global gradient norm to this (0 disables)."""
-    ent_coef: float = 0.0
-    """Entropy bonus weight."""
-    vf_coef: float = 0.5
-    """Value loss weight (when actor and critic share one loss)."""
     normalize_advantage: bool = True
     """Standardize advantages (per minibatch)."""
-    normalize_obs: bool = False
-    """Standardize observations with running statistics (saved in the checkpoint, used in evaluation)."""
-    normalize_reward: bool = False
-    """Scale training rewards by the running std of the discounted return (evaluation reports raw rewards)."""
     hidden: tuple[int, ...] = (64, 64)
     """MLP widths for vector observations (image stacks use the Nature CNN)."""
     activation: str = "tanh"
     """MLP activation: tanh or relu."""
     log_std_init: float = 0.0
     """Initial log standard deviation of a Gaussian policy."""
-    adam_eps: float = 1e-5
-    """Adam epsilon."""
+
+
+@dataclass
+class LossWeights:
+    """Fields of the agents whose policy and value losses (and entropy bonus) are one weighted sum."""
+
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight (when actor and critic share one loss)."""
+
+
+@dataclass
+class Normalization:
+    """Fields of the agents that learn from a :class:`~rlkit.sources.RolloutSource`, which normalizes rewards."""
+
+    normalize_obs: bool = False
+    """Standardize observations with running statistics (saved in the checkpoint, used in evaluation)."""
+    normalize_reward: bool = False
+    """Scale training rewards by the running std of the discounted return (evaluation reports raw rewards)."""
 
 
 class PolicyStep(NamedTuple):
@@ -81,19 +93,20 @@ class PolicyAgent(Agent):
         total_steps: int = 1_000_000,
         seed: int | None = None,
         shared: bool | None = None,
+        normalize_obs: bool = False,
     ):
-        super().__init__(config, obs_space, action_space, device)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed)
         images = len(obs_space.shape) == 3
         self.net = ActorCritic(obs_space.shape, action_space, config.hidden, config.activation,
                                shared=images if shared is None else shared,
                                log_std_init=config.log_std_init).to(self.device)
-        self.obs_norm = RunningMeanStd(obs_space.shape).to(self.device) if config.normalize_obs else None
+        # Under torchrun every process's observations count, so all processes normalize alike.
+        self.obs_norm = (RunningMeanStd(obs_space.shape, all_reduce=sum_over_processes()).to(self.device)
+                         if normalize_obs else None)
         self.continuous = isinstance(action_space, gym.spaces.Box)
         if self.continuous:
             self.action_low = np.asarray(action_space.low, dtype=np.float32)
             self.action_high = np.asarray(action_space.high, dtype=np.float32)
-        self.total_steps = total_steps
-        self.env_steps = 0
         self.updates = 0
         self.generator = torch.Generator().manual_seed(seed if seed is not None else 0)  # minibatch shuffling
 
@@ -112,8 +125,7 @@ class PolicyAgent(Agent):
 
     @torch.no_grad()
     def policy_step(self, obs: np.ndarray) -> PolicyStep:
-        """Sample actions for training; updates observation statistics and the step counter."""
-        self.env_steps += len(obs)
+        """Sample actions for training; updates the observation statistics."""
         x = self._observe(obs, update_stats=True)
         dist, values = self.net(x)
         actions = dist.sample()
@@ -134,22 +146,21 @@ class PolicyAgent(Agent):
         return self._to_env(dist.mode if deterministic else dist.sample())
 
     # ------------------------------------------------------------------ learning
-    def rollout_buffer(self, num_envs: int) -> RolloutBuffer:
+    def buffer_spec(self) -> RolloutSpec:
         """The (num_steps x num_envs) storage this configuration asks for."""
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 and self.obs_norm is None else torch.float32
         action_shape = self.action_space.shape if self.continuous else ()
         action_dtype = torch.float32 if self.continuous else torch.int64
-        return RolloutBuffer(self.config.num_steps, num_envs, self.obs_space.shape, action_shape, obs_dtype,
-                             action_dtype, self.device)
+        return RolloutSpec(self.config.num_steps, self.obs_space.shape, action_shape, obs_dtype, action_dtype,
+                           self.device)
 
     def anneal_learning_rate(self, *optimizers: torch.optim.Optimizer) -> float:
         """Set the learning rate for the coming update (linear decay to 0 over the run when anneal_lr)."""
         lr = self.config.learning_rate
         if self.config.anneal_lr:
-            lr *= max(0.0, 1.0 - self.env_steps / self.total_steps)
+            lr *= max(0.0, 1.0 - self.step / self.total_steps)
         for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_learning_rate(optimizer, lr)
         return lr
 
     @staticmethod
@@ -168,7 +179,7 @@ class PolicyAgent(Agent):
             "net": self.net.state_dict(),
             "obs_norm": self.obs_norm.state_dict() if self.obs_norm is not None else None,
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
-            "counters": {"env_steps": self.env_steps, "updates": self.updates},
+            "counters": {"updates": self.updates},
             "generator": self.generator.get_state(),
         }
 
@@ -178,6 +189,5 @@ class PolicyAgent(Agent):
             self.obs_norm.load_state_dict(state["obs_norm"])
         for name, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
-        self.env_steps = state["counters"]["env_steps"]
         self.updates = state["counters"]["updates"]
         self.generator.set_state(state["generator"])

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from rlkit.agents.base import make_adam, optimizer_step
 from rlkit.distributed import average_metrics
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
+from rlkit.envs import Family
+from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class PPOConfig(PolicyGradientConfig):
+class PPOConfig(PolicyGradientConfig, LossWeights, Normalization):
     """PPO hyperparameters. Defaults are the MuJoCo values of Schulman et al. (2017) as in CleanRL's ppo_continuous."""
 
     num_steps: int = 2048
@@ -32,20 +34,22 @@ class PPOConfig(PolicyGradientConfig):
     """Standardize observations with running statistics (saved in the checkpoint, used in evaluation)."""
     normalize_reward: bool = True
     """Scale training rewards by the running std of the discounted return (evaluation reports raw rewards)."""
-
-    @classmethod
-    def preset(cls, family: str) -> "PPOConfig":
-        """``mujoco``: the defaults; ``atari``: CleanRL's ppo_atari; other: rl-baselines3-zoo's CartPole."""
-        if family == "atari":
-            return cls(num_steps=128, update_epochs=4, num_minibatches=4, learning_rate=2.5e-4, clip_coef=0.1,
-                       ent_coef=0.01, normalize_obs=False, normalize_reward=False)
-        if family == "mujoco":
-            return cls()
-        return cls(num_steps=32, update_epochs=20, num_minibatches=1, learning_rate=1e-3, gamma=0.98,
-                   gae_lambda=0.8, normalize_obs=False, normalize_reward=False)
+    adam_eps: float = 1e-5
+    """Adam epsilon."""
 
 
-NUM_ENVS = {"atari": 8, "mujoco": 1, "other": 8}
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    # CleanRL's ppo_atari.
+    "atari": {"num_steps": 128, "update_epochs": 4, "num_minibatches": 4, "learning_rate": 2.5e-4, "clip_coef": 0.1,
+              "ent_coef": 0.01, "normalize_obs": False, "normalize_reward": False,
+              "num_envs": 8, "total_steps": 10_000_000},
+    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
+    # rl-baselines3-zoo's CartPole.
+    "other": {"num_steps": 32, "update_epochs": 20, "num_minibatches": 1, "learning_rate": 1e-3, "gamma": 0.98,
+              "gae_lambda": 0.8, "normalize_obs": False, "normalize_reward": False,
+              "num_envs": 8, "total_steps": 100_000},
+}
 
 
 class PPO(PolicyAgent):
@@ -55,7 +59,8 @@ class PPO(PolicyAgent):
     data_parallel = True
 
     def __init__(self, config: PPOConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device, total_steps, seed)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed,
+                         normalize_obs=config.normalize_obs)
         self.optimizer = make_adam(self.net.parameters(), config.learning_rate, self.device, eps=config.adam_eps)
 
     def update(self, rollout: RolloutBatch) -> dict[str, float]:

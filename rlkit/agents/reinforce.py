@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from rlkit.agents.base import make_adam, optimizer_step
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch
+from rlkit.envs import Family
+from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class REINFORCEConfig(PolicyGradientConfig):
+class REINFORCEConfig(PolicyGradientConfig, LossWeights, Normalization):
     """REINFORCE hyperparameters. The rollout is cut into whole episodes: steps of an episode still running when
     the rollout ends do not count (their return is not known yet)."""
 
@@ -28,13 +30,16 @@ class REINFORCEConfig(PolicyGradientConfig):
     """Decay the learning rate linearly to 0 over the run."""
     max_grad_norm: float = 0.0
     """Clip the global gradient norm to this (0 disables)."""
-
-    @classmethod
-    def preset(cls, family: str) -> "REINFORCEConfig":
-        return cls(normalize_obs=family == "mujoco")
+    adam_eps: float = 1e-5
+    """Adam epsilon."""
 
 
-NUM_ENVS = {"atari": 8, "mujoco": 4, "other": 4}
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"num_envs": 8, "total_steps": 10_000_000},
+    "mujoco": {"normalize_obs": True, "num_envs": 4, "total_steps": 1_000_000},
+    "other": {"num_envs": 4, "total_steps": 100_000},
+}
 
 
 class REINFORCE(PolicyAgent):
@@ -45,7 +50,8 @@ class REINFORCE(PolicyAgent):
 
     def __init__(self, config: REINFORCEConfig, obs_space, action_space, device="cpu", total_steps=1_000_000,
                  seed=None):
-        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False,
+                         normalize_obs=config.normalize_obs)
         self.optimizer = make_adam(self.net.parameters(), config.learning_rate, self.device, eps=config.adam_eps)
 
     def policy_step(self, obs):

@@ -12,10 +12,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.agents.base import Agent, ReplayConfig, make_adam, optimizer_step, polyak_update
-from rlkit.agents.ddpg import continuous_replay, count_and_warm_up
-from rlkit.buffers import Batch, ReplayBuffer
+from rlkit.agents.base import Agent, ReplayConfig
+from rlkit.agents.ddpg import continuous_replay, warm_up_actions
+from rlkit.buffers import Batch, ReplaySpec
+from rlkit.envs import Family
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor
+from rlkit.optim import make_adam, optimizer_step, polyak_update
 
 
 @dataclass
@@ -42,10 +44,12 @@ class SACConfig(ReplayConfig):
     hidden: tuple[int, ...] = (256, 256)
     """Widths of policy and critic MLPs."""
 
-    @classmethod
-    def preset(cls, family: str) -> "SACConfig":
-        """MuJoCo: the defaults; other (Pendulum-sized tasks): a 1k-step warm-up."""
-        return cls() if family == "mujoco" else cls(learning_starts=1_000)
+
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
+    "other": {"learning_starts": 1_000, "num_envs": 1, "total_steps": 100_000},  # Pendulum-sized: a short warm-up
+}
 
 
 class SAC(Agent):
@@ -53,9 +57,10 @@ class SAC(Agent):
 
     config_class = SACConfig
     action_spaces = (gym.spaces.Box,)
+    source_kind = "replay"
 
     def __init__(self, config: SACConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed)
         obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
         self.actor = SquashedGaussianActor(obs_dim, act_dim, config.hidden).to(self.device)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, num_critics=2).to(self.device)
@@ -65,8 +70,6 @@ class SAC(Agent):
         self.log_alpha = torch.tensor(math.log(config.alpha), device=self.device, requires_grad=config.autotune)
         self.alpha_optimizer = make_adam([self.log_alpha], config.policy_lr, self.device) if config.autotune else None
         self.target_entropy = -config.target_entropy_scale * act_dim
-        self.rng = np.random.default_rng(seed)
-        self.env_steps = 0
         self.updates = 0
 
     @property
@@ -76,15 +79,15 @@ class SAC(Agent):
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """Training: uniform actions until learning starts, then samples of pi; evaluation: tanh of the mean
         (or a sample when not ``deterministic``)."""
-        if explore and (warmup := count_and_warm_up(self, len(obs))) is not None:
+        if explore and (warmup := warm_up_actions(self, len(obs))) is not None:
             return warmup
         with torch.inference_mode():
             x = torch.as_tensor(obs, device=self.device, dtype=torch.float32)
             actions, _ = self.actor(x, deterministic=deterministic and not explore)
         return actions.cpu().numpy()
 
-    def replay_buffer(self, num_envs: int, frame_stack: int = 1, seed: int | None = None) -> ReplayBuffer:
-        return continuous_replay(self, num_envs, seed)
+    def buffer_spec(self) -> ReplaySpec:
+        return continuous_replay(self)
 
     def td_target(self, batch: Batch) -> torch.Tensor:
         """The soft Bellman target, shape (B,)."""
@@ -126,7 +129,7 @@ class SAC(Agent):
             "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
             "actor_optimizer": self.actor_optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict() if self.alpha_optimizer is not None else None,
-            "counters": {"env_steps": self.env_steps, "updates": self.updates}, "rng": self.rng.bit_generator.state,
+            "counters": {"updates": self.updates}, "rng": self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -136,5 +139,5 @@ class SAC(Agent):
             self.log_alpha.copy_(state["log_alpha"])
         if self.alpha_optimizer is not None:
             self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.env_steps, self.updates = state["counters"]["env_steps"], state["counters"]["updates"]
+        self.updates = state["counters"]["updates"]
         self.rng.bit_generator.state = state["rng"]

@@ -7,18 +7,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from rlkit.agents.base import make_adam, optimizer_step
-from rlkit.agents.policy_gradient import PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
+from rlkit.envs import Family
 from rlkit.nets import DiagGaussian, kl_divergence
+from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class TRPOConfig(PolicyGradientConfig):
-    """TRPO hyperparameters. Defaults follow Schulman et al. (2015) as in SB3-contrib's TRPO."""
+class TRPOConfig(PolicyGradientConfig, Normalization):
+    """TRPO hyperparameters. Defaults follow Schulman et al. (2015) as in SB3-contrib's TRPO. The policy and the
+    critic have separate objectives, so there are no loss weights (no entropy bonus either)."""
 
     num_steps: int = 2048
     """Steps collected per sub-env before each update."""
@@ -43,15 +46,14 @@ class TRPOConfig(PolicyGradientConfig):
     max_grad_norm: float = 0.0
     """Clip the critic's gradient norm to this (0 disables)."""
 
-    @classmethod
-    def preset(cls, family: str) -> "TRPOConfig":
-        """MuJoCo: the defaults with observation and reward normalization; other: 512-step rollouts."""
-        if family == "mujoco":
-            return cls(normalize_obs=True, normalize_reward=True)
-        return cls(num_steps=512)
 
-
-NUM_ENVS = {"atari": 8, "mujoco": 1, "other": 2}
+# Env family -> config changes and run defaults (num_envs, total_steps).
+PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"num_steps": 512, "num_envs": 8, "total_steps": 10_000_000},
+    # The defaults with observation and reward normalization.
+    "mujoco": {"normalize_obs": True, "normalize_reward": True, "num_envs": 1, "total_steps": 1_000_000},
+    "other": {"num_steps": 512, "num_envs": 2, "total_steps": 100_000},
+}
 
 
 def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int,
@@ -83,7 +85,8 @@ class TRPO(PolicyAgent):
     config_class = TRPOConfig
 
     def __init__(self, config: TRPOConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
-        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False)
+        super().__init__(config, obs_space, action_space, device, total_steps, seed, shared=False,
+                         normalize_obs=config.normalize_obs)
         self.actor_params = self.net.actor_parameters()
         self.critic_optimizer = make_adam(self.net.critic_parameters(), config.learning_rate, self.device)
 

@@ -17,7 +17,9 @@ SB3 stores both the stack and the next stack (56,448 bytes).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -44,10 +46,36 @@ class Batch(NamedTuple):
     """(B,) float32: ``gamma ** m``, the discount of the bootstrap term."""
     weights: torch.Tensor
     """(B,) float32: importance-sampling weights (ones without prioritized replay)."""
-    masks: torch.Tensor | None
-    """(B, K) float32 bootstrap masks for K heads, or None."""
+    masks: torch.Tensor
+    """(B, K) float32: 1 where head k may learn from the row (bootstrap masks of K heads); ones (B, 1) without
+    bootstrap heads, so a single Q head learns from every row."""
     update_priorities: Callable[[np.ndarray | torch.Tensor], None] | None
     """With prioritized replay: call with the new |TD errors| of this batch; None otherwise."""
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    """The replay an agent asks for; the source builds it, adding how many envs feed it, the frame stack, the
+    device and the seed. Fields as in :class:`ReplayBuffer`."""
+
+    capacity: int
+    obs_shape: tuple[int, ...]
+    obs_dtype: Any
+    action_shape: tuple[int, ...]
+    action_dtype: Any
+    n_step: int = 1
+    gamma: float = 0.99
+    prioritized: bool = False
+    alpha: float = 0.6
+    beta: float = 0.4
+    beta_steps: int = 0
+    bootstrap_heads: int = 0
+    bootstrap_prob: float = 0.5
+
+    def build(self, num_envs: int, frame_stack: int, device: torch.device | str,
+              seed: int | None) -> "ReplayBuffer":
+        return ReplayBuffer(**dataclasses.asdict(self), num_envs=num_envs, frame_stack=frame_stack, device=device,
+                            seed=seed)
 
 
 class ReplayBuffer:
@@ -251,7 +279,8 @@ class ReplayBuffer:
             terminated=tensor(terminated, torch.float32),
             discounts=tensor((self.gamma**steps).astype(np.float32)),
             weights=tensor(weights),
-            masks=tensor(self.masks[env, slot], torch.float32) if self.masks is not None else None,
+            masks=(tensor(self.masks[env, slot], torch.float32) if self.masks is not None
+                   else torch.ones(len(slot), 1, device=self.device)),
             update_priorities=partial(self.update_priorities, flat) if self.tree is not None else None,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -62,6 +63,22 @@ class RolloutBatch(NamedTuple):
     returns: torch.Tensor
     weights: torch.Tensor
     """1 for steps that count in the loss (REINFORCE masks unfinished episodes), else 0."""
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """The rollout storage an agent asks for; the source builds it for its number of envs."""
+
+    num_steps: int
+    obs_shape: tuple[int, ...]
+    action_shape: tuple[int, ...]
+    obs_dtype: torch.dtype
+    action_dtype: torch.dtype
+    device: torch.device
+
+    def build(self, num_envs: int) -> "RolloutBuffer":
+        return RolloutBuffer(self.num_steps, num_envs, self.obs_shape, self.action_shape, self.obs_dtype,
+                             self.action_dtype, self.device)
 
 
 class RolloutBuffer:

@@ -10,7 +10,7 @@ from gymnasium.wrappers.vector import RescaleAction
 from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import make_ale_vector, make_gymnasium_atari
-from rlkit.envs.names import ResolvedEnv, resolve_env
+from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
 from rlkit.errors import UserError
 
@@ -92,4 +92,4 @@ def _normalized_actions(vec: gym.vector.VectorEnv) -> gym.vector.VectorEnv:
     return RescaleAction(vec, -ones, ones)
 
 
-__all__ = ["make_env", "resolve_env", "ResolvedEnv", "EpisodeSignals"]
+__all__ = ["make_env", "resolve_env", "ResolvedEnv", "EpisodeSignals", "Family", "FAMILIES"]

@@ -6,10 +6,16 @@ import difflib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal, get_args
 
 import gymnasium as gym
 
 from rlkit.errors import UserError
+
+Family = Literal["atari", "mujoco", "other"]
+"""An env family: ``atari`` (ALE games), ``mujoco``, ``other`` (classic control, toy text, third-party ids).
+Presets are per family."""
+FAMILIES: tuple[Family, ...] = get_args(Family)
 
 
 @dataclass(frozen=True)
@@ -18,7 +24,7 @@ class ResolvedEnv:
 
     env_id: str
     """The full gymnasium id, e.g. ``ALE/Breakout-v5``."""
-    family: str
+    family: Family
     """``atari``, ``mujoco`` or ``other`` (classic control, toy text, third-party ids)."""
     game: str | None = None
     """For Atari: the ROM name ale-py uses (``breakout``, ``space_invaders``)."""
@@ -36,7 +42,7 @@ def _registry() -> dict[str, str]:
     return {env_id: env_id for env_id in gym.registry}
 
 
-def _family(env_id: str) -> str:
+def _family(env_id: str) -> Family:
     spec = gym.spec(env_id)
     entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
     if env_id.startswith("ALE/") or entry.startswith("ale_py"):

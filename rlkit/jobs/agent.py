@@ -19,8 +19,7 @@ from rlkit.errors import UserError
 from rlkit.jobs.base import Job, load_learner
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import pick_device, seed_everything
-from rlkit.sources import ReplaySource, RolloutSource
-from rlkit.sources_async import A3CSource
+from rlkit.sources import make_rl_source
 
 REPLAY_FILE = "replay.npz"
 EVAL_SEED_OFFSET = 10_000
@@ -95,26 +94,6 @@ def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool
             writer.write(env.render()[0])
 
 
-def frame_stack_of(env) -> int:
-    """Frames stacked in an observation: 4 for Atari image stacks, 1 otherwise."""
-    return env.single_observation_space.shape[0] if env.resolved.family == "atari" else 1
-
-
-def make_source(agent: Agent, config: Any, settings: AgentSettings, rank: int) -> Any:
-    # Each process plays its own games: env seeds apart by rank.
-    env = make_env(settings.env, settings.num_envs, seed=settings.seed + 100_000 * rank,
-                   sticky_actions=settings.sticky_actions)
-    if agent.source_kind == "async":
-        env.close()  # each worker process makes its own
-        return A3CSource(agent, settings.env, settings.total_steps, settings.num_envs, settings.seed,
-                         settings.sticky_actions)
-    if agent.source_kind == "rollout":
-        return RolloutSource(env, agent, agent.rollout_buffer(settings.num_envs))
-    buffer = agent.replay_buffer(settings.num_envs, frame_stack_of(env), seed=settings.seed)
-    return ReplaySource(env, agent, buffer, config.batch_size, config.learning_starts, config.train_frequency,
-                        config.gradient_steps)
-
-
 class AgentJob(Job):
     kind = "agent"
     settings_class = AgentSettings
@@ -180,7 +159,8 @@ class AgentJob(Job):
         agent = build_agent(settings, config, spaces.single_observation_space, spaces.single_action_space, device)
         env_id = spaces.resolved.env_id
         spaces.close()
-        source = make_source(agent, config, settings, rank)
+        source = make_rl_source(agent, settings.env, settings.num_envs, settings.seed, settings.sticky_actions,
+                                settings.total_steps, rank)
 
         def evaluate() -> dict[str, float]:
             returns = evaluate_agent(agent, settings.env, settings.eval_episodes, settings.seed + EVAL_SEED_OFFSET,
@@ -190,7 +170,7 @@ class AgentJob(Job):
         replay = settings.save_buffer and agent.source_kind == "replay"
 
         def save_replay(directory: Path) -> None:
-            source.buffer.save(str(directory / REPLAY_FILE))
+            source.save_buffer(str(directory / REPLAY_FILE))
 
         loop = self.make_loop(
             agent, source, settings, config, run_dir,
@@ -200,7 +180,7 @@ class AgentJob(Job):
         )
         if resume is not None:
             if (run_dir / REPLAY_FILE).exists() and agent.source_kind == "replay":
-                source.buffer.load(str(run_dir / REPLAY_FILE))
+                source.load_buffer(str(run_dir / REPLAY_FILE))
             # The env's internal state is not in the checkpoint: start fresh games with a seed tied to the step.
             source.reset(seed=settings.seed + source.steps)
         return loop

@@ -22,13 +22,20 @@ class QHead(nn.Module):
 class DuelingQHead(nn.Module):
     """Dueling aggregation (Wang et al. 2016): ``Q = V + A - mean_a A``, ``(B, F) -> (B, A)``.
 
-    Subtracting the mean advantage makes V and A identifiable without changing the greedy action.
+    V and A are separate streams on the shared features, each with its own ``hidden``-unit layer (Wang et al.'s
+    Atari network: 512 each, after the convolutions) or, with ``hidden=0``, one linear layer each. Subtracting
+    the mean advantage makes V and A identifiable without changing the greedy action.
     """
 
-    def __init__(self, in_features: int, n_actions: int):
+    def __init__(self, in_features: int, n_actions: int, hidden: int = 0):
         super().__init__()
-        self.value = nn.Linear(in_features, 1)
-        self.advantage = nn.Linear(in_features, n_actions)
+
+        def stream(out_features: int) -> nn.Module:
+            if not hidden:
+                return nn.Linear(in_features, out_features)
+            return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features))
+
+        self.value, self.advantage = stream(1), stream(n_actions)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         advantage = self.advantage(features)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from rlkit.distributed import world
 from rlkit.nets.encoders import make_encoder
 
 
@@ -165,23 +164,28 @@ def _orthogonal(weight: torch.Tensor, gain: float) -> None:
 
 class RunningMeanStd(nn.Module):
     """Running mean and variance of a stream of batches (Chan et al.'s parallel update), kept as buffers so they
-    travel in ``state_dict``. ``forward`` standardizes and clips."""
+    travel in ``state_dict``. ``forward`` standardizes and clips.
 
-    def __init__(self, shape: Sequence[int] = (), clip: float = 10.0, epsilon: float = 1e-8):
+    ``all_reduce``: sums a tensor over processes in place (:func:`rlkit.distributed.all_reduce_sum`); given, every
+    update merges the batches of all processes, so the statistics stay equal under torchrun.
+    """
+
+    def __init__(self, shape: Sequence[int] = (), clip: float = 10.0, epsilon: float = 1e-8,
+                 all_reduce: Callable[[torch.Tensor], None] | None = None):
         super().__init__()
         self.register_buffer("mean", torch.zeros(tuple(shape), dtype=torch.float64))
         self.register_buffer("var", torch.ones(tuple(shape), dtype=torch.float64))
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
-        self.clip, self.epsilon = clip, epsilon
+        self.clip, self.epsilon, self.all_reduce = clip, epsilon, all_reduce
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
         batch = batch.to(self.mean.device, torch.float64).reshape(-1, *self.mean.shape)
         batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
-        if world()[1] > 1:  # under torchrun: the moments of every process's batch, so the statistics stay equal
+        if self.all_reduce is not None:  # the moments of every process's batch
             moments = torch.cat([torch.tensor([float(n)], dtype=torch.float64, device=batch.device),
                                  batch.sum(0).flatten(), batch.pow(2).sum(0).flatten()])
-            torch.distributed.all_reduce(moments)
+            self.all_reduce(moments)
             n, size = moments[0], batch_mean.numel()
             batch_mean = (moments[1:1 + size] / n).view_as(batch_mean)
             batch_var = (moments[1 + size:] / n).view_as(batch_var) - batch_mean.pow(2)

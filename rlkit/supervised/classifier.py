@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agents.base import optimizer_step
+from rlkit.optim import optimizer_step
 from rlkit.distributed import world
 from rlkit.errors import UserError
 from rlkit.nets.pretrained import frozen_batchnorm_eval

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agents.base import make_adam, optimizer_step
+from rlkit.optim import make_adam, optimizer_step
 from rlkit.errors import UserError
 from rlkit.nets.gan import Discriminator, DiscriminatorAsClassifier, Generator
 
@@ -166,9 +166,8 @@ class ACGAN:
             z, gen_labels = self._noise(B)
             gen_score, gen_logits = D(G(z))
             generator_loss = -gen_score.mean() + cfg.generator_class_weight * F.cross_entropy(gen_logits, gen_labels)
-            self.generator_optimizer.zero_grad(set_to_none=True)
-            generator_loss.backward(inputs=self.generator_params)  # the critic's gradients are not needed here
-            self.generator_optimizer.step()
+            # only_params: the critic's gradients are not needed here
+            optimizer_step(self.generator_optimizer, generator_loss, self.generator_params, 0.0, only_params=True)
             metrics["losses/generator"] = generator_loss.item()
         return metrics
 

@@ -43,9 +43,18 @@ class ShuffledBatches:
         self.steps += 1
         return rows, self._generator
 
+    recent_returns: tuple[float, ...] = ()
+    """No games here (the loop asks every source)."""
+
     def pop_finished(self) -> list[tuple[int, float, int]]:
         """No episodes here (the loop asks every source)."""
         return []
+
+    def reset(self, seed: int | None = None) -> None:
+        """Nothing to restart: the position in the stream is all the state."""
+
+    def close(self) -> None:
+        pass
 
     def state_dict(self) -> dict[str, Any]:
         """The position in the stream: every batch to come follows from it."""

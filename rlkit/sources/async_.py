@@ -6,7 +6,7 @@ and forks every worker from itself. Plain ``fork`` would copy the main process, 
 state they were in; ``spawn`` is as safe but has each worker import torch again (about two seconds and its own copy
 of every module). Each worker builds its own env, runs PyTorch with one intra-op thread, ignores Ctrl-C (the main
 process saves the checkpoint and stops it through an event) and sends reports
-(:class:`~rlkit.agents.a3c.WorkerReport`), or its traceback when it fails, through a queue.
+(:class:`WorkerReport`), or its traceback when it fails, through a queue.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import queue as queue_module
 import signal
 import time
 import traceback
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -25,15 +25,49 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from rlkit.agents.a3c import A3C, Segment, WorkerReport
+from rlkit.agents.a3c import A3C
 from rlkit.envs import EpisodeSignals, make_env
 from rlkit.errors import UserError
+from rlkit.sources.episodes import Episodes
 
 if "forkserver" in mp.get_all_start_methods():
     MP = mp.get_context("forkserver")
-    MP.set_forkserver_preload(["rlkit.sources_async"])  # the server imports torch and rlkit once; workers fork from it
+    MP.set_forkserver_preload(["rlkit.sources.async_"])  # the server imports torch and rlkit once; workers fork from it
 else:  # Windows
     MP = mp.get_context("spawn")
+
+
+class Segment(NamedTuple):
+    """``T`` steps of a worker's ``N`` sub-envs (T <= t_max), collected with its local network."""
+
+    obs: torch.Tensor
+    """(T, N, *obs_shape) observations the actions were taken in."""
+    actions: torch.Tensor
+    """(T, N) or (T, N, action_dim) sampled actions (unclipped)."""
+    rewards: torch.Tensor
+    """(T, N) training rewards."""
+    terminated: torch.Tensor
+    """(T, N) 1 where the game ended (no bootstrap)."""
+    truncated: torch.Tensor
+    """(T, N) 1 where a time limit cut the game (bootstrap from ``final_values``)."""
+    final_values: torch.Tensor
+    """(T, N) V of the true last observation at truncated steps (0 elsewhere)."""
+    last_values: torch.Tensor
+    """(N,) V of the observations after the segment."""
+
+
+class WorkerReport(NamedTuple):
+    """What a worker sends the main process now and then."""
+
+    rank: int
+    updates: int
+    """Updates since the worker's previous report."""
+    steps: int
+    """Env steps those updates learned from."""
+    metrics: dict[str, float]
+    """Means over those updates."""
+    episodes: list[tuple[int, float, int]]
+    """(global step, raw return, length) of the games finished since the previous report."""
 
 
 class WorkerFailure(NamedTuple):
@@ -114,7 +148,8 @@ def run_worker(rank: int, agent: A3C, env_fn: Callable[..., EpisodeSignals], env
                 for local, shared in zip(local_params, shared_params):
                     local.copy_(shared)
             segment, obs, ended = collect_segment(env, local_net, obs, claimed)
-            for key, value in agent.worker_update(local_net, segment, counter.value).items():
+            agent.step = counter.value  # this worker's copy of the agent: its schedules read the global count
+            for key, value in agent.learn(local_net, segment).items():
                 sums[key] += value
             updates, steps = updates + 1, steps + claimed * num_envs
             episodes += [(counter.value, episode_return, length) for episode_return, length in ended]
@@ -158,11 +193,13 @@ class A3CSource:
         self._stop = MP.Event()
         self.workers: list[Any] = []
         self.steps = 0
-        self.episodes = 0
-        self.recent_returns: deque[float] = deque(maxlen=20)
-        self.finished: list[tuple[int, float, int]] = []
+        self.episodes = Episodes()
         self._reports: list[WorkerReport] = []
         self._failures: list[WorkerFailure] = []
+
+    @property
+    def recent_returns(self) -> list[float]:
+        return list(self.episodes.recent_returns)
 
     def reset(self, seed: int | None = None) -> None:
         """Seed the workers' envs (before they start; a resumed run starts fresh games)."""
@@ -184,6 +221,7 @@ class A3CSource:
         self._drain(self.wait)
         self._check_workers()
         reports, self._reports = self._reports, []
+        self.agent.step = self.steps
         return reports or None
 
     def _drain(self, timeout: float) -> None:
@@ -200,9 +238,7 @@ class A3CSource:
                 continue
             self.steps += message.steps
             for step, episode_return, length in message.episodes:
-                self.episodes += 1
-                self.recent_returns.append(episode_return)
-                self.finished.append((step, episode_return, length))
+                self.episodes.add(step, episode_return, length)
             if message.updates:
                 self._reports.append(message)
 
@@ -239,13 +275,11 @@ class A3CSource:
             process.join(timeout=5.0)
 
     def pop_finished(self) -> list[tuple[int, float, int]]:
-        finished, self.finished = self.finished, []
-        return finished
+        return self.episodes.pop_finished()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "episodes": self.episodes, "recent_returns": list(self.recent_returns)}
+        return {"steps": self.steps, **self.episodes.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = self._claimed.value = state["steps"]
-        self.episodes = state["episodes"]
-        self.recent_returns.extend(state["recent_returns"])
+        self.episodes.load_state_dict(state)

@@ -1,0 +1,75 @@
+"""Sources of batches for the loop, and the clock of a run: collecting experience is the source's job, never the
+agent's. An agent declares which source it learns from (``source_kind``) and the storage it needs
+(``buffer_spec()``); :func:`make_rl_source` builds the env(s), the storage and the source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from rlkit.agents.base import Agent
+from rlkit.envs import make_env
+from rlkit.sources.async_ import A3CSource, Segment, WorkerReport
+from rlkit.sources.episodes import Episodes
+from rlkit.sources.replay import ReplaySource
+from rlkit.sources.rollout import RewardScaler, RolloutSource
+
+
+class Source(Protocol):
+    """Everything the loop asks of a source."""
+
+    steps: int
+    """Progress in the loop's unit (env steps, or samples)."""
+    recent_returns: Sequence[float]
+    """Raw returns of the last games played (empty where there are no games): for the progress bar."""
+
+    def next(self) -> Any | None:
+        """The next batch for the learner, or None when no update is due yet."""
+
+    def pop_finished(self) -> list[tuple[int, float, int]]:
+        """(step, raw return, length) of the games finished since the last call."""
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start afresh (new games), e.g. after a resume."""
+
+    def close(self) -> None:
+        """Release envs and worker processes; the loop calls it once, however the run ends."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _replay_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
+                   rank: int) -> ReplaySource:
+    env = make_env(env_name, num_envs, seed=seed + 100_000 * rank, sticky_actions=sticky_actions)
+    # Atari observations stack 4 frames: replay then stores each frame once.
+    frame_stack = env.single_observation_space.shape[0] if env.resolved.family == "atari" else 1
+    return ReplaySource(env, agent, frame_stack, seed=seed)
+
+
+def _rollout_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
+                    rank: int) -> RolloutSource:
+    # Each process under torchrun plays its own games: env seeds apart by rank.
+    env = make_env(env_name, num_envs, seed=seed + 100_000 * rank, sticky_actions=sticky_actions)
+    return RolloutSource(env, agent)
+
+
+def _async_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
+                  rank: int) -> A3CSource:
+    return A3CSource(agent, env_name, total_steps, num_envs, seed, sticky_actions)  # each worker makes its env
+
+
+SOURCE_KINDS: dict[str, Callable[..., Source]] = {
+    "replay": _replay_source, "rollout": _rollout_source, "async": _async_source,
+}
+"""``agent.source_kind`` -> how to build that source."""
+
+
+def make_rl_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
+                   rank: int = 0) -> Source:
+    """The source ``agent`` learns from, with its env(s) (seeded by ``seed`` and ``rank``) and its storage."""
+    return SOURCE_KINDS[agent.source_kind](agent, env_name, num_envs, seed, sticky_actions, total_steps, rank)
+
+
+__all__ = ["Source", "make_rl_source", "SOURCE_KINDS", "Episodes", "ReplaySource", "RolloutSource", "RewardScaler",
+           "A3CSource", "Segment", "WorkerReport"]
