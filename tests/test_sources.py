@@ -11,7 +11,7 @@ import pytest
 from rlkit.agents import AGENTS, get_agent_spec
 from rlkit.envs import make_env
 from rlkit.sources import SOURCE_KINDS, A3CSource, Episodes, ReplaySource, RolloutSource, Source, make_rl_source
-from rlkit.supervised.tasks import BatchSource
+from rlkit.sources.batches import ImageBatchSource, VideoBatchSource
 
 PROTOCOL = [name for name in dir(Source) if not name.startswith("_")] + ["steps", "recent_returns"]
 
@@ -21,7 +21,7 @@ def test_every_agent_declares_a_known_source_kind(name):
     assert AGENTS[name].agent_class.source_kind in SOURCE_KINDS
 
 
-@pytest.mark.parametrize("source_class", [ReplaySource, RolloutSource, A3CSource, BatchSource])
+@pytest.mark.parametrize("source_class", [ReplaySource, RolloutSource, A3CSource, ImageBatchSource, VideoBatchSource])
 def test_every_source_has_what_the_loop_calls(source_class):
     methods = ["next", "pop_finished", "reset", "close", "state_dict", "load_state_dict"]
     assert set(methods) <= set(PROTOCOL)

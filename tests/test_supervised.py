@@ -17,7 +17,8 @@ from rlkit.checkpoint import load_checkpoint
 from rlkit.data import make_tiny_dataset
 from rlkit.errors import UserError
 from rlkit.jobs import JOBS, job_of
-from rlkit.jobs.classifier import BatchSource, evaluate_classifier
+from rlkit.jobs.classifier import evaluate_classifier
+from rlkit.sources.batches import ImageBatchSource
 from rlkit.jobs.supervised import SupervisedSettings
 from rlkit.supervised.classifier import Classifier, ClassifierConfig, learning_rate_at
 
@@ -76,15 +77,15 @@ def test_batch_source_covers_each_epoch_once_and_is_a_function_of_the_step(mnist
 
     data = load_dataset("mnist", mnist_dir, "train")
     identity = lambda x, generator=None: x  # noqa: E731
-    source = BatchSource(data, 32, seed=3, transform=identity, device=torch.device("cpu"))
+    source = ImageBatchSource(data, 32, seed=3, transform=identity, device=torch.device("cpu"))
     seen = torch.cat([source.next()[1] for _ in range(source.steps_per_epoch)])
     assert source.steps_per_epoch == 8
     assert sorted(seen.tolist()) == sorted(data.labels.tolist())  # every image exactly once (256 = 8 x 32)
     tenth = source.next()
-    again = BatchSource(data, 32, seed=3, transform=identity, device=torch.device("cpu"))
+    again = ImageBatchSource(data, 32, seed=3, transform=identity, device=torch.device("cpu"))
     again.load_state_dict({"steps": 8})
     assert torch.equal(again.next()[0], tenth[0])
-    shards = [BatchSource(data, 32, 3, identity, torch.device("cpu"), rank=r, world_size=2) for r in range(2)]
+    shards = [ImageBatchSource(data, 32, 3, identity, torch.device("cpu"), rank=r, world_size=2) for r in range(2)]
     rows = [torch.cat([s.next()[1] for _ in range(s.steps_per_epoch)]) for s in shards]
     assert sorted(torch.cat(rows).tolist()) == sorted(data.labels.tolist())  # ranks split the epoch
 

@@ -29,7 +29,7 @@ from rlkit.nets.video import (
     CNNLSTM, Conv2Plus1D, Conv3DSimple, FrameClassifier, VideoResNet, frame_resnet18, fuse_log_probs, midplanes,
     r2plus1d_18, r2plus1d_stem, r3d_18, sum_log_probs, video_log_probs,
 )
-from rlkit.supervised.sampling import VideoBatchSource
+from rlkit.sources.batches import VideoBatchSource
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared/reference/torchvision_state_dict_keys.json"
 

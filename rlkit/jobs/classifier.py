@@ -25,29 +25,9 @@ from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, load_pretrained
 from rlkit.runtime import pick_device, seed_everything
+from rlkit.sources.batches import ImageBatchSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
 from rlkit.supervised.numpy_learner import NumpyLearner
-from rlkit.supervised.sampling import ShuffledBatches
-
-
-class BatchSource(ShuffledBatches):
-    """Shuffled mini-batches of an in-memory data set for the loop (order and seeds: :class:`ShuffledBatches`)."""
-
-    def __init__(self, data: ArrayDataset, batch_size: int, seed: int, transform: Callable[..., torch.Tensor],
-                 device: torch.device, as_numpy: bool = False, rank: int = 0, world_size: int = 1):
-        super().__init__(len(data.labels), batch_size, seed, rank, world_size, "images")
-        self.images = torch.from_numpy(np.ascontiguousarray(data.images))
-        self.labels = torch.from_numpy(data.labels.astype(np.int64))
-        self.transform, self.device, self.as_numpy = transform, device, as_numpy
-
-    def next(self) -> tuple[Any, Any]:
-        rows, generator = self.next_rows()
-        rows = torch.from_numpy(rows)
-        images = self.transform(self.images[rows].to(self.device), generator=generator)
-        labels = self.labels[rows].to(self.device)
-        if self.as_numpy:
-            return images.cpu().numpy(), labels.cpu().numpy()
-        return images, labels
 
 
 class RepeatChannels:
@@ -169,7 +149,7 @@ class ClassifierJob(SupervisedJob):
         train = load_dataset(task.dataset, settings.data_dir, "train", task.label)
         learner, test, train_transform, eval_transform = self.parts(settings, config,
                                                                      len(train.labels) // config.batch_size)
-        source = BatchSource(train, config.batch_size, settings.seed, train_transform, device, as_numpy=net.numpy,
+        source = ImageBatchSource(train, config.batch_size, settings.seed, train_transform, device, as_numpy=net.numpy,
                              rank=rank, world_size=world_size)
         learner.steps_per_epoch = source.steps_per_epoch  # each process sees 1/world of every epoch
         if world_size > 1:

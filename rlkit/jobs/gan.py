@@ -21,11 +21,12 @@ from rlkit.data import transforms as T
 from rlkit.errors import UserError
 from rlkit.jobs.base import load_learner
 from rlkit.jobs.catalog import TaskInfo, get_task
-from rlkit.jobs.classifier import BatchSource, ClassifierJob, evaluate_classifier
+from rlkit.jobs.classifier import ClassifierJob, evaluate_classifier
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
 from rlkit.runtime import pick_device, seed_everything
+from rlkit.sources.batches import ImageBatchSource
 from rlkit.supervised.gan import ACGAN, ACGANConfig, class_conditional_accuracy, save_samples
 
 GAN_SIDE = 32
@@ -106,7 +107,7 @@ class GANJob(SupervisedJob):
         train = load_dataset(task.dataset, settings.data_dir, "train", task.label)
         learner, test, train_transform, eval_transform = self.parts(settings, config)
         config = learner.config
-        source = BatchSource(train, config.batch_size, settings.seed, train_transform, device)
+        source = ImageBatchSource(train, config.batch_size, settings.seed, train_transform, device)
         judge = make_judge(settings.judge, device, test.images.shape[1]) if settings.judge else None
 
         def evaluate() -> dict[str, float]:

@@ -31,8 +31,8 @@ from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, load_pretrained
 from rlkit.nets.video import fuse_log_probs, sum_log_probs
 from rlkit.runtime import pick_device, seed_everything
+from rlkit.sources.batches import VideoBatchSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
-from rlkit.supervised.sampling import VideoBatchSource
 
 
 @dataclass

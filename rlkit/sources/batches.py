@@ -1,5 +1,5 @@
-"""What every supervised batch source shares (which rows make each batch, and the seed of its augmentation), and the
-batch source of video data sets."""
+"""Supervised batch sources: what they all share (which rows make each batch, and the seed of its augmentation),
+and the sources of in-memory image data sets and of video data sets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.data import VideoDataset, collate_videos
+from rlkit.data import ArrayDataset, VideoDataset, collate_videos
 from rlkit.errors import UserError
 
 
@@ -62,6 +62,26 @@ class ShuffledBatches:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = state["steps"]
+
+
+class ImageBatchSource(ShuffledBatches):
+    """Shuffled mini-batches of an in-memory data set for the loop (order and seeds: :class:`ShuffledBatches`)."""
+
+    def __init__(self, data: ArrayDataset, batch_size: int, seed: int, transform: Callable[..., torch.Tensor],
+                 device: torch.device, as_numpy: bool = False, rank: int = 0, world_size: int = 1):
+        super().__init__(len(data.labels), batch_size, seed, rank, world_size, "images")
+        self.images = torch.from_numpy(np.ascontiguousarray(data.images))
+        self.labels = torch.from_numpy(data.labels.astype(np.int64))
+        self.transform, self.device, self.as_numpy = transform, device, as_numpy
+
+    def next(self) -> tuple[Any, Any]:
+        rows, generator = self.next_rows()
+        rows = torch.from_numpy(rows)
+        images = self.transform(self.images[rows].to(self.device), generator=generator)
+        labels = self.labels[rows].to(self.device)
+        if self.as_numpy:
+            return images.cpu().numpy(), labels.cpu().numpy()
+        return images, labels
 
 
 class VideoBatchSource(ShuffledBatches):
