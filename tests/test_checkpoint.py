@@ -77,8 +77,16 @@ class CountingLearner:
 class CountingSource:
     """One step per call; a batch every other step; raises KeyboardInterrupt at ``interrupt_at``."""
 
+    recent_returns = ()
+
     def __init__(self, interrupt_at=None):
         self.steps, self.interrupt_at = 0, interrupt_at
+
+    def reset(self, seed=None):
+        pass
+
+    def close(self):
+        pass
 
     def next(self):
         if self.steps == self.interrupt_at:
