@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from rlkit.agents.a3c import A3C
+from rlkit.agents.base import Agent  # an A3C: its module imports this one's message types
 from rlkit.envs import EpisodeSignals, make_env
 from rlkit.errors import UserError
 from rlkit.sources.episodes import Episodes
@@ -124,7 +124,7 @@ def collect_segment(env: EpisodeSignals, net: torch.nn.Module, obs: np.ndarray, 
     return Segment(**stacked, last_values=net.value(_net_input(obs))), obs, ended
 
 
-def run_worker(rank: int, agent: A3C, env_fn: Callable[..., EpisodeSignals], env_name: str, num_envs: int,
+def run_worker(rank: int, agent: Agent, env_fn: Callable[..., EpisodeSignals], env_name: str, num_envs: int,
                seed: int, sticky_actions: bool, total_steps: int, counter: Any, messages: Any, stop: Any,
                report_every: float) -> None:
     """One actor-learner (the body of a worker process): until the budget in ``counter`` is claimed or ``stop`` is
@@ -182,7 +182,7 @@ class A3CSource:
         report_every: seconds between a worker's reports.
     """
 
-    def __init__(self, agent: A3C, env_name: str, total_steps: int, num_envs: int = 1, seed: int = 1,
+    def __init__(self, agent: Agent, env_name: str, total_steps: int, num_envs: int = 1, seed: int = 1,
                  sticky_actions: bool = False, wait: float = 0.25, report_every: float = 0.25,
                  env_fn: Callable[..., EpisodeSignals] = make_env):
         self.agent, self.env_name, self.total_steps = agent, env_name, total_steps
