@@ -293,8 +293,8 @@ def test_dqn_with_resnet_encoder_updates():
     obs = torch.as_tensor(rng.integers(0, 256, (4, 4, 84, 84), dtype=np.uint8))
     assert agent.act(obs[:1].numpy(), explore=False).shape == (1,)
     batch = Batch(obs=obs, actions=torch.tensor([0, 1, 2, 0]), rewards=torch.ones(4), next_obs=obs.flip(0),
-                  terminated=torch.zeros(4), discounts=torch.full((4,), 0.99), weights=torch.ones(4), masks=torch.ones(4, 1),
-                  update_priorities=None)
+                  terminated=torch.zeros(4), discounts=torch.full((4,), 0.99), weights=torch.ones(4),
+                  masks=torch.ones(4, 1), update_priorities=None)
     before = agent.q_net.encoder.net.conv1.weight.detach().clone()
     metrics = agent.update(batch)
     assert np.isfinite(metrics["losses/td_loss"])
