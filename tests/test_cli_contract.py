@@ -16,6 +16,7 @@ import torch
 import evaluate
 import train
 from rlkit.data import make_tiny_dataset
+from rlkit.jobs import read_checkpoint
 
 V1 = Path(__file__).parent / "data" / "v1"
 
@@ -121,12 +122,7 @@ def test_eval_interval_does_not_change_dqn_training(tmp_path):
 
 
 def learner_state(run: Path) -> dict[str, Any]:
-    """The checkpoint's ``learner`` entry (top level in format 1; under the job kind's entry if format 2 nests it)."""
-    checkpoint = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    found = [checkpoint["learner"]] if "learner" in checkpoint else [
-        value["learner"] for value in checkpoint.values() if isinstance(value, dict) and "learner" in value]
-    assert len(found) == 1, list(checkpoint)
-    return found[0]
+    return read_checkpoint(run)["learner"]
 
 
 def network_tensors(tree: Any, path: str = "") -> dict[str, torch.Tensor]:

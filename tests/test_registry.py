@@ -18,9 +18,7 @@ import evaluate
 import train
 from rlkit.agents import AGENTS
 from rlkit.data import make_tiny_dataset, make_tiny_ucf
-from rlkit.jobs import NETS
-
-
+from rlkit.jobs import NETS, read_checkpoint
 
 # ---------------------------------------------------------------------------------------------------- agents
 TOY_ENVS = ((gym.spaces.Discrete, "CartPole"), (gym.spaces.Box, "Pendulum"))
@@ -103,12 +101,7 @@ def assert_same_tree(a: Any, b: Any) -> None:
 
 
 def learner_state(run: Path) -> dict[str, Any]:
-    """The checkpoint's ``learner`` entry (top level in format 1; under the job kind's entry if format 2 nests it)."""
-    checkpoint = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    found = [checkpoint["learner"]] if "learner" in checkpoint else [
-        value["learner"] for value in checkpoint.values() if isinstance(value, dict) and "learner" in value]
-    assert len(found) == 1, list(checkpoint)
-    return found[0]
+    return read_checkpoint(run)["learner"]
 
 
 @pytest.mark.parametrize("name, env", agent_cases())
