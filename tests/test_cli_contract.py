@@ -149,7 +149,7 @@ def v1_mnist(tmp_path_factory) -> Path:
     return make_tiny_dataset("mnist", tmp_path_factory.mktemp("mnist"), train=64, test=32, seed=0)
 
 
-@pytest.mark.parametrize("stem", ["dqn", "ppo", "sac", "numpy"])
+@pytest.mark.parametrize("stem", sorted(path.stem for path in V1.glob("*.pt")))
 def test_version_1_checkpoint_evaluates_and_resumes(stem, v1_mnist, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -10,6 +10,11 @@ from rlkit.errors import UserError
 from rlkit.jobs.catalog import NETS
 
 
+DROPPED_IN_V2 = {"trpo": ("ent_coef", "vf_coef", "adam_eps"), "a3c": ("normalize_obs", "normalize_reward", "adam_eps")}
+"""Config fields a version-1 agent carried but never used (TRPO ignored them, A3C refused any but the default); the
+configs no longer have them."""
+
+
 def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint in the current format: version-1 files (every run before the job contract) are renamed key
     by key; their settings, configs, learner and source states load as they are."""
@@ -18,8 +23,11 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     old = dict(checkpoint)
     kind = old.pop("kind", None)
     if kind == "agent":
-        old.pop("agent", None)  # also in the settings
-        old["config"] = old.pop("agent_config", None)
+        agent = old.pop("agent", None)  # also in the settings
+        config = old.pop("agent_config", None)
+        if isinstance(config, dict):
+            config = {k: v for k, v in config.items() if k not in DROPPED_IN_V2.get(agent, ())}
+        old["config"] = config
         old["job"] = "agent"
     elif kind == "supervised":
         net = old.pop("net", None)
