@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Callable
 
 
@@ -15,10 +17,20 @@ class UserError(Exception):
 
 def run_command(main: Callable[[], object]) -> None:
     """Run a command line's ``main``: a :class:`UserError` becomes one line on stderr and exit status 2."""
-    import sys
-
     try:
         main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors (an unknown or malformed flag) are one line naming the fix, exit status 2,
+    instead of the usage text followed by the error."""
+
+    def __init__(self, *args: object, hint: str = "add --help to list them", **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.hint = hint
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message}: {self.hint}\n")

@@ -92,3 +92,20 @@ def test_resuming_refuses_a_changed_config_or_setting_but_extends_the_budget(tmp
     train.main(["--resume", str(run), "--total-steps", "700", "--seed", "1", "--no-progress"])  # same seed: fine
     resumed = read_checkpoint(run)
     assert resumed["version"] == 2 and resumed["loop"]["steps"] == 700 and resumed["settings"]["total_steps"] == 700
+
+
+def test_an_unknown_flag_is_one_line_naming_where_the_flags_are(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--agent", "trpo", "--env", "CartPole", "--ent-coef", "0.1"])  # TRPO has no entropy term
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err
+    assert "--ent-coef 0.1" in err and "python train.py --agent trpo --env CartPole --help" in err
+
+
+def test_help_without_an_env_shows_the_agents_own_variant(capsys):
+    """Before the env family is known, td3's help still shows td3's values (twin critics), not DDPG's."""
+    with pytest.raises(SystemExit):
+        train.main(["--agent", "td3", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--twin-critics, --no-twin-critics TD3: two critics" in text
+    assert "(against overestimation). (default: True)" in text and "before the env family's" in text

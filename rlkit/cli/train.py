@@ -19,7 +19,7 @@ from typing import Any
 
 from rlkit.config import add_config_flags, apply_flags, config_to_dict
 from rlkit.distributed import is_main, shutdown
-from rlkit.errors import UserError
+from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import Job, job_of, read_checkpoint, select_job
 from rlkit.jobs.base import add_run_flags, new_run_dir
 
@@ -30,7 +30,9 @@ ALWAYS_OVERRIDABLE = ("resume", "device", "no_progress", "print_config")
 def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentParser:
     """The flags of ``job`` with its config's fields, whose help shows the values that will run; without a job,
     the selectors of every kind of run."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    names_given = " ".join(f"--{k} {v}" for k, v in names.items() if k in SELECTORS and v)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           hint=f"see python train.py {names_given} --help for the flags of this run".replace("  ", " "))
     run = parser.add_argument_group("run")
     if job is None:
         run.add_argument("--agent", help="train an agent (see --agent NAME --env ENV --help)")
@@ -44,8 +46,9 @@ def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentPar
     what = names.get("agent") or names.get("net") or job.kind
     preset = job.preset(names)
     title = (f"{what} config (defaults shown are the values this run uses)" if preset is not None else
-             f"{what} config (defaults shown are the class's; name the env or net to see the values that will run)")
-    add_config_flags(parser, job.config_class(names), title, defaults=preset)
+             f"{what} config (defaults shown are {what}'s before the env family's or net's preset; name the env or "
+             "net to see the values that will run)")
+    add_config_flags(parser, job.config_class(names), title, defaults=preset or job.base_config(names))
     return parser
 
 
@@ -76,7 +79,7 @@ def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> t
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = OneLineParser(add_help=False)
     for name in SELECTORS:
         pre.add_argument(f"--{name}")
     pre.add_argument("--resume", type=Path)

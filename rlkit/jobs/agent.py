@@ -123,6 +123,11 @@ class AgentJob(Job):
             return None
         return get_agent_spec(names["agent"]).preset(resolve_env(names["env"]).family)
 
+    def base_config(self, names: dict[str, Any]) -> Any:
+        """The agent's defaults with its name's variant (td3: twin critics) before any env family's preset."""
+        spec = get_agent_spec(names["agent"])
+        return spec.agent_class.config_class(**spec.variant)
+
     def new_settings(self, args: argparse.Namespace) -> AgentSettings:
         if args.agent is None or args.env is None:
             raise UserError("--agent and --env are required (or --resume RUN_DIR): e.g. --agent dqn --env CartPole")

@@ -62,6 +62,10 @@ class Job(ABC):
         """The config that runs when no config flag is given, or None when it depends on a name not given yet
         (``--help`` then shows the class defaults)."""
 
+    def base_config(self, names: dict[str, Any]) -> Any:
+        """What ``--help`` shows when :meth:`preset` cannot tell yet: the config class's defaults."""
+        return self.config_class(names)()
+
     @abstractmethod
     def new_settings(self, args: argparse.Namespace) -> Any:
         """Settings of a new run from the parsed flags (defaults filled in)."""
