@@ -109,3 +109,35 @@ def test_help_without_an_env_shows_the_agents_own_variant(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--twin-critics, --no-twin-critics TD3: two critics" in text
     assert "(against overestimation). (default: True)" in text and "before the env family's" in text
+
+
+def test_resume_applies_the_intervals_it_may_change_and_refuses_a_budget_below_the_steps_taken(tmp_path):
+    """D8: --eval-interval and --checkpoint-interval apply to a resumed run; a --total-steps below the steps already
+    taken is refused instead of rewriting the budget."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(V1 / "dqn.pt", run / "checkpoint.pt")  # 600 steps taken
+    with pytest.raises(UserError, match="--total-steps 500 is below the 600 steps"):
+        train.main(["--resume", str(run), "--total-steps", "500"])
+    train.main(["--resume", str(run), "--total-steps", "800", "--eval-interval", "100", "--checkpoint-interval", "150",
+                "--eval-episodes", "2", "--no-progress"])
+    resumed = read_checkpoint(run)
+    assert (resumed["settings"]["eval_interval"], resumed["settings"]["checkpoint_interval"]) == (100, 150)
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert steps == [700, 800]
+
+
+def test_extending_a_run_keeps_its_schedules_unless_asked_to_stretch_them(tmp_path):
+    """D9: epsilon, learning-rate annealing and PER beta stretch over the first run's budget after a resume that
+    extends it; --stretch-schedules stretches them over the new one (and means nothing without --resume)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(V1 / "dqn.pt", run / "checkpoint.pt")
+    train.main(["--resume", str(run), "--total-steps", "700", "--no-progress"])
+    agent, settings = JOBS["agent"].rebuild(read_checkpoint(run))
+    assert (settings.total_steps, settings.schedule_steps, agent.total_steps) == (700, 600, 600)
+    train.main(["--resume", str(run), "--total-steps", "900", "--stretch-schedules", "--no-progress"])
+    agent, settings = JOBS["agent"].rebuild(read_checkpoint(run))
+    assert (settings.total_steps, settings.schedule_steps, agent.total_steps) == (900, 900, 900)
+    with pytest.raises(UserError, match="use it with --resume"):
+        train.main(["--agent", "dqn", "--env", "CartPole", "--stretch-schedules", "--run-dir", str(tmp_path / "new")])

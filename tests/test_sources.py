@@ -91,3 +91,14 @@ def test_evaluating_does_not_change_training(tmp_path, name, changes):
         weights.append([p.detach().clone() for p in net.parameters()])
     assert (tmp_path / f"{name}200" / "eval.jsonl").read_text().count("\n") > 3
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_a_reset_restarts_the_reward_scalers_running_returns_but_keeps_its_statistics():
+    """Issue 17 item 4: a resumed run plays new games, so the discounted return each sub-env accumulates restarts."""
+    agent, source = build("ppo", "CartPole", num_steps=8, normalize_reward=True)
+    source.next()
+    scaler = source.reward_scaler
+    count = float(scaler.stats.count)
+    assert (scaler.returns != 0).any()
+    source.reset(seed=3)
+    assert (scaler.returns == 0).all() and float(scaler.stats.count) == count

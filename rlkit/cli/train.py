@@ -24,7 +24,7 @@ from rlkit.jobs import Job, job_of, read_checkpoint, select_job
 from rlkit.jobs.base import add_run_flags, new_run_dir
 
 SELECTORS = ("agent", "env", "task", "net")
-ALWAYS_OVERRIDABLE = ("resume", "device", "no_progress", "print_config")
+ALWAYS_OVERRIDABLE = ("resume", "device", "no_progress", "print_config", "stretch_schedules")
 
 
 def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentParser:
@@ -73,6 +73,7 @@ def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> t
                             f"settings and config; drop {flag} (or start a new run)")
     settings.device = args.device or "auto"
     settings.progress = not args.no_progress
+    job.resume(settings, args, checkpoint.get("loop", {}).get("steps", 0))
     run_dir = args.resume if args.resume.is_dir() else args.resume.parent
     return settings, config, run_dir
 

@@ -42,11 +42,18 @@ class AgentSettings:
     checkpoint_interval: int = 0
     save_buffer: bool = False
     progress: bool = True
+    schedule_steps: int = 0
+    """The budget the schedules (epsilon, learning-rate annealing, PER beta) stretch over: the first run's
+    ``total_steps``, kept when a resume extends the run (``--stretch-schedules`` re-stretches them). 0: total_steps
+    (runs saved before this field)."""
+
+    def __post_init__(self) -> None:
+        self.schedule_steps = self.schedule_steps or self.total_steps
 
 
 def build_agent(settings: AgentSettings, config: Any, obs_space, action_space, device) -> Agent:
     agent_class = get_agent_spec(settings.agent).agent_class
-    return agent_class(config, obs_space, action_space, device=device, total_steps=settings.total_steps,
+    return agent_class(config, obs_space, action_space, device=device, total_steps=settings.schedule_steps,
                        seed=settings.seed)
 
 
@@ -97,7 +104,7 @@ def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool
 class AgentJob(Job):
     kind = "agent"
     settings_class = AgentSettings
-    resume_overrides = ("total_steps",)
+    resume_overrides = ("total_steps", "eval_interval", "checkpoint_interval")
 
     def add_flags(self, parser: argparse.ArgumentParser, run: argparse._ArgumentGroup) -> None:
         parser.epilog = "agents: " + "; ".join(f"{name}: {spec.help}" for name, spec in AGENTS.items())
@@ -111,6 +118,9 @@ class AgentJob(Job):
         run.add_argument("--sticky-actions", action="store_true", default=None,
                          help="Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)")
         run.add_argument("--eval-episodes", type=int, help="games per evaluation; 0 disables (default: 10)")
+        run.add_argument("--stretch-schedules", action="store_true",
+                         help="with --resume and a larger --total-steps: stretch epsilon, learning-rate annealing and "
+                              "PER beta over the new budget (default: they keep the first run's)")
         run.add_argument("--save-buffer", action="store_true", default=None,
                          help="also save replay at each checkpoint (large: ~7 kB per Atari transition) so a resume "
                               "continues with it")
@@ -129,6 +139,8 @@ class AgentJob(Job):
         return spec.agent_class.config_class(**spec.variant)
 
     def new_settings(self, args: argparse.Namespace) -> AgentSettings:
+        if args.stretch_schedules:
+            raise UserError("--stretch-schedules re-stretches a resumed run's schedules: use it with --resume")
         if args.agent is None or args.env is None:
             raise UserError("--agent and --env are required (or --resume RUN_DIR): e.g. --agent dqn --env CartPole")
         defaults = get_agent_spec(args.agent).run_defaults(resolve_env(args.env).family)
@@ -143,6 +155,13 @@ class AgentJob(Job):
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress,
         )
+
+    def resume(self, settings: AgentSettings, args: argparse.Namespace, steps_taken: int) -> None:
+        if settings.total_steps < steps_taken:
+            raise UserError(f"--total-steps {settings.total_steps} is below the {steps_taken} steps the run has "
+                            f"taken: pass a larger budget to extend it")
+        if args.stretch_schedules:
+            settings.schedule_steps = settings.total_steps
 
     def run_name(self, settings: AgentSettings) -> str:
         return f"{settings.env}__{settings.agent}__{settings.seed}"

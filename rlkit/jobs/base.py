@@ -70,6 +70,9 @@ class Job(ABC):
     def new_settings(self, args: argparse.Namespace) -> Any:
         """Settings of a new run from the parsed flags (defaults filled in)."""
 
+    def resume(self, settings: Any, args: argparse.Namespace, steps_taken: int) -> None:
+        """Check (and complete) the settings of a resumed run once the flags it may change are applied."""
+
     @abstractmethod
     def run_name(self, settings: Any) -> str:
         """The default run directory's name (``ENV__AGENT__SEED``)."""

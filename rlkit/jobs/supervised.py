@@ -43,7 +43,7 @@ class SupervisedJob(Job):
     """``--task DATASET --net NET``: the flags, settings and loop schedule of every supervised kind."""
 
     settings_class = SupervisedSettings
-    resume_overrides = ("max_steps", "data_dir")
+    resume_overrides = ("max_steps", "data_dir", "eval_interval", "checkpoint_interval")
     unit = "updates"
     data_parallel: ClassVar[bool] = True
     """Trains under torchrun (DDP); GAN and video runs do not yet."""
@@ -84,6 +84,11 @@ class SupervisedJob(Job):
             eval_interval=args.eval_interval or 0, checkpoint_interval=args.checkpoint_interval or 0,
             progress=not args.no_progress,
         )
+
+    def resume(self, settings: SupervisedSettings, args: argparse.Namespace, steps_taken: int) -> None:
+        if settings.max_steps and settings.max_steps < steps_taken:
+            raise UserError(f"--max-steps {settings.max_steps} is below the {steps_taken} updates the run has taken: "
+                            "pass a larger one to extend it")
 
     def run_name(self, settings: SupervisedSettings) -> str:
         return f"{settings.task}__{settings.net}__{settings.seed}"

@@ -59,6 +59,8 @@ class RolloutSource:
 
     def reset(self, seed: int | None = None) -> None:
         self.obs, _ = self.env.reset(seed=seed)
+        if self.reward_scaler is not None:  # new games: their discounted returns start at 0 (the statistics stay)
+            self.reward_scaler.returns[:] = 0.0
 
     def next(self) -> RolloutBatch:
         if self.obs is None:
