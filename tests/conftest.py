@@ -1,5 +1,7 @@
 """Shared test set-up."""
 
+import os
+
 import pytest
 import torch
 
@@ -8,7 +10,12 @@ import torch
 def one_torch_thread():
     """The tests use small networks on a 2-core machine: one intra-op thread is faster than two, and two
     threads per process thrash badly when anything else runs beside the tests."""
-    before = torch.get_num_threads()
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # what --threads auto takes (and subprocesses inherit)
     yield
     torch.set_num_threads(before)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = env

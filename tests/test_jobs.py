@@ -141,3 +141,24 @@ def test_extending_a_run_keeps_its_schedules_unless_asked_to_stretch_them(tmp_pa
     assert (settings.total_steps, settings.schedule_steps, agent.total_steps) == (900, 900, 900)
     with pytest.raises(UserError, match="use it with --resume"):
         train.main(["--agent", "dqn", "--env", "CartPole", "--stretch-schedules", "--run-dir", str(tmp_path / "new")])
+
+
+@pytest.mark.parametrize("flag, omp, convolutional, expected", [
+    (3, "1", True, 3), (0, "2", False, 2), (0, "", False, 1), (0, "", True, None),
+])
+def test_threads_flag_then_omp_num_threads_then_one_for_mlps_and_the_cores_for_conv_nets(
+        monkeypatch, flag, omp, convolutional, expected):
+    import os
+
+    import torch
+
+    from rlkit.runtime import set_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    before = torch.get_num_threads()
+    try:
+        got = set_threads(flag, convolutional)
+        assert got == (expected or os.cpu_count()) == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -24,7 +24,7 @@ from rlkit.jobs import Job, job_of, read_checkpoint, select_job
 from rlkit.jobs.base import add_run_flags, new_run_dir
 
 SELECTORS = ("agent", "env", "task", "net")
-ALWAYS_OVERRIDABLE = ("resume", "device", "no_progress", "print_config", "stretch_schedules")
+ALWAYS_OVERRIDABLE = ("resume", "device", "threads", "no_progress", "print_config", "stretch_schedules")
 
 
 def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentParser:
@@ -72,6 +72,7 @@ def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> t
             raise UserError(f"{flag} {value} differs from the resumed run's {saved}: a resumed run keeps its "
                             f"settings and config; drop {flag} (or start a new run)")
     settings.device = args.device or "auto"
+    settings.threads = args.threads or 0
     settings.progress = not args.no_progress
     job.resume(settings, args, checkpoint.get("loop", {}).get("steps", 0))
     run_dir = args.resume if args.resume.is_dir() else args.resume.parent

@@ -18,7 +18,7 @@ from rlkit.envs import make_env, resolve_env
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job, load_learner
 from rlkit.loop import Loop, LoopConfig
-from rlkit.runtime import pick_device, seed_everything
+from rlkit.runtime import pick_device, seed_everything, set_threads
 from rlkit.sources import make_rl_source
 
 REPLAY_FILE = "replay.npz"
@@ -42,6 +42,8 @@ class AgentSettings:
     checkpoint_interval: int = 0
     save_buffer: bool = False
     progress: bool = True
+    threads: int = 0
+    """Torch threads; 0: auto (see :func:`rlkit.runtime.set_threads`)."""
     schedule_steps: int = 0
     """The budget the schedules (epsilon, learning-rate annealing, PER beta) stretch over: the first run's
     ``total_steps``, kept when a resume extends the run (``--stretch-schedules`` re-stretches them). 0: total_steps
@@ -153,7 +155,7 @@ class AgentJob(Job):
             eval_episodes=10 if args.eval_episodes is None else args.eval_episodes,
             checkpoint_interval=(args.checkpoint_interval if args.checkpoint_interval is not None
                                  else min(max(total // 20, 1_000), 100_000)),
-            save_buffer=bool(args.save_buffer), progress=not args.no_progress,
+            save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
         )
 
     def resume(self, settings: AgentSettings, args: argparse.Namespace, steps_taken: int) -> None:
@@ -180,6 +182,7 @@ class AgentJob(Job):
             raise UserError(f"{settings.agent} learns from replay in one process and cannot run under torchrun: run "
                             f"it without torchrun (data-parallel agents: {', '.join(parallel)})")
         spaces = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
+        set_threads(settings.threads, convolutional=len(spaces.single_observation_space.shape) == 3)
         agent = build_agent(settings, config, spaces.single_observation_space, spaces.single_action_space, device)
         env_id = spaces.resolved.env_id
         spaces.close()

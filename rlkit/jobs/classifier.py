@@ -24,7 +24,7 @@ from rlkit.jobs.catalog import ImageNet, TaskInfo, get_net, get_task
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, load_pretrained
-from rlkit.runtime import pick_device, seed_everything
+from rlkit.runtime import pick_device, seed_everything, set_threads
 from rlkit.sources.batches import ImageBatchSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
 from rlkit.supervised.numpy_learner import NumpyLearner
@@ -139,6 +139,7 @@ class ClassifierJob(SupervisedJob):
 
     def build(self, settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
               resume: dict[str, Any] | None = None) -> Loop:
+        set_threads(settings.threads, convolutional=not get_net(settings.net).numpy)
         seed_everything(settings.seed)  # the same initial weights on every process (DDP also broadcasts them)
         device = pick_device(settings.device)
         rank, world_size = init_distributed(device)

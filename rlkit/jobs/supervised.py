@@ -31,6 +31,8 @@ class SupervisedSettings:
     checkpoint_interval: int = 0
     """Updates between checkpoints (0: once per epoch)."""
     progress: bool = True
+    threads: int = 0
+    """Torch threads; 0: auto (see :func:`rlkit.runtime.set_threads`)."""
     judge: str = ""
     """GAN runs: a classifier run whose net scores the generated samples of each class at every evaluation."""
 
@@ -82,7 +84,7 @@ class SupervisedJob(Job):
             task=args.task, net=args.net, data_dir=args.data_dir or default_data_dir(args.task),
             seed=1 if args.seed is None else args.seed, device=args.device or "auto", max_steps=args.max_steps or 0,
             eval_interval=args.eval_interval or 0, checkpoint_interval=args.checkpoint_interval or 0,
-            progress=not args.no_progress,
+            progress=not args.no_progress, threads=args.threads or 0,
         )
 
     def resume(self, settings: SupervisedSettings, args: argparse.Namespace, steps_taken: int) -> None:

@@ -30,7 +30,7 @@ from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, load_pretrained
 from rlkit.nets.video import fuse_log_probs, sum_log_probs
-from rlkit.runtime import pick_device, seed_everything
+from rlkit.runtime import pick_device, seed_everything, set_threads
 from rlkit.sources.batches import VideoBatchSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
 
@@ -233,6 +233,7 @@ class VideoJob(SupervisedJob):
               resume: dict[str, Any] | None = None) -> Loop:
         self.refuse_torchrun(settings)
         check_pair(settings.task, settings.net)
+        set_threads(settings.threads, convolutional=True)
         seed_everything(settings.seed)
         train = V.load_ucf101(settings.data_dir, "train", samplings(get_net(settings.net), config)[0], config.fold,
                               config.frames_dir or None)
