@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from rlkit.analysis import visualize
+from rlkit.cli import visualize as visualize_cli
 from rlkit.analysis.images import grid_array, save_grid
 from rlkit.checkpoint import save_checkpoint
 from rlkit.data import ArrayDataset, make_tiny_dataset
@@ -293,22 +294,22 @@ def test_visualize_command_line_on_a_discriminator_run(tmp_path, capsys):
     assert model.discriminator.blocks[0].conv.out_channels == 4
     save_checkpoint(run / "checkpoint.pt", {**header, "learner": learner.state_dict()})
     # The rebuilt model takes [0, 1] pixels and normalizes them as the run's training did.
-    loaded = visualize.load_run(run, "cpu")
+    loaded = visualize_cli.load_run(run, "cpu")
     pixels = loaded.images[:3].float() / 255
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in T.STATS["cifar10"])
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(pixels), model((pixels - mean) / std))
-    result = visualize.main(["perturb", str(run), "--images", "6", "--device", "cpu", "--steps", "2"])
+    result = visualize_cli.main(["perturb", str(run), "--images", "6", "--device", "cpu", "--steps", "2"])
     assert Image.open(result["path"]).size == (10 * 34 + 2, 2 * 34 + 2)  # 3 x 6 tiles of 32 + 2 in rows of 10
-    result = visualize.main(["class-max", str(run), "--device", "cpu", "--steps", "3"])
+    result = visualize_cli.main(["class-max", str(run), "--device", "cpu", "--steps", "3"])
     assert result["logit_after"] > result["logit_before"]
-    result = visualize.main(["feature-max", str(run), "--device", "cpu", "--steps", "2", "--channels", "2",
+    result = visualize_cli.main(["feature-max", str(run), "--device", "cpu", "--steps", "2", "--channels", "2",
                              "--layers", "1", "8"])
     assert [Path(p).name for p in result["paths"]] == ["feature_max_layer1.png", "feature_max_layer8.png"]
     assert "accuracy on 6 test images" in capsys.readouterr().out
     save_checkpoint(tmp_path / "other" / "checkpoint.pt", {**header, "settings": {**settings, "net": "resnet"},
                                                            "learner": {}})
     with pytest.raises(UserError, match="discriminator"):
-        visualize.main(["class-max", str(tmp_path / "other")])
+        visualize_cli.main(["class-max", str(tmp_path / "other")])
     with pytest.raises(UserError, match="--layers"):
-        visualize.main(["feature-max", str(run), "--device", "cpu", "--layers", "9"])
+        visualize_cli.main(["feature-max", str(run), "--device", "cpu", "--layers", "9"])

@@ -1,1 +1,2 @@
-"""Supervised learning: NumPy-from-scratch networks, data set readers, and learners for the shared loop."""
+"""Supervised learning: the learners of the shared loop (classifier, ACGAN, NumPy networks) and the NumPy
+networks built from scratch."""
