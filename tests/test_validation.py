@@ -1,0 +1,118 @@
+"""Bad values are refused before anything is built, each with one line naming the flag (issue 17: D11-D13, D21,
+and the configurations that cannot learn). The agent cases walk the registry, so a new agent is tested by
+declaring its constraints (``CHECKS``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import pytest
+
+import train
+from rlkit.agents import AGENTS
+from rlkit.config import Bound, OneOf, constraints, flag_name, unchecked_numbers
+from rlkit.errors import UserError
+
+CARTPOLE = ["--agent", "dqn", "--env", "CartPole", "--total-steps", "2000", "--no-progress"]
+
+
+@pytest.fixture
+def nothing_built(monkeypatch):
+    """Fail the test if training would build an env: flag checks come first."""
+    import rlkit.jobs.agent
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an env was built before the flags were checked")
+
+    monkeypatch.setattr(rlkit.jobs.agent, "make_env", refuse)
+
+
+def refused(argv: list[str], tmp_path, match: str) -> None:
+    """train.main refuses ``argv`` with a UserError matching ``match`` and writes nothing."""
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match=match):
+        train.main([*argv, "--run-dir", str(run)])
+    assert not run.exists()
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+CONFIGS = sorted({spec.agent_class.config_class for spec in AGENTS.values()}, key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("config_class", CONFIGS, ids=lambda c: c.__name__)
+def test_every_number_field_of_every_agent_config_declares_its_range(config_class):
+    assert unchecked_numbers(config_class) == []
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_every_preset_is_valid(name):
+    spec = AGENTS[name]
+    for family in spec.families:
+        spec.preset(family)  # __post_init__ checks it
+
+
+def bad_values(bound: Bound | OneOf) -> list:
+    if isinstance(bound, OneOf):
+        return ["no-such-name"]
+    values = [math.nan, math.inf, -math.inf]
+    if math.isfinite(bound.low):
+        values.append(bound.low if bound.low_open else bound.low - 1)
+    if math.isfinite(bound.high):
+        values.append(bound.high if bound.high_open else bound.high + 1)
+    return values
+
+
+def field_cases() -> list:
+    cases = []
+    for config_class in CONFIGS:
+        for field, bound in constraints(config_class).items():
+            for value in bad_values(bound):
+                cases.append(pytest.param(config_class, field, value, id=f"{config_class.__name__}-{field}-{value}"))
+    return cases
+
+
+@pytest.mark.parametrize("config_class,field,value", field_cases())
+def test_every_agent_config_refuses_non_finite_and_out_of_range_values(config_class, field, value):
+    """nan, inf and values past either end of the declared range: one line naming the flag and the value."""
+    hint = {f.name: f.type for f in dataclasses.fields(config_class)}[field]
+    if "tuple" in str(hint):
+        value = (value,)
+    elif "int" in str(hint) and isinstance(value, float) and math.isfinite(value):
+        value = int(value)
+    with pytest.raises(UserError, match=f"^{flag_name(field)} .*must be .*got"):
+        config_class(**{field: value})
+
+
+def test_buffer_smaller_than_batch_is_refused():
+    from rlkit.agents.sac import SACConfig
+
+    with pytest.raises(UserError, match="--buffer-size 10 is smaller than --batch-size 64"):
+        SACConfig(buffer_size=10, batch_size=64)
+
+
+# ---------------------------------------------------------------------------------------------------- D11
+@pytest.mark.parametrize("flags,match", [
+    (["--learning-rate", "inf"], r"--learning-rate must be a finite number > 0, got inf"),
+    (["--gamma", "nan"], r"--gamma must be a finite number in \(0, 1\], got nan"),
+    (["--prioritized", "--priority-alpha", "nan"], "--priority-alpha must be a finite number"),
+    (["--gamma", "1.5"], r"--gamma must be in \(0, 1\], got 1.5"),
+    (["--learning-rate", "0"], "--learning-rate must be > 0, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--gradient-steps", "0"], "--gradient-steps must be at least 1"),
+    (["--tau", "2"], r"--tau must be in \(0, 1\], got 2"),
+    (["--start-e", "5"], r"--start-e must be in \[0, 1\], got 5"),
+    (["--exploration-fraction", "-1"], "--exploration-fraction must be in"),
+    (["--buffer-size", "10"], "--buffer-size 10 is smaller than --batch-size 64"),
+])
+def test_d11_dqn_flags_are_validated(flags, match, tmp_path, nothing_built):
+    refused([*CARTPOLE, *flags], tmp_path, match)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--agent", "ppo", "--env", "CartPole", "--clip-coef", "-1"], "--clip-coef must be > 0, got -1"),
+    (["--agent", "sac", "--env", "Pendulum", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+])
+def test_d11_other_agents_flags_are_validated(argv, match, tmp_path, nothing_built):
+    refused([*argv, "--total-steps", "2000", "--no-progress"], tmp_path, match)
