@@ -1,18 +1,31 @@
-"""What every job does the same way before it starts: pick a device, seed the generators."""
+"""What every job does the same way before it starts: pick a device, seed the generators, check that the run
+directory can take the run."""
 
 from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
 
 import torch
 
 from rlkit.errors import UserError
 
+DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` takes a GPU when there is one."""
+    """``auto`` takes a GPU when there is one; an unknown name or a missing GPU is a one-line error."""
+    if not DEVICE_NAMES.fullmatch(name):
+        raise UserError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu or auto")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps was asked for but this machine has no Apple GPU: use --device cpu or auto")
     return torch.device(name)
 
 
@@ -20,3 +33,20 @@ def seed_everything(seed: int) -> None:
     """Seed torch (and its cuDNN choices) for repeatable runs; numpy randomness uses per-object generators."""
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = False
+
+
+def check_run_dir(run_dir: Path | None) -> None:
+    """Refuse a ``--run-dir`` that cannot be written, before anything is built: a file, a path under a file, or a
+    folder (or its nearest existing parent) that is read-only."""
+    if run_dir is None:
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir} is a file, not a folder: pick another --run-dir")
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--run-dir {run_dir} is under {existing}, which is a file: pick another --run-dir")
+    # os.access also says no on a read-only mount for root, whose permission bits are otherwise ignored
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--run-dir {run_dir} cannot be written ({existing} is read-only): pick another --run-dir")

@@ -116,3 +116,67 @@ def test_d11_dqn_flags_are_validated(flags, match, tmp_path, nothing_built):
 ])
 def test_d11_other_agents_flags_are_validated(argv, match, tmp_path, nothing_built):
     refused([*argv, "--total-steps", "2000", "--no-progress"], tmp_path, match)
+
+
+# ---------------------------------------------------------------------------------------------------- D12
+@pytest.mark.parametrize("flags,match", [
+    (["--total-steps", "0"], "--total-steps must be at least 1, got 0"),
+    (["--total-steps", "-100"], "--total-steps must be at least 1, got -100"),
+    (["--num-envs", "0"], "--num-envs must be at least 1, got 0"),
+    (["--eval-interval", "-1"], "--eval-interval must be at least 0, got -1"),
+    (["--checkpoint-interval", "-5"], "--checkpoint-interval must be at least 0, got -5"),
+    (["--eval-episodes", "-1"], "--eval-episodes must be at least 0, got -1"),
+])
+def test_d12_zero_and_negative_counts_are_refused_not_reinterpreted(flags, match, tmp_path, nothing_built):
+    refused([*CARTPOLE, *flags], tmp_path, match)
+
+
+# ---------------------------------------------------------------------------------------------------- D13
+@pytest.mark.parametrize("argv,match", [
+    ([*CARTPOLE, "--learning-rate", "nan"], "--learning-rate must be a finite number"),
+    ([*CARTPOLE, "--batch-size", "-5"], "--batch-size must be at least 1, got -5"),
+    ([*CARTPOLE, "--buffer-size", "0"], "--buffer-size must be at least 1, got 0"),
+    ([*CARTPOLE, "--train-frequency", "0"], "--train-frequency must be at least 1, got 0"),
+    ([*CARTPOLE, "--n-step", "0"], r"--n-step must be in \[1, 1000\], got 0"),
+    ([*CARTPOLE, "--hidden", "-4"], "--hidden entries must be at least 1, got -4"),
+    ([*CARTPOLE, "--bootstrapped", "--num-heads", "0"], "--num-heads must be at least 1, got 0"),
+    ([*CARTPOLE, "--device", "tpu"], "unknown --device 'tpu': use auto, cpu, cuda or cuda:N"),
+    ([*CARTPOLE, "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["--agent", "ppo", "--env", "CartPole", "--total-steps", "2000", "--num-minibatches", "0"],
+     "--num-minibatches must be at least 1, got 0"),
+    (["--agent", "a2c", "--env", "CartPole", "--total-steps", "2000", "--num-steps", "0"],
+     "--num-steps must be at least 1, got 0"),
+    (["--task", "mnist", "--net", "numpy-mlp", "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["--task", "mnist", "--net", "numpy-mlp", "--max-steps", "-1"], "--max-steps must be at least 0, got -1"),
+    (["--task", "mnist", "--net", "cnn", "--device", "gpu0"], "unknown --device 'gpu0'"),
+])
+def test_d13_invalid_flag_values_are_one_line_errors(argv, match, tmp_path, nothing_built):
+    refused(argv, tmp_path, match)
+
+
+def test_d13_run_dir_that_is_a_file_or_under_a_file(tmp_path, nothing_built):
+    file = tmp_path / "file"
+    file.write_text("not a folder")
+    for run_dir, match in ((file, "is a file, not a folder"), (file / "run", f"is under {file}, which is a file")):
+        with pytest.raises(UserError, match=match):
+            train.main([*CARTPOLE, "--run-dir", str(run_dir)])
+    assert file.read_text() == "not a folder"
+
+
+def test_d13_read_only_run_dir(tmp_path, nothing_built, monkeypatch):
+    """A read-only folder (or mount) is refused before the run starts. Root ignores permission bits, so there the
+    test stands in for a read-only mount by making os.access say no, as it does on one."""
+    import rlkit.runtime
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            real = os.access
+            monkeypatch.setattr(rlkit.runtime.os, "access",
+                                lambda path, mode: False if os.fspath(path) == os.fspath(folder) else real(path, mode))
+        with pytest.raises(UserError, match=f"cannot be written \\({folder} is read-only\\)"):
+            train.main([*CARTPOLE, "--run-dir", str(folder / "run")])
+    finally:
+        folder.chmod(0o755)

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 
 from rlkit.agents import AGENTS, Agent, get_agent_spec
+from rlkit.config import COUNT, NON_NEGATIVE, require_all
 from rlkit.distributed import init_distributed
 from rlkit.envs import make_env, resolve_env
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job, load_learner
 from rlkit.loop import Loop, LoopConfig
-from rlkit.runtime import pick_device, seed_everything
+from rlkit.runtime import check_run_dir, pick_device, seed_everything
 from rlkit.sources import make_rl_source
 
 REPLAY_FILE = "replay.npz"
@@ -131,11 +132,19 @@ class AgentJob(Job):
     def new_settings(self, args: argparse.Namespace) -> AgentSettings:
         if args.agent is None or args.env is None:
             raise UserError("--agent and --env are required (or --resume RUN_DIR): e.g. --agent dqn --env CartPole")
+        # Given counts are checked before defaults fill the rest: 0 is refused, never read as "the default".
+        require_all((flag, value, bound) for flag, value, bound in (
+            ("--total-steps", args.total_steps, COUNT), ("--num-envs", args.num_envs, COUNT),
+            ("--seed", args.seed, NON_NEGATIVE), ("--eval-interval", args.eval_interval, NON_NEGATIVE),
+            ("--eval-episodes", args.eval_episodes, NON_NEGATIVE),
+            ("--checkpoint-interval", args.checkpoint_interval, NON_NEGATIVE)) if value is not None)
+        pick_device(args.device or "auto")
+        check_run_dir(args.run_dir)
         defaults = get_agent_spec(args.agent).run_defaults(resolve_env(args.env).family)
-        total = args.total_steps or defaults.total_steps
-        return AgentSettings(
+        total = defaults.total_steps if args.total_steps is None else args.total_steps
+        settings = AgentSettings(
             agent=args.agent, env=args.env, total_steps=total, seed=1 if args.seed is None else args.seed,
-            num_envs=args.num_envs or defaults.num_envs, device=args.device or "auto",
+            num_envs=defaults.num_envs if args.num_envs is None else args.num_envs, device=args.device or "auto",
             sticky_actions=bool(args.sticky_actions),
             eval_interval=args.eval_interval if args.eval_interval is not None else max(total // 10, 1),
             eval_episodes=10 if args.eval_episodes is None else args.eval_episodes,
@@ -143,6 +152,7 @@ class AgentJob(Job):
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress,
         )
+        return settings
 
     def run_name(self, settings: AgentSettings) -> str:
         return f"{settings.env}__{settings.agent}__{settings.seed}"
