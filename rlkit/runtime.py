@@ -1,5 +1,5 @@
 """What every job does the same way before it starts: pick a device, seed the generators, check that the run
-directory can take the run."""
+directory and the machine can take the run."""
 
 from __future__ import annotations
 
@@ -50,3 +50,36 @@ def check_run_dir(run_dir: Path | None) -> None:
     # os.access also says no on a read-only mount for root, whose permission bits are otherwise ignored
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"--run-dir {run_dir} cannot be written ({existing} is read-only): pick another --run-dir")
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM this process can still take: MemAvailable, or less under a cgroup limit (None if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

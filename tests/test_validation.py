@@ -180,3 +180,61 @@ def test_d13_read_only_run_dir(tmp_path, nothing_built, monkeypatch):
             train.main([*CARTPOLE, "--run-dir", str(folder / "run")])
     finally:
         folder.chmod(0o755)
+
+
+# ---------------------------------------------------------------------------------------------------- D21
+def test_d21_replay_larger_than_memory_is_refused_with_the_estimate(tmp_path):
+    refused([*CARTPOLE, "--buffer-size", "1000000000000"], tmp_path,
+            r"--buffer-size 1000000000000 needs about [\d.]+ TiB of memory but this machine has [\d.]+ \w+ available")
+
+
+def test_d21_rollout_larger_than_memory_is_refused(tmp_path, monkeypatch):
+    import rlkit.jobs.agent
+
+    monkeypatch.setattr(rlkit.jobs.agent, "available_memory", lambda: 1 << 30)  # 1 GiB free
+    refused(["--agent", "ppo", "--env", "CartPole", "--total-steps", "100000000", "--num-steps", "10000000",
+             "--num-envs", "4", "--device", "cpu"], tmp_path,
+            r"a rollout of --num-steps 10000000 x --num-envs 4 needs about [\d.]+ GiB of memory but this machine has "
+            r"1.0 GiB available")
+
+
+def test_d21_env_and_worker_counts_far_above_the_machine_are_refused(tmp_path, nothing_built):
+    refused([*CARTPOLE, "--num-envs", "100000"], tmp_path, "--num-envs 100000 is far above what")
+    refused(["--agent", "a3c", "--env", "CartPole", "--total-steps", "2000", "--num-workers", "1000"], tmp_path,
+            "--num-workers 1000 is far above the")
+
+
+def test_d21_a_replay_too_small_for_its_envs_is_refused(tmp_path):
+    refused([*CARTPOLE, "--num-envs", "100", "--buffer-size", "200", "--batch-size", "32"], tmp_path,
+            "--buffer-size 200 is too small for 100 envs")
+
+
+def test_d21_total_steps_overshoot_is_said(tmp_path, capsys):
+    train.main([*CARTPOLE, "--num-envs", "7", "--print-config"])
+    assert ("warning: --total-steps 2000 is not a whole number of vector steps of 7 envs: the run takes 2002 steps"
+            in capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------------------------------------------- item 7
+def test_no_update_within_the_budget_is_an_error(tmp_path, nothing_built):
+    refused([*CARTPOLE, "--learning-starts", "2000"], tmp_path,
+            "--learning-starts 2000 is not below --total-steps 2000: no update would ever happen")
+    refused(["--agent", "td3", "--env", "Pendulum", "--total-steps", "10000", "--learning-starts", "25000"], tmp_path,
+            "--learning-starts 25000 is not below --total-steps 10000")
+
+
+def test_a_rollout_longer_than_the_budget_and_a_late_evaluation_are_warned_of(tmp_path, capsys):
+    train.main(["--agent", "ppo", "--env", "CartPole", "--total-steps", "100", "--eval-interval", "500",
+                "--print-config"])
+    err = capsys.readouterr().err
+    assert "a rollout (--num-steps 32 x --num-envs 8 = 256 steps) is longer than --total-steps 100" in err
+    assert "--eval-interval 500 is beyond the run's 100 steps: only the final evaluation will run" in err
+
+
+def test_tiny_valid_runs_stay_valid(tmp_path, capsys):
+    """The small values the smoke tests use on purpose pass, with no warning."""
+    train.main([*CARTPOLE, "--buffer-size", "1000", "--batch-size", "32", "--learning-starts", "0", "--hidden", "16",
+                "--exploration-fraction", "0", "--max-grad-norm", "0", "--print-config"])
+    train.main(["--agent", "ppo", "--env", "CartPole", "--total-steps", "64", "--num-steps", "8", "--num-envs", "8",
+                "--num-minibatches", "1", "--ent-coef", "0", "--print-config"])
+    assert "warning" not in capsys.readouterr().err
