@@ -15,8 +15,8 @@ from torch import nn
 
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplaySpec
-from rlkit.envs import Family
 from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, POSITIVE, UNIT, Bound, Constraint, OneOf
+from rlkit.envs import Family
 from rlkit.errors import UserError
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
 from rlkit.optim import linear_schedule, make_adam, optimizer_step, polyak_update
