@@ -6,10 +6,15 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
 import textwrap
 import typing
+from collections.abc import Iterable
 from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
+
+from rlkit.errors import UserError
 
 
 @lru_cache(maxsize=None)
@@ -93,3 +98,110 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
     values = {k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in data.items()}
     return cls(**values)
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+@dataclass(frozen=True)
+class Bound:
+    """The values a number may take: finite, and within ``low``..``high`` (each end open or closed)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        if not math.isfinite(value):  # nan fails every comparison below too, inf would pass ">= 0"
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        low, high = f"{self.low:g}", f"{self.high:g}"
+        if math.isinf(self.low) and math.isinf(self.high):
+            return "a finite number"
+        if math.isinf(self.high):
+            return f"> {low}" if self.low_open else f"at least {low}"
+        if math.isinf(self.low):
+            return f"{'<' if self.high_open else '<='} {high}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The names a string field may take."""
+
+    names: tuple[str, ...]
+
+    def holds(self, value: str) -> bool:
+        return value in self.names
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(self.names)
+
+
+FINITE = Bound()
+POSITIVE = Bound(0, low_open=True)
+"""> 0: rates, scales and step sizes."""
+COUNT = Bound(1)
+""">= 1: sizes and counts (a count of 0 is refused, never read as "the default")."""
+NON_NEGATIVE = Bound(0)
+""">= 0: weights, clip norms and intervals where 0 means "off"."""
+UNIT = Bound(0, 1)
+"""[0, 1]: probabilities, fractions, GAE lambda."""
+DISCOUNT = Bound(0, 1, low_open=True)
+"""(0, 1]: discount factors and Polyak rates (0 would never learn or never move)."""
+
+Constraint = Bound | OneOf
+
+
+def constraints(cls: type) -> dict[str, Constraint]:
+    """Field -> constraint, from the ``CHECKS`` table of ``cls`` and of every class it inherits from (a subclass's
+    entry wins)."""
+    table: dict[str, Constraint] = {}
+    for klass in reversed(cls.__mro__):
+        table.update(vars(klass).get("CHECKS", {}))
+    return table
+
+
+def require(flag: str, value: Any, constraint: Constraint) -> None:
+    """Raise a one-line :class:`UserError` naming ``flag`` unless ``value`` (or each entry of a tuple) holds."""
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if isinstance(constraint, Bound):
+        # bool is an int to Python, but a number given for a bool field is not what was meant
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise UserError(f"{flag} must be a number, got {value!r}")
+    if not all(constraint.holds(v) for v in values):
+        if isinstance(constraint, Bound) and not all(math.isfinite(v) for v in values) and constraint != FINITE:
+            constraint_text = f"a finite number {constraint}"
+        else:
+            constraint_text = str(constraint)
+        shown = " ".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+        what = "entries" if isinstance(value, (tuple, list)) else ""
+        raise UserError(f"{flag} {what + ' ' if what else ''}must be {constraint_text}, got {shown}")
+
+
+def check(config: Any) -> None:
+    """Check every field of ``config`` that its class (or a base) declares in ``CHECKS``; agent configs call this
+    from ``__post_init__``, so a new config is validated by declaring its table. Numbers are always finite."""
+    table = constraints(type(config))
+    for field in dataclasses.fields(config):
+        if field.name in table:
+            require(flag_name(field.name), getattr(config, field.name), table[field.name])
+
+
+def unchecked_numbers(cls: type) -> list[str]:
+    """Number fields (int, float, tuple of them) of dataclass ``cls`` with no declared constraint."""
+    hints = typing.get_type_hints(cls)
+    table = constraints(cls)
+    numeric = (int, float)
+    return [f.name for f in dataclasses.fields(cls) if f.name not in table and (
+        hints[f.name] in numeric or (typing.get_origin(hints[f.name]) is tuple
+                                     and typing.get_args(hints[f.name])[0] in numeric))]
+
+
+def require_all(checks: Iterable[tuple[str, Any, Constraint]]) -> None:
+    """:func:`require` each ``(flag, value, constraint)`` in turn (settings that are not a config's fields)."""
+    for flag, value, constraint in checks:
+        require(flag, value, constraint)

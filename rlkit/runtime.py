@@ -1,21 +1,31 @@
 """What every job does the same way before it starts: pick a device and the number of threads, seed the
-generators."""
+generators, check that the run directory and the machine can take the run."""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import torch
 
 from rlkit.errors import UserError
 
+DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` takes a GPU when there is one."""
+    """``auto`` takes a GPU when there is one; an unknown name or a missing GPU is a one-line error."""
+    if not DEVICE_NAMES.fullmatch(name):
+        raise UserError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu or auto")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps was asked for but this machine has no Apple GPU: use --device cpu or auto")
     return torch.device(name)
 
 
@@ -40,3 +50,53 @@ def set_threads(threads: int, convolutional: bool) -> int:
             threads = 1
     torch.set_num_threads(threads)
     return threads
+
+
+def check_run_dir(run_dir: Path | None) -> None:
+    """Refuse a ``--run-dir`` that cannot be written, before anything is built: a file, a path under a file, or a
+    folder (or its nearest existing parent) that is read-only."""
+    if run_dir is None:
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir} is a file, not a folder: pick another --run-dir")
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--run-dir {run_dir} is under {existing}, which is a file: pick another --run-dir")
+    # os.access also says no on a read-only mount for root, whose permission bits are otherwise ignored
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--run-dir {run_dir} cannot be written ({existing} is read-only): pick another --run-dir")
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM this process can still take: MemAvailable, or less under a cgroup limit (None if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

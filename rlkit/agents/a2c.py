@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch
+from rlkit.config import POSITIVE, Constraint, OneOf
 from rlkit.envs import Family
 from rlkit.optim import make_adam, optimizer_step
 
@@ -33,6 +34,8 @@ class A2CConfig(PolicyGradientConfig, LossWeights, Normalization):
     """Decay the learning rate linearly to 0 over the run."""
     adam_eps: float = 1e-5
     """Adam epsilon (with --optimizer adam)."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {"optimizer": OneOf(("rmsprop", "adam")), "adam_eps": POSITIVE}
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).

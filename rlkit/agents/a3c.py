@@ -10,7 +10,7 @@ averages the metrics the workers report.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 
 from rlkit.agents.policy_gradient import LossWeights, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import gae
+from rlkit.config import COUNT, POSITIVE, Bound, Constraint
 from rlkit.envs import Family
 from rlkit.errors import UserError
 from rlkit.optim import optimizer_step
@@ -52,6 +53,10 @@ class A3CConfig(PolicyGradientConfig, LossWeights):
     """Decay of the shared RMSprop's running mean of squared gradients."""
     rmsprop_eps: float = 0.1
     """Shared RMSprop epsilon, added to the root mean square (PyTorch's convention)."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "num_workers": COUNT, "rmsprop_alpha": Bound(0, 1, high_open=True), "rmsprop_eps": POSITIVE,
+    }
 
 
 # Env family -> config changes and run defaults (total_steps; num_envs: sub-envs per worker, one game each as in

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, Constraint, check
 from rlkit.errors import UserError
 
 
@@ -29,6 +30,17 @@ class ReplayConfig:
     """Env steps between training phases."""
     gradient_steps: int = 1
     """Updates in each training phase (updates per env step = gradient_steps / train_frequency)."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "buffer_size": COUNT, "batch_size": COUNT, "gamma": DISCOUNT, "learning_starts": NON_NEGATIVE,
+        "train_frequency": COUNT, "gradient_steps": COUNT,
+    }
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.buffer_size < self.batch_size:
+            raise UserError(f"--buffer-size {self.buffer_size} is smaller than --batch-size {self.batch_size}: a batch "
+                            "is drawn from replay, so raise --buffer-size or lower --batch-size")
 
 
 AGENT_NAMES: dict[str, type["Agent"]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplaySpec
+from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, POSITIVE, Constraint
 from rlkit.envs import Family
 from rlkit.nets.continuous import DeterministicActor, QEnsemble
 from rlkit.optim import make_adam, optimizer_step, polyak_update
@@ -41,6 +42,11 @@ class DDPGConfig(ReplayConfig):
     """TD3: the smoothing noise is clipped to +-this."""
     policy_frequency: int = 1
     """Critic updates per actor and target update (TD3: 2)."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "learning_rate": POSITIVE, "tau": DISCOUNT, "exploration_noise": NON_NEGATIVE, "hidden": COUNT,
+        "target_policy_noise": NON_NEGATIVE, "target_noise_clip": NON_NEGATIVE, "policy_frequency": COUNT,
+    }
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).

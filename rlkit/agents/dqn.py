@@ -5,7 +5,7 @@ n-step returns as options."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -15,6 +15,7 @@ from torch import nn
 
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplaySpec
+from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, POSITIVE, UNIT, Bound, Constraint, OneOf
 from rlkit.envs import Family
 from rlkit.errors import UserError
 from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
@@ -73,7 +74,16 @@ class DQNConfig(ReplayConfig):
     n_step: int = 1
     """Steps summed in the return before bootstrapping."""
 
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "learning_rate": POSITIVE, "target_update_interval": COUNT, "tau": DISCOUNT, "start_e": UNIT,
+        "end_e": UNIT, "exploration_fraction": UNIT, "eval_epsilon": UNIT, "max_grad_norm": NON_NEGATIVE,
+        "huber_delta": POSITIVE, "hidden": COUNT, "encoder": OneOf(("auto", "nature-cnn", "mlp", "resnet")),
+        "num_heads": COUNT, "bootstrap_prob": DISCOUNT, "priority_alpha": NON_NEGATIVE, "priority_beta": UNIT,
+        "n_step": Bound(1, 1_000),  # the n-step return is summed in a loop over n at every sample
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.bootstrapped and self.dueling:
             raise UserError("bootstrapped DQN has no dueling head (its heads are plain Q heads): drop --dueling or "
                             "--bootstrapped")

@@ -4,7 +4,7 @@ they learn from, and saving. Each algorithm (REINFORCE, A2C, PPO, TRPO) adds its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 
 from rlkit.agents.base import Agent
 from rlkit.buffers.rollout import RolloutSpec
+from rlkit.config import COUNT, DISCOUNT, FINITE, NON_NEGATIVE, POSITIVE, UNIT, Constraint, OneOf, check
 from rlkit.distributed import sum_over_processes
 from rlkit.nets import ActorCritic, RunningMeanStd
 from rlkit.optim import set_learning_rate
@@ -42,6 +43,15 @@ class PolicyGradientConfig:
     log_std_init: float = 0.0
     """Initial log standard deviation of a Gaussian policy."""
 
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "num_steps": COUNT, "gamma": DISCOUNT, "gae_lambda": UNIT, "learning_rate": POSITIVE,
+        "max_grad_norm": NON_NEGATIVE, "hidden": COUNT, "activation": OneOf(("tanh", "relu")),
+        "log_std_init": FINITE,
+    }
+
+    def __post_init__(self) -> None:
+        check(self)  # with the tables of the loss-weight and normalization fields the subclass mixes in
+
 
 @dataclass
 class LossWeights:
@@ -51,6 +61,8 @@ class LossWeights:
     """Entropy bonus weight."""
     vf_coef: float = 0.5
     """Value loss weight (when actor and critic share one loss)."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {"ent_coef": NON_NEGATIVE, "vf_coef": NON_NEGATIVE}
 
 
 @dataclass

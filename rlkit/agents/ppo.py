@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from rlkit.distributed import average_metrics
 from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
+from rlkit.config import COUNT, NON_NEGATIVE, POSITIVE, Constraint
 from rlkit.envs import Family
 from rlkit.optim import make_adam, optimizer_step
 
@@ -36,6 +37,11 @@ class PPOConfig(PolicyGradientConfig, LossWeights, Normalization):
     """Scale training rewards by the running std of the discounted return (evaluation reports raw rewards)."""
     adam_eps: float = 1e-5
     """Adam epsilon."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "update_epochs": COUNT, "num_minibatches": COUNT, "clip_coef": POSITIVE, "target_kl": NON_NEGATIVE,
+        "adam_eps": POSITIVE,
+    }
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch
+from rlkit.config import POSITIVE, Constraint
 from rlkit.envs import Family
 from rlkit.optim import make_adam, optimizer_step
 
@@ -32,6 +33,8 @@ class REINFORCEConfig(PolicyGradientConfig, LossWeights, Normalization):
     """Clip the global gradient norm to this (0 disables)."""
     adam_eps: float = 1e-5
     """Adam epsilon."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {"adam_eps": POSITIVE}
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).

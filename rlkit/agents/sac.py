@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -15,6 +15,7 @@ import torch
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.agents.ddpg import continuous_replay, warm_up_actions
 from rlkit.buffers import Batch, ReplaySpec
+from rlkit.config import COUNT, DISCOUNT, FINITE, POSITIVE, Constraint
 from rlkit.envs import Family
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor
 from rlkit.optim import make_adam, optimizer_step, polyak_update
@@ -43,6 +44,12 @@ class SACConfig(ReplayConfig):
     """Target entropy = -scale * |A| (the paper's heuristic with scale 1)."""
     hidden: tuple[int, ...] = (256, 256)
     """Widths of policy and critic MLPs."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "policy_lr": POSITIVE, "q_lr": POSITIVE, "tau": DISCOUNT, "policy_frequency": COUNT,
+        "alpha": POSITIVE,  # tuned as log(alpha)
+        "target_entropy_scale": FINITE, "hidden": COUNT,
+    }
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).

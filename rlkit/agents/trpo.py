@@ -7,12 +7,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from rlkit.agents.policy_gradient import Normalization, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import RolloutBatch, minibatches
+from rlkit.config import COUNT, NON_NEGATIVE, POSITIVE, Bound, Constraint
 from rlkit.envs import Family
 from rlkit.nets import DiagGaussian, kl_divergence
 from rlkit.optim import make_adam, optimizer_step
@@ -45,6 +46,12 @@ class TRPOConfig(PolicyGradientConfig, Normalization):
     """Decay the critic's learning rate linearly to 0 over the run."""
     max_grad_norm: float = 0.0
     """Clip the critic's gradient norm to this (0 disables)."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "max_kl": POSITIVE, "cg_iters": COUNT, "cg_damping": NON_NEGATIVE,
+        "line_search_shrink": Bound(0, 1, low_open=True, high_open=True),  # 1 would never shrink the step
+        "line_search_steps": COUNT, "critic_epochs": COUNT, "critic_minibatch_size": COUNT,
+    }
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).

@@ -4,7 +4,10 @@ from a checkpoint; its policy evaluated on raw game scores."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,17 +16,24 @@ import numpy as np
 import torch
 
 from rlkit.agents import AGENTS, Agent, get_agent_spec
-from rlkit.distributed import init_distributed
+from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all
+from rlkit.distributed import init_distributed, is_main
 from rlkit.envs import make_env, resolve_env
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job, load_learner
 from rlkit.loop import Loop, LoopConfig
-from rlkit.runtime import pick_device, seed_everything, set_threads
+from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, pick_device, seed_everything,
+                           set_threads)
 from rlkit.sources import make_rl_source
 
 REPLAY_FILE = "replay.npz"
 EVAL_SEED_OFFSET = 10_000
 """Evaluations during training play games seeded ``seed + 10_000``: never the training games."""
+ENVS_PER_CORE = 256
+"""More sub-envs (times workers) than this per core is refused: one process steps them all in turn, and 100 000
+CartPoles took minutes just to build."""
+WORKERS_PER_CORE = 4
+"""A3C worker processes beyond this many per core only thrash."""
 
 
 @dataclass
@@ -57,6 +67,78 @@ def build_agent(settings: AgentSettings, config: Any, obs_space, action_space, d
     agent_class = get_agent_spec(settings.agent).agent_class
     return agent_class(config, obs_space, action_space, device=device, total_steps=settings.schedule_steps,
                        seed=settings.seed)
+
+
+def check_run(settings: AgentSettings, config: Any, memory: bool = True) -> None:
+    """Refuse, before any env or net is built for training, a run that cannot learn or cannot fit: no update
+    within the budget, more envs or workers than the machine can step, replay or rollout storage larger than the
+    free RAM. Warn of a budget the last vector step overshoots and of an evaluation interval beyond the run."""
+    kind = get_agent_spec(settings.agent).agent_class.source_kind
+    total, num_envs = settings.total_steps, settings.num_envs
+    workers = getattr(config, "num_workers", 1)
+    cores = cpu_count()
+    if workers > WORKERS_PER_CORE * cores:
+        raise UserError(f"--num-workers {workers} is far above the {cores} cores of this machine (at most "
+                        f"{WORKERS_PER_CORE * cores}): use about one worker per core")
+    if num_envs * workers > ENVS_PER_CORE * cores:
+        raise UserError(f"--num-envs {num_envs}{f' x {workers} workers' if workers > 1 else ''} is far above what "
+                        f"{cores} cores can step (at most {ENVS_PER_CORE * cores} envs): use fewer --num-envs")
+    if kind == "replay" and config.learning_starts >= total:
+        raise UserError(f"--learning-starts {config.learning_starts} is not below --total-steps {total}: no update "
+                        "would ever happen; lower --learning-starts or raise --total-steps")
+    # What one turn of the source adds to the step count: the run ends at the first multiple of it past the total.
+    chunk = config.num_steps * num_envs if kind == "rollout" else num_envs
+    warnings = []
+    if kind == "rollout" and chunk > total:
+        warnings.append(f"a rollout (--num-steps {config.num_steps} x --num-envs {num_envs} = {chunk} steps) is longer "
+                        f"than --total-steps {total}: the run takes one rollout, {chunk} steps, and updates once")
+    elif total % chunk:
+        what = "rollouts" if kind == "rollout" else f"vector steps of {num_envs} envs"
+        warnings.append(f"--total-steps {total} is not a whole number of {what}: the run takes "
+                        f"{math.ceil(total / chunk) * chunk} steps")
+    if settings.eval_episodes > 0 and settings.eval_interval > total:
+        warnings.append(f"--eval-interval {settings.eval_interval} is beyond the run's {total} steps: only the final "
+                        "evaluation will run")
+    if is_main():
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    if memory:
+        check_memory(settings, config, kind)
+
+
+def check_memory(settings: AgentSettings, config: Any, kind: str) -> None:
+    """Refuse replay or rollout storage that cannot fit in the free RAM, estimated from the env's spaces before
+    anything is allocated."""
+    if kind == "async":
+        return  # each worker keeps a segment of num_steps rows: small
+    env = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
+    obs_space, action_space, family = env.single_observation_space, env.single_action_space, env.resolved.family
+    env.close()
+    obs_shape, obs_bytes = obs_space.shape, np.dtype(obs_space.dtype).itemsize
+    # as the agents store actions: float32 vectors, uint8 indices for up to 256 discrete actions
+    action_bytes = (4 * int(np.prod(action_space.shape)) if action_space.shape else
+                    1 if getattr(action_space, "n", 257) <= 256 else 8)
+    if kind == "replay":
+        frame_stack = obs_shape[0] if family == "atari" else 1  # Atari replay stores each stacked frame once
+        if config.buffer_size // settings.num_envs < frame_stack + getattr(config, "n_step", 1) + 1:
+            raise UserError(f"--buffer-size {config.buffer_size} is too small for {settings.num_envs} envs (each "
+                            "env keeps its own ring of buffer-size / num-envs slots): raise --buffer-size")
+        frame = obs_shape[1:] if frame_stack > 1 else obs_shape
+        heads = config.num_heads if getattr(config, "bootstrapped", False) else 0
+        tree = 32 if getattr(config, "prioritized", False) else 0  # the sum tree: two float64 nodes per slot, rounded up
+        # frame, action, reward (4 bytes), four flags, the bootstrap masks and the sum tree
+        row = int(np.prod(frame)) * obs_bytes + action_bytes + 4 + 4 + heads + tree
+        needed, flag = config.buffer_size * row, f"--buffer-size {config.buffer_size}"
+    else:
+        if pick_device(settings.device).type != "cpu":
+            return  # the rollout lives on the accelerator
+        row = int(np.prod(obs_shape)) * 4 + action_bytes + 12 * 4  # at most: float32 observations, 12 float columns
+        needed = config.num_steps * settings.num_envs * row
+        flag = f"a rollout of --num-steps {config.num_steps} x --num-envs {settings.num_envs}"
+    free = available_memory()
+    if free is not None and needed > free:
+        raise UserError(f"{flag} needs about {format_bytes(needed)} of memory but this machine has "
+                        f"{format_bytes(free)} available: make it smaller")
 
 
 def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky_actions: bool = False,
@@ -145,11 +227,20 @@ class AgentJob(Job):
             raise UserError("--stretch-schedules re-stretches a resumed run's schedules: use it with --resume")
         if args.agent is None or args.env is None:
             raise UserError("--agent and --env are required (or --resume RUN_DIR): e.g. --agent dqn --env CartPole")
+        # Given counts are checked before defaults fill the rest: 0 is refused, never read as "the default".
+        require_all((flag, value, bound) for flag, value, bound in (
+            ("--total-steps", args.total_steps, COUNT), ("--num-envs", args.num_envs, COUNT),
+            ("--seed", args.seed, NON_NEGATIVE), ("--eval-interval", args.eval_interval, NON_NEGATIVE),
+            ("--eval-episodes", args.eval_episodes, NON_NEGATIVE),
+            ("--checkpoint-interval", args.checkpoint_interval, NON_NEGATIVE),
+            ("--threads", args.threads, NON_NEGATIVE)) if value is not None)
+        pick_device(args.device or "auto")
+        check_run_dir(args.run_dir)
         defaults = get_agent_spec(args.agent).run_defaults(resolve_env(args.env).family)
-        total = args.total_steps or defaults.total_steps
-        return AgentSettings(
+        total = defaults.total_steps if args.total_steps is None else args.total_steps
+        settings = AgentSettings(
             agent=args.agent, env=args.env, total_steps=total, seed=1 if args.seed is None else args.seed,
-            num_envs=args.num_envs or defaults.num_envs, device=args.device or "auto",
+            num_envs=defaults.num_envs if args.num_envs is None else args.num_envs, device=args.device or "auto",
             sticky_actions=bool(args.sticky_actions),
             eval_interval=args.eval_interval if args.eval_interval is not None else max(total // 10, 1),
             eval_episodes=10 if args.eval_episodes is None else args.eval_episodes,
@@ -157,6 +248,10 @@ class AgentJob(Job):
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
         )
+        # --print-config allocates nothing, so it builds no env to size the storage either
+        check_run(settings, apply_flags(self.preset(dataclasses.asdict(settings)), args),
+                  memory=not getattr(args, "print_config", False))
+        return settings
 
     def resume(self, settings: AgentSettings, args: argparse.Namespace, steps_taken: int) -> None:
         if settings.total_steps < steps_taken:

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rlkit.config import NON_NEGATIVE, require_all
 from rlkit.distributed import launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job
 from rlkit.jobs.catalog import NETS, TASKS, get_net, get_task, nets_of
 from rlkit.loop import LoopConfig
+from rlkit.runtime import check_run_dir, pick_device
 
 
 @dataclass
@@ -80,6 +82,12 @@ class SupervisedJob(Job):
                             f"{', '.join(t for t, info in TASKS.items() if self.accepts(info))}")
         if args.net is None:
             raise UserError(f"--net is required with --task: one of {', '.join(nets_of(self.kind))}")
+        # 0 keeps its documented meaning (every epoch, once per epoch); a negative count is refused
+        require_all((flag, value, NON_NEGATIVE) for flag, value in (
+            ("--seed", args.seed), ("--max-steps", args.max_steps), ("--eval-interval", args.eval_interval),
+            ("--checkpoint-interval", args.checkpoint_interval), ("--threads", args.threads)) if value is not None)
+        pick_device(args.device or "auto")
+        check_run_dir(args.run_dir)
         return SupervisedSettings(
             task=args.task, net=args.net, data_dir=args.data_dir or default_data_dir(args.task),
             seed=1 if args.seed is None else args.seed, device=args.device or "auto", max_steps=args.max_steps or 0,
