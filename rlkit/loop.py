@@ -1,10 +1,16 @@
 """The one training loop: batches from a source, updates by a learner, and everything else done the same way for
-every job (step counting, progress bar, TensorBoard, evaluation, atomic checkpoints, resume)."""
+every job (step counting, progress bar, TensorBoard, evaluation, atomic checkpoints, resume, signals).
+
+SIGINT, SIGTERM and SIGHUP (Ctrl-C, ``docker stop``, cluster schedulers, ``timeout``) are deferred to the end of the
+iteration in progress: the loop then saves a checkpoint of that boundary state, says whether it did, and raises
+:class:`Interrupted`; a second signal leaves at once without saving."""
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,6 +24,18 @@ from tqdm import tqdm
 from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from rlkit.distributed import average_metrics, is_main
 from rlkit.sources import Source
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run stopped on a signal; ``saved`` tells whether a checkpoint of the stopping step was written.
+    A command line exits with ``exit_code`` (128 + the signal's number: 130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int, saved: bool, reported: bool = False):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.saved, self.reported = signum, saved, reported
+        self.exit_code = 128 + signum
 
 
 class Learner(Protocol):
@@ -70,7 +88,9 @@ class Loop:
         self.wall_time = 0.0  # seconds of training before this process (carried over on resume)
         self.writer: Any = None
         self._start: float | None = None
-        self._last_eval_step = self._last_save_step = -1
+        self._last_eval_step = -1
+        self._saved_step: int | None = None  # the step of the checkpoint on disk (None: none yet)
+        self._signal: int | None = None  # a stop signal received, acted on at the next iteration boundary
 
     # ------------------------------------------------------------------ state
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -88,14 +108,54 @@ class Loop:
         self.source.load_state_dict(checkpoint["source"])
         self.wall_time = checkpoint["loop"]["wall_time"]
         torch.set_rng_state(checkpoint["torch_rng"])
+        self._saved_step = checkpoint["loop"]["steps"]
 
-    def save(self) -> None:
-        if self.source.steps == self._last_save_step or not is_main():  # under torchrun the first process saves
-            return
-        self._last_save_step = self.source.steps
+    def save(self) -> bool:
+        """Checkpoint the current step (once); True when it is on disk. Under torchrun the first process saves."""
+        if not is_main() or self.source.steps == self._saved_step:
+            return True
         if self.save_extra is not None:
             self.save_extra(self.run_dir)
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload())
+        # Only now: an interrupted write must not count as saved (the stop would then skip it and claim it saved).
+        self._saved_step = self.source.steps
+        return True
+
+    def _kept(self) -> str:
+        """Where a resume would continue from, for messages."""
+        if self._saved_step is None:
+            return "no checkpoint was written"
+        return f"--resume {self.run_dir} continues from the checkpoint at step {self._saved_step}"
+
+    # ------------------------------------------------------------------ signals
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None:
+            raise Interrupted(signum, saved=False)  # a second signal: leave now
+        self._signal = signum
+
+    def _install_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}  # only the main thread may set handlers (signals are delivered there anyway)
+        previous = {}
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _stop(self, signum: int) -> None:
+        """At an iteration boundary after a signal: save, say so only if it was saved, and raise Interrupted."""
+        try:
+            saved, why = self.save(), ""
+        except Exception as error:  # noqa: BLE001 - reported on the line below; the run is stopping anyway
+            saved, why = False, _first_line(error)
+        if is_main():
+            name = signal.Signals(signum).name
+            if saved:
+                print(f"\ninterrupted ({name}) at step {self.source.steps}: checkpoint saved; continue with --resume "
+                      f"{self.run_dir}")
+            else:
+                print(f"\ninterrupted ({name}) at step {self.source.steps}: the checkpoint could not be saved ({why}); "
+                      f"{self._kept()}")
+        raise Interrupted(signum, saved, reported=True)
 
     # ------------------------------------------------------------------ running
     def _elapsed(self) -> float:
@@ -112,7 +172,8 @@ class Loop:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
 
     def run(self) -> None:
-        """Train to ``total_steps``; Ctrl-C saves a checkpoint before leaving."""
+        """Train to ``total_steps``. A stop signal ends the iteration in progress, saves and raises
+        :class:`Interrupted`."""
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.config
@@ -129,6 +190,8 @@ class Loop:
         next_ckpt = _next_multiple(self.source.steps, cfg.checkpoint_interval)
         bar = tqdm(total=cfg.total_steps, initial=start_steps, unit="step", disable=not (cfg.progress and main),
                    dynamic_ncols=True, smoothing=0.05)
+        self._signal = None
+        previous_handlers = self._install_handlers()
         try:
             while self.source.steps < cfg.total_steps:
                 before = self.source.steps
@@ -163,20 +226,30 @@ class Loop:
                 if step >= next_ckpt:
                     self.save()
                     next_ckpt = _next_multiple(step, cfg.checkpoint_interval)
-        except KeyboardInterrupt:
+                if self._signal is not None:  # the iteration is complete: a consistent state to save
+                    bar.close()
+                    self._stop(self._signal)
             bar.close()
             self.save()
-            self.writer.close()
+            self._evaluate(self.source.steps)
+        except Interrupted as stop:
+            bar.close()
+            if main and not stop.reported:  # a second signal: whatever was in progress (a save too) is abandoned
+                print(f"\ninterrupted again ({signal.Signals(stop.signum).name}) at step {self.source.steps}: "
+                      f"leaving without saving; {self._kept()}")
+            raise
+        except KeyboardInterrupt:
+            # Raised by code rather than by a signal this loop handles: the state may be mid-iteration, so it is
+            # not saved (a resume would skip or half-apply that update).
+            bar.close()
             if main:
-                print(f"\ninterrupted at step {self.source.steps}: checkpoint saved; continue with --resume "
-                      f"{self.run_dir}")
+                print(f"\ninterrupted at step {self.source.steps}: not saved mid-iteration; {self._kept()}")
             raise
         finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+            self.writer.close()  # flush TensorBoard however the run ends
             self.source.close()  # a source with worker processes stops them, whatever happened
-        bar.close()
-        self.save()
-        self._evaluate(self.source.steps)
-        self.writer.close()
 
 
 class _NoWriter:
@@ -190,6 +263,11 @@ class _NoWriter:
 
     def close(self) -> None:
         pass
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _next_multiple(step: int, interval: int) -> float:

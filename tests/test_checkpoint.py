@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 
 from rlkit.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.errors import UserError
-from rlkit.loop import Loop, LoopConfig
+from rlkit.loop import Interrupted, Loop, LoopConfig
 
 
 def test_round_trip_with_weights_only(tmp_path):
@@ -75,7 +78,7 @@ class CountingLearner:
 
 
 class CountingSource:
-    """One step per call; a batch every other step; raises KeyboardInterrupt at ``interrupt_at``."""
+    """One step per call; a batch every other step; sends itself SIGINT (Ctrl-C) at ``interrupt_at``."""
 
     recent_returns = ()
 
@@ -90,7 +93,7 @@ class CountingSource:
 
     def next(self):
         if self.steps == self.interrupt_at:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         self.steps += 1
         return self.steps if self.steps % 2 == 0 else None
 
@@ -127,8 +130,95 @@ def test_interrupt_saves_and_resume_continues(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         loop.run()
     data = load_checkpoint(tmp_path)
-    assert data["loop"]["steps"] == 45 and data["learner"]["updates"] == 22
+    assert data["loop"]["steps"] == 46 and data["learner"]["updates"] == 23  # the iteration under way finished
     resumed = make_loop(tmp_path, CountingSource(), checkpoint_interval=0)
     resumed.restore(data)
     resumed.run()
     assert resumed.source.steps == 100 and resumed.learner.updates == 50
+
+
+class SignallingLearner(CountingLearner):
+    """Sends itself ``signum`` in the middle of update number ``at`` (half its work done), like a Ctrl-C would."""
+
+    def __init__(self, at, signum=signal.SIGINT):
+        super().__init__()
+        self.at, self.signum = at, signum
+
+    def update(self, batch):
+        if self.updates + 1 == self.at:
+            os.kill(os.getpid(), self.signum)
+        return super().update(batch)
+
+
+def test_signal_mid_update_saves_the_iteration_boundary_and_resume_equals_the_whole_run(tmp_path, capsys):
+    """D19: Ctrl-C during an update finishes that iteration, then saves: steps and updates agree (the old code
+    saved the source's step with the update not applied), and the resumed run ends as the uninterrupted one."""
+    config = LoopConfig(total_steps=100, checkpoint_interval=0, log_interval=10, progress=False)
+    loop = Loop(SignallingLearner(at=20), CountingSource(), config, tmp_path, header={"kind": "test"})
+    with pytest.raises(Interrupted) as stop:
+        loop.run()
+    assert stop.value.saved and stop.value.exit_code == 130
+    data = load_checkpoint(tmp_path)
+    assert data["loop"]["steps"] == 40 and data["learner"]["updates"] == 20
+    assert "checkpoint saved; continue with --resume" in capsys.readouterr().out
+    resumed = make_loop(tmp_path, CountingSource(), checkpoint_interval=0)
+    resumed.restore(data)
+    resumed.run()
+    assert resumed.source.steps == 100 and resumed.learner.updates == 50
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the loop's handlers are removed
+
+
+def test_signal_during_a_checkpoint_write_keeps_that_checkpoint(tmp_path, capsys):
+    """D7: a signal while the checkpoint (here its replay file) is written lets the write finish, and "checkpoint
+    saved" names what is on disk (the old code aborted the write and still said it was saved)."""
+    extra_at = []
+
+    def save_extra(directory):
+        extra_at.append(loop.source.steps)
+        if loop.source.steps == 20:
+            os.kill(os.getpid(), signal.SIGINT)
+        (directory / "extra.bin").write_bytes(b"x")
+
+    config = LoopConfig(total_steps=100, checkpoint_interval=10, log_interval=10, progress=False)
+    loop = Loop(CountingLearner(), CountingSource(), config, tmp_path, header={"kind": "test"}, save_extra=save_extra)
+    with pytest.raises(Interrupted):
+        loop.run()
+    assert load_checkpoint(tmp_path)["loop"]["steps"] == 20 and extra_at == [10, 20]
+    assert "interrupted (SIGINT) at step 20: checkpoint saved" in capsys.readouterr().out
+
+
+def test_a_failed_save_on_interrupt_does_not_claim_it_saved(tmp_path, capsys, monkeypatch):
+    """D7: "checkpoint saved" only when it was; otherwise the line says from where a resume continues."""
+    config = LoopConfig(total_steps=100, checkpoint_interval=10, log_interval=10, progress=False)
+    loop = Loop(SignallingLearner(at=8), CountingSource(), config, tmp_path, header={"kind": "test"})
+    real_save = torch.save
+
+    def save(data, f, *args, **kwargs):
+        if data["loop"]["steps"] == 16:
+            raise OSError(28, "No space left on device")
+        real_save(data, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(Interrupted) as stop:
+        loop.run()
+    out = capsys.readouterr().out
+    assert not stop.value.saved and "checkpoint saved" not in out
+    assert "could not be saved" in out and "continues from the checkpoint at step 10" in out
+    assert load_checkpoint(tmp_path)["loop"]["steps"] == 10
+
+
+def test_a_second_signal_leaves_at_once(tmp_path, capsys):
+    """A second signal during the stop's save abandons it: the previous checkpoint stays, no temporary file."""
+    def save_extra(directory):
+        if loop.source.steps == 16:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    config = LoopConfig(total_steps=100, checkpoint_interval=10, log_interval=10, progress=False)
+    loop = Loop(SignallingLearner(at=8, signum=signal.SIGTERM), CountingSource(), config, tmp_path,
+                header={"kind": "test"}, save_extra=save_extra)
+    with pytest.raises(Interrupted) as stop:
+        loop.run()
+    assert not stop.value.saved and stop.value.exit_code == 143
+    assert "leaving without saving" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path)["loop"]["steps"] == 10
+    assert not [p.name for p in tmp_path.iterdir() if "tmp" in p.name or p.name.startswith(".")]

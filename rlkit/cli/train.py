@@ -22,6 +22,7 @@ from rlkit.distributed import is_main, shutdown
 from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import Job, job_of, read_checkpoint, select_job
 from rlkit.jobs.base import add_run_flags, new_run_dir
+from rlkit.loop import Interrupted
 
 SELECTORS = ("agent", "env", "task", "net")
 ALWAYS_OVERRIDABLE = ("resume", "device", "no_progress", "print_config")
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
     try:
         loop.run()
+    except Interrupted as stop:
+        sys.exit(stop.exit_code)  # 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP: what shells and schedulers expect
     except KeyboardInterrupt:
         sys.exit(130)
     shutdown()
