@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from rlkit.distributed import average_metrics, is_main
+from rlkit.errors import UserError
 from rlkit.sources import Source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -36,6 +37,15 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum, self.saved, self.reported = signum, saved, reported
         self.exit_code = 128 + signum
+
+
+UNDEFINED_OK = frozenset({"losses/explained_variance"})
+"""Metrics under ``losses/`` that are NaN by definition in some batches (a rollout of constant returns), not
+because training diverged."""
+
+
+class Diverged(UserError):
+    """A loss, gradient norm or parameter became NaN or infinite: the run stops and the last good checkpoint stays."""
 
 
 class Learner(Protocol):
@@ -111,15 +121,29 @@ class Loop:
         self._saved_step = checkpoint["loop"]["steps"]
 
     def save(self) -> bool:
-        """Checkpoint the current step (once); True when it is on disk. Under torchrun the first process saves."""
+        """Checkpoint the current step (once); True when it is on disk. Under torchrun the first process saves.
+
+        Raises:
+            Diverged: the learner's state holds NaN or infinity; the checkpoint on disk is left as it was.
+        """
         if not is_main() or self.source.steps == self._saved_step:
             return True
+        payload = self.checkpoint_payload()
+        bad = _first_non_finite(payload["learner"], "learner")
+        if bad is not None:
+            raise self._diverged(bad)
         if self.save_extra is not None:
             self.save_extra(self.run_dir)
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload())
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
         # Only now: an interrupted write must not count as saved (the stop would then skip it and claim it saved).
         self._saved_step = self.source.steps
         return True
+
+    def _diverged(self, what: str) -> Diverged:
+        kept = ("no checkpoint was written" if self._saved_step is None else
+                f"the checkpoint at step {self._saved_step} in {self.run_dir} is kept")
+        return Diverged(f"training diverged at step {self.source.steps}: {what}; {kept}: lower the learning rate or "
+                        "check the inputs")
 
     def _kept(self) -> str:
         """Where a resume would continue from, for messages."""
@@ -198,6 +222,8 @@ class Loop:
                 batch = self.source.next()
                 if batch is not None:
                     for tag, value in self.learner.update(batch).items():
+                        if not math.isfinite(value) and tag.startswith("losses/") and tag not in UNDEFINED_OK:
+                            raise self._diverged(f"{tag} is {value}")
                         sums[tag] += value
                         counts[tag] += 1
                 step = self.source.steps
@@ -263,6 +289,29 @@ class _NoWriter:
 
     def close(self) -> None:
         pass
+
+
+def _first_non_finite(state: Any, name: str) -> str | None:
+    """``"NAME.key... holds nan"`` for the first floating tensor of ``state`` (nested dicts and lists: network
+    and optimizer states) with a NaN or infinity, else None."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            finite = torch.isfinite(state)
+            if not bool(finite.all()):
+                value = state[~finite].flatten()[0].item()
+                return f"{name} holds {value}"
+        return None
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return None  # plain numbers may be sentinels (a best score of -inf): only tensors are weights
+    for key, value in items:
+        found = _first_non_finite(value, f"{name}.{key}")
+        if found is not None:
+            return found
+    return None
 
 
 def _first_line(error: BaseException) -> str:

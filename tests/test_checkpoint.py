@@ -222,3 +222,48 @@ def test_a_second_signal_leaves_at_once(tmp_path, capsys):
     assert "leaving without saving" in capsys.readouterr().out
     assert load_checkpoint(tmp_path)["loop"]["steps"] == 10
     assert not [p.name for p in tmp_path.iterdir() if "tmp" in p.name or p.name.startswith(".")]
+
+
+class DivergingLearner(CountingLearner):
+    """A weight that becomes ``value`` at update ``at``; its loss reports the weight when ``in_loss``."""
+
+    def __init__(self, at, value=float("nan"), in_loss=True):
+        super().__init__()
+        self.at, self.value, self.in_loss = at, value, in_loss
+        self.weight = torch.ones(3)
+
+    def update(self, batch):
+        super().update(batch)
+        if self.updates == self.at:
+            self.weight[1] = self.value
+        loss = float(self.weight.sum()) if self.in_loss else 1.0
+        return {"losses/loss": loss, "losses/explained_variance": float("nan")}  # the latter NaN by definition
+
+    def state_dict(self):
+        return {"updates": self.updates, "net": {"weight": self.weight.clone()}}
+
+    def load_state_dict(self, state):
+        self.updates, self.weight = state["updates"], state["net"]["weight"].clone()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, value):
+    """D2: a NaN or infinite loss stops the run with one line naming the step and the metric; the checkpoint
+    before it stays (the old code trained on and overwrote it with NaN weights)."""
+    config = LoopConfig(total_steps=100, checkpoint_interval=10, log_interval=10, progress=False)
+    loop = Loop(DivergingLearner(at=13, value=value), CountingSource(), config, tmp_path, header={"kind": "test"})
+    with pytest.raises(UserError, match=r"diverged at step 26: losses/loss is (nan|inf);.* step 20") as error:
+        loop.run()
+    assert "\n" not in str(error.value)
+    data = load_checkpoint(tmp_path)
+    assert data["loop"]["steps"] == 20 and torch.isfinite(data["learner"]["net"]["weight"]).all()
+
+
+def test_a_non_finite_weight_is_never_written_over_the_last_good_checkpoint(tmp_path):
+    """D2: a weight gone NaN while the losses look finite is caught when saving: the old checkpoint stays."""
+    config = LoopConfig(total_steps=100, checkpoint_interval=10, log_interval=10, progress=False)
+    loop = Loop(DivergingLearner(at=13, in_loss=False), CountingSource(), config, tmp_path, header={"kind": "test"})
+    with pytest.raises(UserError, match=r"diverged at step 30: learner.net.weight holds nan;.* step 20"):
+        loop.run()
+    data = load_checkpoint(tmp_path)
+    assert data["loop"]["steps"] == 20 and torch.isfinite(data["learner"]["net"]["weight"]).all()
