@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,28 @@ VERSION = 2
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+def temporary_path(path: str | Path) -> Path:
+    """Where :func:`save_checkpoint` writes before renaming: one fixed name, so a killed write leaves at most one
+    file behind (overwritten by the next save, removed when a run starts) instead of piling up."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` so that a crash leaves either the old file or the new one, never half."""
+    """Write ``payload`` to ``path`` so that a crash leaves either the old file or the new one, never half.
+    The file gets the usual mode (0644 under the common umask), like the run's other files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

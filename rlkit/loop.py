@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import signal
 import threading
 import time
@@ -21,12 +23,14 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
-from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint, temporary_path
 from rlkit.distributed import average_metrics, is_main
 from rlkit.errors import UserError
 from rlkit.sources import Source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STAGING_DIR = ".saving"
+"""Inside the run directory: where ``save_extra`` writes (a replay file) before it is moved beside the checkpoint."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -46,6 +50,10 @@ because training diverged."""
 
 class Diverged(UserError):
     """A loss, gradient norm or parameter became NaN or infinite: the run stops and the last good checkpoint stays."""
+
+
+class CheckpointError(UserError):
+    """The checkpoint could not be written (a full disk, a read-only directory); the previous one is intact."""
 
 
 class Learner(Protocol):
@@ -132,9 +140,25 @@ class Loop:
         bad = _first_non_finite(payload["learner"], "learner")
         if bad is not None:
             raise self._diverged(bad)
-        if self.save_extra is not None:
-            self.save_extra(self.run_dir)
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+        # The extra files (replay) are written first, into a staging folder, and moved beside the checkpoint only
+        # after it is committed: a kill at any moment leaves them as old as the checkpoint or older, never newer.
+        stage = self.run_dir / STAGING_DIR
+        try:
+            if self.save_extra is not None:
+                shutil.rmtree(stage, ignore_errors=True)
+                stage.mkdir(parents=True)
+                self.save_extra(stage)
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+            if self.save_extra is not None:
+                for file in sorted(stage.iterdir()):
+                    os.replace(file, self.run_dir / file.name)
+        except (OSError, RuntimeError) as error:  # torch's zip writer reports a full disk as a RuntimeError
+            kept = ("no checkpoint was written yet" if self._saved_step is None else
+                    f"the checkpoint at step {self._saved_step} is intact")
+            raise CheckpointError(f"could not write a checkpoint in {self.run_dir} ({_first_line(error)}): free disk "
+                                  f"space or pick another --run-dir; {kept}") from None
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
         # Only now: an interrupted write must not count as saved (the stop would then skip it and claim it saved).
         self._saved_step = self.source.steps
         return True
@@ -204,6 +228,7 @@ class Loop:
         main = is_main()
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(self.run_dir)
         self.writer = SummaryWriter(str(self.run_dir)) if main else _NoWriter()
         self._start = time.perf_counter()
         sums: dict[str, float] = defaultdict(float)
@@ -289,6 +314,15 @@ class _NoWriter:
 
     def close(self) -> None:
         pass
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Delete what a killed save left in ``run_dir`` (its process owns the directory: see :mod:`rlkit.runlock`):
+    the staging folder and the temporary files, including the randomly named ones of rlkit before 2026-12."""
+    shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
+    for leftover in [temporary_path(run_dir / CHECKPOINT_NAME), *run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"),
+                     *run_dir.glob("*.tmp.npz")]:
+        leftover.unlink(missing_ok=True)
 
 
 def _first_non_finite(state: Any, name: str) -> str | None:

@@ -267,3 +267,85 @@ def test_a_non_finite_weight_is_never_written_over_the_last_good_checkpoint(tmp_
         loop.run()
     data = load_checkpoint(tmp_path)
     assert data["loop"]["steps"] == 20 and torch.isfinite(data["learner"]["net"]["weight"]).all()
+
+
+def test_checkpoint_file_mode_is_like_the_other_files(tmp_path):
+    """D22: checkpoint.pt gets the umask's usual mode (0644), not mkstemp's 0600."""
+    save_checkpoint(tmp_path / "checkpoint.pt", {})
+    (tmp_path / "other.json").write_text("{}")
+    assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == (tmp_path / "other.json").stat().st_mode & 0o777
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL at the moment it is raised: nothing after it runs."""
+
+
+def test_replay_is_committed_after_the_checkpoint_so_never_newer(tmp_path, monkeypatch):
+    """D18: a kill between writing replay and writing the checkpoint leaves replay as old as the checkpoint (the
+    old code wrote replay.npz first, so it was 10 steps ahead of checkpoint.pt)."""
+    import rlkit.loop
+
+    def save_extra(directory):
+        (directory / "replay.npz").write_text(str(loop.source.steps))
+
+    config = LoopConfig(total_steps=100, checkpoint_interval=10, log_interval=10, progress=False)
+    loop = Loop(CountingLearner(), CountingSource(), config, tmp_path, header={"kind": "test"}, save_extra=save_extra)
+    real = rlkit.loop.save_checkpoint
+
+    def save_then_die(path, payload):
+        if payload["loop"]["steps"] == 20:
+            raise Killed
+        real(path, payload)
+
+    monkeypatch.setattr(rlkit.loop, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        loop.run()
+    assert load_checkpoint(tmp_path)["loop"]["steps"] == 10 and (tmp_path / "replay.npz").read_text() == "10"
+
+
+def test_leftovers_of_a_killed_save_are_removed_when_a_run_starts(tmp_path):
+    """D18: the temporary files a kill leaves have fixed names (one of each at most) and the next run in the
+    directory removes them, including the randomly named ones older versions left to pile up."""
+    leftovers = [".checkpoint.pt.tmp", ".checkpoint.pt.x1y2z3.tmp", "replay.npz.tmp.npz", ".saving/replay.npz"]
+    for name in leftovers:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"half")
+    make_loop(tmp_path, CountingSource(), total=4).run()
+    assert not [p.name for p in tmp_path.iterdir() if "tmp" in p.name or p.name.startswith(".")]
+
+
+def test_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """D14: a full disk while saving (replay or checkpoint) is one line naming the fix; the old checkpoint and
+    replay stay and no temporary file is left (the old code left replay.npz.tmp.npz and a traceback)."""
+    import numpy as np
+
+    from rlkit.buffers.replay import ReplayBuffer
+
+    buffer = ReplayBuffer(16, (3,), np.float32, num_envs=1, seed=0)
+    for t in range(4):
+        buffer.add(np.full((1, 3), t, np.float32), np.zeros(1, np.int64), np.ones(1), np.zeros(1, bool),
+                   np.zeros(1, bool), np.full((1, 3), t + 1, np.float32))
+    config = LoopConfig(total_steps=100, checkpoint_interval=10, log_interval=10, progress=False)
+    loop = Loop(CountingLearner(), CountingSource(), config, tmp_path, header={"kind": "test"},
+                save_extra=lambda directory: buffer.save(str(directory / "replay.npz")))
+    real_savez = np.savez
+
+    def savez(file, **arrays):
+        if loop.source.steps == 20:
+            file.write(b"partial")
+            raise OSError(28, "No space left on device")
+        real_savez(file, **arrays)
+
+    monkeypatch.setattr(np, "savez", savez)
+    with pytest.raises(UserError, match=r"could not write a checkpoint in .*No space left on device.*free disk "
+                                        r"space.*step 10 is intact") as error:
+        loop.run()
+    assert "\n" not in str(error.value)
+    assert load_checkpoint(tmp_path)["loop"]["steps"] == 10
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("events")) == ["checkpoint.pt",
+                                                                                            "replay.npz"]
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    with pytest.raises(OSError):
+        buffer.save(str(direct / "replay.npz"))  # the buffer's own save cleans up too
+    assert list(direct.iterdir()) == []
