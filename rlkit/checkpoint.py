@@ -50,6 +50,20 @@ def checkpoint_path(path: str | Path) -> Path:
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
 
+def _check_crc(file: Path) -> None:
+    """torch.load does not verify the zip's CRC-32s, so flipped bytes in a tensor would load as other numbers."""
+    if not zipfile.is_zipfile(file):
+        return  # not a zip (a text file, a truncated one): torch.load's own error says so
+    try:
+        with zipfile.ZipFile(file) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+        damaged = f"({type(error).__name__})"
+    if damaged is not None:
+        raise UserError(f"{file} is corrupt (checksum mismatch in {damaged}): use an intact copy or re-run training "
+                        "(train.py --resume resumes from the last good checkpoint)")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read an rlkit checkpoint safely (``weights_only=True``: no code in the file runs).
 
@@ -60,6 +74,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not file.exists():
         where = f"no {CHECKPOINT_NAME} in directory {path}" if Path(path).is_dir() else f"no checkpoint file {file}"
         raise UserError(f"{where}: pass a run directory written by train.py or its {CHECKPOINT_NAME}")
+    _check_crc(file)
     try:
         data = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

@@ -349,3 +349,16 @@ def test_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatc
     with pytest.raises(OSError):
         buffer.save(str(direct / "replay.npz"))  # the buffer's own save cleans up too
     assert list(direct.iterdir()) == []
+
+
+def test_flipped_bytes_are_refused_by_the_zip_checksum(tmp_path):
+    """D15: bytes flipped inside a tensor's data are a one-line error (torch.load alone accepted them)."""
+    save_checkpoint(tmp_path / "c.pt", {"w": torch.arange(4096.0)})
+    raw = bytearray((tmp_path / "c.pt").read_bytes())
+    middle = len(raw) // 2
+    for i in range(middle, middle + 64):
+        raw[i] ^= 0xFF
+    (tmp_path / "c.pt").write_bytes(raw)
+    with pytest.raises(UserError, match=r"corrupt \(checksum mismatch in .*data/0\)") as error:
+        load_checkpoint(tmp_path / "c.pt")
+    assert "\n" not in str(error.value)
