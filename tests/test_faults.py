@@ -4,10 +4,20 @@ directory, damaged files. Each test names the defect of issue 17 it covers (D1..
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from rlkit.agents import get_agent_spec
+from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import make_env
+from rlkit.errors import UserError
 from rlkit.sources import make_rl_source
+
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def dqn_source(**changes):
@@ -40,3 +50,39 @@ def test_resume_without_replay_refills_before_sampling():
             batches.append(batch)
     assert resumed.buffer.added >= 64  # refilled to learning_starts before the first sample
     resumed.close()
+
+
+CARTPOLE = ["--agent", "dqn", "--env", "CartPole", "--hidden", "8", "--learning-starts", "100", "--eval-episodes", "0",
+            "--no-progress"]
+
+
+def test_a_second_training_on_a_run_directory_is_refused(tmp_path, capsys):
+    """D10: while one process owns a run directory, a second training there (new or resumed) is one line; the old
+    code let both write one directory (checkpoints lost, eval.jsonl interleaved)."""
+    from rlkit.cli import train
+    from rlkit.runlock import RunLock
+
+    run = tmp_path / "run"
+    with RunLock(run):
+        with pytest.raises(UserError, match=r"in use by another training \(pid \d+ on .*\): wait for it to end or "
+                                            r"pick another --run-dir") as error:
+            train.main([*CARTPOLE, "--total-steps", "200", "--run-dir", str(run)])
+        assert "\n" not in str(error.value)
+    assert not (run / "lock").exists()  # released: nothing left behind
+
+
+def test_a_stale_lock_of_a_killed_training_is_taken_over(tmp_path):
+    """D10: a lock left by a process killed with SIGKILL does not block the directory: the next training takes it
+    over, and releases it when it ends."""
+    from rlkit.cli import train
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rlkit.runlock import RunLock; "
+                               f"lock = RunLock({str(run)!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    assert (run / "lock").exists()
+    train.main([*CARTPOLE, "--total-steps", "200", "--run-dir", str(run)])
+    assert load_checkpoint(run)["loop"]["steps"] == 200 and not (run / "lock").exists()

@@ -23,6 +23,7 @@ from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import Job, job_of, read_checkpoint, select_job
 from rlkit.jobs.base import add_run_flags, new_run_dir
 from rlkit.loop import Interrupted
+from rlkit.runlock import RunLock
 
 SELECTORS = ("agent", "env", "task", "net")
 ALWAYS_OVERRIDABLE = ("resume", "device", "no_progress", "print_config")
@@ -106,6 +107,18 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"job": job.kind, "settings": dataclasses.asdict(settings),
                           "config": config_to_dict(config)}, indent=2))
         return
+    lock = RunLock(run_dir) if is_main() else None  # one training per run directory (the first process holds it)
+    try:
+        if checkpoint is None:
+            new_run_dir(run_dir, job.run_name(settings))  # again, now that no one else can be starting it
+        train(job, settings, config, run_dir, checkpoint)
+    finally:
+        if lock is not None:
+            lock.release()
+    shutdown()
+
+
+def train(job: Job, settings: Any, config: Any, run_dir: Path, checkpoint: dict[str, Any] | None) -> None:
     if checkpoint is not None and is_main():
         print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
     loop = job.build(settings, config, run_dir, resume=checkpoint)
@@ -118,4 +131,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(stop.exit_code)  # 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP: what shells and schedulers expect
     except KeyboardInterrupt:
         sys.exit(130)
-    shutdown()
