@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rlkit.agents import get_agent_spec
 from rlkit.checkpoint import load_checkpoint
@@ -86,3 +88,78 @@ def test_a_stale_lock_of_a_killed_training_is_taken_over(tmp_path):
     assert (run / "lock").exists()
     train.main([*CARTPOLE, "--total-steps", "200", "--run-dir", str(run)])
     assert load_checkpoint(run)["loop"]["steps"] == 200 and not (run / "lock").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- signals
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    from rlkit.data import make_tiny_dataset
+
+    return make_tiny_dataset("mnist", tmp_path_factory.mktemp("mnist"), train=256, test=64, seed=0)
+
+
+def numpy_mlp(mnist_dir, run_dir):
+    return ["--task", "mnist", "--net", "numpy-mlp", "--data-dir", str(mnist_dir), "--max-steps", "24",
+            "--batch-size", "16", "--checkpoint-interval", "8", "--run-dir", str(run_dir), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def whole_run(mnist_dir, tmp_path_factory):
+    from rlkit.cli import train
+
+    run = tmp_path_factory.mktemp("whole")
+    train.main(numpy_mlp(mnist_dir, run))
+    return load_checkpoint(run)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+@pytest.mark.parametrize("moment", ["update", "write"])
+def test_a_signal_saves_an_iteration_boundary_and_the_resumed_run_equals_the_whole_one(
+        mnist_dir, whole_run, tmp_path, monkeypatch, capsys, signum, moment):
+    """D5, D7, D19: SIGTERM, SIGINT or SIGHUP in the middle of an update (the learner's counter advanced, its
+    weights not yet) or of a checkpoint write lets that finish, saves the boundary state, prints the resume command
+    and exits 128 + the signal; resuming gives exactly the weights of the uninterrupted run (the old code saved
+    the torn update, or died on SIGTERM without saving)."""
+    import rlkit.checkpoint
+    from rlkit.cli import train
+    from rlkit.supervised.numpy_nn import NumpyClassifier
+
+    if moment == "update":
+        real_update = NumpyClassifier.update
+        calls = []
+
+        def update(self, batch):
+            calls.append(1)
+            if len(calls) == 11:
+                os.kill(os.getpid(), signum)
+            return real_update(self, batch)
+
+        monkeypatch.setattr(NumpyClassifier, "update", update)
+    else:
+        real_save = torch.save
+
+        def save(data, f, *args, **kwargs):
+            if data["loop"]["steps"] == 16:
+                os.kill(os.getpid(), signum)
+            real_save(data, f, *args, **kwargs)
+
+        monkeypatch.setattr(rlkit.checkpoint.torch, "save", save)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        train.main(numpy_mlp(mnist_dir, run))
+    assert stop.value.code == 128 + signum
+    monkeypatch.undo()
+    saved = load_checkpoint(run)
+    assert saved["loop"]["steps"] == saved["learner"]["updates"] == (11 if moment == "update" else 16)
+    assert f"checkpoint saved; continue with --resume {run}" in capsys.readouterr().out
+    train.main(["--resume", str(run), "--no-progress"])
+    resumed = load_checkpoint(run)
+    assert resumed["loop"]["steps"] == whole_run["loop"]["steps"] == 24
+    expected = whole_run["learner"]["classifier"]
+
+    def same(a, b):
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+    assert same(resumed["learner"]["classifier"], expected)
