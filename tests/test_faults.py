@@ -4,6 +4,7 @@ directory, damaged files. Each test names the defect of issue 17 it covers (D1..
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -163,3 +164,135 @@ def test_a_signal_saves_an_iteration_boundary_and_the_resumed_run_equals_the_who
         return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
     assert same(resumed["learner"]["classifier"], expected)
+
+
+# ---------------------------------------------------------------------------------------------------- SIGKILL
+KILLS = 20
+FAULT_TOTAL = 3000
+FAULT_RUN = ["--agent", "dqn", "--env", "CartPole", "--hidden", "8", "--total-steps", str(FAULT_TOTAL),
+             "--learning-starts", "100", "--train-frequency", "16", "--gradient-steps", "4", "--buffer-size", "4000",
+             "--checkpoint-interval", "150", "--eval-episodes", "0", "--save-buffer", "--no-progress"]
+MAY_BE_LEFT = {".checkpoint.pt.tmp", ".saving"}
+"""What a kill may leave: one file and one folder of fixed names (removed by the next run), never a pile."""
+RUN_FILES = {"checkpoint.pt", "replay.npz", "config.json", "lock"}
+
+
+def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
+    """D14, D18 and the fault-injection suite: a DQN run with --save-buffer is killed with SIGKILL 20 times at
+    random moments, a third of them inside a checkpoint write (slowed down to be hit). After each kill the directory
+    holds a loadable checkpoint (once one was written), replay no newer than it, and only fixed-name leftovers; the
+    next start resumes it, and the last reaches the total with nothing left over."""
+    out = subprocess.run([sys.executable, __file__, str(tmp_path)], capture_output=True, text=True, timeout=240,
+                         env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["killed"] == KILLS and report["final_steps"] == FAULT_TOTAL
+    assert report["checkpoints_loadable"] == report["checkpoints_seen"] >= KILLS // 2
+
+
+def _drive(root: Path) -> None:
+    """Runs in its own process (imports once, then forks each training so 20 of them fit in seconds)."""
+    import random
+    import time
+
+    import numpy as np
+
+    import torch.utils.tensorboard  # noqa: F401 - imported once here rather than in each child
+
+    from rlkit.cli import train
+    from rlkit.errors import run_command
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: seconds
+    run, markers = root / "run", root / "markers"
+    markers.mkdir()
+    rng = random.Random(17)
+
+    def child(argv: list[str], slow: bool) -> None:
+        log = os.open(root / "children.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        if slow:  # widen the windows inside a checkpoint write (after the data, before each rename) to hit them
+            real_fsync, real_replace = os.fsync, os.replace
+
+            def fsync(fd):
+                (markers / str(os.getpid())).touch()
+                time.sleep(0.1)
+                real_fsync(fd)
+
+            def replace(a, b):
+                time.sleep(0.03)
+                real_replace(a, b)
+
+            os.fsync, os.replace = fsync, replace
+        code = 0
+        try:
+            run_command(lambda: train.main(argv))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+
+    def argv() -> list[str]:
+        return ["--resume", str(run), "--no-progress"] if (run / "checkpoint.pt").exists() else \
+            [*FAULT_RUN, "--run-dir", str(run)]
+
+    def check(after: str) -> bool:
+        names = {p.name for p in run.iterdir()} if run.exists() else set()
+        odd = {n for n in names - RUN_FILES - MAY_BE_LEFT if not n.startswith("events.out.tfevents")}
+        assert not odd, f"{after}: unexpected files {odd}"
+        counts["leftovers"] += bool(names & MAY_BE_LEFT)
+        if "checkpoint.pt" not in names:
+            assert "replay.npz" not in names, f"{after}: replay without a checkpoint"
+            return False
+        checkpoint = load_checkpoint(run)  # raises if it is not loadable
+        if "replay.npz" in names:
+            with np.load(run / "replay.npz") as replay:
+                added = int(replay["scalars"][1])
+            assert added <= checkpoint["source"]["steps"], f"{after}: replay ({added}) newer than the checkpoint"
+            assert (run / "replay.npz").stat().st_mtime_ns <= (run / "checkpoint.pt").stat().st_mtime_ns, after
+        return True
+
+    counts = {"leftovers": 0}
+    killed = seen = loadable = in_write = 0
+    for i in range(KILLS):
+        during_write = i % 3 == 0
+        for marker in markers.iterdir():
+            marker.unlink()
+        pid = os.fork()
+        if pid == 0:
+            child(argv(), slow=True)
+        if during_write:
+            deadline = time.monotonic() + 20
+            while not any(markers.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.12))
+        else:
+            time.sleep(rng.uniform(0.05, 0.8))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0, (root / "children.log").read_text()[-3000:]
+        killed += 1
+        in_write += during_write
+        if check(f"after kill {i + 1}"):
+            seen += 1
+            loadable += 1
+    pid = os.fork()
+    if pid == 0:
+        child(argv(), slow=False)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (root / "children.log").read_text()[-3000:]
+    check("after the last resume")
+    names = {p.name for p in run.iterdir()}
+    assert not names & MAY_BE_LEFT and "lock" not in names, names
+    final = load_checkpoint(run)["loop"]["steps"]
+    print(json.dumps({"killed": killed, "killed_in_write": in_write, "checkpoints_seen": seen,
+                      "checkpoints_loadable": loadable, "kills_leaving_temporary_files": counts["leftovers"],
+                      "final_steps": final}))
+
+
+if __name__ == "__main__":
+    _drive(Path(sys.argv[1]))
