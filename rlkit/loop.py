@@ -240,10 +240,12 @@ class Loop:
         bar = tqdm(total=cfg.total_steps, initial=start_steps, unit="step", disable=not (cfg.progress and main),
                    dynamic_ncols=True, smoothing=0.05)
         self._signal = None
+        in_update = False
         previous_handlers = self._install_handlers()
         try:
             while self.source.steps < cfg.total_steps:
                 before = self.source.steps
+                in_update = True
                 batch = self.source.next()
                 if batch is not None:
                     for tag, value in self.learner.update(batch).items():
@@ -251,6 +253,7 @@ class Loop:
                             raise self._diverged(f"{tag} is {value}")
                         sums[tag] += value
                         counts[tag] += 1
+                in_update = False
                 step = self.source.steps
                 bar.update(step - before)
                 for finished_step, episode_return, length in self.source.pop_finished():
@@ -290,12 +293,16 @@ class Loop:
                       f"leaving without saving; {self._kept()}")
             raise
         except KeyboardInterrupt:
-            # Raised by code rather than by a signal this loop handles: the state may be mid-iteration, so it is
-            # not saved (a resume would skip or half-apply that update).
+            # Raised by code, not by a signal this loop defers (no handler outside the main thread): saved only
+            # between a batch's update and the next batch, since mid-update a resume would skip or half-apply it.
             bar.close()
-            if main:
-                print(f"\ninterrupted at step {self.source.steps}: not saved mid-iteration; {self._kept()}")
-            raise
+            if in_update:
+                if main:
+                    print(f"\ninterrupted at step {self.source.steps} in the middle of an update: not saved; "
+                          f"{self._kept()}")
+                raise
+            self._signal = signal.SIGINT
+            self._stop(signal.SIGINT)
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
