@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint, temporary_path
-from rlkit.distributed import average_metrics, is_main
+from rlkit.distributed import average_metrics, is_main, world
 from rlkit.errors import UserError
 from rlkit.sources import Source
 
@@ -195,6 +196,8 @@ class Loop:
             saved, why = self.save(), ""
         except Exception as error:  # noqa: BLE001 - reported on the line below; the run is stopping anyway
             saved, why = False, _first_line(error)
+        if world()[1] > 1:
+            dist.barrier()  # no process leaves (torchrun would then end the others) before the checkpoint is written
         if is_main():
             name = signal.Signals(signum).name
             if saved:
@@ -241,6 +244,7 @@ class Loop:
                    dynamic_ncols=True, smoothing=0.05)
         self._signal = None
         in_update = False
+        distributed = world()[1] > 1
         previous_handlers = self._install_handlers()
         try:
             while self.source.steps < cfg.total_steps:
@@ -280,9 +284,13 @@ class Loop:
                 if step >= next_ckpt:
                     self.save()
                     next_ckpt = _next_multiple(step, cfg.checkpoint_interval)
-                if self._signal is not None:  # the iteration is complete: a consistent state to save
+                # The iteration is complete: a consistent state to save. Under torchrun every process stops at the
+                # same iteration (the signal reaches them at different moments; a process left behind would hang in
+                # its next collective).
+                stop = _max_over_processes(self._signal or 0) if distributed else self._signal
+                if stop:
                     bar.close()
-                    self._stop(self._signal)
+                    self._stop(stop)
             bar.close()
             self.save()
             self._evaluate(self.source.steps)
@@ -353,6 +361,14 @@ def _first_non_finite(state: Any, name: str) -> str | None:
         if found is not None:
             return found
     return None
+
+
+def _max_over_processes(value: int) -> int:
+    flag = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
 
 
 def _first_line(error: BaseException) -> str:

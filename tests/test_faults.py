@@ -296,3 +296,87 @@ def _drive(root: Path) -> None:
 
 if __name__ == "__main__":
     _drive(Path(sys.argv[1]))
+
+
+# ---------------------------------------------------------------------------------------------------- torchrun
+class _Steps:
+    recent_returns = ()
+
+    def __init__(self):
+        self.steps = 0
+
+    def next(self):
+        self.steps += 1
+        return self.steps
+
+    def pop_finished(self):
+        return []
+
+    def reset(self, seed=None):
+        pass
+
+    def close(self):
+        pass
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+class _SignalledOnOneRank:
+    """Only the second process gets SIGTERM, during its fifth update."""
+
+    def __init__(self, rank):
+        self.rank, self.updates = rank, 0
+
+    def update(self, batch):
+        self.updates += 1
+        if self.rank == 1 and self.updates == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    def state_dict(self):
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.updates = state["updates"]
+
+
+def _rank_process(rank: int, port: int, tmp: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from rlkit.distributed import exit_without_teardown, init_distributed, shutdown
+    from rlkit.loop import Interrupted, Loop, LoopConfig
+
+    init_distributed(torch.device("cpu"))
+    try:
+        loop = Loop(_SignalledOnOneRank(rank), _Steps(), LoopConfig(total_steps=40, progress=False),
+                    Path(tmp) / "run", header={"kind": "test"})
+        try:
+            loop.run()
+            outcome = [0, loop.source.steps]
+        except Interrupted as stop:
+            outcome = [stop.exit_code, loop.source.steps]
+        (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(outcome))
+    finally:
+        shutdown()
+    exit_without_teardown()
+
+
+def test_under_torchrun_a_signal_to_one_process_stops_every_process_at_the_same_step(tmp_path):
+    """Build item 1: a signal reaching one process first stops all of them at the same iteration, after the first
+    one saved (the old code let that one die while the others ran on, or hung in their next collective)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_rank_process, args=(port, str(tmp_path)), nprocs=2, join=True)
+    outcomes = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert outcomes == [[143, 5], [143, 5]]
+    assert load_checkpoint(tmp_path / "run")["loop"]["steps"] == 5
