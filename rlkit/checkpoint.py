@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,28 @@ VERSION = 2
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+def temporary_path(path: str | Path) -> Path:
+    """Where :func:`save_checkpoint` writes before renaming: one fixed name, so a killed write leaves at most one
+    file behind (overwritten by the next save, removed when a run starts) instead of piling up."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` so that a crash leaves either the old file or the new one, never half."""
+    """Write ``payload`` to ``path`` so that a crash leaves either the old file or the new one, never half.
+    The file gets the usual mode (0644 under the common umask), like the run's other files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -41,6 +48,20 @@ def checkpoint_path(path: str | Path) -> Path:
     """The checkpoint file for a run directory or a file path."""
     path = Path(path)
     return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
+def _check_crc(file: Path) -> None:
+    """torch.load does not verify the zip's CRC-32s, so flipped bytes in a tensor would load as other numbers."""
+    if not zipfile.is_zipfile(file):
+        return  # not a zip (a text file, a truncated one): torch.load's own error says so
+    try:
+        with zipfile.ZipFile(file) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+        damaged = f"({type(error).__name__})"
+    if damaged is not None:
+        raise UserError(f"{file} is corrupt (checksum mismatch in {damaged}): use an intact copy or re-run training "
+                        "(train.py --resume resumes from the last good checkpoint)")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -53,6 +74,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not file.exists():
         where = f"no {CHECKPOINT_NAME} in directory {path}" if Path(path).is_dir() else f"no checkpoint file {file}"
         raise UserError(f"{where}: pass a run directory written by train.py or its {CHECKPOINT_NAME}")
+    _check_crc(file)
     try:
         data = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

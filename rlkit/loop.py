@@ -1,10 +1,18 @@
 """The one training loop: batches from a source, updates by a learner, and everything else done the same way for
-every job (step counting, progress bar, TensorBoard, evaluation, atomic checkpoints, resume)."""
+every job (step counting, progress bar, TensorBoard, evaluation, atomic checkpoints, resume, signals).
+
+SIGINT, SIGTERM and SIGHUP (Ctrl-C, ``docker stop``, cluster schedulers, ``timeout``) are deferred to the end of the
+iteration in progress: the loop then saves a checkpoint of that boundary state, says whether it did, and raises
+:class:`Interrupted`; a second signal leaves at once without saving."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -13,11 +21,40 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
-from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from rlkit.distributed import average_metrics, is_main
+from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint, temporary_path
+from rlkit.distributed import average_metrics, is_main, world
+from rlkit.errors import UserError
 from rlkit.sources import Source
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STAGING_DIR = ".saving"
+"""Inside the run directory: where ``save_extra`` writes (a replay file) before it is moved beside the checkpoint."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run stopped on a signal; ``saved`` tells whether a checkpoint of the stopping step was written.
+    A command line exits with ``exit_code`` (128 + the signal's number: 130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int, saved: bool, reported: bool = False):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.saved, self.reported = signum, saved, reported
+        self.exit_code = 128 + signum
+
+
+UNDEFINED_OK = frozenset({"losses/explained_variance"})
+"""Metrics under ``losses/`` that are NaN by definition in some batches (a rollout of constant returns), not
+because training diverged."""
+
+
+class Diverged(UserError):
+    """A loss, gradient norm or parameter became NaN or infinite: the run stops and the last good checkpoint stays."""
+
+
+class CheckpointError(UserError):
+    """The checkpoint could not be written (a full disk, a read-only directory); the previous one is intact."""
 
 
 class Learner(Protocol):
@@ -70,7 +107,9 @@ class Loop:
         self.wall_time = 0.0  # seconds of training before this process (carried over on resume)
         self.writer: Any = None
         self._start: float | None = None
-        self._last_eval_step = self._last_save_step = -1
+        self._last_eval_step = -1
+        self._saved_step: int | None = None  # the step of the checkpoint on disk (None: none yet)
+        self._signal: int | None = None  # a stop signal received, acted on at the next iteration boundary
 
     # ------------------------------------------------------------------ state
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -88,14 +127,86 @@ class Loop:
         self.source.load_state_dict(checkpoint["source"])
         self.wall_time = checkpoint["loop"]["wall_time"]
         torch.set_rng_state(checkpoint["torch_rng"])
+        self._saved_step = checkpoint["loop"]["steps"]
 
-    def save(self) -> None:
-        if self.source.steps == self._last_save_step or not is_main():  # under torchrun the first process saves
-            return
-        self._last_save_step = self.source.steps
-        if self.save_extra is not None:
-            self.save_extra(self.run_dir)
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload())
+    def save(self) -> bool:
+        """Checkpoint the current step (once); True when it is on disk. Under torchrun the first process saves.
+
+        Raises:
+            Diverged: the learner's state holds NaN or infinity; the checkpoint on disk is left as it was.
+        """
+        if not is_main() or self.source.steps == self._saved_step:
+            return True
+        payload = self.checkpoint_payload()
+        bad = _first_non_finite(payload["learner"], "learner")
+        if bad is not None:
+            raise self._diverged(bad)
+        # The extra files (replay) are written first, into a staging folder, and moved beside the checkpoint only
+        # after it is committed: a kill at any moment leaves them as old as the checkpoint or older, never newer.
+        stage = self.run_dir / STAGING_DIR
+        try:
+            if self.save_extra is not None:
+                shutil.rmtree(stage, ignore_errors=True)
+                stage.mkdir(parents=True)
+                self.save_extra(stage)
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+            if self.save_extra is not None:
+                for file in sorted(stage.iterdir()):
+                    os.replace(file, self.run_dir / file.name)
+        except (OSError, RuntimeError) as error:  # torch's zip writer reports a full disk as a RuntimeError
+            kept = ("no checkpoint was written yet" if self._saved_step is None else
+                    f"the checkpoint at step {self._saved_step} is intact")
+            raise CheckpointError(f"could not write a checkpoint in {self.run_dir} ({_first_line(error)}): free disk "
+                                  f"space or pick another --run-dir; {kept}") from None
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        # Only now: an interrupted write must not count as saved (the stop would then skip it and claim it saved).
+        self._saved_step = self.source.steps
+        return True
+
+    def _diverged(self, what: str) -> Diverged:
+        kept = ("no checkpoint was written" if self._saved_step is None else
+                f"the checkpoint at step {self._saved_step} in {self.run_dir} is kept")
+        return Diverged(f"training diverged at step {self.source.steps}: {what}; {kept}: lower the learning rate or "
+                        "check the inputs")
+
+    def _kept(self) -> str:
+        """Where a resume would continue from, for messages."""
+        if self._saved_step is None:
+            return "no checkpoint was written"
+        return f"--resume {self.run_dir} continues from the checkpoint at step {self._saved_step}"
+
+    # ------------------------------------------------------------------ signals
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None:
+            raise Interrupted(signum, saved=False)  # a second signal: leave now
+        self._signal = signum
+
+    def _install_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}  # only the main thread may set handlers (signals are delivered there anyway)
+        previous = {}
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _stop(self, signum: int) -> None:
+        """At an iteration boundary after a signal: save, say so only if it was saved, and raise Interrupted."""
+        try:
+            saved, why = self.save(), ""
+        except Exception as error:  # noqa: BLE001 - reported on the line below; the run is stopping anyway
+            saved, why = False, _first_line(error)
+        if world()[1] > 1:
+            dist.barrier()  # no process leaves (torchrun would then end the others) before the checkpoint is written
+        if is_main():
+            name = signal.Signals(signum).name
+            if saved:
+                print(f"\ninterrupted ({name}) at step {self.source.steps}: checkpoint saved; continue with --resume "
+                      f"{self.run_dir}")
+            else:
+                print(f"\ninterrupted ({name}) at step {self.source.steps}: the checkpoint could not be saved ({why}); "
+                      f"{self._kept()}")
+        raise Interrupted(signum, saved, reported=True)
 
     # ------------------------------------------------------------------ running
     def _elapsed(self) -> float:
@@ -112,13 +223,15 @@ class Loop:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
 
     def run(self) -> None:
-        """Train to ``total_steps``; Ctrl-C saves a checkpoint before leaving."""
+        """Train to ``total_steps``. A stop signal ends the iteration in progress, saves and raises
+        :class:`Interrupted`."""
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.config
         main = is_main()
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(self.run_dir)
         self.writer = SummaryWriter(str(self.run_dir)) if main else _NoWriter()
         self._start = time.perf_counter()
         sums: dict[str, float] = defaultdict(float)
@@ -129,14 +242,22 @@ class Loop:
         next_ckpt = _next_multiple(self.source.steps, cfg.checkpoint_interval)
         bar = tqdm(total=cfg.total_steps, initial=start_steps, unit="step", disable=not (cfg.progress and main),
                    dynamic_ncols=True, smoothing=0.05)
+        self._signal = None
+        in_update = False
+        distributed = world()[1] > 1
+        previous_handlers = self._install_handlers()
         try:
             while self.source.steps < cfg.total_steps:
                 before = self.source.steps
+                in_update = True
                 batch = self.source.next()
                 if batch is not None:
                     for tag, value in self.learner.update(batch).items():
+                        if not math.isfinite(value) and tag.startswith("losses/") and tag not in UNDEFINED_OK:
+                            raise self._diverged(f"{tag} is {value}")
                         sums[tag] += value
                         counts[tag] += 1
+                in_update = False
                 step = self.source.steps
                 bar.update(step - before)
                 for finished_step, episode_return, length in self.source.pop_finished():
@@ -163,20 +284,38 @@ class Loop:
                 if step >= next_ckpt:
                     self.save()
                     next_ckpt = _next_multiple(step, cfg.checkpoint_interval)
-        except KeyboardInterrupt:
+                # The iteration is complete: a consistent state to save. Under torchrun every process stops at the
+                # same iteration (the signal reaches them at different moments; a process left behind would hang in
+                # its next collective).
+                stop = _max_over_processes(self._signal or 0) if distributed else self._signal
+                if stop:
+                    bar.close()
+                    self._stop(stop)
             bar.close()
             self.save()
-            self.writer.close()
-            if main:
-                print(f"\ninterrupted at step {self.source.steps}: checkpoint saved; continue with --resume "
-                      f"{self.run_dir}")
+            self._evaluate(self.source.steps)
+        except Interrupted as stop:
+            bar.close()
+            if main and not stop.reported:  # a second signal: whatever was in progress (a save too) is abandoned
+                print(f"\ninterrupted again ({signal.Signals(stop.signum).name}) at step {self.source.steps}: "
+                      f"leaving without saving; {self._kept()}")
             raise
+        except KeyboardInterrupt:
+            # Raised by code, not by a signal this loop defers (no handler outside the main thread): saved only
+            # between a batch's update and the next batch, since mid-update a resume would skip or half-apply it.
+            bar.close()
+            if in_update:
+                if main:
+                    print(f"\ninterrupted at step {self.source.steps} in the middle of an update: not saved; "
+                          f"{self._kept()}")
+                raise
+            self._signal = signal.SIGINT
+            self._stop(signal.SIGINT)
         finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+            self.writer.close()  # flush TensorBoard however the run ends
             self.source.close()  # a source with worker processes stops them, whatever happened
-        bar.close()
-        self.save()
-        self._evaluate(self.source.steps)
-        self.writer.close()
 
 
 class _NoWriter:
@@ -190,6 +329,51 @@ class _NoWriter:
 
     def close(self) -> None:
         pass
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Delete what a killed save left in ``run_dir`` (its process owns the directory: see :mod:`rlkit.runlock`):
+    the staging folder and the temporary files, including the randomly named ones of rlkit before 2026-12."""
+    shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
+    for leftover in [temporary_path(run_dir / CHECKPOINT_NAME), *run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"),
+                     *run_dir.glob("*.tmp.npz")]:
+        leftover.unlink(missing_ok=True)
+
+
+def _first_non_finite(state: Any, name: str) -> str | None:
+    """``"NAME.key... holds nan"`` for the first floating tensor of ``state`` (nested dicts and lists: network
+    and optimizer states) with a NaN or infinity, else None."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            finite = torch.isfinite(state)
+            if not bool(finite.all()):
+                value = state[~finite].flatten()[0].item()
+                return f"{name} holds {value}"
+        return None
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return None  # plain numbers may be sentinels (a best score of -inf): only tensors are weights
+    for key, value in items:
+        found = _first_non_finite(value, f"{name}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
+def _max_over_processes(value: int) -> int:
+    flag = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _next_multiple(step: int, interval: int) -> float:

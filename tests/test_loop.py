@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -101,7 +103,8 @@ def test_source_is_closed_after_the_run_and_after_ctrl_c(tmp_path):
 
     def interrupt():
         assert source.closed == 0  # still running when the checkpoint below is saved
-        raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: acted on at the end of this iteration
+        return {}
 
     source = ClosingSource()
     loop = Loop(AlternatingLearner(), source, LoopConfig(total_steps=10, eval_interval=3, progress=False),
@@ -109,3 +112,32 @@ def test_source_is_closed_after_the_run_and_after_ctrl_c(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         loop.run()
     assert source.closed == 1 and load_checkpoint(tmp_path / "interrupted")["loop"]["steps"] == 3
+
+
+def test_a_keyboard_interrupt_raised_by_code_saves_only_between_updates(tmp_path, capsys):
+    """Where no handler can defer Ctrl-C (a loop outside the main thread) a KeyboardInterrupt raised during
+    evaluation still saves (the update is complete), but one raised inside an update does not: that state is torn."""
+    import pytest
+
+    from rlkit.loop import Interrupted
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    loop = Loop(AlternatingLearner(), CountingSource(), LoopConfig(total_steps=10, eval_interval=3, progress=False),
+                tmp_path / "eval", header={"kind": "test"}, evaluate=interrupt)
+    with pytest.raises(Interrupted):
+        loop.run()
+    assert load_checkpoint(tmp_path / "eval")["loop"]["steps"] == 3
+
+    class TornLearner(AlternatingLearner):
+        def update(self, batch):
+            if batch == 5:
+                raise KeyboardInterrupt
+            return super().update(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        Loop(TornLearner(), CountingSource(), LoopConfig(total_steps=10, progress=False), tmp_path / "torn",
+             header={"kind": "test"}).run()
+    assert not (tmp_path / "torn" / "checkpoint.pt").exists()
+    assert "in the middle of an update: not saved; no checkpoint was written" in capsys.readouterr().out

@@ -18,9 +18,11 @@ SB3 stores both the stack and the next stack (56,448 bytes).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -347,12 +349,18 @@ class ReplayBuffer:
         self._last_next = [np.array(x) if has else None for x, has in zip(state["last_next"], state["has_last"])]
 
     def save(self, path: str) -> None:
-        """Write the contents to ``path`` (.npz, uncompressed, no pickles), atomically."""
-        import os
-
-        tmp = f"{path}.tmp.npz"
-        np.savez(tmp, **self.state_dict())
-        os.replace(tmp, path)
+        """Write the contents to ``path`` (.npz, uncompressed, no pickles), atomically: a failed write (a full
+        disk) leaves the old file and removes its temporary one."""
+        tmp = f"{path}.tmp.npz"  # one fixed name: a killed write leaves one file, overwritten by the next
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **self.state_dict())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def load(self, path: str) -> None:
         with np.load(path, allow_pickle=False) as data:

@@ -22,6 +22,8 @@ from rlkit.distributed import is_main, shutdown
 from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import Job, job_of, read_checkpoint, select_job
 from rlkit.jobs.base import add_run_flags, new_run_dir
+from rlkit.loop import Interrupted
+from rlkit.runlock import RunLock
 
 SELECTORS = ("agent", "env", "task", "net")
 ALWAYS_OVERRIDABLE = ("resume", "device", "threads", "no_progress", "print_config", "stretch_schedules")
@@ -107,6 +109,18 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"job": job.kind, "settings": dataclasses.asdict(settings),
                           "config": config_to_dict(config)}, indent=2))
         return
+    lock = RunLock(run_dir) if is_main() else None  # one training per run directory (the first process holds it)
+    try:
+        if checkpoint is None:
+            new_run_dir(run_dir, job.run_name(settings))  # again, now that no one else can be starting it
+        train(job, settings, config, run_dir, checkpoint)
+    finally:
+        if lock is not None:
+            lock.release()
+    shutdown()
+
+
+def train(job: Job, settings: Any, config: Any, run_dir: Path, checkpoint: dict[str, Any] | None) -> None:
     if checkpoint is not None and is_main():
         print(f"resuming {run_dir} at step {checkpoint['loop']['steps']}")
     loop = job.build(settings, config, run_dir, resume=checkpoint)
@@ -115,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
     try:
         loop.run()
+    except Interrupted as stop:
+        sys.exit(stop.exit_code)  # 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP: what shells and schedulers expect
     except KeyboardInterrupt:
         sys.exit(130)
-    shutdown()

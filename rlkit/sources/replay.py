@@ -54,9 +54,13 @@ class ReplaySource:
 
     def next(self) -> Batch | None:
         """Take one vector step unless an update is already due; return a minibatch if an update is due."""
-        if self.pending_updates < 1.0:
+        # A resume without saved replay keeps its due updates but starts with empty replay: step until it is
+        # ready again rather than sample from nothing.
+        ready = self._ready()
+        if self.pending_updates < 1.0 or not ready:
             self.step()
-        if self.pending_updates >= 1.0:
+            ready = self._ready()
+        if self.pending_updates >= 1.0 and ready:
             self.pending_updates -= 1.0
             self.agent.step = self.steps
             return self.buffer.sample(self.batch_size)
