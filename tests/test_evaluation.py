@@ -3,7 +3,11 @@ their parameters on loading (D4), and evaluate.py's warning on non-finite weight
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +20,8 @@ from rlkit.agents import AGENTS
 from rlkit.envs import make_env, resolve_env
 from rlkit.errors import UserError
 from rlkit.jobs import agent as agent_job
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Scripted:
@@ -121,3 +127,51 @@ def test_a_policy_that_never_fires_ends_its_breakout_game():
     ppo = Scripted(0, limit=8_000, config=AGENTS["ppo"].preset("atari"))
     returns = agent_job.evaluate_agent(ppo, "Breakout", episodes=1, seed=0)
     assert len(returns) == 1 and ppo.calls < 8_000
+
+
+# ---------------------------------------------------------------------------------------------- D4
+def small_dqn_run(tmp_path):
+    run = tmp_path / "run"
+    train.main(["--agent", "dqn", "--env", "CartPole", "--total-steps", "400", "--learning-starts", "100",
+                "--eval-episodes", "0", "--no-progress", "--run-dir", str(run)])
+    return run
+
+
+def shorten_exp_avg(run, shape=(1,)):
+    """The issue's crafted file: Adam's exp_avg of every parameter replaced by a tensor of ``shape``; it still
+    loads with weights_only=True."""
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    state = checkpoint["learner"]["optimizer"]["state"]
+    assert state, "no optimizer state: the run took no update"
+    for s in state.values():
+        s["exp_avg"] = torch.zeros(shape)
+    torch.save(checkpoint, run / "checkpoint.pt")
+
+
+def test_wrong_shaped_optimizer_state_is_refused_before_any_step(tmp_path):
+    """D4: --resume of a checkpoint whose Adam state is shorter than its parameters exits 2 with one line naming
+    the state (the old code handed it to the fused kernel: a segfault, rc 139). Run in a child process, since the
+    old behaviour kills the interpreter."""
+    run = small_dqn_run(tmp_path)
+    shorten_exp_avg(run)
+    done = subprocess.run([sys.executable, "train.py", "--resume", str(run), "--total-steps", "800", "--no-progress"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and "optimizer state does not fit" in lines[0] and "exp_avg" in lines[0]
+
+
+@pytest.mark.parametrize("shape", [(7,), (), (64, 4, 1)])
+def test_load_learner_checks_every_optimizer_state_shape(tmp_path, shape):
+    """D4: the one check every job's checkpoint load goes through (load_learner, as evaluate.py's rebuild uses)."""
+    run = small_dqn_run(tmp_path)
+    shorten_exp_avg(run, shape)
+    with pytest.raises(UserError, match=r"optimizer state does not fit its parameters \(exp_avg of parameter 0"):
+        evaluate.main([str(run), "--episodes", "1"])
+
+
+def test_a_fitting_optimizer_state_passes_the_check(tmp_path):
+    """The check accepts what train.py writes (resume continues)."""
+    run = small_dqn_run(tmp_path)
+    train.main(["--resume", str(run), "--total-steps", "500", "--no-progress"])

@@ -17,6 +17,7 @@ from rlkit.config import config_from_dict, config_to_dict
 from rlkit.distributed import is_main
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
+from rlkit.optim import check_optimizer_states
 
 RUN_FLAGS = ("seed", "device", "run_dir", "resume", "eval_interval", "checkpoint_interval", "no_progress",
              "print_config")
@@ -141,6 +142,7 @@ def restore(loop: Loop, checkpoint: dict[str, Any]) -> None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(f"the checkpoint's saved state does not fit the job rebuilt from its config "
                         f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py") from None
+    check_optimizer_states(loop.learner)  # before the first step (D4)
 
 
 def load_learner(learner: Any, checkpoint: dict[str, Any]) -> None:
@@ -151,6 +153,7 @@ def load_learner(learner: Any, checkpoint: dict[str, Any]) -> None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(f"the checkpoint's learner state does not fit the net rebuilt from its config "
                         f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py") from None
+    check_optimizer_states(learner)  # evaluate.py never steps, but a rebuilt learner may be trained on (D4)
 
 
 def new_run_dir(chosen: Path | None, name: str) -> Path:
