@@ -17,6 +17,7 @@ import torch
 import evaluate
 import train
 from rlkit.agents import AGENTS
+from rlkit.data import make_tiny_dataset
 from rlkit.envs import make_env, resolve_env
 from rlkit.errors import UserError
 from rlkit.jobs import agent as agent_job
@@ -86,6 +87,8 @@ def test_a_nan_td3_evaluates_through_train_and_evaluate(tmp_path, capsys, deadli
     capsys.readouterr()
     result = evaluate.main([str(run), "--episodes", "2", "--json"])
     assert result["episodes"] == 2 and np.isnan(result["mean_return"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite" in err[0] and "actor." in err[0]  # the warning (next test)
 
 
 def test_the_step_cap_follows_the_env_limit():
@@ -175,3 +178,36 @@ def test_a_fitting_optimizer_state_passes_the_check(tmp_path):
     """The check accepts what train.py writes (resume continues)."""
     run = small_dqn_run(tmp_path)
     train.main(["--resume", str(run), "--total-steps", "500", "--no-progress"])
+
+
+# ---------------------------------------------------------------------------------------------- evaluate.py's warning
+@pytest.mark.parametrize("net", ["cnn", "numpy-mlp"])
+def test_evaluate_warns_once_on_non_finite_classifier_weights(tmp_path, capsys, net):
+    """evaluate.py on a classifier whose weights hold an inf prints one warning line on stderr naming the tensor;
+    a healthy checkpoint prints none."""
+    data = make_tiny_dataset("mnist", tmp_path / "mnist", train=64, test=32, seed=0)
+    run = tmp_path / "run"
+    train.main(["--task", "mnist", "--net", net, "--data-dir", str(data), "--max-steps", "4", "--batch-size", "16",
+                "--no-progress", "--run-dir", str(run)])
+    capsys.readouterr()
+    evaluate.main([str(run), "--json"])
+    assert "warning" not in capsys.readouterr().err
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    name = poison_first_weight(checkpoint["learner"])
+    torch.save(checkpoint, run / "checkpoint.pt")
+    evaluate.main([str(run), "--json"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning:") and name in err[0]
+
+
+def poison_first_weight(state, prefix=""):
+    """Set the first floating-point weight (not optimizer state) of a learner state to inf; returns its name."""
+    for key, value in state.items():
+        if "optim" in str(key):
+            continue
+        if isinstance(value, dict) and (found := poison_first_weight(value, f"{prefix}{key}.")):
+            return found
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            value.view(-1)[0] = float("inf")
+            return f"{prefix}{key}"
+    return None

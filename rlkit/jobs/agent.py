@@ -20,7 +20,7 @@ from rlkit.envs import make_env, resolve_env
 from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
 from rlkit.envs.names import ResolvedEnv
 from rlkit.errors import UserError
-from rlkit.jobs.base import Job, load_learner
+from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import pick_device, seed_everything
 from rlkit.sources import make_rl_source
@@ -287,6 +287,7 @@ class AgentJob(Job):
         if args.episodes < 1:
             raise UserError(f"--episodes must be at least 1, got {args.episodes}")
         agent, settings = self.rebuild(checkpoint, args.device)
+        warn_non_finite_weights(checkpoint)
         deterministic = not args.stochastic
         returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions,
                                  deterministic=deterministic)
