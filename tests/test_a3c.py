@@ -10,6 +10,8 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -358,3 +360,49 @@ def test_ctrl_c_stops_workers_saves_and_resumes(tmp_path):
     assert resumed["loop"]["steps"] == resumed["source"]["steps"] == steps + 250
     assert resumed["learner"]["counters"]["updates"] == saved["learner"]["counters"]["updates"] + 250 // 5
     assert resumed["source"]["episodes"] >= saved["source"]["episodes"]
+
+
+CHILD = """
+import sys, time
+from rlkit.agents import A3C, A3CConfig
+from rlkit.envs import make_env
+from rlkit.sources.async_ import A3CSource
+env = make_env("CartPole", 1)
+agent = A3C(A3CConfig(), env.single_observation_space, env.single_action_space, total_steps=10**9)
+source = A3CSource(agent, "CartPole", total_steps=10**9, seed=0)
+while source.next() is None:  # the workers run and report
+    pass
+print(" ".join(str(p.pid) for p in source.workers), flush=True)
+time.sleep(600)
+"""
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a dead worker of a still-running forkserver stays a zombie until reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads worker states from /proc")
+def test_workers_end_when_the_main_process_is_killed(tmp_path):
+    """D6: SIGKILL of the main process (no close(), no stop event) ends its A3C workers within seconds, instead of
+    leaving them training for the rest of the budget."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True, cwd=root,
+                             env={**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "1"})
+    try:
+        pids = [int(pid) for pid in child.stdout.readline().split()]
+        assert len(pids) == 2 and all(running(pid) for pid in pids)
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 20
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in pids if running(pid)]
+    for pid in alive:  # the old code's workers: end them so they do not outlive the test
+        os.kill(pid, signal.SIGKILL)
+    assert not alive
