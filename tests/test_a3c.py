@@ -246,11 +246,29 @@ def test_unsupported_options_do_not_exist():
 
 
 # ---------------------------------------------------------------------------------------------- worker processes
-def test_a3c_trains_checkpoints_and_evaluates(tmp_path):
+def test_a3c_trains_checkpoints_and_evaluates(tmp_path, monkeypatch):
     """Two workers play 1000 CartPole steps through train.main: every claimed segment is one update, the shared
-    optimizer's statistics are the workers', and the run evaluates from its checkpoint alone."""
+    optimizer's statistics are the workers', and the run evaluates from its checkpoint alone.
+
+    D20: the evaluation schedule of A3C is documented, not step-exact (A3CSource): the loop evaluates when the count
+    of reported steps crosses a multiple of the interval, and the workers do not wait for it, so the 500 evaluation
+    lands anywhere in [500, 1000) or is merged into the final one. The test asserts that, and holds the main loop
+    up after its first reports until the workers have finished the budget (the issue's forced failure, made
+    certain by waiting on the workers rather than on a clock): the case the old assertion missed."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    stalled, next_reports = [], A3CSource.next
+
+    def stalled_next(self):
+        reports = next_reports(self)
+        if reports and not stalled and self.steps < 500:
+            stalled.append(self.steps)
+            deadline = time.monotonic() + 60
+            while any(p.exitcode is None for p in self.workers) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the workers play the rest of the budget while the main loop is held up
+        return reports
+
+    monkeypatch.setattr(A3CSource, "next", stalled_next)
     run = tmp_path / "run"
     train.main(["--agent", "a3c", "--env", "CartPole", "--num-workers", "2", "--total-steps", "1000",
                 "--eval-interval", "500", "--eval-episodes", "2", "--no-progress", "--run-dir", str(run)])
@@ -266,7 +284,8 @@ def test_a3c_trains_checkpoints_and_evaluates(tmp_path):
     initial = A3C(A3CConfig(), env.single_observation_space, env.single_action_space).net.state_dict()
     assert any(not torch.equal(initial[k], v) for k, v in checkpoint["learner"]["net"].items())
     evals = [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()]
-    assert evals[-1] == 1000 and len(evals) == 2
+    assert evals[-1] == 1000 and 1 <= len(evals) <= 2 and evals == sorted(set(evals))
+    assert all(step % 5 == 0 and step >= 500 for step in evals)  # reported counts: whole segments, past the interval
     events = EventAccumulator(str(run))
     events.Reload()
     tags = set(events.Tags()["scalars"])

@@ -209,6 +209,11 @@ class A3CSource:
     all of the workers' work. A worker that fails or dies makes ``next()`` raise a :class:`UserError` naming it;
     ``close()`` stops and joins every worker.
 
+    The evaluation schedule is therefore not step-exact: the loop evaluates when ``steps`` crosses a multiple of
+    the interval, but ``steps`` moves by whole reports (every ``report_every`` seconds per worker) and the workers
+    do not pause for an evaluation. An evaluation due at step k runs at the first reported count >= k, and two due
+    points crossed by one drain give one evaluation (the final one always runs, at ``total_steps``).
+
     Args:
         agent: the shared model and optimizer (pickled into each worker; its tensors stay shared).
         env_name, num_envs, sticky_actions: each worker's env(s), made by ``env_fn`` like :func:`make_env`.
