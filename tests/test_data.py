@@ -653,3 +653,29 @@ def test_cifar_pickle_cannot_allocate_what_it_does_not_hold(tmp_path, call):
         assert str(path) in str(error.value) and "\n" not in str(error.value)
 
     assert peak_allocation(read) < 16 << 20
+
+
+def test_idx_gzip_bomb_is_decompressed_only_as_far_as_its_header_says(tmp_path):
+    """D17: a gzip file whose header declares 10 small images but which inflates to 128 MB is refused after
+    reading what the header declares (plus a byte); the old reader inflated all of it first."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as file:
+        file.write(bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+        for _ in range(8):
+            file.write(bytes(16 << 20))
+    assert path.stat().st_size < 2 << 20
+
+    def read():
+        with pytest.raises(UserError, match="truncated or corrupt") as error:
+            D.read_idx(path)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+    assert peak_allocation(read) < 8 << 20
+
+
+def test_idx_header_promising_more_than_the_file_can_hold_is_refused_before_reading(tmp_path):
+    """D17: a header declaring more than deflate could inflate the file to is refused at once."""
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + (60_000_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2))
+    with pytest.raises(UserError, match="more than its"):
+        D.read_idx(path)
