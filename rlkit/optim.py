@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from rlkit.distributed import all_reduce_gradients
+from rlkit.errors import UserError
 
 
 def optimizer_step(
@@ -53,6 +54,31 @@ def make_adam(params: Any, lr: float, device: torch.device, **kwargs: Any) -> to
     """Adam with the fused kernel where PyTorch has one (CPU and CUDA): one pass over all parameters per step."""
     fused = device.type in ("cpu", "cuda")
     return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)
+
+
+def check_optimizer_states(owner: Any) -> None:
+    """Every state tensor of every optimizer among ``owner``'s attributes has its parameter's shape (``step``: one
+    value). ``load_state_dict`` copies a loaded state as it is, and the fused Adam kernel trusts the shapes: a crafted
+    checkpoint whose ``exp_avg`` is shorter than its parameter makes the next step write out of bounds (heap
+    corruption, not an exception). Call this after loading, before any step.
+
+    Raises:
+        UserError: naming the optimizer, the state and both shapes.
+    """
+    for name, optimizer in vars(owner).items():
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            continue
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for index, param in enumerate(params):
+            for key, value in optimizer.state.get(param, {}).items():
+                if not isinstance(value, torch.Tensor):
+                    continue
+                fits = value.numel() == 1 if key == "step" else value.shape == param.shape
+                if not fits:
+                    wanted = "one value" if key == "step" else f"shape {tuple(param.shape)}"
+                    raise UserError(f"the checkpoint's {name} state does not fit its parameters ({key} of parameter "
+                                    f"{index} has shape {tuple(value.shape)}, not {wanted}): pass a checkpoint "
+                                    "written by train.py")
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -609,3 +609,73 @@ def test_random_transforms_draw_per_sample_whatever_the_layout(transform):
     frames = [transform(x, torch.Generator().manual_seed(7)) for x in (first, second)]
     torch.testing.assert_close(clips, _clip_of(*frames), rtol=0, atol=1e-6)
     assert not torch.equal(frames[0], first[:, :, :frames[0].shape[-2], :frames[0].shape[-1]])  # it did something
+
+
+# ---------------------------------------------------------------------------------------------------- memory bombs
+class _Allocates:
+    """Pickles as a call that allocates ``shape`` without any data in the file (the issue's 286-byte CIFAR bomb)."""
+
+    def __init__(self, call, shape, dtype="u1"):
+        self.call, self.shape, self.dtype = call, shape, dtype
+
+    def __reduce__(self):
+        if self.call == "ndarray":
+            return np.ndarray, (self.shape, np.dtype(self.dtype))
+        return D.cifar.np_reconstruct, (np.ndarray, self.shape, b"b")
+
+
+def peak_allocation(function) -> int:
+    """Bytes allocated at the peak (Python and NumPy allocations) while ``function`` runs."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("call", ["ndarray", "_reconstruct"])
+def test_cifar_pickle_cannot_allocate_what_it_does_not_hold(tmp_path, call):
+    """D16: numpy.ndarray called as a constructor (or the rebuilder with a non-empty shape) is refused: a few hundred
+    bytes can no longer declare gigabytes. Memory stays bounded (the old reader allocated the 600 MB declared)."""
+    path = tmp_path / "data_batch_1"
+    n = 200_000
+    _dump_protocol2(path, {b"batch_label": b"x", b"data": _Allocates(call, (n, 3072)),
+                           b"labels": _Allocates(call, (n,), "i8")})
+    assert path.stat().st_size < 400
+
+    def read():
+        with pytest.raises(UserError, match="corrupt") as error:
+            D.read_cifar_pickle(path)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+    assert peak_allocation(read) < 16 << 20
+
+
+def test_idx_gzip_bomb_is_decompressed_only_as_far_as_its_header_says(tmp_path):
+    """D17: a gzip file whose header declares 10 small images but which inflates to 128 MB is refused after
+    reading what the header declares (plus a byte); the old reader inflated all of it first."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as file:
+        file.write(bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+        for _ in range(8):
+            file.write(bytes(16 << 20))
+    assert path.stat().st_size < 2 << 20
+
+    def read():
+        with pytest.raises(UserError, match="truncated or corrupt") as error:
+            D.read_idx(path)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+    assert peak_allocation(read) < 8 << 20
+
+
+def test_idx_header_promising_more_than_the_file_can_hold_is_refused_before_reading(tmp_path):
+    """D17: a header declaring more than deflate could inflate the file to is refused at once."""
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + (60_000_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2))
+    with pytest.raises(UserError, match="more than its"):
+        D.read_idx(path)

@@ -28,18 +28,41 @@ def _latin1_encode(text: object, encoding: object = "latin1") -> bytes:
     return text.encode("latin-1")
 
 
+class _NdarrayName:
+    """What the name ``numpy.ndarray`` stands for in a CIFAR pickle: the official files only pass it to the array
+    rebuilder, never call it. Called as a constructor, ``ndarray(shape, dtype)`` would allocate whatever shape the
+    file declares (a 300-byte pickle can ask for gigabytes), so calling it is refused."""
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        raise pickle.UnpicklingError("numpy.ndarray is called as a constructor (the official CIFAR files never do: "
+                                     "it would allocate the size the file declares, not the data it holds)")
+
+
+NDARRAY = _NdarrayName()
+
+
+def _reconstruct_empty(subtype: object, shape: object, dtype: object) -> np.ndarray:
+    # The official files rebuild every array as an empty (0,) ndarray and then fill it from the bytes that follow
+    # (``__setstate__`` checks that they match its shape): memory is bounded by the file. Any other shape is refused.
+    if subtype is not NDARRAY or shape != (0,):
+        raise pickle.UnpicklingError(f"the array rebuilder is called with {shape!r} (the official CIFAR files only "
+                                     "rebuild empty ndarrays and fill them from their own bytes)")
+    return np_reconstruct(np.ndarray, shape, dtype)
+
+
 class _CifarUnpickler(pickle.Unpickler):
     """An unpickler that can build the official CIFAR files and nothing else.
 
     A pickle can call any importable function while it loads (``os.system`` included), so ``find_class`` allows only
-    what the official batches reference: NumPy's array rebuilder (under its NumPy-1 and NumPy-2 paths), ``ndarray``
-    and ``dtype``, plus the latin-1 encoder that Python 3 uses for bytes at protocol 2.
+    what the official batches reference: NumPy's array rebuilder (under its NumPy-1 and NumPy-2 paths; only for the
+    empty arrays the files fill from their own bytes), ``ndarray`` (as a name to pass it, never to call), ``dtype``,
+    plus the latin-1 encoder that Python 3 uses for bytes at protocol 2.
     """
 
     ALLOWED: dict[tuple[str, str], Any] = {
-        ("numpy.core.multiarray", "_reconstruct"): np_reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): np_reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct_empty,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct_empty,
+        ("numpy", "ndarray"): NDARRAY,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
     }

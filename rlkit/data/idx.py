@@ -7,9 +7,11 @@ big-endian uint32, then the values, big-endian, row-major.
 from __future__ import annotations
 
 import gzip as gzip_lib
+import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -27,42 +29,80 @@ IDX_TYPES: dict[int, np.dtype] = {
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, decompressed when it starts with the gzip magic (whatever its name says)."""
+MAX_DEFLATE_RATIO = 1032
+"""The most bytes one compressed byte can inflate to (deflate's limit): a header that promises more than the
+compressed file could hold is refused before anything is decompressed."""
+CHUNK = 1 << 20
+
+
+def _open_maybe_gzip(path: Path) -> tuple[BinaryIO, int, bool]:
+    """(a stream of the file's bytes, decompressed when it starts with the gzip magic whatever its name says, the
+    file's size on disk, whether it is compressed). Decompression is incremental: nothing is read that is not asked
+    for, so a decompression bomb costs only what the header declares."""
     try:
-        raw = path.read_bytes()
+        file = path.open("rb")
     except FileNotFoundError:
         raise UserError(f"no such file {path}: check the path or download the data set") from None
-    if not raw.startswith(GZIP_MAGIC):
-        return raw
-    try:
-        return gzip_lib.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        raise UserError(f"{path} is a truncated or corrupt gzip file ({error}): delete it and re-download it") from None
+    size = os.fstat(file.fileno()).st_size
+    if file.read(2) != GZIP_MAGIC:
+        file.seek(0)
+        return file, size, False
+    file.seek(0)
+    return gzip_lib.GzipFile(fileobj=file, mode="rb"), size, True
+
+
+def _read_exactly(stream: BinaryIO, count: int) -> bytearray:
+    """Up to ``count`` bytes, fewer only at the end of the stream; read in chunks, never more than asked for."""
+    data = bytearray()
+    while len(data) < count:
+        chunk = stream.read(min(CHUNK, count - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data  # a bytearray: no second copy
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a native-endian array of the shape its header gives.
 
+    Memory is bounded by the header: the values are decompressed incrementally, at most as many bytes as the header
+    declares, and a file holding more is refused (a gzip bomb stops there), as is a header declaring more than the
+    file's size could hold.
+
     Raises:
         UserError: not an IDX file, or truncated or corrupt; the message names the file.
     """
     path = Path(path)
-    data = _read_maybe_gzip(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise UserError(f"{path} is not an IDX file (it starts with {data[:4].hex() or 'nothing'}, not 0000): "
+    stream, file_size, compressed = _open_maybe_gzip(path)
+    try:
+        with stream:
+            return _read_idx_stream(path, stream, file_size, compressed)
+    except (OSError, EOFError, zlib.error) as error:
+        raise UserError(f"{path} is a truncated or corrupt gzip file ({error}): delete it and re-download it") from None
+
+
+def _read_idx_stream(path: Path, stream: BinaryIO, file_size: int, compressed: bool) -> np.ndarray:
+    start = _read_exactly(stream, 4)
+    if len(start) < 4 or start[0] != 0 or start[1] != 0:
+        raise UserError(f"{path} is not an IDX file (it starts with {start[:4].hex() or 'nothing'}, not 0000): "
                         "pass an MNIST-format file such as train-images-idx3-ubyte.gz, or re-download it")
-    code, ndim = data[2], data[3]
+    code, ndim = start[2], start[3]
     if code not in IDX_TYPES:
         raise UserError(f"{path} has an unknown IDX type code 0x{code:02X}: the file is corrupt, re-download it")
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    dims = _read_exactly(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
         raise UserError(f"{path} is truncated (it ends inside its header): re-download it")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
+    shape = struct.unpack(f">{ndim}I", dims)
     dtype = IDX_TYPES[code]
     expected = int(np.prod(shape, dtype=object)) * dtype.itemsize  # Python ints: no overflow on absurd headers
-    if len(data) - header != expected:
+    most = file_size * MAX_DEFLATE_RATIO if compressed else file_size - 4 - 4 * ndim
+    if expected > most:
         raise UserError(f"{path} is truncated or corrupt: its header promises {shape} values of {dtype.name} "
-                        f"({expected} bytes) but {len(data) - header} bytes follow: re-download it")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
-
+                        f"({expected} bytes), more than its {file_size} bytes can hold: re-download it")
+    data = _read_exactly(stream, expected)
+    extra = len(stream.read(1)) if len(data) == expected else 0  # a gzip stream checks its CRC on reaching the end
+    if len(data) != expected or extra:
+        follow = f"{len(data)} bytes follow" if not extra else "more bytes follow"
+        raise UserError(f"{path} is truncated or corrupt: its header promises {shape} values of {dtype.name} "
+                        f"({expected} bytes) but {follow}: re-download it")
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))

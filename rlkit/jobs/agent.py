@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -19,8 +20,10 @@ from rlkit.agents import AGENTS, Agent, get_agent_spec
 from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all
 from rlkit.distributed import init_distributed, is_main
 from rlkit.envs import make_env, resolve_env
+from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
+from rlkit.envs.names import ResolvedEnv
 from rlkit.errors import UserError
-from rlkit.jobs.base import Job, load_learner
+from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, pick_device, seed_everything,
                            set_threads)
@@ -141,48 +144,113 @@ def check_memory(settings: AgentSettings, config: Any, kind: str) -> None:
                         f"{format_bytes(free)} available: make it smaller")
 
 
+ATARI_EVAL_EPSILON = 0.05
+"""On Atari every agent's evaluation takes a uniformly random action with this probability (the DQN family's
+``eval_epsilon`` convention): a deterministic policy that never presses FIRE would otherwise play every game to the
+108k-frame cap. Agents whose config has its own ``eval_epsilon`` (the DQN family) use that instead."""
+DEFAULT_EVAL_STEP_CAP = 108_000
+"""Evaluation steps per game for an env that declares no time limit of its own."""
+
+
+def evaluation_step_cap(resolved: ResolvedEnv) -> int:
+    """The most steps an evaluation plays before it stops a game: the env's own limit (Atari's 108k frames, a
+    gymnasium ``max_episode_steps``) with room for the no-op starts, or :data:`DEFAULT_EVAL_STEP_CAP` without one.
+    The env normally ends its games first; the cap guarantees an evaluation ends whatever the env does."""
+    if resolved.family == "atari":
+        return MAX_FRAMES_PER_GAME // FRAME_SKIP + NOOP_MAX + 1
+    try:
+        limit = gym.spec(resolved.env_id).max_episode_steps
+    except gym.error.Error:  # an env made outside the registry
+        limit = None
+    return limit + 1 if limit else DEFAULT_EVAL_STEP_CAP
+
+
+def evaluation_epsilon(agent: Agent, resolved: ResolvedEnv) -> float:
+    """The probability of a random action in evaluation: the agent's own ``eval_epsilon`` where its config has one,
+    else :data:`ATARI_EVAL_EPSILON` on Atari and 0 elsewhere."""
+    own = getattr(agent.config, "eval_epsilon", None)
+    if own is not None:
+        return 0.0  # the agent's act() applies it itself
+    return ATARI_EVAL_EPSILON if resolved.family == "atari" else 0.0
+
+
 def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky_actions: bool = False,
                    video: str | Path | None = None, max_envs: int = 16, deterministic: bool = True) -> list[float]:
     """Raw returns of ``episodes`` whole games played by ``agent.act(obs, explore=False, deterministic)``.
 
     Each sub-env contributes its first game only, so short games are not over-counted. Random draws come from
     generators seeded by ``seed`` alone, so evaluating never changes training. With ``video``, one game is played
-    alone and recorded to that file.
+    alone and recorded to that file. On Atari a random action replaces the policy's with probability
+    :func:`evaluation_epsilon`. Evaluation always ends: a game still running after :func:`evaluation_step_cap` steps
+    counts with its return so far (said on stderr), and a NaN return is reported as NaN.
     """
     agent.seed_evaluation(seed)
+    resolved = resolve_env(env_name)
+    cap, epsilon = evaluation_step_cap(resolved), evaluation_epsilon(agent, resolved)
+    rng = np.random.default_rng(seed)  # the random actions' own generator: the agent's draws stay as they were
     with torch.random.fork_rng(devices=[agent.device] if agent.device.type == "cuda" else []):
         torch.manual_seed(seed)
         if video is not None:
-            return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic)]
+            return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic, cap,
+                                    epsilon, rng)]
         returns: list[float] = []
         while len(returns) < episodes:
             n = min(max_envs, episodes - len(returns))
             env = make_env(env_name, n, seed=seed + len(returns), training=False, sticky_actions=sticky_actions)
             obs, _ = env.reset()
-            result = np.full(n, np.nan)
-            while np.isnan(result).any():
-                obs, _, _, _, info = env.step(agent.act(obs, explore=False, deterministic=deterministic))
-                first = info["episode_done"] & np.isnan(result)
-                result[first] = info["episode_return"][first]
+            result, done, running = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n)
+            for _ in range(cap):  # a done mask, not a NaN sentinel: a NaN return is a finished game too
+                actions = _with_random_actions(agent.act(obs, explore=False, deterministic=deterministic),
+                                               env.single_action_space, epsilon, rng)
+                obs, rewards, _, _, info = env.step(actions)
+                running += np.where(done, 0.0, rewards)
+                first = info["episode_done"] & ~done
+                result[first], done = info["episode_return"][first], done | first
+                if done.all():
+                    break
+            else:
+                result[~done] = running[~done]
+                print(f"evaluation: {int((~done).sum())} of {n} games of {env_name} still running after {cap} "
+                      "steps (the env's own limit) count with their return so far", file=sys.stderr)
             env.close()
             returns.extend(result.tolist())
         return returns
 
 
+def _with_random_actions(actions: np.ndarray, space: gym.Space, epsilon: float, rng: np.random.Generator
+                         ) -> np.ndarray:
+    """``actions`` with each replaced by a uniform random one with probability ``epsilon`` (Discrete spaces)."""
+    if epsilon <= 0 or not isinstance(space, gym.spaces.Discrete):
+        return actions
+    random = rng.random(len(actions)) < epsilon
+    if random.any():
+        actions = np.array(actions, copy=True)
+        actions[random] = space.start + rng.integers(space.n, size=int(random.sum()))
+    return actions
+
+
 def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool, path: Path,
-                    deterministic: bool) -> float:
+                    deterministic: bool, cap: int, epsilon: float, rng: np.random.Generator) -> float:
     from rlkit.video import VideoWriter
 
     env = make_env(env_name, 1, seed=seed, training=False, sticky_actions=sticky_actions, render=True)
     obs, _ = env.reset()
+    running = 0.0
     with VideoWriter(path, fps=env.metadata.get("render_fps") or 30) as writer:
         writer.write(env.render()[0])
-        while True:
-            obs, _, _, _, info = env.step(agent.act(obs, explore=False, deterministic=deterministic))
+        for _ in range(cap):
+            actions = _with_random_actions(agent.act(obs, explore=False, deterministic=deterministic),
+                                           env.single_action_space, epsilon, rng)
+            obs, rewards, _, _, info = env.step(actions)
+            running += float(rewards[0])
             if info["episode_done"][0]:
                 env.close()
                 return float(info["episode_return"][0])
             writer.write(env.render()[0])
+    env.close()
+    print(f"evaluation: the recorded game of {env_name} was still running after {cap} steps (the env's own limit): "
+          "it counts with its return so far", file=sys.stderr)
+    return running
 
 
 class AgentJob(Job):
@@ -201,7 +269,10 @@ class AgentJob(Job):
                          help="sub-environments stepped together (default: the agent's preset, e.g. 8 for PPO on Atari)")
         run.add_argument("--sticky-actions", action="store_true", default=None,
                          help="Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)")
-        run.add_argument("--eval-episodes", type=int, help="games per evaluation; 0 disables (default: 10)")
+        run.add_argument("--eval-episodes", type=int,
+                         help="games per evaluation; 0 disables (default: 10). On Atari every agent evaluates with "
+                              f"a {ATARI_EVAL_EPSILON} chance of a random action per step (the DQN family: its "
+                              "--eval-epsilon), so a policy that never presses FIRE cannot stall a game")
         run.add_argument("--stretch-schedules", action="store_true",
                          help="with --resume and a larger --total-steps: stretch epsilon, learning-rate annealing and "
                               "PER beta over the new budget (default: they keep the first run's)")
@@ -320,7 +391,10 @@ class AgentJob(Job):
 
     def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("agents")
-        group.add_argument("--episodes", type=int, default=10, help="games to play (default: 10)")
+        group.add_argument("--episodes", type=int, default=10,
+                           help=f"games to play (default: 10); on Atari with a {ATARI_EVAL_EPSILON} chance of a "
+                                "random action per step (the DQN family: its eval_epsilon), as in training's "
+                                "evaluations")
         group.add_argument("--stochastic", action="store_true",
                            help="sample actions from the policy instead of taking its mode (mean or argmax)")
         group.add_argument("--video", type=Path, metavar="FILE.mp4", help="also record one game to this MP4 file")
@@ -329,6 +403,7 @@ class AgentJob(Job):
         if args.episodes < 1:
             raise UserError(f"--episodes must be at least 1, got {args.episodes}")
         agent, settings = self.rebuild(checkpoint, args.device)
+        warn_non_finite_weights(checkpoint)
         deterministic = not args.stochastic
         returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions,
                                  deterministic=deterministic)

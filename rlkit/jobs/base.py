@@ -6,17 +6,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+import torch
+
 from rlkit.checkpoint import CHECKPOINT_NAME
 from rlkit.config import config_from_dict, config_to_dict
 from rlkit.distributed import is_main
 from rlkit.errors import UserError
 from rlkit.loop import Loop, LoopConfig
+from rlkit.optim import check_optimizer_states
 
 RUN_FLAGS = ("seed", "device", "run_dir", "resume", "eval_interval", "checkpoint_interval", "no_progress",
              "print_config")
@@ -146,6 +151,7 @@ def restore(loop: Loop, checkpoint: dict[str, Any]) -> None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(f"the checkpoint's saved state does not fit the job rebuilt from its config "
                         f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py") from None
+    check_optimizer_states(loop.learner)  # before the first step (D4)
 
 
 def load_learner(learner: Any, checkpoint: dict[str, Any]) -> None:
@@ -156,6 +162,32 @@ def load_learner(learner: Any, checkpoint: dict[str, Any]) -> None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(f"the checkpoint's learner state does not fit the net rebuilt from its config "
                         f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py") from None
+    check_optimizer_states(learner)  # evaluate.py never steps, but a rebuilt learner may be trained on (D4)
+
+
+def non_finite_weights(learner_state: Any, prefix: str = "") -> list[str]:
+    """Names (``actor.l1.weight``) of the floating-point tensors and arrays in a learner state holding NaN or inf,
+    optimizer states left out (they are not weights)."""
+    if isinstance(learner_state, dict):
+        return [name for key, value in learner_state.items() if "optim" not in str(key)
+                for name in non_finite_weights(value, f"{prefix}{key}.")]
+    if isinstance(learner_state, (list, tuple)):
+        return [name for i, value in enumerate(learner_state) for name in non_finite_weights(value, f"{prefix}{i}.")]
+    if isinstance(learner_state, torch.Tensor) and learner_state.is_floating_point():
+        return [] if bool(torch.isfinite(learner_state).all()) else [prefix[:-1]]
+    if isinstance(learner_state, np.ndarray) and np.issubdtype(learner_state.dtype, np.floating):
+        return [] if bool(np.isfinite(learner_state).all()) else [prefix[:-1]]
+    return []
+
+
+def warn_non_finite_weights(checkpoint: dict[str, Any]) -> None:
+    """One line on stderr when the checkpoint's weights hold NaN or inf: what is reported is then meaningless."""
+    bad = non_finite_weights(checkpoint.get("learner"))
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        print(f"warning: the checkpoint's weights are non-finite (NaN or inf in {shown}): the run diverged, so "
+              "these numbers mean nothing; evaluate an earlier checkpoint or retrain with a smaller learning rate",
+              file=sys.stderr)
 
 
 def new_run_dir(chosen: Path | None, name: str) -> Path:

@@ -19,7 +19,7 @@ from rlkit.data import ArrayDataset, load_dataset
 from rlkit.data import transforms as T
 from rlkit.distributed import init_distributed
 from rlkit.errors import UserError
-from rlkit.jobs.base import load_learner
+from rlkit.jobs.base import load_learner, warn_non_finite_weights
 from rlkit.jobs.catalog import ImageNet, TaskInfo, get_net, get_task
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.loop import Loop
@@ -180,6 +180,7 @@ class ClassifierJob(SupervisedJob):
         if args.mc_samples < 0:
             raise UserError(f"--mc-samples must be 0 or more, got {args.mc_samples}")
         run = self.rebuild(checkpoint, args.device, args.data_dir)
+        warn_non_finite_weights(checkpoint)
         if args.mc_samples and not has_dropout(run.learner):
             raise UserError(f"--mc-samples needs a net with dropout; {run.settings.net} has none: drop --mc-samples")
         metrics = evaluate_classifier(run.learner, run.test, run.eval_transform, run.device,

@@ -6,14 +6,20 @@ and forks every worker from itself. Plain ``fork`` would copy the main process, 
 state they were in; ``spawn`` is as safe but has each worker import torch again (about two seconds and its own copy
 of every module). Each worker builds its own env, runs PyTorch with one intra-op thread, ignores Ctrl-C (the main
 process saves the checkpoint and stops it through an event) and sends reports
-(:class:`WorkerReport`), or its traceback when it fails, through a queue.
+(:class:`WorkerReport`), or its traceback when it fails, through a queue. A worker ends with the main process, even
+when that is killed with SIGKILL and never calls ``close()``: it checks between segments that the main process is
+alive (multiprocessing's parent sentinel, any platform), and on Linux the kernel also kills it when its parent dies
+(``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
+import os
 import queue as queue_module
 import signal
+import sys
 import time
 import traceback
 from collections import defaultdict
@@ -124,6 +130,30 @@ def collect_segment(env: EpisodeSignals, net: torch.nn.Module, obs: np.ndarray, 
     return Segment(**stacked, last_values=net.value(_net_input(obs))), obs, ended
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl option (linux/prctl.h): the signal this process gets when its parent dies."""
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent (the forkserver, which itself exits when the
+    main process does) dies. Elsewhere, or if prctl is unavailable, nothing: the worker loop's check remains."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no libc symbol: rely on the loop's check
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect: the kernel will not tell us
+        os._exit(1)
+
+
+def main_process_alive() -> bool:
+    """Whether the process that started this worker still runs (True in the main process itself)."""
+    parent = MP.parent_process()
+    return parent is None or parent.is_alive()
+
+
 def run_worker(rank: int, agent: Agent, env_fn: Callable[..., EpisodeSignals], env_name: str, num_envs: int,
                seed: int, sticky_actions: bool, total_steps: int, counter: Any, messages: Any, stop: Any,
                report_every: float) -> None:
@@ -131,6 +161,8 @@ def run_worker(rank: int, agent: Agent, env_fn: Callable[..., EpisodeSignals], e
     set, sync the local net, play a segment, update the shared net; put a report on ``messages`` every
     ``report_every`` seconds and at the end."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the main process stops us
+    if MP.parent_process() is not None:  # a worker process (not a test running this loop in-process)
+        die_with_parent()
     torch.set_num_threads(1)
     try:
         torch.manual_seed(seed * 1_000 + rank)
@@ -141,6 +173,10 @@ def run_worker(rank: int, agent: Agent, env_fn: Callable[..., EpisodeSignals], e
         sums: dict[str, float] = defaultdict(float)
         updates, steps, episodes, last_report = 0, 0, [], time.monotonic()
         while not stop.is_set():
+            if not main_process_alive():  # killed without close(): nobody reads our reports any more
+                messages.cancel_join_thread()  # exiting must not wait to flush a pipe nobody drains
+                env.close()
+                return
             claimed = reserve_steps(counter, total_steps, agent.config.num_steps, num_envs)
             if claimed == 0:
                 break
@@ -172,6 +208,11 @@ class A3CSource:
     stops on ``steps``, therefore ends only after the last update has been reported, so the final checkpoint holds
     all of the workers' work. A worker that fails or dies makes ``next()`` raise a :class:`UserError` naming it;
     ``close()`` stops and joins every worker.
+
+    The evaluation schedule is therefore not step-exact: the loop evaluates when ``steps`` crosses a multiple of
+    the interval, but ``steps`` moves by whole reports (every ``report_every`` seconds per worker) and the workers
+    do not pause for an evaluation. An evaluation due at step k runs at the first reported count >= k, and two due
+    points crossed by one drain give one evaluation (the final one always runs, at ``total_steps``).
 
     Args:
         agent: the shared model and optimizer (pickled into each worker; its tensors stay shared).
