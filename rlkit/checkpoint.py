@@ -83,9 +83,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{file} is not an rlkit checkpoint or holds objects that are unsafe to load ({first_line}): "
             "only load checkpoints written by rlkit's train.py"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except Exception as error:  # a stranger's bytes can fail torch.load in any way (a text file: KeyError, IndexError)
         raise UserError(
-            f"{file} is truncated or corrupt ({type(error).__name__}): use an intact copy or re-run training "
+            f"{file} is truncated or corrupt, or no checkpoint ({type(error).__name__}): use an intact copy or re-run "
+            "training "
             "(train.py --resume resumes from the last good checkpoint)"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

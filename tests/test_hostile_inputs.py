@@ -12,7 +12,6 @@ import shutil
 import struct
 import sys
 import tracemalloc
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,20 +164,16 @@ def _garbage_video(reader):
     return make
 
 
-# Refused with a traceback on this branch: their one-line errors belong to D13 (rlkit/checkpoint.py's load and the
-# replay buffer's load, other owners' files). Not strict, so they pass here and turn into plain passes once merged.
-OWNED_ELSEWHERE = pytest.mark.xfail(reason="D13: load_checkpoint / ReplayBuffer.load one-line errors", strict=False)
-
 CASES = [
     ("checkpoint: pickled os.system", _pickled_code, "unsafe"),
-    pytest.param("checkpoint: a text file", _text_file, "checkpoint", marks=OWNED_ELSEWHERE),
+    ("checkpoint: a text file", _text_file, "checkpoint"),
     ("checkpoint: truncated", _truncated, "truncated or corrupt"),
     ("checkpoint: no learner", _missing_learner, "learner"),
     ("checkpoint: unknown config key", _unknown_config_key, "config"),
     ("checkpoint: wrong weight shape", _wrong_weight_shape, "does not fit"),
     ("checkpoint: optimizer state shorter than its parameter", _short_optimizer_state, "exp_avg"),
-    pytest.param("replay.npz: not a zip", _corrupt_replay, "replay.npz", marks=OWNED_ELSEWHERE),
-    pytest.param("replay.npz: pickled os.system", _replay_with_code, "replay.npz", marks=OWNED_ELSEWHERE),
+    ("replay.npz: not a zip", _corrupt_replay, "replay.npz"),
+    ("replay.npz: pickled os.system", _replay_with_code, "replay.npz"),
     ("CIFAR: pickled os.system", _cifar_code, "unsafe pickle"),
     ("CIFAR: ndarray memory bomb", _cifar_memory_bomb, "corrupt"),
     ("IDX: header bomb", _idx_header_bomb, "re-download"),
@@ -198,7 +193,7 @@ def peak_rss() -> int:
 
 
 @pytest.mark.parametrize("name, make, words", CASES,
-                         ids=[case.values[0] if hasattr(case, "values") else case[0] for case in CASES])
+                         ids=[case[0] for case in CASES])
 def test_hostile_input_is_one_line_runs_nothing_and_costs_bounded_memory(dqn_run, tmp_path, name, make, words):
     run = tmp_path / "run"
     shutil.copytree(dqn_run, run)

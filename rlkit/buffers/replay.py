@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from rlkit.buffers.sum_tree import SumTree
+from rlkit.errors import UserError
 
 
 class Batch(NamedTuple):
@@ -363,5 +364,10 @@ class ReplayBuffer:
             raise
 
     def load(self, path: str) -> None:
-        with np.load(path, allow_pickle=False) as data:
-            self.load_state_dict({key: data[key] for key in data.files})
+        """Restore what :meth:`save` wrote; anything else (damaged, foreign, holding pickles) is a one-line error."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                self.load_state_dict({key: data[key] for key in data.files})
+        except Exception as error:  # np.load raises many kinds on foreign bytes; allow_pickle=False runs none
+            raise UserError(f"{path} is damaged or not a replay file written by rlkit ({type(error).__name__}): "
+                            f"delete it to resume without it (replay then refills before updates resume)") from None
