@@ -1,7 +1,8 @@
 """Wall time of short training runs with torch's default threads (one per core) against ``--threads`` auto, alone
 and with two seeds side by side (what users do all the time), on this machine.
 
-    python benchmarks/threads.py            # PPO CartPole, SAC Pendulum, DQN Breakout
+    python benchmarks/threads.py            # PPO CartPole, SAC Pendulum, DQN Breakout, ResNet on Fashion-MNIST
+    python benchmarks/threads.py --workloads dqn-breakout --threads 1
 
 Prints one JSON line per (workload, threads, side-by-side) with the wall seconds of each process. Run it alone.
 """
@@ -18,11 +19,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+FASHION = ROOT.parent / "shared" / "data" / "fashion-mnist"
 WORKLOADS = {
-    "ppo-cartpole": ["--agent", "ppo", "--env", "CartPole", "--total-steps", "16384"],
-    "sac-pendulum": ["--agent", "sac", "--env", "Pendulum", "--total-steps", "1500", "--learning-starts", "500"],
+    "ppo-cartpole": ["--agent", "ppo", "--env", "CartPole", "--total-steps", "16384", "--eval-episodes", "0"],
+    "sac-pendulum": ["--agent", "sac", "--env", "Pendulum", "--total-steps", "1500", "--learning-starts", "500",
+                     "--eval-episodes", "0"],
     "dqn-breakout": ["--agent", "dqn", "--env", "Breakout", "--total-steps", "3000", "--learning-starts", "1000",
-                     "--buffer-size", "10000"],
+                     "--buffer-size", "10000", "--eval-episodes", "0"],
+    # the course's ResNet at half width, 60 updates of 128 images and one evaluation on the 10k test images
+    "resnet-fashion-mnist": ["--task", "fashion-mnist", "--net", "resnet", "--width", "0.5", "--max-steps", "60",
+                             "--data-dir", str(FASHION)],
 }
 
 
@@ -33,7 +39,7 @@ def run(args: list[str], threads: str, copies: int) -> list[float]:
         procs = []
         for seed in range(1, copies + 1):
             argv = [sys.executable, str(ROOT / "train.py"), *args, "--seed", str(seed), "--threads", threads,
-                    "--eval-episodes", "0", "--no-progress", "--run-dir", f"{tmp}/run{seed}"]
+                    "--no-progress", "--run-dir", f"{tmp}/run{seed}"]
             procs.append((time.perf_counter(), subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)))
         walls = []
         for start, proc in procs:
@@ -45,11 +51,14 @@ def run(args: list[str], threads: str, copies: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS),
+                        help="resnet-fashion-mnist reads ../shared/data/fashion-mnist")
+    parser.add_argument("--threads", nargs="+", default=["default", "auto"],
+                        help="settings to compare: default (torch's: one per core), auto, or a number")
     args = parser.parse_args()
-    default = str(os.cpu_count() or 1)  # torch's own default: one thread per core
+    values = {"default": (str(os.cpu_count() or 1), "torch default"), "auto": ("0", "auto")}
     for name in args.workloads:
-        for threads, label in ((default, "torch default"), ("0", "auto")):
+        for threads, label in (values.get(t, (t, t)) for t in args.threads):
             for copies in (1, 2):
                 walls = run(WORKLOADS[name], threads, copies)
                 print(json.dumps({"workload": name, "threads": label, "side_by_side": copies,

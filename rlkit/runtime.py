@@ -35,16 +35,17 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def set_threads(threads: int, convolutional: bool) -> int:
+def set_threads(threads: int, large_convolutions: bool) -> int:
     """Set torch's threads for this process and return the number: ``threads`` when > 0 (``--threads N``); else
-    ``OMP_NUM_THREADS`` when set; else the cores (shared out among the processes torchrun starts on this machine)
-    for convolutional nets, whose large products gain from them, and one thread for MLPs, whose small products gain
-    little from more and slow right down when several runs share the cores (benchmarks/RESULTS.md, "Threads")."""
+    ``OMP_NUM_THREADS`` when set; else one thread, or the cores (shared out among the processes torchrun starts on
+    this machine) for the large convolutions of supervised image and video nets. One thread costs a lone run little
+    and keeps runs side by side from thrashing, where a thread per core each slows them several times over;
+    supervised nets gain most from more threads and usually train alone (benchmarks/RESULTS.md, "Threads")."""
     if threads <= 0:
         chosen = os.environ.get("OMP_NUM_THREADS", "")
         if chosen.isdigit() and int(chosen) > 0:
             threads = int(chosen)
-        elif convolutional:
+        elif large_convolutions:
             threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
         else:
             threads = 1

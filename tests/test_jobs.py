@@ -146,7 +146,7 @@ def test_extending_a_run_keeps_its_schedules_unless_asked_to_stretch_them(tmp_pa
 @pytest.mark.parametrize("flag, omp, convolutional, expected", [
     (3, "1", True, 3), (0, "2", False, 2), (0, "", False, 1), (0, "", True, None),
 ])
-def test_threads_flag_then_omp_num_threads_then_one_for_mlps_and_the_cores_for_conv_nets(
+def test_threads_flag_then_omp_num_threads_then_one_or_the_cores_for_large_convolutions(
         monkeypatch, flag, omp, convolutional, expected):
     import os
 

@@ -348,7 +348,7 @@ class AgentJob(Job):
             raise UserError(f"{settings.agent} learns from replay in one process and cannot run under torchrun: run "
                             f"it without torchrun (data-parallel agents: {', '.join(parallel)})")
         spaces = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
-        set_threads(settings.threads, convolutional=len(spaces.single_observation_space.shape) == 3)
+        set_threads(settings.threads, large_convolutions=False)  # even the Nature CNN: see set_threads
         agent = build_agent(settings, config, spaces.single_observation_space, spaces.single_action_space, device)
         env_id = spaces.resolved.env_id
         spaces.close()

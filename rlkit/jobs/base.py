@@ -33,7 +33,8 @@ def add_run_flags(group: argparse._ArgumentGroup, unit: str) -> None:
     group.add_argument("--seed", type=int, help="seeds initialization, data order, exploration and envs (default: 1)")
     group.add_argument("--device", help="auto, cpu or cuda (default: auto: a GPU if there is one)")
     group.add_argument("--threads", type=int, help="torch threads (default: 0, auto: OMP_NUM_THREADS if set, else "
-                                                   "one for MLPs and every core for convolutional nets)")
+                                                   "one for agents and every core for supervised conv nets; runs side "
+                                                   "by side want one each)")
     group.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/NAME__SEED__TIME)")
     group.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     group.add_argument("--eval-interval", type=int, help=f"{unit} between evaluations (default: the job's)")

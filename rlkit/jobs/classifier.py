@@ -139,7 +139,7 @@ class ClassifierJob(SupervisedJob):
 
     def build(self, settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
               resume: dict[str, Any] | None = None) -> Loop:
-        set_threads(settings.threads, convolutional=not get_net(settings.net).numpy)
+        set_threads(settings.threads, large_convolutions=not get_net(settings.net).numpy)
         seed_everything(settings.seed)  # the same initial weights on every process (DDP also broadcasts them)
         device = pick_device(settings.device)
         rank, world_size = init_distributed(device)

@@ -101,7 +101,7 @@ class GANJob(SupervisedJob):
     def build(self, settings: SupervisedSettings, config: ACGANConfig, run_dir: Path,
               resume: dict[str, Any] | None = None) -> Loop:
         self.refuse_torchrun(settings)
-        set_threads(settings.threads, convolutional=True)
+        set_threads(settings.threads, large_convolutions=True)
         seed_everything(settings.seed)
         device = pick_device(settings.device)
         task = get_task(settings.task)

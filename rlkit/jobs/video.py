@@ -233,7 +233,7 @@ class VideoJob(SupervisedJob):
               resume: dict[str, Any] | None = None) -> Loop:
         self.refuse_torchrun(settings)
         check_pair(settings.task, settings.net)
-        set_threads(settings.threads, convolutional=True)
+        set_threads(settings.threads, large_convolutions=True)
         seed_everything(settings.seed)
         train = V.load_ucf101(settings.data_dir, "train", samplings(get_net(settings.net), config)[0], config.fold,
                               config.frames_dir or None)
