@@ -232,7 +232,12 @@ class Loop:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_leftovers(self.run_dir)
-        self.writer = SummaryWriter(str(self.run_dir)) if main else _NoWriter()
+        resumed_at = self.source.steps
+        if main and resumed_at:
+            drop_later_evaluations(self.run_dir / "eval.jsonl", resumed_at)
+        # A resumed run hides what a killed process logged after its checkpoint: those steps are played again.
+        self.writer = (SummaryWriter(str(self.run_dir), purge_step=resumed_at + 1 if resumed_at else None) if main
+                       else _NoWriter())
         self._start = time.perf_counter()
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)  # per tag: some metrics come only from some updates
@@ -316,6 +321,23 @@ class Loop:
                 signal.signal(signum, handler)
             self.writer.close()  # flush TensorBoard however the run ends
             self.source.close()  # a source with worker processes stops them, whatever happened
+
+
+def drop_later_evaluations(path: Path, step: int) -> None:
+    """Keep the lines of ``eval.jsonl`` up to ``step`` (a run resumed there evaluates the later steps again)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _step_of(line) is None or _step_of(line) <= step]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class _NoWriter:

@@ -141,3 +141,29 @@ def test_a_keyboard_interrupt_raised_by_code_saves_only_between_updates(tmp_path
              header={"kind": "test"}).run()
     assert not (tmp_path / "torn" / "checkpoint.pt").exists()
     assert "in the middle of an update: not saved; no checkpoint was written" in capsys.readouterr().out
+
+
+def test_a_resume_from_an_older_checkpoint_logs_each_step_once(tmp_path):
+    """D18 (TensorBoard and eval.jsonl): a run killed after logging past its last checkpoint plays those steps
+    again when resumed; what the killed process logged after the checkpoint is dropped, so no step is logged twice
+    and no curve goes backwards."""
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import train
+
+    run = tmp_path / "run"
+    flags = ["--no-progress", "--eval-episodes", "1", "--eval-interval", "250", "--checkpoint-interval", "500"]
+    train.main(["--agent", "dqn", "--env", "CartPole", "--total-steps", "500", "--learning-starts", "100",
+                "--hidden", "8", "--run-dir", str(run), *flags])
+    shutil.copy(run / "checkpoint.pt", tmp_path / "at500.pt")
+    train.main(["--resume", str(run), "--total-steps", "1000", "--no-progress"])  # logs up to 1000
+    shutil.copy(tmp_path / "at500.pt", run / "checkpoint.pt")  # as if killed after logging 1000, saved at 500
+    train.main(["--resume", str(run), "--total-steps", "1000", "--no-progress"])
+    steps = [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert steps == [250, 500, 750, 1000]
+    events = EventAccumulator(str(run))
+    events.Reload()
+    logged = [event.step for event in events.Scalars("eval/mean_return")]
+    assert logged == [250, 500, 750, 1000]
