@@ -4,6 +4,7 @@ saved runs validated before use."""
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -162,3 +163,14 @@ def test_threads_flag_then_omp_num_threads_then_one_or_the_cores_for_large_convo
         assert got == (expected or os.cpu_count()) == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("agent, env, flags, expected", [
+    ("ppo", "Breakout", ["--num-envs", "2", "--total-steps", "512"], 0),  # two rollouts: only the final evaluation
+    ("ppo", "CartPole", ["--total-steps", "100000"], 10_000),
+    ("dqn", "CartPole", ["--total-steps", "2000"], 200),
+])
+def test_the_default_evaluation_interval_is_a_tenth_and_a_tiny_run_evaluates_once(agent, env, flags, expected, capsys):
+    """Issue 17 item 9: a run too short to evaluate twice before its end (in whole rollouts) evaluates at the end."""
+    train.main(["--agent", agent, "--env", env, *flags, "--print-config"])
+    assert json.loads(capsys.readouterr().out)["settings"]["eval_interval"] == expected

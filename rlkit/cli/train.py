@@ -44,7 +44,7 @@ def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentPar
         add_run_flags(run, "steps")
         return parser
     job.add_flags(parser, run)
-    add_run_flags(run, job.unit)
+    add_run_flags(run, job.unit, job.eval_interval_default)
     what = names.get("agent") or names.get("net") or job.kind
     preset = job.preset(names)
     title = (f"{what} config (defaults shown are the values this run uses)" if preset is not None else

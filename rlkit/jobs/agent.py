@@ -72,6 +72,20 @@ def build_agent(settings: AgentSettings, config: Any, obs_space, action_space, d
                        seed=settings.seed)
 
 
+def steps_per_turn(settings: AgentSettings, config: Any) -> int:
+    """What one turn of the agent's source adds to the step count: a rollout, or one step of every sub-env."""
+    if get_agent_spec(settings.agent).agent_class.source_kind == "rollout":
+        return config.num_steps * settings.num_envs
+    return settings.num_envs
+
+
+def default_eval_interval(settings: AgentSettings, config: Any) -> int:
+    """A tenth of the budget, at least one turn of the source; 0 (only the final evaluation) for a run too short to
+    evaluate twice before its end (a 512-step Atari PPO try is two rollouts: one evaluation, not three)."""
+    interval = max(settings.total_steps // 10, steps_per_turn(settings, config))
+    return 0 if 2 * interval >= settings.total_steps else interval
+
+
 def check_run(settings: AgentSettings, config: Any, memory: bool = True) -> None:
     """Refuse, before any env or net is built for training, a run that cannot learn or cannot fit: no update
     within the budget, more envs or workers than the machine can step, replay or rollout storage larger than the
@@ -89,8 +103,7 @@ def check_run(settings: AgentSettings, config: Any, memory: bool = True) -> None
     if kind == "replay" and config.learning_starts >= total:
         raise UserError(f"--learning-starts {config.learning_starts} is not below --total-steps {total}: no update "
                         "would ever happen; lower --learning-starts or raise --total-steps")
-    # What one turn of the source adds to the step count: the run ends at the first multiple of it past the total.
-    chunk = config.num_steps * num_envs if kind == "rollout" else num_envs
+    chunk = steps_per_turn(settings, config)  # the run ends at the first multiple of it past the total
     warnings = []
     if kind == "rollout" and chunk > total:
         warnings.append(f"a rollout (--num-steps {config.num_steps} x --num-envs {num_envs} = {chunk} steps) is longer "
@@ -257,6 +270,8 @@ class AgentJob(Job):
     kind = "agent"
     settings_class = AgentSettings
     resume_overrides = ("total_steps", "eval_interval", "checkpoint_interval")
+    eval_interval_default = ("a tenth of --total-steps, at least one rollout; only the final evaluation for a run "
+                             "too short to evaluate twice before its end")
 
     def add_flags(self, parser: argparse.ArgumentParser, run: argparse._ArgumentGroup) -> None:
         parser.epilog = "agents: " + "; ".join(f"{name}: {spec.help}" for name, spec in AGENTS.items())
@@ -313,15 +328,17 @@ class AgentJob(Job):
             agent=args.agent, env=args.env, total_steps=total, seed=1 if args.seed is None else args.seed,
             num_envs=defaults.num_envs if args.num_envs is None else args.num_envs, device=args.device or "auto",
             sticky_actions=bool(args.sticky_actions),
-            eval_interval=args.eval_interval if args.eval_interval is not None else max(total // 10, 1),
+            eval_interval=args.eval_interval or 0,  # the default needs the config: below
             eval_episodes=10 if args.eval_episodes is None else args.eval_episodes,
             checkpoint_interval=(args.checkpoint_interval if args.checkpoint_interval is not None
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
         )
+        config = apply_flags(self.preset(dataclasses.asdict(settings)), args)
+        if args.eval_interval is None:
+            settings.eval_interval = default_eval_interval(settings, config)
         # --print-config allocates nothing, so it builds no env to size the storage either
-        check_run(settings, apply_flags(self.preset(dataclasses.asdict(settings)), args),
-                  memory=not getattr(args, "print_config", False))
+        check_run(settings, config, memory=not getattr(args, "print_config", False))
         return settings
 
     def resume(self, settings: AgentSettings, args: argparse.Namespace, steps_taken: int) -> None:

@@ -28,7 +28,7 @@ RUN_FLAGS = ("seed", "device", "run_dir", "resume", "eval_interval", "checkpoint
 """Flags every job shares (parsed by :func:`add_run_flags`)."""
 
 
-def add_run_flags(group: argparse._ArgumentGroup, unit: str) -> None:
+def add_run_flags(group: argparse._ArgumentGroup, unit: str, eval_default: str = "the job's") -> None:
     """The flags every kind of run has; ``unit`` names what the intervals count (env steps, updates)."""
     group.add_argument("--seed", type=int, help="seeds initialization, data order, exploration and envs (default: 1)")
     group.add_argument("--device", help="auto, cpu or cuda (default: auto: a GPU if there is one)")
@@ -37,7 +37,7 @@ def add_run_flags(group: argparse._ArgumentGroup, unit: str) -> None:
                                                    "by side want one each)")
     group.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/NAME__SEED__TIME)")
     group.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
-    group.add_argument("--eval-interval", type=int, help=f"{unit} between evaluations (default: the job's)")
+    group.add_argument("--eval-interval", type=int, help=f"{unit} between evaluations (default: {eval_default})")
     group.add_argument("--checkpoint-interval", type=int, help=f"{unit} between checkpoints (default: the job's)")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     group.add_argument("--print-config", action="store_true",
@@ -55,6 +55,8 @@ class Job(ABC):
     resume_overrides: ClassVar[tuple[str, ...]] = ()
     """Settings a resumed run may change (``total_steps`` to extend a run); device and progress always may."""
     unit: ClassVar[str] = "steps"
+    eval_interval_default: ClassVar[str] = "the job's"
+    """What --help says of the default evaluation interval."""
 
     # ------------------------------------------------------------------ configuration
     @abstractmethod

@@ -49,6 +49,7 @@ class SupervisedJob(Job):
     settings_class = SupervisedSettings
     resume_overrides = ("max_steps", "data_dir", "eval_interval", "checkpoint_interval")
     unit = "updates"
+    eval_interval_default = "0: once per epoch"
     data_parallel: ClassVar[bool] = True
     """Trains under torchrun (DDP); GAN and video runs do not yet."""
 
