@@ -6,6 +6,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -94,3 +95,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if data.get("version", 0) > VERSION:
         raise UserError(f"{file} was written by a newer rlkit (format {data['version']}): upgrade rlkit to read it")
     return data
+
+
+def non_finite_tensors(state: Any, name: str = "", skip_optimizers: bool = False) -> Iterator[tuple[str, float]]:
+    """``(path, value)`` of every floating tensor in ``state`` (nested dicts and lists: network and optimizer states)
+    holding a NaN or infinity, with its first such value; ``skip_optimizers`` leaves out keys naming an optimizer.
+    Plain numbers are passed over: they may be sentinels (a best score of -inf), only tensors are weights."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            finite = torch.isfinite(state)
+            if not bool(finite.all()):
+                yield name, state[~finite].flatten()[0].item()
+        return
+    if isinstance(state, dict):
+        items: Any = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return
+    for key, value in items:
+        if not (skip_optimizers and "optim" in str(key)):
+            yield from non_finite_tensors(value, f"{name}.{key}" if name else str(key), skip_optimizers)

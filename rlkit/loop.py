@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from rlkit.checkpoint import CHECKPOINT_NAME, save_checkpoint, temporary_path
+from rlkit.checkpoint import CHECKPOINT_NAME, non_finite_tensors, save_checkpoint, temporary_path
 from rlkit.distributed import average_metrics, is_main, world
 from rlkit.errors import UserError
 from rlkit.sources import Source
@@ -138,9 +138,9 @@ class Loop:
         if not is_main() or self.source.steps == self._saved_step:
             return True
         payload = self.checkpoint_payload()
-        bad = _first_non_finite(payload["learner"], "learner")
+        bad = next(non_finite_tensors(payload["learner"], "learner"), None)
         if bad is not None:
-            raise self._diverged(bad)
+            raise self._diverged(f"{bad[0]} holds {bad[1]}")
         # The extra files (replay) are written first, into a staging folder, and moved beside the checkpoint only
         # after it is committed: a kill at any moment leaves them as old as the checkpoint or older, never newer.
         stage = self.run_dir / STAGING_DIR
@@ -360,29 +360,6 @@ def remove_leftovers(run_dir: Path) -> None:
     for leftover in [temporary_path(run_dir / CHECKPOINT_NAME), *run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"),
                      *run_dir.glob("*.tmp.npz")]:
         leftover.unlink(missing_ok=True)
-
-
-def _first_non_finite(state: Any, name: str) -> str | None:
-    """``"NAME.key... holds nan"`` for the first floating tensor of ``state`` (nested dicts and lists: network
-    and optimizer states) with a NaN or infinity, else None."""
-    if isinstance(state, torch.Tensor):
-        if state.is_floating_point() or state.is_complex():
-            finite = torch.isfinite(state)
-            if not bool(finite.all()):
-                value = state[~finite].flatten()[0].item()
-                return f"{name} holds {value}"
-        return None
-    if isinstance(state, dict):
-        items = state.items()
-    elif isinstance(state, (list, tuple)):
-        items = enumerate(state)
-    else:
-        return None  # plain numbers may be sentinels (a best score of -inf): only tensors are weights
-    for key, value in items:
-        found = _first_non_finite(value, f"{name}.{key}")
-        if found is not None:
-            return found
-    return None
 
 
 def _max_over_processes(value: int) -> int:

@@ -13,10 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-import torch
 
-from rlkit.checkpoint import CHECKPOINT_NAME
+from rlkit.checkpoint import CHECKPOINT_NAME, non_finite_tensors
 from rlkit.config import config_from_dict, config_to_dict
 from rlkit.distributed import is_main
 from rlkit.errors import UserError
@@ -146,14 +144,22 @@ def dataclass_from(cls: type, data: Any, what: str) -> Any:
                         "by train.py") from None
 
 
+STATE_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError)
+"""What ``load_state_dict`` raises on a state of another shape or layout."""
+
+
+def does_not_fit(what: str, built: str, error: BaseException) -> UserError:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return UserError(f"the checkpoint's {what} does not fit {built} rebuilt from its config "
+                     f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py")
+
+
 def restore(loop: Loop, checkpoint: dict[str, Any]) -> None:
     """Continue ``loop`` from ``checkpoint``; a state that does not fit the built job is a :class:`UserError`."""
     try:
         loop.restore(checkpoint)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UserError(f"the checkpoint's saved state does not fit the job rebuilt from its config "
-                        f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py") from None
+    except STATE_ERRORS as error:
+        raise does_not_fit("saved state", "the job", error) from None
     check_optimizer_states(loop.learner)  # before the first step (D4)
 
 
@@ -161,31 +167,14 @@ def load_learner(learner: Any, checkpoint: dict[str, Any]) -> None:
     """``learner.load_state_dict`` with a one-line error for a state that does not fit."""
     try:
         learner.load_state_dict(checkpoint["learner"])
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UserError(f"the checkpoint's learner state does not fit the net rebuilt from its config "
-                        f"({type(error).__name__}: {first[:200]}): pass a checkpoint written by train.py") from None
+    except STATE_ERRORS as error:
+        raise does_not_fit("learner state", "the net", error) from None
     check_optimizer_states(learner)  # evaluate.py never steps, but a rebuilt learner may be trained on (D4)
-
-
-def non_finite_weights(learner_state: Any, prefix: str = "") -> list[str]:
-    """Names (``actor.l1.weight``) of the floating-point tensors and arrays in a learner state holding NaN or inf,
-    optimizer states left out (they are not weights)."""
-    if isinstance(learner_state, dict):
-        return [name for key, value in learner_state.items() if "optim" not in str(key)
-                for name in non_finite_weights(value, f"{prefix}{key}.")]
-    if isinstance(learner_state, (list, tuple)):
-        return [name for i, value in enumerate(learner_state) for name in non_finite_weights(value, f"{prefix}{i}.")]
-    if isinstance(learner_state, torch.Tensor) and learner_state.is_floating_point():
-        return [] if bool(torch.isfinite(learner_state).all()) else [prefix[:-1]]
-    if isinstance(learner_state, np.ndarray) and np.issubdtype(learner_state.dtype, np.floating):
-        return [] if bool(np.isfinite(learner_state).all()) else [prefix[:-1]]
-    return []
 
 
 def warn_non_finite_weights(checkpoint: dict[str, Any]) -> None:
     """One line on stderr when the checkpoint's weights hold NaN or inf: what is reported is then meaningless."""
-    bad = non_finite_weights(checkpoint.get("learner"))
+    bad = [path for path, _ in non_finite_tensors(checkpoint.get("learner"), skip_optimizers=True)]
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         print(f"warning: the checkpoint's weights are non-finite (NaN or inf in {shown}): the run diverged, so "
