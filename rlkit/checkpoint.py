@@ -97,6 +97,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return data
 
 
+def copy_tensors(state: Any) -> Any:
+    """``state`` (nested dicts, lists and tuples) with every tensor replaced by a copy of its data, for state that
+    other processes keep writing: ``torch.save`` of a tensor changing under it stores a checksum of other bytes."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {key: copy_tensors(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(copy_tensors(value) for value in state)
+    return state
+
+
 def non_finite_tensors(state: Any, name: str = "", skip_optimizers: bool = False) -> Iterator[tuple[str, float]]:
     """``(path, value)`` of every floating tensor in ``state`` (nested dicts and lists: network and optimizer states)
     holding a NaN or infinity, with its first such value; ``skip_optimizers`` leaves out keys naming an optimizer.

@@ -349,6 +349,23 @@ def test_failing_worker_is_reported_and_every_worker_stops(env_fn, message):
     source.close()  # the loop closes again in its finally: harmless
 
 
+def test_state_dict_is_a_copy_of_the_shared_tensors():
+    """Workers keep stepping the shared net and RMSprop statistics while the loop writes a checkpoint: a view of
+    them changed mid-write and the file failed its CRC check (CI, test_ctrl_c_stops_workers_saves_and_resumes)."""
+    env = make_env("CartPole-v1", seed=0)
+    agent = A3C(A3CConfig(num_workers=1), env.single_observation_space, env.single_action_space)
+    state = agent.state_dict()
+    shared = {t.untyped_storage().data_ptr() for t in agent.net.state_dict().values()}
+    shared |= {v.untyped_storage().data_ptr() for s in agent.optimizer.state.values() for v in s.values()}
+    saved = [t for t in (*state["net"].values(), *(v for s in state["optimizers"]["optimizer"]["state"].values()
+                                                    for v in s.values()))]
+    assert saved and not {t.untyped_storage().data_ptr() for t in saved} & shared
+    with torch.no_grad():
+        next(agent.net.parameters()).add_(1.0)  # a worker's step after the copy...
+    first = next(iter(state["net"]))
+    assert not torch.equal(state["net"][first], agent.net.state_dict()[first])  # ...does not reach the checkpoint
+
+
 def test_ctrl_c_stops_workers_saves_and_resumes(tmp_path):
     """Ctrl-C reaches the workers too (they ignore it); the loop saves, close() stops every worker cleanly, the
     checkpoint loads with weights_only, and --resume continues the counters."""

@@ -18,6 +18,7 @@ from torch import nn
 
 from rlkit.agents.policy_gradient import LossWeights, PolicyAgent, PolicyGradientConfig
 from rlkit.buffers.rollout import gae
+from rlkit.checkpoint import copy_tensors
 from rlkit.config import COUNT, POSITIVE, Bound, Constraint
 from rlkit.envs import Family
 from rlkit.errors import UserError
@@ -118,6 +119,11 @@ class A3C(PolicyAgent):
     def buffer_spec(self) -> None:
         """None: each worker keeps its own segment."""
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """A copy, not views of the shared tensors: the workers go on stepping those while the loop checks and
+        writes the checkpoint, which must hold one set of numbers whose checksums match."""
+        return copy_tensors(super().state_dict())
 
     def __getstate__(self) -> dict[str, Any]:
         """What a worker receives: everything but the minibatch generator, which A3C never uses and which
