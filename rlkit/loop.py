@@ -30,6 +30,8 @@ from rlkit.errors import UserError
 from rlkit.sources import Source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+BEST_NAME = "best.pt"
+"""Beside ``checkpoint.pt``: the checkpoint of the best evaluation so far (by :attr:`LoopConfig.best_metric`)."""
 STAGING_DIR = ".saving"
 """Inside the run directory: where ``save_extra`` writes (a replay file) before it is moved beside the checkpoint."""
 
@@ -76,7 +78,33 @@ class LoopConfig:
     log_interval: int = 1_000
     """Steps between TensorBoard writes of the update metrics and speed."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar; without it each evaluation prints a line."""
+    best_metric: str | None = None
+    """The evaluation metric (higher is better) whose best value keeps a copy of the checkpoint in ``best.pt``."""
+
+
+class Callback:
+    """Hooks into a run; override what you need. ``on_step`` and ``on_evaluation`` may return False to stop the run
+    early: the loop then saves, prints its summary and returns (the run can be resumed like any other)."""
+
+    def on_step(self, loop: Loop, step: int) -> bool | None:
+        """After each turn of the source and the learner's update on it (``step``: the step count now)."""
+
+    def on_evaluation(self, loop: Loop, step: int, metrics: dict[str, float]) -> bool | None:
+        """After each evaluation, with its metrics (``eval/mean_return`` for agents)."""
+
+    def on_checkpoint(self, loop: Loop, step: int, path: Path) -> None:
+        """After a checkpoint of ``step`` is on disk at ``path`` (``checkpoint.pt`` or ``best.pt``)."""
+
+
+class StopOnReward(Callback):
+    """Stop once an evaluation's ``metric`` reaches ``threshold`` (SB3's StopTrainingOnRewardThreshold)."""
+
+    def __init__(self, threshold: float, metric: str = "eval/mean_return"):
+        self.threshold, self.metric = threshold, metric
+
+    def on_evaluation(self, loop: Loop, step: int, metrics: dict[str, float]) -> bool:
+        return not metrics.get(self.metric, -math.inf) >= self.threshold
 
 
 class Loop:
@@ -88,6 +116,7 @@ class Loop:
         header: plain data stored at the top of every checkpoint (what ``evaluate.py`` needs to rebuild the job).
         evaluate: called with no arguments at evaluation time; returns metrics such as ``eval/mean_return``.
         save_extra: called at checkpoint time, for large state kept beside the checkpoint (a replay file).
+        callbacks: :class:`Callback` objects, called in order (``loop.callbacks`` may be extended before ``run``).
     """
 
     def __init__(
@@ -99,8 +128,10 @@ class Loop:
         header: dict[str, Any],
         evaluate: Callable[[], dict[str, float]] | None = None,
         save_extra: Callable[[Path], None] | None = None,
+        callbacks: list[Callback] | None = None,
     ):
         self.learner, self.source, self.config = learner, source, config
+        self.callbacks: list[Callback] = list(callbacks or [])
         self.run_dir = Path(run_dir)
         self.header = header
         self.evaluate_fn, self.save_extra = evaluate, save_extra
@@ -110,6 +141,11 @@ class Loop:
         self._last_eval_step = -1
         self._saved_step: int | None = None  # the step of the checkpoint on disk (None: none yet)
         self._signal: int | None = None  # a stop signal received, acted on at the next iteration boundary
+        self.best: dict[str, Any] | None = None
+        """The best evaluation so far, ``{"step", "value"}`` of :attr:`LoopConfig.best_metric` (kept in checkpoints)."""
+        self.last_evaluation: dict[str, float] | None = None
+        self.stopped_early = False
+        """True when a callback ended the run before ``total_steps``."""
 
     # ------------------------------------------------------------------ state
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -117,7 +153,8 @@ class Loop:
             **self.header,
             "learner": self.learner.state_dict(),
             "source": self.source.state_dict(),
-            "loop": {"steps": self.source.steps, "wall_time": self.wall_time + self._elapsed()},
+            "loop": {"steps": self.source.steps, "wall_time": self.wall_time + self._elapsed(),
+                     **({"best": dict(self.best)} if self.best is not None else {})},
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -128,6 +165,7 @@ class Loop:
         self.wall_time = checkpoint["loop"]["wall_time"]
         torch.set_rng_state(checkpoint["torch_rng"])
         self._saved_step = checkpoint["loop"]["steps"]
+        self.best = _valid_best(checkpoint["loop"].get("best"))
 
     def save(self) -> bool:
         """Checkpoint the current step (once); True when it is on disk. Under torchrun the first process saves.
@@ -162,7 +200,27 @@ class Loop:
             shutil.rmtree(stage, ignore_errors=True)
         # Only now: an interrupted write must not count as saved (the stop would then skip it and claim it saved).
         self._saved_step = self.source.steps
+        for callback in self.callbacks:
+            callback.on_checkpoint(self, self.source.steps, self.run_dir / CHECKPOINT_NAME)
         return True
+
+    def _save_best(self, step: int, value: float) -> None:
+        """Copy the current state to ``best.pt`` (replay stays beside ``checkpoint.pt`` only: best.pt is for
+        evaluating). A non-finite state is never written, here as in :meth:`save`."""
+        payload = self.checkpoint_payload()
+        bad = next(non_finite_tensors(payload["learner"], "learner"), None)
+        if bad is not None:
+            raise self._diverged(f"{bad[0]} holds {bad[1]}")
+        best = {"step": step, "metric": self.config.best_metric, "value": value}
+        payload["loop"]["best"] = best
+        try:
+            save_checkpoint(self.run_dir / BEST_NAME, {**payload, "best": best})
+        except (OSError, RuntimeError) as error:
+            raise CheckpointError(f"could not write {BEST_NAME} in {self.run_dir} ({_first_line(error)}): free disk "
+                                  "space or pick another --run-dir") from None
+        self.best = best
+        for callback in self.callbacks:
+            callback.on_checkpoint(self, step, self.run_dir / BEST_NAME)
 
     def _diverged(self, what: str) -> Diverged:
         kept = ("no checkpoint was written" if self._saved_step is None else
@@ -212,15 +270,50 @@ class Loop:
     def _elapsed(self) -> float:
         return 0.0 if self._start is None else time.perf_counter() - self._start
 
-    def _evaluate(self, step: int) -> None:
+    def _evaluate(self, step: int) -> bool:
+        """Evaluate at ``step`` (once); False when a callback asks the run to stop."""
         if self.evaluate_fn is None or step == self._last_eval_step or not is_main():
-            return
+            return True
         self._last_eval_step = step
         metrics = self.evaluate_fn()
+        self.last_evaluation = {"step": step, **metrics}
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)
         with open(self.run_dir / "eval.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
+            f.write(json.dumps({"step": step, "wall_time": round(self.wall_time + self._elapsed(), 3), **metrics})
+                    + "\n")
+        value = metrics.get(self.config.best_metric) if self.config.best_metric else None
+        if value is not None and math.isfinite(value) and (self.best is None or value > self.best["value"]):
+            self._save_best(step, value)
+        if not self.config.progress:
+            print(f"step {step}/{self.config.total_steps}: {_format_metrics(metrics)}"
+                  + (f" (best {self.best['value']:.4g} at step {self.best['step']})" if self.best else ""), flush=True)
+        keep_going = True
+        for callback in self.callbacks:
+            keep_going = callback.on_evaluation(self, step, metrics) is not False and keep_going
+        return keep_going
+
+    def _write_hparams(self) -> None:
+        """The run's settings and config in TensorBoard's HPARAMS tab, beside the best metric, to compare runs."""
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+                for section in ("settings", "config") for key, value in _flatten(self.header.get(section, {}))}
+        metric = self.config.best_metric or "eval/mean_return"
+        for summary in hparams(flat, {metric: math.nan}):
+            self.writer.file_writer.add_summary(summary)
+
+    def _summary(self) -> str:
+        """The line a finished (or early-stopped) run ends with."""
+        seconds = self.wall_time + self._elapsed()
+        how = "stopped early by a callback" if self.stopped_early else "finished"
+        line = f"{how} at step {self.source.steps} after {_format_duration(seconds)} of training"
+        if self.last_evaluation is not None:
+            metrics = {k: v for k, v in self.last_evaluation.items() if k != "step"}
+            line += f"; last evaluation {_format_metrics(metrics)}"
+        if self.best is not None:
+            line += f"; best {self.best['value']:.4g} at step {self.best['step']} ({self.run_dir / BEST_NAME})"
+        return line
 
     def run(self) -> None:
         """Train to ``total_steps``. A stop signal ends the iteration in progress, saves and raises
@@ -238,6 +331,8 @@ class Loop:
         # A resumed run hides what a killed process logged after its checkpoint: those steps are played again.
         self.writer = (SummaryWriter(str(self.run_dir), purge_step=resumed_at + 1 if resumed_at else None) if main
                        else _NoWriter())
+        if main and not resumed_at:
+            self._write_hparams()
         self._start = time.perf_counter()
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)  # per tag: some metrics come only from some updates
@@ -248,6 +343,7 @@ class Loop:
         bar = tqdm(total=cfg.total_steps, initial=start_steps, unit="step", disable=not (cfg.progress and main),
                    dynamic_ncols=True, smoothing=0.05)
         self._signal = None
+        self.stopped_early = False
         in_update = False
         distributed = world()[1] > 1
         previous_handlers = self._install_handlers()
@@ -283,12 +379,18 @@ class Loop:
                     sums.clear()
                     counts.clear()
                     last_log_steps, last_log_time = step, now
+                keep_going = True
+                for callback in self.callbacks:
+                    keep_going = callback.on_step(self, step) is not False and keep_going
                 if step >= next_eval:
-                    self._evaluate(step)
+                    keep_going = self._evaluate(step) and keep_going
                     next_eval = _next_multiple(step, cfg.eval_interval)
                 if step >= next_ckpt:
                     self.save()
                     next_ckpt = _next_multiple(step, cfg.checkpoint_interval)
+                if not keep_going:
+                    self.stopped_early = True
+                    break
                 # The iteration is complete: a consistent state to save. Under torchrun every process stops at the
                 # same iteration (the signal reaches them at different moments; a process left behind would hang in
                 # its next collective).
@@ -298,7 +400,10 @@ class Loop:
                     self._stop(stop)
             bar.close()
             self.save()
-            self._evaluate(self.source.steps)
+            if not self.stopped_early:
+                self._evaluate(self.source.steps)
+            if main:
+                print(self._summary(), flush=True)
         except Interrupted as stop:
             bar.close()
             if main and not stop.reported:  # a second signal: whatever was in progress (a save too) is abandoned
@@ -321,6 +426,42 @@ class Loop:
                 signal.signal(signum, handler)
             self.writer.close()  # flush TensorBoard however the run ends
             self.source.close()  # a source with worker processes stops them, whatever happened
+
+
+def _valid_best(best: Any) -> dict[str, Any] | None:
+    """The checkpoint's record of the best evaluation, or None for a missing or malformed one (a stranger's file
+    must not crash the loop: at worst the next evaluation starts the record again)."""
+    if (isinstance(best, dict) and isinstance(best.get("step"), int) and isinstance(best.get("value"), (int, float))
+            and math.isfinite(best["value"])):
+        return {"step": best["step"], "metric": str(best.get("metric")), "value": float(best["value"])}
+    return None
+
+
+def _flatten(mapping: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if not isinstance(mapping, dict):
+        return [(prefix, mapping)] if prefix else []
+    items: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        items.extend(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return items
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    """``mean_return 195.3 ± 12.1, ...``: the ``eval/`` prefix dropped, a std shown beside its mean."""
+    shown = {key.removeprefix("eval/"): value for key, value in metrics.items()}
+    parts = []
+    for key, value in shown.items():
+        if key.startswith("std_") and f"mean_{key[4:]}" in shown:
+            continue
+        std = shown.get(f"std_{key[5:]}") if key.startswith("mean_") else None
+        parts.append(f"{key} {value:.4g}" + (f" ± {std:.3g}" if std is not None else ""))
+    return ", ".join(parts)
+
+
+def _format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def drop_later_evaluations(path: Path, step: int) -> None:

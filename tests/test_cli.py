@@ -41,6 +41,21 @@ def test_cartpole_train_then_evaluate(tmp_path, capsys):
     assert printed["returns"] == result["returns"]
 
 
+def test_evaluate_best_loads_the_best_evaluation(tmp_path, capsys):
+    """best.pt is the checkpoint of the evaluation with the highest mean return; evaluate.py --best reads it."""
+    run = tmp_path / "run"
+    train.main([*CARTPOLE, "--total-steps", "2000", "--run-dir", str(run), "--eval-interval", "500"])
+    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    best_eval = max(evals, key=lambda e: e["eval/mean_return"])  # the first of equal ones: a tie is no improvement
+    best = load_checkpoint(run / "best.pt")
+    assert best["loop"]["steps"] == best["best"]["step"] == best_eval["step"]
+    assert best["best"]["value"] == best_eval["eval/mean_return"]
+    assert evaluate.main([str(run), "--best", "--episodes", "1", "--json"])["steps"] == best_eval["step"]
+    (run / "best.pt").unlink()
+    done = run_cli("evaluate.py", str(run), "--best")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no best.pt in" in done.stderr
+
+
 def test_tensorboard_scalars(tmp_path):
     """The documented TensorBoard tags are written."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlkit.checkpoint import load_checkpoint
-from rlkit.loop import Loop, LoopConfig
+from rlkit.loop import BEST_NAME, Callback, Loop, LoopConfig, StopOnReward
 
 
 class CountingSource:
@@ -167,3 +169,132 @@ def test_a_resume_from_an_older_checkpoint_logs_each_step_once(tmp_path):
     events.Reload()
     logged = [event.step for event in events.Scalars("eval/mean_return")]
     assert logged == [250, 500, 750, 1000]
+
+
+class WeightLearner:
+    """One weight that counts its updates, so a checkpoint tells the step it was taken at."""
+
+    def __init__(self):
+        self.weight = torch.zeros(1)
+
+    def update(self, batch):
+        self.weight += 1
+        return {}
+
+    def state_dict(self):
+        return {"weight": self.weight.clone()}
+
+    def load_state_dict(self, state):
+        self.weight = state["weight"].clone()
+
+
+def scripted(values):
+    """An evaluation returning ``values`` in turn as eval/mean_return."""
+    returns = iter(values)
+    return lambda: {"eval/mean_return": next(returns), "eval/std_return": 0.5}
+
+
+def test_best_pt_holds_the_state_of_the_best_evaluation_and_survives_a_resume(tmp_path):
+    config = LoopConfig(total_steps=8, eval_interval=2, progress=False, best_metric="eval/mean_return")
+    loop = Loop(WeightLearner(), CountingSource(), config, tmp_path, header={"kind": "test"},
+                evaluate=scripted([1.0, 7.0, 3.0, float("nan")]))
+    loop.run()
+    best = load_checkpoint(tmp_path / BEST_NAME)
+    assert best["best"] == {"step": 4, "metric": "eval/mean_return", "value": 7.0}  # a NaN return is never best
+    assert best["learner"]["weight"].item() == 4 and best["loop"]["steps"] == 4
+    assert load_checkpoint(tmp_path)["loop"]["best"]["step"] == 4  # the record travels with checkpoint.pt
+    # Resumed and extended: a worse evaluation leaves best.pt alone, a better one replaces it.
+    resumed = Loop(WeightLearner(), CountingSource(), dataclasses.replace(config, total_steps=12), tmp_path,
+                   header={"kind": "test"}, evaluate=scripted([6.0, 9.0]))
+    resumed.restore(load_checkpoint(tmp_path))
+    resumed.run()
+    best = load_checkpoint(tmp_path / BEST_NAME)
+    assert best["best"]["step"] == 12 and best["best"]["value"] == 9.0 and best["learner"]["weight"].item() == 12
+
+
+def test_a_malformed_best_record_is_ignored(tmp_path):
+    loop = Loop(WeightLearner(), CountingSource(), LoopConfig(total_steps=2, progress=False), tmp_path,
+                header={"kind": "test"})
+    for record in ("garbage", {"step": "4", "value": 1.0}, {"step": 4, "value": float("inf")}, None):
+        checkpoint = {"learner": {"weight": torch.zeros(1)}, "source": {"steps": 0},
+                      "loop": {"steps": 0, "wall_time": 0.0, "best": record}, "torch_rng": torch.get_rng_state()}
+        loop.restore(checkpoint)
+        assert loop.best is None
+
+
+class Recorder(Callback):
+    def __init__(self, stop_at_evaluation: int | None = None):
+        self.steps, self.evaluations, self.checkpoints = [], [], []
+        self.stop_at = stop_at_evaluation
+
+    def on_step(self, loop, step):
+        self.steps.append(step)
+
+    def on_evaluation(self, loop, step, metrics):
+        self.evaluations.append((step, metrics["eval/mean_return"]))
+        return len(self.evaluations) != self.stop_at
+
+    def on_checkpoint(self, loop, step, path):
+        self.checkpoints.append((step, path.name))
+
+
+def test_callbacks_see_every_step_evaluation_and_checkpoint(tmp_path):
+    recorder = Recorder()
+    loop = Loop(WeightLearner(), CountingSource(),
+                LoopConfig(total_steps=6, eval_interval=3, checkpoint_interval=4, progress=False,
+                           best_metric="eval/mean_return"),
+                tmp_path, header={"kind": "test"}, evaluate=scripted([2.0, 1.0]), callbacks=[recorder])
+    loop.run()
+    assert recorder.steps == [1, 2, 3, 4, 5, 6]
+    assert recorder.evaluations == [(3, 2.0), (6, 1.0)]
+    assert recorder.checkpoints == [(3, "best.pt"), (4, "checkpoint.pt"), (6, "checkpoint.pt")]
+    assert not loop.stopped_early
+
+
+def test_a_callback_stops_the_run_early_saved_and_resumable(tmp_path, capsys):
+    recorder = Recorder(stop_at_evaluation=2)
+    loop = Loop(WeightLearner(), CountingSource(), LoopConfig(total_steps=100, eval_interval=10, progress=False),
+                tmp_path, header={"kind": "test"}, evaluate=scripted([1.0, 2.0]), callbacks=[recorder])
+    loop.run()
+    assert loop.stopped_early and loop.source.steps == 20
+    assert load_checkpoint(tmp_path)["learner"]["weight"].item() == 20
+    assert len((tmp_path / "eval.jsonl").read_text().splitlines()) == 2  # no extra final evaluation
+    assert capsys.readouterr().out.splitlines()[-1].startswith("stopped early by a callback at step 20")
+
+
+def test_stop_on_reward_stops_at_the_first_evaluation_reaching_the_threshold(tmp_path):
+    loop = Loop(WeightLearner(), CountingSource(), LoopConfig(total_steps=100, eval_interval=5, progress=False),
+                tmp_path, header={"kind": "test"}, evaluate=scripted([10.0, 199.9, 200.0, 300.0]),
+                callbacks=[StopOnReward(200.0)])
+    loop.run()
+    assert loop.source.steps == 15 and loop.stopped_early
+
+
+def test_without_a_progress_bar_each_evaluation_prints_a_line_and_the_run_a_summary(tmp_path, capsys):
+    loop = Loop(WeightLearner(), CountingSource(),
+                LoopConfig(total_steps=4, eval_interval=2, progress=False, best_metric="eval/mean_return"),
+                tmp_path, header={"kind": "test"}, evaluate=scripted([5.0, 4.0]))
+    loop.run()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "step 2/4: mean_return 5 ± 0.5 (best 5 at step 2)"
+    assert lines[1] == "step 4/4: mean_return 4 ± 0.5 (best 5 at step 2)"
+    assert lines[2].startswith("finished at step 4 after ") and lines[2].endswith(
+        f"; last evaluation mean_return 4 ± 0.5; best 5 at step 2 ({tmp_path / BEST_NAME})")
+    evals = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2, 4] and 0 <= evals[0]["wall_time"] <= evals[1]["wall_time"]
+
+
+def test_tensorboard_gets_the_run_hyperparameters(tmp_path):
+    header = {"job": "agent", "settings": {"agent": "dqn", "env": "CartPole", "total_steps": 4},
+              "config": {"learning_rate": 0.001, "hidden": [64, 64], "double": True}}
+    Loop(WeightLearner(), CountingSource(), LoopConfig(total_steps=4, progress=False), tmp_path, header=header).run()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    data = events.PluginTagToContent("hparams")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    session = plugin_data_pb2.HParamsPluginData.FromString(data["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["agent"].string_value == "dqn"
+    assert session.hparams["learning_rate"].number_value == 0.001
+    assert session.hparams["hidden"].string_value == "[64, 64]"
+    assert session.hparams["double"].number_value == 1  # torch writes a bool as a number

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlkit.errors import OneLineParser
+from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import JOBS, Job, load_run
+from rlkit.loop import BEST_NAME
 
 
 def build_parser(job: Job | None) -> argparse.ArgumentParser:
@@ -31,6 +32,9 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=12345,
                         help="seeds the evaluation: env seeds, dropout masks, GAN noise (default: 12345)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--best", action="store_true",
+                        help=f"evaluate the run's {BEST_NAME} (its best evaluation during training) instead of its last "
+                             "checkpoint")
     for each in [job] if job is not None else JOBS.values():
         each.add_report_flags(parser)
     return parser
@@ -39,6 +43,17 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     known = build_parser(None).parse_known_args(argv)[0]  # --help without a run lists every kind's flags
-    job, checkpoint = load_run(known.path)
+    job, checkpoint = load_run(best_checkpoint(known.path) if known.best else known.path)
     args = build_parser(job).parse_args(argv)
     return job.report(checkpoint, args)
+
+
+def best_checkpoint(path: Path) -> Path:
+    """The ``best.pt`` of a run directory (or of the directory holding the checkpoint file given)."""
+    run_dir = path if path.is_dir() or not path.suffix else path.parent
+    best = run_dir / BEST_NAME
+    if not best.exists():
+        raise UserError(f"no {BEST_NAME} in {run_dir}: it is written at the run's first evaluation (a run with "
+                        "--eval-episodes 0, or stopped before evaluating, has none); drop --best to evaluate its last "
+                        "checkpoint")
+    return best

@@ -268,6 +268,7 @@ def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool
 
 class AgentJob(Job):
     kind = "agent"
+    best_metric = "eval/mean_return"
     settings_class = AgentSettings
     resume_overrides = ("total_steps", "eval_interval", "checkpoint_interval")
     eval_interval_default = ("a tenth of --total-steps, at least one rollout; only the final evaluation for a run "

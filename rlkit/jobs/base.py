@@ -55,6 +55,8 @@ class Job(ABC):
     unit: ClassVar[str] = "steps"
     eval_interval_default: ClassVar[str] = "the job's"
     """What --help says of the default evaluation interval."""
+    best_metric: ClassVar[str | None] = None
+    """The evaluation metric (higher is better) whose best value is kept in ``best.pt``; None: no best.pt."""
 
     # ------------------------------------------------------------------ configuration
     @abstractmethod
@@ -103,6 +105,7 @@ class Job(ABC):
                   **header_extra: Any) -> Loop:
         """The shared loop around a built learner and source; writes ``config.json`` and restores ``resume``."""
         header = self.header(settings, config, **header_extra)
+        loop_config.best_metric = loop_config.best_metric or self.best_metric
         loop = Loop(learner, source, loop_config, run_dir, header, evaluate=evaluate, save_extra=save_extra)
         if resume is not None:
             restore(loop, resume)

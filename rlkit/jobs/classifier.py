@@ -123,6 +123,7 @@ def has_dropout(learner: Any) -> bool:
 
 class ClassifierJob(SupervisedJob):
     kind = "classifier"
+    best_metric = "eval/accuracy"
 
     def config_class(self, names: dict[str, Any]) -> type:
         return ClassifierConfig

@@ -216,6 +216,7 @@ class TrainedVideoClassifier:
 
 class VideoJob(SupervisedJob):
     kind = "video"
+    best_metric = "eval/top1"
     data_parallel = False
 
     def accepts(self, task: Any) -> bool:
