@@ -315,9 +315,10 @@ class Loop:
             line += f"; best {self.best['value']:.4g} at step {self.best['step']} ({self.run_dir / BEST_NAME})"
         return line
 
-    def run(self) -> None:
+    def run(self, close: bool = True) -> None:
         """Train to ``total_steps``. A stop signal ends the iteration in progress, saves and raises
-        :class:`Interrupted`."""
+        :class:`Interrupted`. ``close=False`` keeps the source (its envs, its replay) open, so that ``run`` may be
+        called again after raising ``config.total_steps`` (the Python API's repeated ``learn``)."""
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.config
@@ -425,7 +426,9 @@ class Loop:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
             self.writer.close()  # flush TensorBoard however the run ends
-            self.source.close()  # a source with worker processes stops them, whatever happened
+            self.wall_time, self._start = self.wall_time + self._elapsed(), None
+            if close:
+                self.source.close()  # a source with worker processes stops them, whatever happened
 
 
 def _valid_best(best: Any) -> dict[str, Any] | None:

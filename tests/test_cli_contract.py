@@ -158,7 +158,10 @@ def test_version_1_checkpoint_evaluates_and_resumes(stem, v1_mnist, tmp_path):
     games = [] if stem == "numpy" else ["--episodes", "3", "--seed", "7"]  # a classifier refuses game flags
     expected = expected_v1()[stem]
     result = evaluate.main([str(run), "--json", *games, *data])
-    assert {key: result[key] for key in expected} == expected  # the returns exactly
+    # The weights load exactly; the returns agree to float rounding, which differs between CPUs (SAC's Pendulum
+    # returns moved in the 10th digit from an AMD EPYC, where they were written, to an Intel Xeon).
+    for key, value in expected.items():
+        assert result[key] == (pytest.approx(value, rel=1e-6) if isinstance(value, (float, list)) else value), key
 
     before = (run / "checkpoint.pt").read_bytes()
     more = ["--max-steps", "6"] if stem == "numpy" else ["--total-steps", str(expected["steps"] + 128)]
