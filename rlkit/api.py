@@ -1,0 +1,253 @@
+"""The Python API: an agent trained, saved, loaded and used in a few lines, through the same job and loop as
+``train.py`` (the same presets, validation, checkpoints, TensorBoard and evaluations)::
+
+    import rlkit
+
+    model = rlkit.make("sac", "Pendulum", learning_rate=1e-3)
+    model.learn(20_000)                    # more calls go on training
+    model.save("pendulum.pt")              # python evaluate.py pendulum.pt reads it
+    model = rlkit.load("pendulum.pt")
+    action = model.predict(obs)            # one observation or a batch; actions in the env's own units
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlkit.agents import Agent
+from rlkit.checkpoint import non_finite_tensors, save_checkpoint
+from rlkit.cli.train import build_parser
+from rlkit.config import apply_flags
+from rlkit.envs import make_env
+from rlkit.errors import UserError
+from rlkit.jobs import JOBS, load_run
+from rlkit.jobs.agent import EVAL_SEED_OFFSET, AgentJob, AgentSettings, build_agent, evaluate_agent
+from rlkit.jobs.base import new_run_dir
+from rlkit.loop import Callback, Loop
+from rlkit.runlock import RunLock
+from rlkit.runtime import pick_device
+
+NOT_SETTINGS = ("agent", "env", "total_steps", "run_dir", "resume", "print_config", "no_progress", "stretch_schedules")
+"""Flags of train.py that are not keyword arguments of :func:`make` (named otherwise, or meaningless here)."""
+
+
+def make(agent: str, env: str, **options: Any) -> Model:
+    """A new agent for ``env``: ``options`` are its config's fields (``learning_rate=1e-3``) and the run's settings
+    (``seed``, ``num_envs``, ``device``, ``eval_episodes``, ``eval_interval``...), as train.py's flags with
+    underscores. Unset ones take the preset for the env, as on the command line. For an agent with a learning rate
+    per network (SAC: ``policy_lr``, ``q_lr``), ``learning_rate`` sets them all unless they are given too.
+
+    Raises:
+        UserError: an unknown agent, env or option (with the close matches), or a value its config refuses.
+    """
+    job = JOBS["agent"]
+    names = {"agent": agent, "env": env}
+    args = build_parser(job, names).parse_args(["--agent", agent, "--env", env, "--no-progress"])
+    allowed = sorted(key for key in vars(args) if key not in NOT_SETTINGS)
+    rates = [key for key in allowed if key.endswith("_lr")]
+    if "learning_rate" in options and "learning_rate" not in allowed and rates:
+        # SB3's one learning_rate, for agents with one per network (SAC's policy_lr and q_lr): it sets them all
+        options = {**{key: options["learning_rate"] for key in rates},
+                   **{key: value for key, value in options.items() if key != "learning_rate"}}
+    for key, value in options.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=3)
+            raise UserError(f"rlkit.make got an unknown option {key!r}"
+                            + (f": did you mean {', '.join(close)}?" if close else f"; options: {', '.join(allowed)}"))
+        setattr(args, key, list(value) if isinstance(value, tuple) else value)
+    model = Model(job, args)
+    model.settings, model.config = model._new_run(total_steps=None)  # validates every option now
+    return model
+
+
+def load(path: str | Path, device: str = "auto") -> Model:
+    """The agent saved by :meth:`Model.save` or by train.py (a run directory or a checkpoint file)."""
+    job, checkpoint = load_run(path)
+    if not isinstance(job, AgentJob):
+        raise UserError(f"{path} holds a {job.kind} run, and rlkit.load loads agents: use evaluate.py on it")
+    model = Model(job, None)
+    model._agent, model.settings = job.rebuild(checkpoint, device)
+    model.settings.device = device
+    model.config = model._agent.config
+    model._checkpoint = checkpoint
+    return model
+
+
+class Model:
+    """An agent and its run: what :func:`make` and :func:`load` return. ``model.agent`` is the
+    :class:`rlkit.agents.Agent` itself; ``model.run_dir`` holds what :meth:`learn` wrote."""
+
+    def __init__(self, job: AgentJob, args: argparse.Namespace | None):
+        self.job, self._args = job, args
+        self.settings: AgentSettings
+        self.config: Any
+        self.run_dir: Path | None = None
+        self._agent: Agent | None = None
+        self._loop: Loop | None = None  # kept open between learn() calls: its envs and replay go on
+        self._checkpoint: dict[str, Any] | None = None  # a loaded run, continued by the first learn()
+        self._env_space: gym.Space | None = None
+
+    # ------------------------------------------------------------------ training
+    def _new_run(self, total_steps: int | None) -> tuple[AgentSettings, Any]:
+        """Settings and config as train.py makes them for a new run of ``total_steps`` (None: the preset's)."""
+        self._args.total_steps = total_steps
+        settings = self.job.new_settings(self._args)
+        return settings, apply_flags(self.job.preset(dataclasses.asdict(settings)), self._args)
+
+    @property
+    def steps(self) -> int:
+        """Env steps trained so far."""
+        if self._loop is not None:
+            return self._loop.source.steps
+        return self._checkpoint["loop"]["steps"] if self._checkpoint is not None else 0
+
+    def learn(self, total_steps: int, run_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
+              progress: bool = False) -> Model:
+        """Train ``total_steps`` more env steps, evaluating and checkpointing into ``run_dir`` as train.py does
+        (a new temporary directory when None; later calls keep the first one). The schedules (exploration,
+        learning-rate annealing) stretch over the first call's budget, as ``--resume`` keeps them.
+        ``callbacks`` (:class:`rlkit.Callback`) see each step, evaluation and checkpoint, and may stop early.
+
+        Raises:
+            UserError: a bad budget or run directory; Interrupted on Ctrl-C (the run is saved and resumable).
+        """
+        if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps < 1:
+            raise UserError(f"learn needs a positive number of steps, got {total_steps!r}")
+        if run_dir is not None and self.run_dir is not None and Path(run_dir) != self.run_dir:
+            raise UserError(f"this model trains in {self.run_dir}: call learn() without run_dir, or save() it and "
+                            "load() it to continue elsewhere")
+        if self._loop is None:
+            self._start(total_steps, run_dir)
+        else:
+            self._loop.config.total_steps = self.steps + total_steps
+            self.settings.total_steps = self._loop.config.total_steps
+        loop = self._loop
+        loop.callbacks = list(callbacks)
+        loop.config.progress = progress
+        lock = RunLock(self.run_dir)
+        try:
+            loop.run(close=False)
+        finally:
+            lock.release()
+        return self
+
+    def _start(self, total_steps: int, run_dir: str | Path | None) -> None:
+        """Build the loop: a new run, or the loaded one continued for ``total_steps`` more."""
+        if self._checkpoint is None:
+            settings, config = self._new_run(total_steps)
+        else:
+            settings, config = self.settings, self.config
+            settings.total_steps = self.steps + total_steps
+        name = self.job.run_name(settings)
+        self.run_dir = new_run_dir(Path(run_dir), name) if run_dir is not None else Path(
+            tempfile.mkdtemp(prefix=f"rlkit-{name.replace('/', '-')}-"))
+        self._loop = self.job.build(settings, config, self.run_dir, resume=self._checkpoint)
+        self.settings, self.config, self._agent = settings, config, self._loop.learner
+        self._checkpoint = None
+
+    def close(self) -> None:
+        """Close the envs kept open between :meth:`learn` calls."""
+        if self._loop is not None:
+            self._loop.source.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ saving
+    def save(self, path: str | Path) -> Path:
+        """Write the agent and its run (settings, config, counters) to the checkpoint file ``path``, which
+        :func:`load`, ``evaluate.py`` and ``train.py --resume`` read. Replay is not saved (``--save-buffer`` is
+        the run directory's). Returns the path.
+
+        Raises:
+            UserError: the agent's weights are not finite (a diverged run is not saved over anything).
+        """
+        if self._loop is not None:
+            payload = self._loop.checkpoint_payload()
+        elif self._checkpoint is not None:
+            payload = self._checkpoint
+        else:  # never trained: a fresh run's state, as train.py would save it at step 0
+            self._start_untrained()
+            payload = self._loop.checkpoint_payload()
+        bad = next(non_finite_tensors(payload["learner"], "learner"), None)
+        if bad is not None:
+            raise UserError(f"not saved: the agent's {bad[0]} holds {bad[1]} (training diverged)")
+        path = Path(path)
+        save_checkpoint(path, {key: value for key, value in payload.items() if key not in ("format", "version")})
+        return path
+
+    def _start_untrained(self) -> None:
+        """A loop for a run not yet trained (its budget the preset's), so that save() has a whole run to write."""
+        self._start(self.settings.total_steps, None)
+
+    # ------------------------------------------------------------------ using
+    @property
+    def agent(self) -> Agent:
+        """The agent (built on first use for a model not trained yet)."""
+        if self._agent is None:
+            env = make_env(self.settings.env, 1, training=False, sticky_actions=self.settings.sticky_actions)
+            self._agent = build_agent(self.settings, self.config, env.single_observation_space,
+                                      env.single_action_space, pick_device(self.settings.device))
+            env.close()
+        return self._agent
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """The policy's action for one observation (shaped as the env's) or a batch of them (one more leading
+        axis), in the env's own units (a Box action within its bounds). ``deterministic=False`` samples.
+
+        Atari observations are the stacked, resized frames of :func:`rlkit.envs.make_env`, not raw screens.
+        """
+        agent = self.agent
+        obs = np.asarray(obs)
+        shape = agent.obs_space.shape
+        single = obs.shape == shape
+        batch = obs[None] if single else obs
+        if batch.shape[1:] != shape:
+            raise UserError(f"predict needs an observation of shape {shape} or a batch (N, {', '.join(map(str, shape))})"
+                            f", got shape {obs.shape}")
+        actions = self._in_env_units(agent.act(batch.astype(agent.obs_space.dtype, copy=False), explore=False,
+                                               deterministic=deterministic))
+        return actions[0] if single else actions
+
+    def _in_env_units(self, actions: np.ndarray) -> np.ndarray:
+        """Agents act in [-1, 1] for bounded Box actions (make_env rescales them to the env's bounds): map them
+        back as the env would, and clip to its bounds."""
+        if self._env_space is None:
+            self._env_space = env_action_space(self.settings.env)
+        space = self._env_space
+        if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and
+                                                         np.isfinite(space.high).all()):
+            return actions
+        scaled = space.low + (np.asarray(actions, dtype=np.float64) + 1.0) * 0.5 * (space.high - space.low)
+        return np.clip(scaled, space.low, space.high).astype(space.dtype)
+
+    def evaluate(self, episodes: int = 10, seed: int | None = None, deterministic: bool = True) -> list[float]:
+        """Raw returns of ``episodes`` whole games, played as evaluate.py plays them (never the training games)."""
+        if episodes < 1:
+            raise UserError(f"evaluate needs at least one episode, got {episodes}")
+        seed = self.settings.seed + EVAL_SEED_OFFSET if seed is None else seed
+        return evaluate_agent(self.agent, self.settings.env, episodes, seed, self.settings.sticky_actions,
+                              deterministic=deterministic)
+
+
+def env_action_space(env_name: str) -> gym.Space:
+    """The env's own action space, before make_env normalizes bounded Box actions to [-1, 1]."""
+    env = make_env(env_name, 1, training=False)
+    inner: Any = env
+    while isinstance(getattr(inner, "env", None), gym.vector.VectorEnv):
+        inner = inner.env
+    space = inner.single_action_space
+    env.close()
+    return space

@@ -1,0 +1,103 @@
+"""The Python API (rlkit.make / learn / save / load / predict) through the same job and loop as train.py."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import evaluate
+import rlkit
+from rlkit.checkpoint import load_checkpoint
+from rlkit.errors import UserError
+
+TINY_SAC = dict(learning_starts=100, batch_size=32, hidden=(16, 16), eval_episodes=1, buffer_size=2_000)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    model = rlkit.make("sac", "Pendulum", learning_rate=1e-3, **TINY_SAC)
+    model.learn(300, run_dir=tmp_path_factory.mktemp("api") / "run")
+    yield model
+    model.close()
+
+
+def test_make_takes_presets_flags_and_one_learning_rate_for_all():
+    model = rlkit.make("sac", "Pendulum", learning_rate=1e-3, q_lr=5e-4, seed=3)
+    assert (model.config.policy_lr, model.config.q_lr, model.settings.seed) == (1e-3, 5e-4, 3)
+    preset = rlkit.make("sac", "Pendulum")
+    assert preset.config == rlkit.jobs.JOBS["agent"].preset({"agent": "sac", "env": "Pendulum"})
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"learnig_starts": 5}, "unknown option 'learnig_starts': did you mean learning_starts"),
+    ({"batch_size": 0}, "--batch-size"),
+    ({"run_dir": "x"}, "unknown option 'run_dir'"),
+])
+def test_bad_options_are_one_line_errors(options, message):
+    with pytest.raises(UserError, match=message):
+        rlkit.make("sac", "Pendulum", **options)
+
+
+def test_learn_save_load_predict_in_env_units(trained, tmp_path):
+    assert trained.steps == 300
+    obs, _ = gym.make("Pendulum-v1").reset(seed=0)
+    action = trained.predict(obs)
+    assert action.shape == (1,) and -2.0 <= action[0] <= 2.0
+    # by hand: the agent acts in [-1, 1], Pendulum's torque is in [-2, 2]
+    normalized = trained.agent.act(obs[None].astype(np.float32), explore=False)[0]
+    assert action == pytest.approx(np.clip(2.0 * normalized, -2, 2), abs=1e-6)
+    batch = trained.predict(np.stack([obs, obs, obs]))
+    assert batch.shape == (3, 1) and np.allclose(batch, action)
+
+    path = trained.save(tmp_path / "pendulum.pt")
+    loaded = rlkit.load(path)
+    assert loaded.steps == 300 and loaded.predict(obs) == pytest.approx(action)
+    result = evaluate.main([str(path), "--episodes", "1", "--json"])  # evaluate.py reads what save() wrote
+    assert result["steps"] == 300 and result["agent"] == "sac"
+
+
+def test_mapping_to_env_units_is_the_inverse_of_make_envs_rescaling(trained):
+    assert trained._in_env_units(np.array([[-1.0], [0.0], [0.5], [1.5]])).ravel().tolist() == [-2, 0, 1, 2]
+
+
+def test_predict_refuses_a_wrong_shape(trained):
+    with pytest.raises(UserError, match=r"observation of shape \(3,\) or a batch"):
+        trained.predict(np.zeros(4))
+
+
+def test_learn_again_continues_with_the_same_replay(trained):
+    replay = trained._loop.source.buffer
+    size = len(replay)
+    trained.learn(100)
+    assert trained.steps == 400 and trained._loop.source.buffer is replay and len(replay) == size + 100
+    assert load_checkpoint(trained.run_dir)["loop"]["steps"] == 400
+
+
+class StopAt(rlkit.Callback):
+    def __init__(self, step):
+        self.step, self.seen = step, []
+
+    def on_step(self, loop, step):
+        self.seen.append(step)
+        return step < self.step
+
+
+def test_a_callback_stops_learning_early_and_the_run_is_saved(tmp_path):
+    model = rlkit.make("dqn", "CartPole", learning_starts=50, eval_episodes=1, hidden=(8,))
+    stop = StopAt(120)
+    model.learn(1_000, run_dir=tmp_path / "run", callbacks=[stop])
+    assert model.steps == 120 and stop.seen[-1] == 120
+    assert load_checkpoint(tmp_path / "run")["loop"]["steps"] == 120
+    model.close()
+
+
+def test_load_refuses_a_run_that_is_not_an_agent(tmp_path):
+    from rlkit.cli import train
+    from rlkit.data import make_tiny_dataset
+
+    data = make_tiny_dataset("mnist", tmp_path / "mnist", train=32, test=16, seed=0)
+    train.main(["--task", "mnist", "--net", "numpy-mlp", "--data-dir", str(data), "--max-steps", "2",
+                "--batch-size", "16", "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    with pytest.raises(UserError, match="holds a classifier run"):
+        rlkit.load(tmp_path / "run")
