@@ -69,6 +69,22 @@ def test_resolve_module_env_imports_the_module():
         resolve_env("custom_env_module:Nope-v0")
 
 
+def test_module_env_is_found_in_the_current_folder(tmp_path, monkeypatch):
+    """A module beside the user (the current folder) is imported even where the command does not put that folder
+    on the path (the ``rlkit`` console script)."""
+    (tmp_path / "cwd_envs.py").write_text("import gymnasium as gym\n"
+                                          "gym.register(id='CwdTiny-v0', entry_point='custom_env_module:Tiny')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "cwd_envs", raising=False)
+    try:
+        env = make_env("cwd_envs:CwdTiny-v0", 1)
+        assert env.resolved.env_id == "CwdTiny-v0" and sys.path[-1] == str(tmp_path)
+        env.close()
+    finally:
+        gym.registry.pop("CwdTiny-v0", None)
+
+
 def test_module_env_trains_with_its_kwargs_and_saves_them(video_run):
     """Every env the run built (spaces, memory check, training, evaluation, videos) got --env-kwargs, parsed as JSON
     with strings as the fallback, and the checkpoint and config.json hold them."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,11 +33,11 @@ def import_env_module(module: str, name: str) -> list[str]:
         return _REGISTERED_BY[module]
     before = set(gym.registry)
     try:
-        importlib.import_module(module)
+        _import(module)
     except ModuleNotFoundError as error:
         if error.name is not None and (module == error.name or module.startswith(error.name + ".")):
             raise UserError(f"--env {name}: no module named {module!r} to import: run from the folder that holds "
-                            f"{module.split('.')[0]}.py, add that folder to PYTHONPATH, or pip install its package"
+                            f"{module.split('.')[0]}.py, add its folder to PYTHONPATH, or pip install its package"
                             ) from None
         raise UserError(f"--env {name}: importing {module!r} failed: it needs the module {error.name!r}: install it "
                         "(pip install ...)") from None
@@ -45,6 +47,19 @@ def import_env_module(module: str, name: str) -> list[str]:
                         f"the module (python -c 'import {module}' shows the traceback)") from None
     _REGISTERED_BY[module] = sorted(set(gym.registry) - before)
     return _REGISTERED_BY[module]
+
+
+def _import(module: str) -> None:
+    """Import ``module``, also from the current folder: the ``rlkit`` console script, unlike ``python train.py`` run
+    there, does not put it on the path, and "my_envs.py beside me" is where a user's module usually is."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        here = os.getcwd()
+        if error.name != module.split(".")[0] or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)  # after everything else: the folder never shadows an installed package
+        importlib.import_module(module)
 
 
 def registered_by(module: str) -> list[str]:
