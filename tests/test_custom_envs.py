@@ -27,6 +27,7 @@ from rlkit.agents import get_agent_spec
 from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import make_env, parse_env_kwargs, resolve_env
 from rlkit.errors import UserError, run_command
+from rlkit.jobs import agent as agent_job
 from rlkit.jobs import load_run
 from rlkit.video import count_frames
 
@@ -111,6 +112,18 @@ def test_evaluate_rebuilds_the_env_with_the_saved_kwargs(video_run):
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
     assert json.loads(fresh.stdout.strip().splitlines()[-1])["returns"] == result["returns"]
+
+
+def test_evaluation_plays_to_a_time_limit_given_as_an_env_kwarg(video_run, capsys):
+    """max_episode_steps=80 (gym.make's own kwarg) lifts Tiny-v0's registered 50-step limit: evaluation plays the
+    80 steps (each paying action + 1) instead of stopping the game at its cap of 51."""
+    job, checkpoint = load_run(video_run)
+    agent, _ = job.rebuild(checkpoint)
+    capsys.readouterr()
+    returns = agent_job.evaluate_agent(agent, TINY, 2, seed=0, env_kwargs={"length": 100, "bonus": 1.0,
+                                                                           "max_episode_steps": 80})
+    assert all(80 <= r <= 160 and r % 1 == 0 for r in returns)
+    assert "still running" not in capsys.readouterr().err
 
 
 def test_resume_keeps_the_env_kwargs(video_run, capsys):
