@@ -175,7 +175,7 @@ def test_old_checkpoints_load_without_env_kwargs():
 def test_dict_observations_are_refused_naming_the_wrapper(capsys, tmp_path):
     """make_env, the agents and train.py refuse Dict observations in one line naming FlattenObservation."""
     with pytest.raises(UserError, match=r"TinyDict-v0 has Dict observations .*gymnasium\.wrappers\.FlattenObservation"
-                                        r" \(Box of 4 values\): in Python make_env\(\.\.\., wrappers="):
+                                        r" \(giving a Box of shape \(4,\)\): in Python make_env\(\.\.\., wrappers="):
         make_env("custom_env_module:TinyDict-v0")
     dict_space = gym.make("TinyDict-v0").observation_space
     with pytest.raises(UserError, match="FlattenObservation"):

@@ -162,7 +162,7 @@ def check_observation_space(space: gym.Space, env_id: str = "this env") -> None:
         flat = None
     if isinstance(flat, gym.spaces.Box):
         raise UserError(f"{env_id} has {kind} observations but rlkit's agents take one array (a Box space): wrap it "
-                        f"in gymnasium.wrappers.FlattenObservation (Box of {flat.shape[0]} values): in Python "
+                        f"in gymnasium.wrappers.FlattenObservation (giving a Box of shape {flat.shape}): in Python "
                         "make_env(..., wrappers=[FlattenObservation]); on the command line register the wrapped env "
                         "in your module and pass --env module:EnvId")
     raise UserError(f"{env_id} has {kind} observations but rlkit's agents take one array (a Box space), and "
