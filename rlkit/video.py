@@ -1,10 +1,19 @@
-"""Write RGB frames to an MP4 file (H.264 through PyAV, whose wheel carries its own FFmpeg)."""
+"""Write RGB frames to an MP4 file (H.264 through PyAV, whose wheel carries its own FFmpeg), and show a recorded
+game in TensorBoard as an animated GIF (Pillow: TensorBoard's own ``add_video`` needs moviepy)."""
 
 from __future__ import annotations
 
+import io
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+GIF_MAX_FRAMES = 60
+"""Frames kept in TensorBoard's GIF of a game (evenly spaced): event files stay small; the MP4 has them all."""
+GIF_MAX_WIDTH = 160
+"""Pixels across TensorBoard's GIF (frames are scaled down to it, keeping their aspect)."""
 
 
 class VideoWriter:
@@ -43,3 +52,59 @@ class VideoWriter:
             for packet in self._stream.encode():
                 self._container.mux(packet)
         self._container.close()
+
+
+def read_frames(path: str | Path, every: int = 1) -> list[np.ndarray]:
+    """Every ``every``-th frame of a video file as (H, W, 3) uint8 arrays."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for i, frame in enumerate(container.decode(video=0))
+                if i % every == 0]
+
+
+def count_frames(path: str | Path) -> int:
+    """The number of frames a video file decodes to."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
+    """An animated GIF of ``frames`` shown at ``fps``, scaled down to at most :data:`GIF_MAX_WIDTH` pixels wide."""
+    from PIL import Image
+
+    images = [Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)) for frame in frames]
+    width, height = images[0].size
+    if width > GIF_MAX_WIDTH:
+        size = (GIF_MAX_WIDTH, max(1, round(height * GIF_MAX_WIDTH / width)))
+        images = [image.resize(size, Image.Resampling.BILINEAR) for image in images]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                   duration=max(20, round(1000 / fps)))
+    return buffer.getvalue()
+
+
+def add_video_gif(writer: Any, tag: str, path: str | Path, step: int) -> None:
+    """Show the video at ``path`` in TensorBoard's IMAGES tab under ``tag`` as an animated GIF of at most
+    :data:`GIF_MAX_FRAMES` frames (what ``SummaryWriter.add_video`` writes, without moviepy). A writer without a
+    file writer (a process that does not log) gets nothing."""
+    import av
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    file_writer = getattr(writer, "file_writer", None)
+    if file_writer is None:
+        return
+    with av.open(str(path)) as container:
+        fps = float(container.streams.video[0].average_rate or 30)
+    every = max(1, math.ceil(count_frames(path) / GIF_MAX_FRAMES))
+    frames = read_frames(path, every)
+    if not frames:
+        return
+    gif = gif_bytes(frames, fps / every)  # the same game time per GIF frame as in the video
+    height, width = frames[0].shape[:2]
+    if width > GIF_MAX_WIDTH:
+        width, height = GIF_MAX_WIDTH, max(1, round(height * GIF_MAX_WIDTH / width))
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+    file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)

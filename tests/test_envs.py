@@ -30,6 +30,9 @@ BREAKOUT_LIVES = 5
         ("ALE/Pong-v5", "ALE/Pong-v5", "atari", "pong"),
         ("CartPole-v0", "CartPole-v0", "other", None),
         ("Hopper-v4", "Hopper-v4", "mujoco", None),
+        ("LunarLander", "LunarLander-v3", "other", None),  # Box2D: the 'other' family's presets
+        ("LunarLanderContinuous", "LunarLanderContinuous-v3", "other", None),
+        ("BipedalWalker", "BipedalWalker-v3", "other", None),
     ],
 )
 def test_resolve_env(name, env_id, family, game):
@@ -50,12 +53,25 @@ def test_resolve_env_unknown_name_suggests_close_matches():
         ({"num_envs": 0}, "num_envs must be at least 1"),
         ({"backend": "cuda"}, "unknown env backend 'cuda'"),
         ({"backend": "ale", "render": True}, "cannot render"),
+        ({"backend": "ale", "env_kwargs": {"mode": 4}}, "take env kwargs or apply wrappers: use --backend gymnasium"),
+        ({"backend": "ale", "wrappers": [lambda env: env]}, "take env kwargs or apply wrappers"),
     ],
 )
 def test_make_env_rejects_bad_arguments(kwargs, message):
     """make_env turns bad arguments into UserErrors before building anything."""
     with pytest.raises(UserError, match=message):
         make_env("Breakout", **kwargs)
+
+
+def test_atari_env_kwargs_and_wrappers_use_the_gymnasium_backend():
+    """ale-py's native vector env takes neither: with them, 'auto' builds gymnasium's Atari, kwargs reaching ale-py
+    (Breakout's game mode 4) and wrappers wrapping each sub-env."""
+    wrapped = []
+    env = make_env("Breakout", 2, env_kwargs={"mode": 4}, wrappers=[lambda e: wrapped.append(e) or e])
+    assert isinstance(env.unwrapped, gym.vector.SyncVectorEnv) and len(wrapped) == 2
+    assert env.single_observation_space.shape == (4, 84, 84)
+    assert env.unwrapped.envs[0].unwrapped._game_mode == 4
+    env.close()
 
 
 # ---------------------------------------------------------------------------------------------- Atari runs

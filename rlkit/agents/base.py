@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, Constraint, check
+from rlkit.envs.custom import check_observation_space
 from rlkit.errors import UserError
 
 
@@ -85,7 +86,8 @@ class Agent(ABC):
 
     @classmethod
     def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:
-        """Raise a :class:`UserError` naming the problem if this agent cannot act in ``action_space``."""
+        """Raise a :class:`UserError` naming the problem if this agent cannot act in ``action_space`` or read
+        ``obs_space`` (:func:`rlkit.envs.check_observation_space`, which :func:`~rlkit.envs.make_env` applies too)."""
         if not isinstance(action_space, cls.action_spaces):
             wanted = " or ".join(space.__name__ for space in cls.action_spaces)
             fitting = [name for name, agent_class in AGENT_NAMES.items()
@@ -94,8 +96,7 @@ class Agent(ABC):
                 f"{cls.__name__} needs a {wanted} action space but this env has {action_space}: "
                 f"use an agent for {type(action_space).__name__} actions ({', '.join(fitting) or 'none yet'})"
             )
-        if not isinstance(obs_space, gym.spaces.Box):
-            raise UserError(f"{cls.__name__} needs array observations (a Box space), this env has {obs_space}")
+        check_observation_space(obs_space)
 
     @abstractmethod
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:

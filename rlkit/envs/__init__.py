@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -10,11 +12,14 @@ from gymnasium.wrappers.vector import RescaleAction
 from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import make_ale_vector, make_gymnasium_atari
+from rlkit.envs.custom import check_env_kwargs, check_observation_space, env_kwargs_error, parse_env_kwargs
 from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
 from rlkit.errors import UserError
 
 BACKENDS = ("auto", "ale", "gymnasium")
+Wrapper = Callable[[gym.Env], gym.Env]
+"""A ``gym.Wrapper`` class or any function ``env -> env``, applied to each sub-env."""
 
 
 def make_env(
@@ -26,11 +31,14 @@ def make_env(
     sticky_actions: bool = False,
     backend: str = "auto",
     render: bool = False,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrappers: Sequence[Wrapper] = (),
 ) -> EpisodeSignals:
     """Build ``num_envs`` copies of an environment as one vector env that resets finished copies itself.
 
     Args:
-        name: a short name (``Breakout``, ``HalfCheetah``, ``CartPole``) or a full gymnasium id.
+        name: a short name (``Breakout``, ``HalfCheetah``, ``CartPole``, ``LunarLander``), a full gymnasium id, or
+            ``module:EnvId`` for an env that importing ``module`` registers.
         num_envs: number of sub-environments stepped together.
         seed: seeds the first ``reset()`` (sub-env ``i`` gets ``seed + i``).
         training: clip rewards to their sign and end episodes on a lost life (Atari); evaluation envs
@@ -39,7 +47,13 @@ def make_env(
         backend: Atari only: ``ale`` (ale-py's native vector env, fastest), ``gymnasium`` (Python wrappers,
             can render RGB frames) or ``auto`` (``ale`` unless ``render``).
         render: make ``env.render()`` return RGB frames (for videos).
+        env_kwargs: keyword arguments of the env's constructor (``{"continuous": True}``); JSON values, since runs
+            save them for evaluate.py.
+        wrappers: ``gym.Wrapper`` classes or functions ``env -> env`` applied in order to each sub-env
+            (``[FlattenObservation]``); Atari then uses the ``gymnasium`` backend. Runs do not save them: pass them
+            again wherever the env is rebuilt.
 
+    Observations must be one array (a Box space): other spaces are refused with the wrapper to use.
     Box actions with finite bounds are rescaled to [-1, 1] (the env maps them back to its bounds).
 
     Returns:
@@ -49,27 +63,22 @@ def make_env(
         raise UserError(f"num_envs must be at least 1, got {num_envs}")
     if backend not in BACKENDS:
         raise UserError(f"unknown env backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    env_kwargs = check_env_kwargs(env_kwargs)
+    wrappers = list(wrappers)
     resolved = resolve_env(name)
     if render:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen; no display is needed
-    if resolved.family == "atari":
-        if backend == "ale" and render:
-            raise UserError("the 'ale' backend cannot render RGB frames: use --backend gymnasium")
-        if backend == "ale" or (backend == "auto" and not render):
-            vec = make_ale_vector(resolved.game, num_envs, sticky_actions)
-        else:
-            vec = gym.vector.SyncVectorEnv(
-                [lambda: make_gymnasium_atari(resolved.env_id, sticky_actions, render)] * num_envs,
-                autoreset_mode=AutoresetMode.SAME_STEP,
-            )
-    else:
-        vec = gym.make_vec(
-            resolved.env_id,
-            num_envs=num_envs,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-            render_mode="rgb_array" if render else None,
-        )
+    try:
+        vec = _make_vector(resolved, num_envs, sticky_actions, backend, render, env_kwargs, wrappers)
+    except (TypeError, ValueError, AssertionError) as error:
+        if not env_kwargs:
+            raise
+        raise env_kwargs_error(resolved.env_id, env_kwargs, error) from None
+    try:
+        check_observation_space(vec.single_observation_space, resolved.env_id)
+    except UserError:
+        vec.close()
+        raise
     vec = _normalized_actions(vec)
     is_atari = resolved.family == "atari"
     env = EpisodeSignals(vec, clip_rewards=training and is_atari, life_loss_terminal=training and is_atari, seed=seed)
@@ -78,6 +87,34 @@ def make_env(
         env.action_space.seed(seed)
         env.single_action_space.seed(seed)
     return env
+
+
+def _make_vector(resolved: ResolvedEnv, num_envs: int, sticky_actions: bool, backend: str, render: bool,
+                 env_kwargs: dict[str, Any], wrappers: list[Wrapper]) -> gym.vector.VectorEnv:
+    if resolved.family == "atari":
+        python_only = render or env_kwargs or wrappers  # ale-py's native vector env takes none of these
+        if backend == "ale" and python_only:
+            raise UserError("the 'ale' backend cannot render RGB frames, take env kwargs or apply wrappers: use "
+                            "--backend gymnasium")
+        if backend == "ale" or (backend == "auto" and not python_only):
+            return make_ale_vector(resolved.game, num_envs, sticky_actions)
+
+        def make_one() -> gym.Env:
+            env = make_gymnasium_atari(resolved.env_id, sticky_actions, render, env_kwargs)
+            for wrapper in wrappers:
+                env = wrapper(env)
+            return env
+
+        return gym.vector.SyncVectorEnv([make_one] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    return gym.make_vec(
+        resolved.env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        wrappers=wrappers,
+        render_mode="rgb_array" if render else None,
+        **env_kwargs,
+    )
 
 
 def _normalized_actions(vec: gym.vector.VectorEnv) -> gym.vector.VectorEnv:
@@ -92,4 +129,5 @@ def _normalized_actions(vec: gym.vector.VectorEnv) -> gym.vector.VectorEnv:
     return RescaleAction(vec, -ones, ones)
 
 
-__all__ = ["make_env", "resolve_env", "ResolvedEnv", "EpisodeSignals", "Family", "FAMILIES"]
+__all__ = ["make_env", "resolve_env", "ResolvedEnv", "EpisodeSignals", "Family", "FAMILIES", "Wrapper",
+           "check_observation_space", "parse_env_kwargs"]

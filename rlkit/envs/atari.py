@@ -16,6 +16,7 @@ by :class:`rlkit.envs.signals.EpisodeSignals` for training only.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -72,15 +73,16 @@ class FireOnReset(gym.Wrapper):
         return obs, info
 
 
-def make_gymnasium_atari(env_id: str, sticky_actions: bool, render: bool = False) -> gym.Env:
-    """One Atari env with gymnasium's preprocessing wrappers (needs OpenCV)."""
-    env = gym.make(
-        env_id,
-        frameskip=1,  # AtariPreprocessing skips and max-pools itself
-        repeat_action_probability=STICKY_ACTION_PROB if sticky_actions else 0.0,
-        max_num_frames_per_episode=MAX_FRAMES_PER_GAME,
-        render_mode="rgb_array" if render else None,
-    )
+def make_gymnasium_atari(env_id: str, sticky_actions: bool, render: bool = False,
+                         env_kwargs: dict[str, Any] | None = None) -> gym.Env:
+    """One Atari env with gymnasium's preprocessing wrappers (needs OpenCV); ``env_kwargs`` (``mode``,
+    ``difficulty``) go to ale-py's env, over the standard settings."""
+    settings = {
+        "frameskip": 1,  # AtariPreprocessing skips and max-pools itself
+        "repeat_action_probability": STICKY_ACTION_PROB if sticky_actions else 0.0,
+        "max_num_frames_per_episode": MAX_FRAMES_PER_GAME,
+    }
+    env = gym.make(env_id, **{**settings, **(env_kwargs or {})}, render_mode="rgb_array" if render else None)
     env = gym.wrappers.AtariPreprocessing(
         env, noop_max=NOOP_MAX, frame_skip=FRAME_SKIP, screen_size=SCREEN_SIZE, grayscale_obs=True
     )

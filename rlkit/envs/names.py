@@ -10,10 +10,11 @@ from typing import Literal, get_args
 
 import gymnasium as gym
 
+from rlkit.envs.custom import import_env_module, registered_by
 from rlkit.errors import UserError
 
 Family = Literal["atari", "mujoco", "other"]
-"""An env family: ``atari`` (ALE games), ``mujoco``, ``other`` (classic control, toy text, third-party ids).
+"""An env family: ``atari`` (ALE games), ``mujoco``, ``other`` (classic control, toy text, Box2D, third-party ids).
 Presets are per family."""
 FAMILIES: tuple[Family, ...] = get_args(Family)
 
@@ -31,14 +32,18 @@ class ResolvedEnv:
 
 
 @lru_cache(maxsize=1)
-def _registry() -> dict[str, str]:
-    """Every registered id, after registering the ALE games."""
+def _register_ale() -> None:
     try:
         import ale_py
 
         gym.register_envs(ale_py)
     except ImportError:  # Atari is optional at import time; resolution then simply finds no ALE ids.
         pass
+
+
+def _registry() -> dict[str, str]:
+    """Every registered id, after registering the ALE games (read afresh: a ``module:EnvId`` import adds ids)."""
+    _register_ale()
     return {env_id: env_id for env_id in gym.registry}
 
 
@@ -68,11 +73,17 @@ def _short_names() -> dict[str, str]:
 
 
 def resolve_env(name: str) -> ResolvedEnv:
-    """Resolve a short name (``Breakout``, ``HalfCheetah``, ``CartPole``) or a full gymnasium id.
+    """Resolve a short name (``Breakout``, ``HalfCheetah``, ``CartPole``), a full gymnasium id, or
+    ``module:EnvId`` (gymnasium's convention: importing ``module`` registers ``EnvId``; Box2D and other third-party
+    ids registered by gymnasium itself need no module).
 
     Raises:
-        UserError: for an unknown name, listing the closest known names.
+        UserError: for a module that cannot be imported, or an unknown name (listing the closest known names).
     """
+    module = None
+    if ":" in name:
+        module, _, name = name.partition(":")
+        import_env_module(module, f"{module}:{name}")
     registry = _registry()
     if name in registry:
         env_id = name
@@ -81,10 +92,16 @@ def resolve_env(name: str) -> ResolvedEnv:
         lowered = {key.lower(): value for key, value in short.items()}
         env_id = short.get(name) or lowered.get(name.lower().replace("-", "").replace("_", ""))
         if env_id is None:
-            candidates = sorted(short) + sorted(registry)
+            own = registered_by(module) if module else []
+            candidates = own or sorted(short) + sorted(registry)
             close = difflib.get_close_matches(name, candidates, n=4, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}?" if close else "use a gymnasium id such as CartPole-v1"
-            raise UserError(f"unknown environment {name!r}: {hint}")
+            if module and not close:
+                hint = (f"it registers {', '.join(own)}" if own else
+                        "check the gymnasium.register(id=...) call it makes on import")
+            else:
+                hint = f"did you mean {', '.join(close)}?" if close else "use a gymnasium id such as CartPole-v1"
+            where = f" after importing {module!r}" if module else ""
+            raise UserError(f"unknown environment {name!r}{where}: {hint}")
     family = _family(env_id)
     game = gym.spec(env_id).kwargs.get("game") if family == "atari" else None
     return ResolvedEnv(env_id=env_id, family=family, game=game)

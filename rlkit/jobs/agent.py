@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,9 @@ import torch
 from rlkit.agents import AGENTS, Agent, get_agent_spec
 from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all
 from rlkit.distributed import init_distributed, is_main
-from rlkit.envs import make_env, resolve_env
+from rlkit.envs import EpisodeSignals, Wrapper, make_env, parse_env_kwargs, resolve_env
 from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
+from rlkit.envs.custom import check_env_kwargs
 from rlkit.envs.names import ResolvedEnv
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
@@ -28,8 +31,11 @@ from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, pick_device, seed_everything,
                            set_threads)
 from rlkit.sources import make_rl_source
+from rlkit.video import add_video_gif
 
 REPLAY_FILE = "replay.npz"
+VIDEO_DIR = "videos"
+"""Inside the run directory: ``step_<N>.mp4``, one evaluation game per evaluation with ``--capture-video``."""
 EVAL_SEED_OFFSET = 10_000
 """Evaluations during training play games seeded ``seed + 10_000``: never the training games."""
 ENVS_PER_CORE = 256
@@ -61,9 +67,20 @@ class AgentSettings:
     """The budget the schedules (epsilon, learning-rate annealing, PER beta) stretch over: the first run's
     ``total_steps``, kept when a resume extends the run (``--stretch-schedules`` re-stretches them). 0: total_steps
     (runs saved before this field)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the env's constructor (JSON values), used by every env of the run and by evaluate.py."""
+    capture_video: bool = False
+    """Record one evaluation game per evaluation into ``videos/step_<N>.mp4`` and TensorBoard."""
 
     def __post_init__(self) -> None:
         self.schedule_steps = self.schedule_steps or self.total_steps
+        self.env_kwargs = check_env_kwargs(self.env_kwargs)
+
+
+def env_maker(settings: AgentSettings, wrappers: Sequence[Wrapper] = ()) -> Callable[..., EpisodeSignals]:
+    """:func:`make_env` with the run's env kwargs and ``wrappers`` (those are not saved: pass them again to rebuild
+    the run in Python). Picklable when the wrappers are (A3C's workers get it)."""
+    return functools.partial(make_env, env_kwargs=settings.env_kwargs, wrappers=tuple(wrappers))
 
 
 def build_agent(settings: AgentSettings, config: Any, obs_space, action_space, device) -> Agent:
@@ -86,7 +103,7 @@ def default_eval_interval(settings: AgentSettings, config: Any) -> int:
     return 0 if 2 * interval >= settings.total_steps else interval
 
 
-def check_run(settings: AgentSettings, config: Any, memory: bool = True) -> None:
+def check_run(settings: AgentSettings, config: Any, memory: bool = True, wrappers: Sequence[Wrapper] = ()) -> None:
     """Refuse, before any env or net is built for training, a run that cannot learn or cannot fit: no update
     within the budget, more envs or workers than the machine can step, replay or rollout storage larger than the
     free RAM. Warn of a budget the last vector step overshoots and of an evaluation interval beyond the run."""
@@ -112,6 +129,9 @@ def check_run(settings: AgentSettings, config: Any, memory: bool = True) -> None
         what = "rollouts" if kind == "rollout" else f"vector steps of {num_envs} envs"
         warnings.append(f"--total-steps {total} is not a whole number of {what}: the run takes "
                         f"{math.ceil(total / chunk) * chunk} steps")
+    if settings.capture_video and settings.eval_episodes == 0:
+        raise UserError("--capture-video records a game at each evaluation but --eval-episodes 0 turns them off: "
+                        "drop one of them")
     if settings.eval_episodes > 0 and settings.eval_interval > total:
         warnings.append(f"--eval-interval {settings.eval_interval} is beyond the run's {total} steps: only the final "
                         "evaluation will run")
@@ -119,15 +139,15 @@ def check_run(settings: AgentSettings, config: Any, memory: bool = True) -> None
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
     if memory:
-        check_memory(settings, config, kind)
+        check_memory(settings, config, kind, wrappers)
 
 
-def check_memory(settings: AgentSettings, config: Any, kind: str) -> None:
+def check_memory(settings: AgentSettings, config: Any, kind: str, wrappers: Sequence[Wrapper] = ()) -> None:
     """Refuse replay or rollout storage that cannot fit in the free RAM, estimated from the env's spaces before
     anything is allocated."""
     if kind == "async":
         return  # each worker keeps a segment of num_steps rows: small
-    env = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
+    env = env_maker(settings, wrappers)(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
     obs_space, action_space, family = env.single_observation_space, env.single_action_space, env.resolved.family
     env.close()
     obs_shape, obs_bytes = obs_space.shape, np.dtype(obs_space.dtype).itemsize
@@ -188,28 +208,34 @@ def evaluation_epsilon(agent: Agent, resolved: ResolvedEnv) -> float:
 
 
 def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky_actions: bool = False,
-                   video: str | Path | None = None, max_envs: int = 16, deterministic: bool = True) -> list[float]:
+                   video: str | Path | None = None, max_envs: int = 16, deterministic: bool = True,
+                   env_kwargs: dict[str, Any] | None = None, wrappers: Sequence[Wrapper] = ()) -> list[float]:
     """Raw returns of ``episodes`` whole games played by ``agent.act(obs, explore=False, deterministic)``.
 
     Each sub-env contributes its first game only, so short games are not over-counted. Random draws come from
     generators seeded by ``seed`` alone, so evaluating never changes training. With ``video``, one game is played
     alone and recorded to that file. On Atari a random action replaces the policy's with probability
     :func:`evaluation_epsilon`. Evaluation always ends: a game still running after :func:`evaluation_step_cap` steps
-    counts with its return so far (said on stderr), and a NaN return is reported as NaN.
+    counts with its return so far (said on stderr), and a NaN return is reported as NaN. ``env_kwargs`` and
+    ``wrappers`` go to every :func:`make_env` (those the agent was trained with).
     """
     agent.seed_evaluation(seed)
     resolved = resolve_env(env_name)
+    env_kwargs = check_env_kwargs(env_kwargs)
     cap, epsilon = evaluation_step_cap(resolved), evaluation_epsilon(agent, resolved)
+    if env_kwargs.get("max_episode_steps"):  # gym.make's own time limit, given as an env kwarg
+        cap = max(cap, int(env_kwargs["max_episode_steps"]) + 1)
     rng = np.random.default_rng(seed)  # the random actions' own generator: the agent's draws stay as they were
     with torch.random.fork_rng(devices=[agent.device] if agent.device.type == "cuda" else []):
         torch.manual_seed(seed)
         if video is not None:
             return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic, cap,
-                                    epsilon, rng)]
+                                    epsilon, rng, env_kwargs, wrappers)]
         returns: list[float] = []
         while len(returns) < episodes:
             n = min(max_envs, episodes - len(returns))
-            env = make_env(env_name, n, seed=seed + len(returns), training=False, sticky_actions=sticky_actions)
+            env = make_env(env_name, n, seed=seed + len(returns), training=False, sticky_actions=sticky_actions,
+                           env_kwargs=env_kwargs, wrappers=wrappers)
             obs, _ = env.reset()
             result, done, running = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n)
             for _ in range(cap):  # a done mask, not a NaN sentinel: a NaN return is a finished game too
@@ -242,35 +268,88 @@ def _with_random_actions(actions: np.ndarray, space: gym.Space, epsilon: float, 
     return actions
 
 
+class _RenderEachStep(gym.Wrapper):
+    """Renders after every reset and step of one sub-env into ``frames``: inside the vector env, so a game's last
+    frame is taken before the vector env's autoreset replaces it with the next game's first."""
+
+    def __init__(self, env: gym.Env, frames: list[np.ndarray]):
+        super().__init__(env)
+        self.frames = frames
+
+    def reset(self, **kwargs: Any):
+        result = self.env.reset(**kwargs)
+        self.frames.append(self.env.render())
+        return result
+
+    def step(self, action: Any):
+        result = self.env.step(action)
+        self.frames.append(self.env.render())
+        return result
+
+
 def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool, path: Path,
-                    deterministic: bool, cap: int, epsilon: float, rng: np.random.Generator) -> float:
+                    deterministic: bool, cap: int, epsilon: float, rng: np.random.Generator,
+                    env_kwargs: dict[str, Any], wrappers: Sequence[Wrapper]) -> float:
+    """Play one game and write its frames to ``path``: the first observation's and one per step, the last
+    included (a game of L steps gives L + 1 frames)."""
     from rlkit.video import VideoWriter
 
-    env = make_env(env_name, 1, seed=seed, training=False, sticky_actions=sticky_actions, render=True)
+    frames: list[np.ndarray] = []
+    env = make_env(env_name, 1, seed=seed, training=False, sticky_actions=sticky_actions, render=True,
+                   env_kwargs=env_kwargs, wrappers=(*wrappers, lambda sub_env: _RenderEachStep(sub_env, frames)))
     obs, _ = env.reset()
-    running = 0.0
+    first, running = _frame(frames.pop(0), env_name), 0.0
     with VideoWriter(path, fps=env.metadata.get("render_fps") or 30) as writer:
-        writer.write(env.render()[0])
+        writer.write(first)
         for _ in range(cap):
             actions = _with_random_actions(agent.act(obs, explore=False, deterministic=deterministic),
                                            env.single_action_space, epsilon, rng)
             obs, rewards, _, _, info = env.step(actions)
             running += float(rewards[0])
+            writer.write(_frame(frames[0], env_name))  # after a game over frames[1] is the next game's start
+            frames.clear()
             if info["episode_done"][0]:
                 env.close()
                 return float(info["episode_return"][0])
-            writer.write(env.render()[0])
     env.close()
     print(f"evaluation: the recorded game of {env_name} was still running after {cap} steps (the env's own limit): "
           "it counts with its return so far", file=sys.stderr)
     return running
 
 
+def _frame(frame: Any, env_name: str) -> np.ndarray:
+    """An (H, W, 3) RGB frame from ``render()``, or a one-line error for an env that renders none."""
+    frame = np.asarray(frame) if frame is not None else None
+    if frame is None or frame.ndim != 3 or frame.shape[-1] != 3:
+        raise UserError(f"{env_name} renders no RGB frames (its render() in 'rgb_array' mode gave "
+                        f"{None if frame is None else frame.shape}): videos need an env whose metadata lists "
+                        "'rgb_array' in render_modes; drop --capture-video / --video")
+    return frame
+
+
+class EnvKwargsAction(argparse.Action):
+    """``--env-kwargs k=v ...`` -> a dict (:func:`rlkit.envs.parse_env_kwargs`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, parse_env_kwargs(values))
+
+
+def check_renders(env_name: str, env_kwargs: dict[str, Any] | None = None, wrappers: Sequence[Wrapper] = ()) -> None:
+    """Refuse, in one line, an env that gives no RGB frames to record."""
+    env = make_env(env_name, 1, training=False, render=True, env_kwargs=env_kwargs, wrappers=wrappers)
+    try:
+        env.reset(seed=0)
+        _frame(env.render()[0], env_name)
+    finally:
+        env.close()
+
+
 class AgentJob(Job):
     kind = "agent"
     best_metric = "eval/mean_return"
     settings_class = AgentSettings
-    resume_overrides = ("total_steps", "eval_interval", "checkpoint_interval")
+    resume_overrides = ("total_steps", "eval_interval", "checkpoint_interval", "capture_video")
     eval_interval_default = ("a tenth of --total-steps, at least one rollout; only the final evaluation for a run "
                              "too short to evaluate twice before its end")
 
@@ -292,6 +371,13 @@ class AgentJob(Job):
         run.add_argument("--stretch-schedules", action="store_true",
                          help="with --resume and a larger --total-steps: stretch epsilon, learning-rate annealing and "
                               "PER beta over the new budget (default: they keep the first run's)")
+        run.add_argument("--env-kwargs", nargs="+", action=EnvKwargsAction, metavar="KEY=VALUE",
+                         help="keyword arguments of the env's constructor, each value read as JSON (else a string): "
+                              "--env-kwargs gravity=-5.0 continuous=true; saved with the run, so evaluate.py "
+                              "rebuilds the same env")
+        run.add_argument("--capture-video", action="store_true", default=None,
+                         help=f"record one evaluation game per evaluation into RUN_DIR/{VIDEO_DIR}/step_N.mp4 and "
+                              "TensorBoard's IMAGES tab (an animated GIF)")
         run.add_argument("--save-buffer", action="store_true", default=None,
                          help="also save replay at each checkpoint (large: ~7 kB per Atari transition) so a resume "
                               "continues with it")
@@ -334,6 +420,7 @@ class AgentJob(Job):
             checkpoint_interval=(args.checkpoint_interval if args.checkpoint_interval is not None
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
+            env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video),
         )
         config = apply_flags(self.preset(dataclasses.asdict(settings)), args)
         if args.eval_interval is None:
@@ -350,13 +437,15 @@ class AgentJob(Job):
             settings.schedule_steps = settings.total_steps
 
     def run_name(self, settings: AgentSettings) -> str:
-        return f"{settings.env}__{settings.agent}__{settings.seed}"
+        return f"{settings.env.replace(':', '-')}__{settings.agent}__{settings.seed}"  # module:EnvId
 
     def describe(self, settings: AgentSettings, loop: Loop) -> str:
         return f"{settings.agent} on {settings.env} for {settings.total_steps} steps"
 
-    def build(self, settings: AgentSettings, config: Any, run_dir: Path, resume: dict[str, Any] | None = None
-              ) -> Loop:
+    def build(self, settings: AgentSettings, config: Any, run_dir: Path, resume: dict[str, Any] | None = None,
+              wrappers: Sequence[Wrapper] = ()) -> Loop:
+        """``wrappers`` (Python only, not saved) are applied to every env of the run: training, evaluation,
+        videos."""
         seed_everything(settings.seed)  # the same initial weights on every process under torchrun
         device = pick_device(settings.device)
         rank, world_size = init_distributed(device)
@@ -365,17 +454,28 @@ class AgentJob(Job):
             parallel = [name for name, spec in AGENTS.items() if spec.agent_class.data_parallel]
             raise UserError(f"{settings.agent} learns from replay in one process and cannot run under torchrun: run "
                             f"it without torchrun (data-parallel agents: {', '.join(parallel)})")
-        spaces = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
+        env_fn = env_maker(settings, wrappers)
+        spaces = env_fn(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
         set_threads(settings.threads, large_convolutions=False)  # even the Nature CNN: see set_threads
         agent = build_agent(settings, config, spaces.single_observation_space, spaces.single_action_space, device)
         env_id = spaces.resolved.env_id
         spaces.close()
+        if settings.capture_video and is_main():
+            check_renders(settings.env, settings.env_kwargs, wrappers)  # before training, not at the first evaluation
         source = make_rl_source(agent, settings.env, settings.num_envs, settings.seed, settings.sticky_actions,
-                                settings.total_steps, rank)
+                                settings.total_steps, rank, env_fn)
 
         def evaluate() -> dict[str, float]:
-            returns = evaluate_agent(agent, settings.env, settings.eval_episodes, settings.seed + EVAL_SEED_OFFSET,
-                                     settings.sticky_actions)
+            seed = settings.seed + EVAL_SEED_OFFSET
+            returns = evaluate_agent(agent, settings.env, settings.eval_episodes, seed, settings.sticky_actions,
+                                     env_kwargs=settings.env_kwargs, wrappers=wrappers)
+            if settings.capture_video:
+                # One more game (the first evaluation game's seed), played alone: evaluation's own generators, so
+                # training is unchanged. The loop's TensorBoard writer exists once the loop runs.
+                step, path = source.steps, run_dir / VIDEO_DIR / f"step_{source.steps}.mp4"
+                evaluate_agent(agent, settings.env, 1, seed, settings.sticky_actions, video=path,
+                               env_kwargs=settings.env_kwargs, wrappers=wrappers)
+                add_video_gif(loop.writer, "videos/evaluation", path, step)
             return {"eval/mean_return": float(np.mean(returns)), "eval/std_return": float(np.std(returns))}
 
         replay = settings.save_buffer and agent.source_kind == "replay"
@@ -396,11 +496,12 @@ class AgentJob(Job):
             source.reset(seed=settings.seed + source.steps)
         return loop
 
-    def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", **overrides: Any) -> tuple[Agent, AgentSettings]:
-        """The trained agent and its run settings."""
+    def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", wrappers: Sequence[Wrapper] = (),
+                **overrides: Any) -> tuple[Agent, AgentSettings]:
+        """The trained agent and its run settings (``wrappers``: those the run was trained with, if any)."""
         settings = self.settings_from(checkpoint)
         config = self.config_from(checkpoint, settings)
-        env = make_env(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
+        env = env_maker(settings, wrappers)(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
         agent = build_agent(settings, config, env.single_observation_space, env.single_action_space,
                             pick_device(device))
         env.close()
@@ -424,7 +525,7 @@ class AgentJob(Job):
         warn_non_finite_weights(checkpoint)
         deterministic = not args.stochastic
         returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions,
-                                 deterministic=deterministic)
+                                 deterministic=deterministic, env_kwargs=settings.env_kwargs)
         result = {
             "agent": settings.agent, "env": settings.env, "steps": checkpoint["loop"]["steps"],
             "episodes": len(returns), "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
@@ -433,7 +534,8 @@ class AgentJob(Job):
         if args.video is not None:
             result["video"] = str(args.video)
             result["video_return"] = evaluate_agent(agent, settings.env, 1, args.seed, settings.sticky_actions,
-                                                    args.video, deterministic=deterministic)[0]
+                                                    args.video, deterministic=deterministic,
+                                                    env_kwargs=settings.env_kwargs)[0]
         if args.json:
             print(json.dumps(result))
         else:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from rlkit.agents.base import Agent
-from rlkit.envs import make_env
+from rlkit.envs import EpisodeSignals, make_env
 from rlkit.sources.async_ import A3CSource, Segment, WorkerReport
 from rlkit.sources.episodes import Episodes
 from rlkit.sources.replay import ReplaySource
@@ -40,23 +40,24 @@ class Source(Protocol):
 
 
 def _replay_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
-                   rank: int) -> ReplaySource:
-    env = make_env(env_name, num_envs, seed=seed + 100_000 * rank, sticky_actions=sticky_actions)
+                   rank: int, env_fn: Callable[..., EpisodeSignals]) -> ReplaySource:
+    env = env_fn(env_name, num_envs, seed=seed + 100_000 * rank, sticky_actions=sticky_actions)
     # Atari observations stack 4 frames: replay then stores each frame once.
     frame_stack = env.single_observation_space.shape[0] if env.resolved.family == "atari" else 1
     return ReplaySource(env, agent, frame_stack, seed=seed)
 
 
 def _rollout_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
-                    rank: int) -> RolloutSource:
+                    rank: int, env_fn: Callable[..., EpisodeSignals]) -> RolloutSource:
     # Each process under torchrun plays its own games: env seeds apart by rank.
-    env = make_env(env_name, num_envs, seed=seed + 100_000 * rank, sticky_actions=sticky_actions)
+    env = env_fn(env_name, num_envs, seed=seed + 100_000 * rank, sticky_actions=sticky_actions)
     return RolloutSource(env, agent)
 
 
 def _async_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
-                  rank: int) -> A3CSource:
-    return A3CSource(agent, env_name, total_steps, num_envs, seed, sticky_actions)  # each worker makes its env
+                  rank: int, env_fn: Callable[..., EpisodeSignals]) -> A3CSource:
+    # each worker makes its env (env_fn is pickled into it)
+    return A3CSource(agent, env_name, total_steps, num_envs, seed, sticky_actions, env_fn=env_fn)
 
 
 SOURCE_KINDS: dict[str, Callable[..., Source]] = {
@@ -66,9 +67,12 @@ SOURCE_KINDS: dict[str, Callable[..., Source]] = {
 
 
 def make_rl_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
-                   rank: int = 0) -> Source:
-    """The source ``agent`` learns from, with its env(s) (seeded by ``seed`` and ``rank``) and its storage."""
-    return SOURCE_KINDS[agent.source_kind](agent, env_name, num_envs, seed, sticky_actions, total_steps, rank)
+                   rank: int = 0, env_fn: Callable[..., EpisodeSignals] = make_env) -> Source:
+    """The source ``agent`` learns from, with its env(s) (seeded by ``seed`` and ``rank``) and its storage.
+    ``env_fn`` makes the envs like :func:`~rlkit.envs.make_env` (a partial of it carrying env kwargs and
+    wrappers)."""
+    return SOURCE_KINDS[agent.source_kind](agent, env_name, num_envs, seed, sticky_actions, total_steps, rank,
+                                           env_fn)
 
 
 __all__ = ["Source", "make_rl_source", "SOURCE_KINDS", "Episodes", "ReplaySource", "RolloutSource", "RewardScaler",

@@ -1,0 +1,170 @@
+"""Your own environments: ``module:EnvId`` names, constructor keyword arguments (``--env-kwargs``), and the
+observation spaces rlkit's agents can read."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gymnasium as gym
+
+from rlkit.errors import UserError
+
+RESERVED_KWARGS = ("render_mode",)
+"""Keyword arguments make_env sets itself (``render=True`` asks for ``rgb_array`` frames)."""
+
+_REGISTERED_BY: dict[str, list[str]] = {}
+"""Module -> the env ids its import registered (for 'did you mean' when the id after the colon is wrong)."""
+
+
+def import_env_module(module: str, name: str) -> list[str]:
+    """Import ``module`` so that it registers its envs (gymnasium's ``module:EnvId`` convention); returns the ids it
+    registered on its first import.
+
+    Raises:
+        UserError: naming the module and the fix when it cannot be imported.
+    """
+    if module in _REGISTERED_BY:
+        return _REGISTERED_BY[module]
+    before = set(gym.registry)
+    try:
+        _import(module)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (module == error.name or module.startswith(error.name + ".")):
+            raise UserError(f"--env {name}: no module named {module!r} to import: run from the folder that holds "
+                            f"{module.split('.')[0]}.py, add its folder to PYTHONPATH, or pip install its package"
+                            ) from None
+        raise UserError(f"--env {name}: importing {module!r} failed: it needs the module {error.name!r}: install it "
+                        "(pip install ...)") from None
+    except Exception as error:  # noqa: BLE001 - the user's module: one line naming it, not our traceback
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(f"--env {name}: importing {module!r} failed ({type(error).__name__}: {first[:200]}): fix "
+                        f"the module (python -c 'import {module}' shows the traceback)") from None
+    _REGISTERED_BY[module] = sorted(set(gym.registry) - before)
+    return _REGISTERED_BY[module]
+
+
+def _import(module: str) -> None:
+    """Import ``module``, also from the current folder: the ``rlkit`` console script, unlike ``python train.py`` run
+    there, does not put it on the path, and "my_envs.py beside me" is where a user's module usually is."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        here = os.getcwd()
+        if error.name != module.split(".")[0] or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)  # after everything else: the folder never shadows an installed package
+        importlib.import_module(module)
+
+
+def registered_by(module: str) -> list[str]:
+    """The env ids ``module`` registered when it was imported (empty if it was imported before rlkit asked)."""
+    return _REGISTERED_BY.get(module, [])
+
+
+# ---------------------------------------------------------------------------------------------- --env-kwargs
+def parse_env_kwargs(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["gravity=-5.0", "continuous=true", "name=moon"]`` -> ``{"gravity": -5.0, "continuous": True,
+    "name": "moon"}``: each value is read as JSON, and as a plain string when it is not JSON.
+
+    Raises:
+        UserError: for an item without ``=``, an empty or repeated key.
+    """
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--env-kwargs {pair!r} is not KEY=VALUE: write e.g. --env-kwargs gravity=-5.0 "
+                            "continuous=true")
+        if not key.isidentifier():
+            raise UserError(f"--env-kwargs {pair!r}: {key!r} is not a keyword argument name")
+        if key in kwargs:
+            raise UserError(f"--env-kwargs gives {key} twice: give it once")
+        try:
+            kwargs[key] = json.loads(text)
+        except ValueError:
+            kwargs[key] = text  # a bare word: --env-kwargs map_name=8x8
+    return kwargs
+
+
+def check_env_kwargs(env_kwargs: Any) -> dict[str, Any]:
+    """A copy of ``env_kwargs`` once it is known to be a dict of JSON values (they are saved in checkpoints and
+    config.json, so evaluate.py can rebuild the same env) whose keys make_env does not set itself."""
+    if env_kwargs is None:
+        return {}
+    if not isinstance(env_kwargs, Mapping) or not all(isinstance(key, str) for key in env_kwargs):
+        raise UserError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
+    for key in RESERVED_KWARGS:
+        if key in env_kwargs:
+            raise UserError(f"--env-kwargs {key}=... is set by rlkit (rgb_array frames for videos, none otherwise): "
+                            f"drop {key}")
+    try:
+        json.dumps(dict(env_kwargs), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"env_kwargs must be JSON values (numbers, strings, booleans, lists, dicts), since they are "
+                        f"saved with the run ({error}); build anything else in a wrapper: make_env(..., "
+                        "wrappers=[...])") from None
+    return dict(env_kwargs)
+
+
+def env_kwargs_error(env_id: str, env_kwargs: Mapping[str, Any], error: Exception) -> UserError:
+    """The one-line error for an env whose constructor refused ``env_kwargs``, naming the keyword it refused."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    match = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if match is not None and match.group(1) in env_kwargs:
+        key = match.group(1)
+        accepted = _parameters(env_id)
+        hint = f" (it takes {', '.join(accepted)})" if accepted else " (it takes none)" if accepted == [] else ""
+        return UserError(f"--env-kwargs {key}={json.dumps(env_kwargs[key])}: {env_id} has no keyword argument "
+                         f"{key!r}{hint}: drop or rename it")
+    shown = " ".join(f"{key}={json.dumps(value)}" for key, value in env_kwargs.items())
+    text = text.split(" was raised from the environment creator")[0]  # gymnasium repeats the kwargs after this
+    return UserError(f"{env_id} refused --env-kwargs {shown} ({type(error).__name__}: {text[:200]}): check the "
+                     "names and values")
+
+
+def _parameters(env_id: str) -> list[str] | None:
+    """The keyword arguments the env's constructor takes (None when it cannot tell, e.g. ``**kwargs``)."""
+    import inspect
+
+    try:
+        creator = gym.spec(env_id).entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        parameters = inspect.signature(creator).parameters.values()
+    except (gym.error.Error, TypeError, ValueError, ImportError, AttributeError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.name not in RESERVED_KWARGS and p.kind is not p.VAR_POSITIONAL]
+
+
+# ---------------------------------------------------------------------------------------------- spaces
+def check_observation_space(space: gym.Space, env_id: str = "this env") -> None:
+    """Refuse, in one line naming the wrapper to use, an observation space rlkit's agents cannot read: they take
+    one array (a ``Box``); ``Dict``, ``Tuple``, ``Discrete`` and the like become one with ``FlattenObservation``.
+
+    Raises:
+        UserError: for anything but a ``Box``.
+    """
+    if isinstance(space, gym.spaces.Box):
+        return
+    kind = type(space).__name__
+    try:
+        flat = gym.spaces.flatten_space(space)
+    except NotImplementedError:
+        flat = None
+    if isinstance(flat, gym.spaces.Box):
+        raise UserError(f"{env_id} has {kind} observations but rlkit's agents take one array (a Box space): wrap it "
+                        f"in gymnasium.wrappers.FlattenObservation (giving a Box of shape {flat.shape}): in Python "
+                        "make_env(..., wrappers=[FlattenObservation]); on the command line register the wrapped env "
+                        "in your module and pass --env module:EnvId")
+    raise UserError(f"{env_id} has {kind} observations but rlkit's agents take one array (a Box space), and "
+                    f"{kind} has no flat form: write a gymnasium.ObservationWrapper that maps it to a Box and pass "
+                    "it in make_env(..., wrappers=[...])")

@@ -1,0 +1,61 @@
+"""A user's own env module, as ``--env custom_env_module:Tiny-v0`` imports it: importing it registers the envs.
+
+``Tiny-v0``: games of exactly ``length`` steps whatever the actions (reward 1 per step for action 1); every instance
+records the keyword arguments it was built with in :data:`CREATED`, so tests see what reached the env. It renders
+small RGB frames whose red channel is the step count. ``TinyDict-v0``: the same game with Dict observations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+CREATED: list[dict[str, Any]] = []
+"""The keyword arguments of every Tiny env built in this process, in order."""
+
+
+class Tiny(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, length: int = 5, bonus: float = 0.0, label: str = "", render_mode: str | None = None):
+        CREATED.append({"length": length, "bonus": bonus, "label": label})
+        self.length, self.bonus, self.render_mode = length, bonus, render_mode
+        self.observation_space = gym.spaces.Box(0.0, 100.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.t, self.bonus], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = float(action) + self.bonus
+        return self._obs(), reward, self.t >= self.length, False, {}
+
+    def render(self) -> np.ndarray:
+        frame = np.zeros((12, 18, 3), np.uint8)
+        frame[..., 0] = min(255, 20 * self.t)
+        return frame
+
+
+class TinyDict(Tiny):
+    """Tiny with a Dict observation space: rlkit refuses it unless it is flattened."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.observation_space = gym.spaces.Dict({"t": gym.spaces.Box(0.0, 100.0, (1,), np.float32),
+                                                  "phase": gym.spaces.Discrete(3)})
+
+    def _obs(self) -> dict[str, Any]:
+        return {"t": np.array([self.t], np.float32), "phase": self.t % 3}
+
+
+gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
+gym.register(id="TinyDict-v0", entry_point=TinyDict, max_episode_steps=50)

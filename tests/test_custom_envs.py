@@ -1,0 +1,290 @@
+"""Your own envs: ``module:EnvId`` through train.py and evaluate.py, ``--env-kwargs`` reaching the env (and saved with
+the run), ``make_env(wrappers=...)``, the one-line refusal of Dict observations, ``--capture-video``'s MP4s and
+TensorBoard GIFs, and the Box2D envs.
+
+The env is ``tests/custom_env_module.py``'s ``Tiny-v0``: games of exactly ``length`` steps paying ``action + bonus``
+per step, each instance recording the kwargs it was built with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.wrappers import FlattenObservation, TransformReward
+
+import custom_env_module
+import evaluate
+import train
+from rlkit.agents import get_agent_spec
+from rlkit.checkpoint import load_checkpoint
+from rlkit.envs import make_env, parse_env_kwargs, resolve_env
+from rlkit.errors import UserError, run_command
+from rlkit.jobs import agent as agent_job
+from rlkit.jobs import load_run
+from rlkit.video import count_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "custom_env_module:Tiny-v0"
+KWARGS = ["length=7", "bonus=0.5", "label=moon"]
+BUILT_WITH = {"length": 7, "bonus": 0.5, "label": "moon"}
+TINY_RUN = ["--agent", "ppo", "--env", TINY, "--total-steps", "128", "--num-envs", "2", "--eval-episodes", "2",
+            "--eval-interval", "64", "--no-progress", "--seed", "3"]
+"""Two PPO rollouts of 32 steps x 2 envs; an evaluation after each."""
+
+
+def one_line_error(capsys, main, argv: list[str]) -> str:
+    """Run a command line's ``main`` as its script does; assert exit status 2 and return its one stderr line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(lambda: main(argv))
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory) -> Path:
+    """A run of Tiny-v0 with env kwargs and --capture-video; CREATED holds what its envs were built with."""
+    run = tmp_path_factory.mktemp("custom") / "run"
+    custom_env_module.CREATED.clear()
+    train.main([*TINY_RUN, "--env-kwargs", *KWARGS, "--capture-video", "--run-dir", str(run)])
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- module:EnvId
+def test_resolve_module_env_imports_the_module():
+    """module:EnvId imports the module and resolves the id it registered (short names work after the colon)."""
+    assert resolve_env(TINY).env_id == "Tiny-v0"
+    assert resolve_env("custom_env_module:Tiny").env_id == "Tiny-v0"
+    assert resolve_env(TINY).family == "other"
+    with pytest.raises(UserError, match="unknown environment 'Nope-v0' after importing 'custom_env_module'"):
+        resolve_env("custom_env_module:Nope-v0")
+
+
+def test_module_env_is_found_in_the_current_folder(tmp_path, monkeypatch):
+    """A module beside the user (the current folder) is imported even where the command does not put that folder
+    on the path (the ``rlkit`` console script)."""
+    (tmp_path / "cwd_envs.py").write_text("import gymnasium as gym\n"
+                                          "gym.register(id='CwdTiny-v0', entry_point='custom_env_module:Tiny')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "cwd_envs", raising=False)
+    try:
+        env = make_env("cwd_envs:CwdTiny-v0", 1)
+        assert env.resolved.env_id == "CwdTiny-v0" and sys.path[-1] == str(tmp_path)
+        env.close()
+    finally:
+        gym.registry.pop("CwdTiny-v0", None)
+
+
+def test_module_env_trains_with_its_kwargs_and_saves_them(video_run):
+    """Every env the run built (spaces, memory check, training, evaluation, videos) got --env-kwargs, parsed as JSON
+    with strings as the fallback, and the checkpoint and config.json hold them."""
+    made = custom_env_module.CREATED
+    assert len(made) >= 4 and all(kwargs == BUILT_WITH for kwargs in made)
+    checkpoint = load_checkpoint(video_run / "checkpoint.pt")
+    assert checkpoint["settings"]["env"] == TINY and checkpoint["settings"]["env_kwargs"] == BUILT_WITH
+    assert json.loads((video_run / "config.json").read_text())["settings"]["env_kwargs"] == BUILT_WITH
+    # Each game is 7 steps paying action + 0.5: a whole number plus 3.5, between 3.5 and 10.5.
+    for line in (video_run / "eval.jsonl").read_text().splitlines():
+        mean = json.loads(line)["eval/mean_return"]
+        assert 3.5 <= mean <= 10.5 and (2 * mean) % 1 == 0  # 2 games: a mean of whole halves
+
+
+def test_evaluate_rebuilds_the_env_with_the_saved_kwargs(video_run):
+    """evaluate.py, in this process and in a fresh one (which must import the module itself), plays the saved
+    env: 7-step games paying action + 0.5."""
+    custom_env_module.CREATED.clear()
+    result = evaluate.main([str(video_run), "--episodes", "3", "--json"])
+    assert custom_env_module.CREATED and all(kwargs == BUILT_WITH for kwargs in custom_env_module.CREATED)
+    assert all(3.5 <= r <= 10.5 and (r - 3.5) % 1 == 0 for r in result["returns"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    fresh = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), str(video_run), "--episodes", "3", "--json"],
+                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert json.loads(fresh.stdout.strip().splitlines()[-1])["returns"] == result["returns"]
+
+
+def test_evaluation_plays_to_a_time_limit_given_as_an_env_kwarg(video_run, capsys):
+    """max_episode_steps=80 (gym.make's own kwarg) lifts Tiny-v0's registered 50-step limit: evaluation plays the
+    80 steps (each paying action + 1) instead of stopping the game at its cap of 51."""
+    job, checkpoint = load_run(video_run)
+    agent, _ = job.rebuild(checkpoint)
+    capsys.readouterr()
+    returns = agent_job.evaluate_agent(agent, TINY, 2, seed=0, env_kwargs={"length": 100, "bonus": 1.0,
+                                                                           "max_episode_steps": 80})
+    assert all(80 <= r <= 160 and r % 1 == 0 for r in returns)
+    assert "still running" not in capsys.readouterr().err
+
+
+def test_resume_keeps_the_env_kwargs(video_run, capsys):
+    """A resumed run refuses other --env-kwargs in one line and accepts the same ones."""
+    line = one_line_error(capsys, train.main, ["--resume", str(video_run), "--env-kwargs", "length=8"])
+    assert line.startswith("error: --env-kwargs") and "differs from the resumed run's" in line
+    train.main(["--resume", str(video_run), "--env-kwargs", *KWARGS, "--print-config"])
+    assert json.loads(capsys.readouterr().out)["settings"]["env_kwargs"] == BUILT_WITH
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--env-kwargs", "lenght=7"], "--env-kwargs lenght=7: Tiny-v0 has no keyword argument 'lenght' (it takes "
+                                   "length, bonus, label): drop or rename it"),
+    (["--env-kwargs", "length"], "--env-kwargs 'length' is not KEY=VALUE"),
+    (["--env-kwargs", "render_mode=human"], "--env-kwargs render_mode=... is set by rlkit"),
+])
+def test_bad_env_kwargs_are_one_line(capsys, tmp_path, argv, message):
+    """A kwarg the env's constructor does not take, a malformed pair, a reserved name: exit 2, one line."""
+    line = one_line_error(capsys, train.main, [*TINY_RUN, "--run-dir", str(tmp_path / "run"), *argv])
+    assert message in line
+
+
+def test_missing_module_is_one_line(capsys, tmp_path):
+    """A module that cannot be imported: exit 2, one line naming it and the fix."""
+    line = one_line_error(capsys, train.main, ["--agent", "ppo", "--env", "no_such_envs:Foo-v0",
+                                               "--run-dir", str(tmp_path / "run")])
+    assert "no module named 'no_such_envs'" in line and "PYTHONPATH" in line
+
+
+def test_parse_env_kwargs_reads_json_values_else_strings():
+    """Values are JSON (numbers, booleans, null, lists, objects) and plain strings otherwise."""
+    assert parse_env_kwargs(["gravity=-5.0", "continuous=true", "map_name=8x8", "sizes=[1, 2]", "seed=null",
+                             "opts={\"a\": 1}", "name="]) == {
+        "gravity": -5.0, "continuous": True, "map_name": "8x8", "sizes": [1, 2], "seed": None, "opts": {"a": 1},
+        "name": ""}
+    with pytest.raises(UserError, match="gives gravity twice"):
+        parse_env_kwargs(["gravity=1", "gravity=2"])
+
+
+def test_old_checkpoints_load_without_env_kwargs():
+    """A checkpoint written before env_kwargs and capture_video existed loads with neither."""
+    job, checkpoint = load_run(ROOT / "tests" / "data" / "v1" / "dqn.pt")
+    assert "env_kwargs" not in checkpoint["settings"]
+    settings = job.settings_from(checkpoint)
+    assert settings.env_kwargs == {} and settings.capture_video is False
+
+
+# ---------------------------------------------------------------------------------------------- spaces, wrappers
+def test_dict_observations_are_refused_naming_the_wrapper(capsys, tmp_path):
+    """make_env, the agents and train.py refuse Dict observations in one line naming FlattenObservation."""
+    with pytest.raises(UserError, match=r"TinyDict-v0 has Dict observations .*gymnasium\.wrappers\.FlattenObservation"
+                                        r" \(giving a Box of shape \(4,\)\): in Python make_env\(\.\.\., wrappers="):
+        make_env("custom_env_module:TinyDict-v0")
+    dict_space = gym.make("TinyDict-v0").observation_space
+    with pytest.raises(UserError, match="FlattenObservation"):
+        get_agent_spec("ppo").agent_class.check_spaces(dict_space, gym.spaces.Discrete(2))
+    argv = [*TINY_RUN, "--env", "custom_env_module:TinyDict-v0", "--run-dir", str(tmp_path / "run")]
+    assert "FlattenObservation" in one_line_error(capsys, train.main, argv)
+
+
+def test_wrappers_apply_to_each_sub_env():
+    """make_env(wrappers=[...]) wraps every sub-env, a class or a function env -> env, in order: the Dict env
+    flattened (Discrete 'phase' one-hot, then 't') and rewards scaled by 10."""
+    env = make_env("custom_env_module:TinyDict-v0", 2, seed=0,
+                   wrappers=[FlattenObservation, lambda e: TransformReward(e, lambda r: 10 * r)])
+    assert env.single_observation_space.shape == (4,)
+    obs, _ = env.reset()
+    np.testing.assert_array_equal(obs, [[1, 0, 0, 0], [1, 0, 0, 0]])
+    obs, rewards, _, _, _ = env.step(np.array([1, 0]))
+    np.testing.assert_array_equal(obs, [[0, 1, 0, 1], [0, 1, 0, 1]])
+    np.testing.assert_array_equal(rewards, [10.0, 0.0])
+    agent = get_agent_spec("ppo").agent_class  # and an agent takes the flattened space
+    agent.check_spaces(env.single_observation_space, env.single_action_space)
+    env.close()
+
+
+# ---------------------------------------------------------------------------------------------- --capture-video
+def test_capture_video_writes_one_playable_mp4_per_evaluation(video_run):
+    """One MP4 per evaluation (steps 64 and 128); each decodes (PyAV) to the recorded 7-step game's 8 frames: the
+    first observation's and one per step, the last included."""
+    videos = sorted((video_run / "videos").iterdir())
+    assert [v.name for v in videos] == ["step_128.mp4", "step_64.mp4"]
+    assert [count_frames(v) for v in videos] == [BUILT_WITH["length"] + 1] * 2
+
+
+def test_capture_video_shows_a_gif_in_tensorboard(video_run):
+    """TensorBoard gets each evaluation's game as an animated GIF (an image summary) at the evaluation's step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(video_run), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Images("videos/evaluation")
+    assert [image.step for image in images] == [64, 128]
+    assert all(image.encoded_image_string.startswith(b"GIF89a") and (image.width, image.height) == (18, 12)
+               for image in images)
+
+
+def test_capture_video_does_not_change_training(video_run, tmp_path):
+    """The same run without --capture-video learns exactly the same weights and evaluates the same."""
+    plain = tmp_path / "plain"
+    train.main([*TINY_RUN, "--env-kwargs", *KWARGS, "--run-dir", str(plain)])
+    with_video, without = (tensors(load_checkpoint(run / "checkpoint.pt")["learner"]) for run in (video_run, plain))
+    assert with_video.keys() == without.keys() and len(with_video) > 4
+    for name, tensor in with_video.items():
+        assert torch.equal(tensor, without[name]), name
+    assert (video_run / "eval.jsonl").read_text() == (plain / "eval.jsonl").read_text()
+    assert not (plain / "videos").exists()
+
+
+def tensors(state, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor in a nested state dict, by its path."""
+    if isinstance(state, torch.Tensor):
+        return {prefix: state}
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    return {path: t for key, value in items for path, t in tensors(value, f"{prefix}/{key}").items()}
+
+
+def test_capture_video_needs_evaluations(capsys, tmp_path):
+    """--capture-video without evaluations would record nothing: refused in one line."""
+    line = one_line_error(capsys, train.main, [*TINY_RUN, "--capture-video", "--eval-episodes", "0",
+                                               "--run-dir", str(tmp_path / "run")])
+    assert "--capture-video records a game at each evaluation" in line
+
+
+# ---------------------------------------------------------------------------------------------- Box2D
+def test_lunar_lander_continuous_builds_and_steps():
+    """LunarLanderContinuous-v3 (Box2D) builds with make_env; its actions are [-1, 1] (its own bounds, so they reach
+    the env unchanged); env kwargs reach the Box2D world."""
+    seen: list[np.ndarray] = []
+
+    class Actions(gym.ActionWrapper):
+        def action(self, action):
+            seen.append(np.array(action))
+            return action
+
+    env = make_env("LunarLanderContinuous", 2, seed=0, env_kwargs={"gravity": -5.0}, wrappers=[Actions])
+    assert env.resolved.env_id == "LunarLanderContinuous-v3" and env.resolved.family == "other"
+    assert env.single_action_space == gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    assert env.single_observation_space.shape == (8,)
+    world = env.unwrapped.envs[0].unwrapped.world
+    assert tuple(world.gravity) == (0.0, -5.0)
+    env.reset()
+    actions = np.array([[1.0, -1.0], [-1.0, 0.5]], np.float32)
+    for _ in range(5):
+        obs, rewards, _, _, _ = env.step(actions)
+    assert obs.shape == (2, 8) and np.isfinite(rewards).all()
+    np.testing.assert_array_equal(seen[-1], actions[1])
+    env.close()
+
+
+def test_pendulum_actions_are_mapped_to_its_bounds():
+    """Normalized actions in [-1, 1] reach an env with other bounds scaled (Pendulum: [-2, 2])."""
+    seen: list[np.ndarray] = []
+
+    class Actions(gym.ActionWrapper):
+        def action(self, action):
+            seen.append(np.array(action))
+            return action
+
+    env = make_env("Pendulum", 1, seed=0, wrappers=[Actions])
+    env.reset()
+    env.step(np.array([[0.5]], np.float32))
+    np.testing.assert_allclose(seen[-1], [1.0])
+    env.close()
