@@ -27,10 +27,10 @@ from rlkit.agents import Agent
 from rlkit.checkpoint import non_finite_tensors, save_checkpoint
 from rlkit.cli.train import build_parser
 from rlkit.config import apply_flags
-from rlkit.envs import make_env
+from rlkit.envs import Wrapper
 from rlkit.errors import UserError
 from rlkit.jobs import JOBS, load_run
-from rlkit.jobs.agent import EVAL_SEED_OFFSET, AgentJob, AgentSettings, build_agent, evaluate_agent
+from rlkit.jobs.agent import EVAL_SEED_OFFSET, AgentJob, AgentSettings, build_agent, env_maker, evaluate_agent
 from rlkit.jobs.base import new_run_dir
 from rlkit.loop import Callback, Loop
 from rlkit.runlock import RunLock
@@ -40,10 +40,11 @@ NOT_SETTINGS = ("agent", "env", "total_steps", "run_dir", "resume", "print_confi
 """Flags of train.py that are not keyword arguments of :func:`make` (named otherwise, or meaningless here)."""
 
 
-def make(agent: str, env: str, **options: Any) -> Model:
+def make(agent: str, env: str, wrappers: Sequence[Wrapper] = (), **options: Any) -> Model:
     """A new agent for ``env``: ``options`` are its config's fields (``learning_rate=1e-3``) and the run's settings
-    (``seed``, ``num_envs``, ``device``, ``eval_episodes``, ``eval_interval``...), as train.py's flags with
-    underscores. Unset ones take the preset for the env, as on the command line. For an agent with a learning rate
+    (``seed``, ``num_envs``, ``device``, ``eval_episodes``, ``eval_interval``, ``env_kwargs={...}``...), as train.py's
+    flags with underscores. ``wrappers`` are applied to every env of the run (``FlattenObservation`` for a Dict
+    observation space); they are not saved, so pass them again to :func:`load`. Unset ones take the preset for the env, as on the command line. For an agent with a learning rate
     per network (SAC: ``policy_lr``, ``q_lr``), ``learning_rate`` sets them all unless they are given too.
 
     Raises:
@@ -64,18 +65,19 @@ def make(agent: str, env: str, **options: Any) -> Model:
             raise UserError(f"rlkit.make got an unknown option {key!r}"
                             + (f": did you mean {', '.join(close)}?" if close else f"; options: {', '.join(allowed)}"))
         setattr(args, key, list(value) if isinstance(value, tuple) else value)
-    model = Model(job, args)
+    model = Model(job, args, wrappers)
     model.settings, model.config = model._new_run(total_steps=None)  # validates every option now
     return model
 
 
-def load(path: str | Path, device: str = "auto") -> Model:
-    """The agent saved by :meth:`Model.save` or by train.py (a run directory or a checkpoint file)."""
+def load(path: str | Path, device: str = "auto", wrappers: Sequence[Wrapper] = ()) -> Model:
+    """The agent saved by :meth:`Model.save` or by train.py (a run directory or a checkpoint file); ``wrappers``:
+    those it was trained with."""
     job, checkpoint = load_run(path)
     if not isinstance(job, AgentJob):
         raise UserError(f"{path} holds a {job.kind} run, and rlkit.load loads agents: use evaluate.py on it")
-    model = Model(job, None)
-    model._agent, model.settings = job.rebuild(checkpoint, device)
+    model = Model(job, None, wrappers)
+    model._agent, model.settings = job.rebuild(checkpoint, device, wrappers=wrappers)
     model.settings.device = device
     model.config = model._agent.config
     model._checkpoint = checkpoint
@@ -86,8 +88,8 @@ class Model:
     """An agent and its run: what :func:`make` and :func:`load` return. ``model.agent`` is the
     :class:`rlkit.agents.Agent` itself; ``model.run_dir`` holds what :meth:`learn` wrote."""
 
-    def __init__(self, job: AgentJob, args: argparse.Namespace | None):
-        self.job, self._args = job, args
+    def __init__(self, job: AgentJob, args: argparse.Namespace | None, wrappers: Sequence[Wrapper] = ()):
+        self.job, self._args, self.wrappers = job, args, tuple(wrappers)
         self.settings: AgentSettings
         self.config: Any
         self.run_dir: Path | None = None
@@ -100,7 +102,7 @@ class Model:
     def _new_run(self, total_steps: int | None) -> tuple[AgentSettings, Any]:
         """Settings and config as train.py makes them for a new run of ``total_steps`` (None: the preset's)."""
         self._args.total_steps = total_steps
-        settings = self.job.new_settings(self._args)
+        settings = self.job.new_settings(self._args, self.wrappers)
         return settings, apply_flags(self.job.preset(dataclasses.asdict(settings)), self._args)
 
     @property
@@ -150,7 +152,7 @@ class Model:
         name = self.job.run_name(settings)
         self.run_dir = new_run_dir(Path(run_dir), name) if run_dir is not None else Path(
             tempfile.mkdtemp(prefix=f"rlkit-{name.replace('/', '-')}-"))
-        self._loop = self.job.build(settings, config, self.run_dir, resume=self._checkpoint)
+        self._loop = self.job.build(settings, config, self.run_dir, resume=self._checkpoint, wrappers=self.wrappers)
         self.settings, self.config, self._agent = settings, config, self._loop.learner
         self._checkpoint = None
 
@@ -197,7 +199,8 @@ class Model:
     def agent(self) -> Agent:
         """The agent (built on first use for a model not trained yet)."""
         if self._agent is None:
-            env = make_env(self.settings.env, 1, training=False, sticky_actions=self.settings.sticky_actions)
+            env = env_maker(self.settings, self.wrappers)(self.settings.env, 1, training=False,
+                                                          sticky_actions=self.settings.sticky_actions)
             self._agent = build_agent(self.settings, self.config, env.single_observation_space,
                                       env.single_action_space, pick_device(self.settings.device))
             env.close()
@@ -225,7 +228,8 @@ class Model:
         """Agents act in [-1, 1] for bounded Box actions (make_env rescales them to the env's bounds): map them
         back as the env would, and clip to its bounds."""
         if self._env_space is None:
-            self._env_space = env_action_space(self.settings.env)
+            self._env_space = env_action_space(env_maker(self.settings, self.wrappers)(self.settings.env, 1,
+                                                                                          training=False))
         space = self._env_space
         if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and
                                                          np.isfinite(space.high).all()):
@@ -239,12 +243,12 @@ class Model:
             raise UserError(f"evaluate needs at least one episode, got {episodes}")
         seed = self.settings.seed + EVAL_SEED_OFFSET if seed is None else seed
         return evaluate_agent(self.agent, self.settings.env, episodes, seed, self.settings.sticky_actions,
-                              deterministic=deterministic)
+                              deterministic=deterministic, env_kwargs=self.settings.env_kwargs,
+                              wrappers=self.wrappers)
 
 
-def env_action_space(env_name: str) -> gym.Space:
-    """The env's own action space, before make_env normalizes bounded Box actions to [-1, 1]."""
-    env = make_env(env_name, 1, training=False)
+def env_action_space(env: gym.vector.VectorEnv) -> gym.Space:
+    """The env's own action space, before make_env normalized bounded Box actions to [-1, 1] (closes ``env``)."""
     inner: Any = env
     while isinstance(getattr(inner, "env", None), gym.vector.VectorEnv):
         inner = inner.env

@@ -101,3 +101,23 @@ def test_load_refuses_a_run_that_is_not_an_agent(tmp_path):
                 "--batch-size", "16", "--run-dir", str(tmp_path / "run"), "--no-progress"])
     with pytest.raises(UserError, match="holds a classifier run"):
         rlkit.load(tmp_path / "run")
+
+
+def test_env_kwargs_and_wrappers_reach_every_env_of_the_run(tmp_path):
+    import custom_env_module
+    from gymnasium.wrappers import FlattenObservation
+
+    custom_env_module.CREATED.clear()
+    model = rlkit.make("dqn", "custom_env_module:TinyDict-v0", wrappers=[FlattenObservation],
+                       env_kwargs={"length": 7, "bonus": 0.5}, learning_starts=20, eval_episodes=1, hidden=(8,))
+    model.learn(60, run_dir=tmp_path / "run")
+    assert custom_env_module.CREATED and all(k == {"length": 7, "bonus": 0.5, "label": ""}
+                                             for k in custom_env_module.CREATED)
+    ones = model.evaluate(1)[0] - 7 * 0.5  # a game of 7 steps: 0.5 each, plus 1 for each action 1
+    assert ones in range(8)
+    flat = FlattenObservation(gym.make("custom_env_module:TinyDict-v0")).observation_space
+    assert model.predict(np.zeros(flat.shape, np.float32)) in (0, 1)
+    model.close()
+    with pytest.raises(UserError, match="FlattenObservation"):  # not saved: load needs them again
+        rlkit.load(tmp_path / "run")
+    assert rlkit.load(tmp_path / "run", wrappers=[FlattenObservation]).steps == 60

@@ -395,7 +395,8 @@ class AgentJob(Job):
         spec = get_agent_spec(names["agent"])
         return spec.agent_class.config_class(**spec.variant)
 
-    def new_settings(self, args: argparse.Namespace) -> AgentSettings:
+    def new_settings(self, args: argparse.Namespace, wrappers: Sequence[Wrapper] = ()) -> AgentSettings:
+        """``wrappers``: the Python API's, for the checks that build an env."""
         if args.stretch_schedules:
             raise UserError("--stretch-schedules re-stretches a resumed run's schedules: use it with --resume")
         if args.agent is None or args.env is None:
@@ -426,7 +427,7 @@ class AgentJob(Job):
         if args.eval_interval is None:
             settings.eval_interval = default_eval_interval(settings, config)
         # --print-config allocates nothing, so it builds no env to size the storage either
-        check_run(settings, config, memory=not getattr(args, "print_config", False))
+        check_run(settings, config, memory=not getattr(args, "print_config", False), wrappers=wrappers)
         return settings
 
     def resume(self, settings: AgentSettings, args: argparse.Namespace, steps_taken: int) -> None:
