@@ -33,6 +33,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -118,14 +119,32 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
 
 
 # ---------------------------------------------------------------------------------------------------- the window
-class Window:
-    """Steps/s between two update boundaries: the first at or past ``warmup_steps`` and the first ``seconds``
-    after it. Both libraries call :meth:`mark` at the same point of their cycle, right after a training phase."""
+class Barrier:
+    """Copies side by side open their windows together: each one, once warmed up, leaves a file in ``folder`` and
+    waits (training on) until all ``parties`` have, so the windows overlap and the sum of their rates means
+    something. Without it, a copy that started first would measure part of its window beside a copy still
+    starting up."""
 
-    def __init__(self, warmup_steps: int, seconds: float):
-        self.warmup_steps, self.seconds = warmup_steps, seconds
+    def __init__(self, folder: Path, name: str, parties: int):
+        self.folder, self.name, self.parties = folder, name, parties
+
+    def arrive(self) -> None:
+        (self.folder / f"ready-{self.name}").touch()
+
+    def passed(self) -> bool:
+        return len(list(self.folder.glob("ready-*"))) >= self.parties
+
+
+class Window:
+    """Steps/s between two update boundaries: the first at or past ``warmup_steps`` (and past ``barrier``) and the
+    first ``seconds`` after it. Both libraries call :meth:`mark` at the same point of their cycle, right after a
+    training phase."""
+
+    def __init__(self, warmup_steps: int, seconds: float, barrier: Barrier | None = None):
+        self.warmup_steps, self.seconds, self.barrier = warmup_steps, seconds, barrier
         self.start: tuple[int, float] | None = None
         self.end: tuple[int, float] | None = None
+        self._arrived = False
 
     def mark(self, steps: int) -> bool:
         """Record a boundary at ``steps``; False once the window has closed (stop training)."""
@@ -134,7 +153,11 @@ class Window:
             return False
         if self.start is None:
             if steps >= self.warmup_steps:
-                self.start = (steps, now)
+                if self.barrier is not None and not self._arrived:
+                    self.barrier.arrive()
+                    self._arrived = True
+                if self.barrier is None or self.barrier.passed():
+                    self.start = (steps, time.perf_counter())
         elif now - self.start[1] >= self.seconds:
             self.end = (steps, now)
             return False
@@ -151,8 +174,6 @@ class Window:
 # ---------------------------------------------------------------------------------------------------- workers
 def run_rlkit(workload: Workload, window: Window, seed: int, threads: int) -> dict[str, Any]:
     """Train with rlkit's Python API until the window closes."""
-    import tempfile
-
     import torch
 
     import rlkit
@@ -219,8 +240,9 @@ def linear(initial: float):
 def worker_main(args: argparse.Namespace) -> None:
     workload = WORKLOADS[args.workload]
     warmup = workload.warmup_steps if args.warmup_steps is None else args.warmup_steps
+    barrier = Barrier(args.barrier, str(args.seed), workload.copies) if args.barrier else None
     run = run_rlkit if args.worker == "rlkit" else run_sb3
-    result = run(workload, Window(warmup, args.seconds), args.seed, args.threads)
+    result = run(workload, Window(warmup, args.seconds, barrier), args.seed, args.threads)
     print(json.dumps({"side": args.worker, "workload": workload.name, "seed": args.seed, **result}), flush=True)
 
 
@@ -275,18 +297,28 @@ def build_plan(args: argparse.Namespace, workloads: list[Workload]) -> list[Meas
 def run_measurement(measurement: Measurement, timeout: float) -> None:
     """Start the workers together, wait for them all, and keep each one's JSON line."""
     env = {**os.environ, **measurement.env}
-    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                cwd=ROOT) for command in measurement.commands]
-    for command, worker in zip(measurement.commands, workers):
+    with tempfile.TemporaryDirectory(prefix="vs-sb3-barrier-") as barrier:
+        commands = [command + ["--barrier", barrier] if len(measurement.commands) > 1 else command
+                    for command in measurement.commands]
+        workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                    cwd=ROOT) for command in commands]
         try:
-            out, err = worker.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            out, err = worker.communicate()
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        if worker.returncode != 0 or not lines:
-            raise SystemExit(f"worker failed (exit {worker.returncode}): {shlex.join(command)}\n{err[-3000:]}")
-        measurement.results.append(json.loads(lines[-1]))
+            for command, worker in zip(commands, workers):
+                try:
+                    out, err = worker.communicate(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    out, err = worker.communicate()
+                lines = [line for line in out.splitlines() if line.startswith("{")]
+                if worker.returncode != 0 or not lines:
+                    raise SystemExit(f"worker failed (exit {worker.returncode}): {shlex.join(command)}\n"
+                                     f"{err[-3000:]}")
+                measurement.results.append(json.loads(lines[-1]))
+        finally:
+            for worker in workers:  # a copy left waiting at the barrier for one that failed
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
 
 
 def installed_pins() -> list[str]:
@@ -307,7 +339,7 @@ def venv_versions(python: Path) -> dict[str, str] | None:
             "'numpy': numpy.__version__}))")
     if not python.exists():
         return None
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
@@ -339,7 +371,7 @@ def ensure_venv(venv: Path) -> dict[str, str]:
 def cpu_description() -> dict[str, str]:
     """The CPU model and flags (lscpu, else /proc/cpuinfo): figures mean nothing without them."""
     try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     except OSError:
         text = ""
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
@@ -386,7 +418,8 @@ def print_plan(args: argparse.Namespace, workloads: list[Workload], plan: list[M
     print(f"{len(workloads)} workloads x {args.repeats} repeats, {args.seconds:g} s windows, {args.threads} torch "
           "threads for single runs (1 each side by side), the side going first swapped every repeat")
     for workload in workloads:
-        copies = f"{workload.copies} seeds side by side" if workload.copies > 1 else "1 process"
+        copies = (f"{workload.copies} seeds side by side (each also given --barrier DIR, a temporary folder: their "
+                  "windows open together)" if workload.copies > 1 else "1 process")
         print(f"\n{workload.name}: {workload.agent.upper()} on {workload.env} (SB3: {workload.sb3_env}), "
               f"{workload.num_envs} env(s), {copies}, window after step {workload.warmup_steps}")
         print(f"  rlkit.make options: {json.dumps(workload.rlkit)}")
@@ -415,6 +448,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="print the plan; install and run nothing")
     parser.add_argument("--worker", choices=("rlkit", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
+    parser.add_argument("--barrier", type=Path, help=argparse.SUPPRESS)  # a folder shared by copies side by side
     args = parser.parse_args(argv)
     args.venv = args.venv.expanduser().resolve()
     unknown = [name for name in args.workloads.split(",") if name not in WORKLOADS]
