@@ -332,11 +332,14 @@ def installed_pins() -> list[str]:
     return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 
+SHOWN = ("stable-baselines3", "torch", "gymnasium", "ale-py", "mujoco", "numpy")
+"""The versions the header prints (the env libraries set the env's share of every figure)."""
+
+
 def venv_versions(python: Path) -> dict[str, str] | None:
-    """The versions the venv's python imports, or None when it has no SB3."""
-    code = ("import json, stable_baselines3, torch, gymnasium, numpy; print(json.dumps({'sb3': "
-            "stable_baselines3.__version__, 'torch': torch.__version__, 'gymnasium': gymnasium.__version__, "
-            "'numpy': numpy.__version__}))")
+    """The versions of :data:`SHOWN` the venv's python runs, or None when it cannot import SB3."""
+    code = ("import json, stable_baselines3; from importlib.metadata import version; "
+            f"print(json.dumps({{name: version(name) for name in {SHOWN!r}}}))")
     if not python.exists():
         return None
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
@@ -347,7 +350,7 @@ def ensure_venv(venv: Path) -> dict[str, str]:
     """Create ``venv`` with SB3 installed (once; later runs reuse it) and return the versions it runs."""
     python = venv / "bin" / "python"
     versions = venv_versions(python)
-    if versions is None or versions["sb3"] != SB3_VERSION:
+    if versions is None or versions["stable-baselines3"] != SB3_VERSION:
         print(f"installing stable-baselines3=={SB3_VERSION} into {venv}", flush=True)
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
@@ -376,8 +379,9 @@ def cpu_description() -> dict[str, str]:
         text = ""
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     if "Model name" not in fields and Path("/proc/cpuinfo").exists():
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
-        fields = {"Model name": info.get("model name\t", ""), "Flags": info.get("flags\t\t", "")}
+        info = {key.strip(): value for key, value in (line.split(":", 1) for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)}
+        fields = {"Model name": info.get("model name", ""), "Flags": info.get("flags", "")}
     return {"model": fields.get("Model name", "unknown").strip(), "cpus": str(os.cpu_count()),
             "flags": fields.get("Flags", "unknown").strip()}
 
@@ -451,6 +455,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--barrier", type=Path, help=argparse.SUPPRESS)  # a folder shared by copies side by side
     args = parser.parse_args(argv)
     args.venv = args.venv.expanduser().resolve()
+    if args.worker and args.workload not in WORKLOADS:
+        parser.error(f"--worker needs --workload, one of {', '.join(WORKLOADS)}")
+    if args.seconds <= 0 or args.repeats < 1 or args.threads < 1:
+        parser.error("--seconds must be positive, --repeats and --threads at least 1")
     unknown = [name for name in args.workloads.split(",") if name not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}: pick from {', '.join(WORKLOADS)}")
@@ -473,9 +481,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"date: {started:%Y-%m-%d %H:%M} UTC")
     print(f"CPU: {cpu['model']}, {cpu['cpus']} CPUs")
     print(f"flags: {cpu['flags']}")
-    print(f"torch {versions['torch']}, gymnasium {versions['gymnasium']}, numpy {versions['numpy']}, "
-          f"SB3 {versions['sb3']}, rlkit from {ROOT}; {args.threads} threads for single runs, {args.seconds:g} s "
-          f"windows, {args.repeats} repeat(s)", flush=True)
+    print(f"Python {sys.version.split()[0]}, {', '.join(f'{k} {v}' for k, v in versions.items())}, rlkit from "
+          f"{ROOT}; torch threads: {args.threads} for single runs, 1 each side by side; {args.seconds:g} s windows, "
+          f"{args.repeats} repeat(s)", flush=True)
     timeout = 3 * args.seconds + 600  # a warm-up of a few thousand steps, start-up, the window
     for measurement in plan:
         run_measurement(measurement, timeout)
