@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
+import io
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,7 +68,10 @@ def make(agent: str, env: str, wrappers: Sequence[Wrapper] = (), **options: Any)
                             + (f": did you mean {', '.join(close)}?" if close else f"; options: {', '.join(allowed)}"))
         setattr(args, key, list(value) if isinstance(value, tuple) else value)
     model = Model(job, args, wrappers)
-    model.settings, model.config = model._new_run(total_steps=None)  # validates every option now
+    # Every option is validated now; the budget's warnings (a budget that is not a whole number of rollouts) wait
+    # for learn(), which knows the budget.
+    with contextlib.redirect_stderr(io.StringIO()):
+        model.settings, model.config = model._new_run(total_steps=None)
     return model
 
 
