@@ -160,10 +160,11 @@ def test_runs_rows_of_hand_made_runs(tmp_path, capsys):
     hand_made_run(tmp_path / "b" / "cut", 100, 300, [5.0])
     hand_made_run(tmp_path / "fresh", None, 300, [])
     hand_made_run(tmp_path / "mnist", 50, 50, [0.5, 0.9], job="classifier")
+    hand_made_run(tmp_path / "epochs", 40, 0, [0.7], job="classifier")  # max_steps 0: its epochs, length unknown
     hand_made_run(tmp_path / "broken", 300, 300, [1.0])
     (tmp_path / "broken" / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a zip")
     rows = {row["name"]: row for row in runs_cli.main([str(tmp_path), "--json"])}
-    assert set(rows) == {"a/done", "b/cut", "fresh", "mnist", "broken"}
+    assert set(rows) == {"a/done", "b/cut", "fresh", "mnist", "epochs", "broken"}
     assert rows["a/done"] | {"path": None} == {
         "name": "a/done", "path": None, "job": "agent", "env": "CartPole", "agent": "ppo", "seed": 1, "steps": 300,
         "total_steps": 300, "metric": "eval/mean_return", "best": 30.0, "best_step": 200, "last": 20.0,
@@ -171,6 +172,7 @@ def test_runs_rows_of_hand_made_runs(tmp_path, capsys):
     assert rows["b/cut"]["status"] == "stopped" and rows["b/cut"]["steps"] == 100
     assert rows["fresh"]["checkpoint"] == "missing" and rows["fresh"]["status"] == "stopped"
     assert rows["mnist"]["net"] == "cnn" and rows["mnist"]["best"] == 0.9 and rows["mnist"]["status"] == "finished"
+    assert rows["epochs"]["total_steps"] is None and rows["epochs"]["status"] == "ended"
     assert rows["broken"]["checkpoint"] == "damaged" and rows["broken"]["status"] == "stopped"
 
     with RunLock(tmp_path / "b" / "cut"):
@@ -181,6 +183,7 @@ def test_runs_rows_of_hand_made_runs(tmp_path, capsys):
     assert lines["a/done"].split() == ["a/done", "ppo/CartPole", "300", "of", "300", "30", "20", "1:02:05", "finished"]
     assert "damaged checkpoint" in lines["broken"] and "Traceback" not in lines["broken"]
     assert lines["fresh"].split()[2:] == ["-", "of", "300", "-", "-", "-", "stopped"]
+    assert lines["epochs"].split()[1:5] == ["cnn/mnist", "40", "of", "?"]
 
 
 def test_is_locked_follows_the_lock(tmp_path):

@@ -2,7 +2,9 @@
 
 Per run: what it trains, steps done of its total, the best and the last evaluation (the job's metric:
 ``eval/mean_return`` for agents, accuracy for classifiers), training time, and its status: running (a live process
-holds its lock), finished (all its steps done) or stopped (resume it with ``rlkit train --resume RUN_DIR``).
+holds its lock), finished (all its steps done) or stopped (resume it with ``rlkit train --resume RUN_DIR``); ended
+when the checkpoint does not say how many steps the run was to take (a supervised run without ``--max-steps`` trains
+for its epochs, whose length depends on the data set).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def describe(run: RunInfo, root: Path) -> dict[str, Any]:
     total = progress["total_steps"] or run.settings.get("total_steps") or run.settings.get("max_steps") or None
     if is_locked(run.path):
         status = "running"
+    elif total is None and progress["steps"] is not None:
+        status = "ended"  # not running, but whether it did all its steps is not recorded (see the module's doc)
     elif total and progress["steps"] is not None and progress["steps"] >= total:
         status = "finished"
     else:
