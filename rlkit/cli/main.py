@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -53,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.argv[0] = f"rlkit {name}"
     try:
         run_command(lambda: module.main(rest))
+    except BrokenPipeError:  # `rlkit runs | head` closed the pipe: not an error of ours, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail too
+        sys.exit(1)
     finally:
         sys.argv[0] = program
     if name == "train":
