@@ -25,11 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--x", choices=("steps", "time"), default="steps",
                         help="x axis: steps, or time (seconds of training, pauses between a stop and its resume left "
                              "out) (default: steps)")
-    parser.add_argument("--out", type=Path, default=Path("curves.png"), help="the image to write (default: curves.png)")
-    parser.add_argument("--metric", nargs="+", metavar="TAG",
-                        help="what to plot, one panel each: eval.jsonl keys (eval/mean_return) or TensorBoard tags "
-                             "(charts/episodic_return, losses/td_loss) (default: the evaluation metric and, for "
-                             "agents, charts/episodic_return)")
+    parser.add_argument("--out", type=Path, default=Path("curves.png"), metavar="FILE",
+                        help="the image to write (default: curves.png)")
+    parser.add_argument("--metric", action="append", metavar="TAG",
+                        help="what to plot, one panel each (repeat the flag for more): an eval.jsonl key "
+                             "(eval/mean_return) or a TensorBoard tag (charts/episodic_return, losses/td_loss) "
+                             "(default: the evaluation metric and, for agents, charts/episodic_return)")
     parser.add_argument("--window", type=int, default=10,
                         help="training curves (not evaluations) are averaged over this many values (default: 10)")
     parser.add_argument("--band", choices=("std", "minmax"), default="std",
