@@ -163,7 +163,10 @@ def test_runs_rows_of_hand_made_runs(tmp_path, capsys):
     hand_made_run(tmp_path / "epochs", 40, 0, [0.7], job="classifier")  # max_steps 0: its epochs, length unknown
     hand_made_run(tmp_path / "broken", 300, 300, [1.0])
     (tmp_path / "broken" / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.json").write_text("{}")  # someone else's config.json: passed over, said so
     rows = {row["name"]: row for row in runs_cli.main([str(tmp_path), "--json"])}
+    assert capsys.readouterr().err.startswith(f"skipped: {tmp_path / 'notes'} has no readable config.json")
     assert set(rows) == {"a/done", "b/cut", "fresh", "mnist", "epochs", "broken"}
     assert rows["a/done"] | {"path": None} == {
         "name": "a/done", "path": None, "job": "agent", "env": "CartPole", "agent": "ppo", "seed": 1, "steps": 300,
@@ -184,6 +187,11 @@ def test_runs_rows_of_hand_made_runs(tmp_path, capsys):
     assert "damaged checkpoint" in lines["broken"] and "Traceback" not in lines["broken"]
     assert lines["fresh"].split()[2:] == ["-", "of", "300", "-", "-", "-", "stopped"]
     assert lines["epochs"].split()[1:5] == ["cnn/mnist", "40", "of", "?"]
+
+
+def test_runs_of_an_empty_folder(tmp_path, capsys):
+    assert runs_cli.main([str(tmp_path)]) == []
+    assert capsys.readouterr().out == f"no runs in {tmp_path}\n"
 
 
 def test_is_locked_follows_the_lock(tmp_path):

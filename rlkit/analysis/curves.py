@@ -91,21 +91,30 @@ def read_run(path: str | Path) -> RunInfo:
     return RunInfo(path, job, group, int(settings.get("seed", 1)), EVAL_METRICS.get(job, ""), settings)
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[RunInfo]:
+def find_runs(paths: Iterable[str | Path], skipped: list[str] | None = None) -> list[RunInfo]:
     """Every run in ``paths``: each is a run directory or a folder holding runs at any depth (a ``runs/`` folder).
+    In a folder, a ``config.json`` that is not a run's is passed over, its reason appended to ``skipped``.
 
     Raises:
-        UserError: a path does not exist or holds no run.
+        UserError: a path does not exist or holds no run, or a run directory named in ``paths`` is unreadable.
     """
     found: list[RunInfo] = []
     for path in map(Path, paths):
         if not path.is_dir():
             raise UserError(f"{path} is not a directory: pass run directories or a folder of runs (such as runs/)")
-        dirs = [path] if (path / "config.json").exists() else sorted(p.parent for p in path.rglob("config.json"))
-        if not dirs:
-            raise UserError(f"no runs in {path} (no config.json at any depth): pass run directories written by "
-                            "rlkit train")
-        found += [read_run(d) for d in dirs]
+        if (path / "config.json").exists():
+            found.append(read_run(path))
+            continue
+        before = len(found)
+        for run_dir in sorted(file.parent for file in path.rglob("config.json")):
+            try:
+                found.append(read_run(run_dir))
+            except UserError as error:
+                if skipped is not None:
+                    skipped.append(str(error))
+        if len(found) == before:
+            raise UserError(f"no runs in {path} (no run's config.json at any depth): pass run directories written "
+                            "by rlkit train")
     return found
 
 

@@ -44,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.window < 1:
         raise UserError(f"--window must be at least 1, got {args.window}")
-    lines = collect_lines(find_runs(args.paths), args.metric, args.x, args.window)
+    skipped: list[str] = []
+    runs = find_runs(args.paths, skipped)
+    for reason in skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
+    lines = collect_lines(runs, args.metric, args.x, args.window)
     out = draw(lines, args.out, args.x, args.band, args.title)
     summary = []
     for line in lines:

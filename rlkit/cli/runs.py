@@ -102,8 +102,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if not args.path.is_dir():
         raise UserError(f"{args.path} is not a directory: pass the folder holding your runs (rlkit runs runs/)")
     root = args.path.resolve()
-    has_runs = (root / "config.json").exists() or next(root.rglob("config.json"), None) is not None
-    rows = [describe(run, root) for run in find_runs([root])] if has_runs else []
+    skipped: list[str] = []
+    try:
+        runs = find_runs([root], skipped)
+    except UserError:
+        if (root / "config.json").exists():
+            raise  # the run directory named is unreadable
+        runs = []  # an empty folder: an empty table, not an error
+    rows = [describe(run, root) for run in runs]
+    for reason in skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
