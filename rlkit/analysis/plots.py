@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
 from rlkit.analysis.curves import (TRAINING_RETURN, Band, RunInfo, aggregate, group_runs, read_evaluations,
                                    read_scalars, run_curve)
@@ -92,6 +93,8 @@ def draw(lines: Sequence[Line], out: str | Path, x: str = "steps", band: str = "
                     ax.fill_between(b.x / scale, low, high, color=drawn[0].get_color(), alpha=0.2, lw=0)
             ax.set_title(f"{row}: {metric}")
             ax.set_xlabel(f"training time ({unit})" if x == "time" else _step_label(lines, row))
+            if x == "steps":
+                ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20k, 1.5M
             ax.grid(alpha=0.3)
             ax.legend(loc="best", fontsize="small")
     spread = "mean ± std over seeds" if band == "std" else "mean, min to max over seeds"
