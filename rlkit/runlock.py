@@ -79,6 +79,29 @@ class RunLock:
         self.release()
 
 
+def is_locked(run_dir: str | Path) -> bool:
+    """Whether a live process holds ``run_dir``'s lock (a training runs there now), judged as :class:`RunLock`
+    judges it: a stale file left by a killed run does not count. Takes nothing: the probe is a shared lock held
+    for an instant, so a training starting at that very instant could be refused once."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: released, or never taken
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            return not _flock(fd, _read_holder(fd))  # no flock here: the holder's pid decides
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def _flock(fd: int, holder: dict) -> bool:
     """Lock ``fd``; False when a live process holds it."""
     try:
