@@ -154,6 +154,7 @@ class Loop:
             "learner": self.learner.state_dict(),
             "source": self.source.state_dict(),
             "loop": {"steps": self.source.steps, "wall_time": self.wall_time + self._elapsed(),
+                     "total_steps": self.config.total_steps,  # what `rlkit runs` calls finished
                      **({"best": dict(self.best)} if self.best is not None else {})},
             "torch_rng": torch.get_rng_state(),
         }
