@@ -27,8 +27,11 @@ ZOO = "https://github.com/DLR-RM/rl-baselines3-zoo/blob/"
 
 
 def print_config(capsys, *argv: str) -> dict:
+    """--print-config's JSON, with its "sources" (layer -> names) turned into name -> layer."""
     train.main([*argv, "--print-config"])
-    return json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    out["sources"] = {name: label for label, names in out["sources"].items() for name in names}
+    return out
 
 
 def write(path: Path, text: str) -> Path:

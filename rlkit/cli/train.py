@@ -20,6 +20,7 @@ from typing import Any
 from rlkit.config import add_config_flags, apply_flags, config_to_dict
 from rlkit.distributed import is_main, shutdown
 from rlkit.errors import OneLineParser, UserError
+from rlkit.hyperparams import RUN_KEYS, Resolved
 from rlkit.jobs import Job, job_of, read_checkpoint, select_job
 from rlkit.jobs.base import add_run_flags, new_run_dir
 from rlkit.loop import Interrupted
@@ -94,8 +95,8 @@ class Prepared:
     run_dir: Path
     checkpoint: dict[str, Any] | None
     args: argparse.Namespace
-    sources: dict[str, str]
-    """Field or run setting -> where its value came from (``preset:other``, ``hyperparams/ppo.yml:CartPole-v1``,
+    sources: Resolved
+    """The config before flags and where each value came from (``preset:other``, ``hyperparams/ppo.yml:CartPole-v1``,
     ``--config FILE``, ``flag``)."""
 
 
@@ -121,14 +122,16 @@ def prepare(argv: list[str]) -> Prepared:
 
     if checkpoint is not None:
         settings, config, run_dir = resumed(job, checkpoint, args)
-        sources = {name: "--resume" for name in [*config_to_dict(config), *dataclasses.asdict(settings)]}
+        names = [*config_to_dict(config), *RUN_KEYS]
+        sources = Resolved(config, {}, {name: "--resume" for name in names}, ["--resume"])
     else:
         settings = job.new_settings(args)
         chosen = job.hyperparams({**dataclasses.asdict(settings), "config_files": args.config_file or []})
         config = apply_flags(chosen.config, args)
         run_dir = new_run_dir(args.run_dir, job.run_name(settings))
-        sources = {**chosen.sources, **{name: "flag" for name in [*config_to_dict(config), *chosen.run]
-                                        if getattr(args, name, None) is not None}}
+        flags = {name: "flag" for name in [*config_to_dict(config), *chosen.run] if getattr(args, name, None) is not None}
+        sources = dataclasses.replace(chosen, config=config, sources={**chosen.sources, **flags},
+                                      labels=[*chosen.labels, "flag"])
     return Prepared(job, settings, config, run_dir, checkpoint, args, sources)
 
 
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     job, settings, config, run_dir, checkpoint = run.job, run.settings, run.config, run.run_dir, run.checkpoint
     if run.args.print_config:
         print(json.dumps({"job": job.kind, "settings": dataclasses.asdict(settings),
-                          "config": config_to_dict(config), "sources": run.sources}, indent=2))
+                          "config": config_to_dict(config), "sources": run.sources.by_source()}, indent=2))
         return
     lock = RunLock(run_dir) if is_main() else None  # one training per run directory (the first process holds it)
     try:

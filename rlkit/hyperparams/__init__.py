@@ -48,6 +48,14 @@ class Resolved:
     config: Any
     run: dict[str, int]
     sources: dict[str, str] = field(default_factory=dict)
+    """Field or run setting -> the label of the layer that set it last."""
+    labels: list[str] = field(default_factory=list)
+    """Every layer's label, in the order they applied."""
+
+    def by_source(self) -> dict[str, list[str]]:
+        """Layer label -> the names it set (and no later layer overrode), in the order the layers applied."""
+        grouped = {label: [name for name, source in self.sources.items() if source == label] for label in self.labels}
+        return {label: names for label, names in grouped.items() if names}
 
 
 def shipped_file(agent: str) -> Path | None:
@@ -131,4 +139,4 @@ def resolve(config: Any, run: Mapping[str, int], base_label: str, layers: Sequen
                 if run[key] < 1:
                     raise UserError(f"{layer.label}: {key} must be at least 1, got {run[key]}")
         sources.update({key: layer.label for key in layer.values})
-    return Resolved(config, run, sources)
+    return Resolved(config, run, sources, [base_label, *(layer.label for layer in layers)])

@@ -84,7 +84,7 @@ class Job(ABC):
                             "values from flags: drop --config")
         preset = self.preset(names)
         fields = [f.name for f in dataclasses.fields(preset)] if preset is not None else []
-        return Resolved(preset, {}, {name: "preset" for name in fields})
+        return Resolved(preset, {}, {name: "preset" for name in fields}, ["preset"])
 
     def base_config(self, names: dict[str, Any]) -> Any:
         """What ``--help`` shows when :meth:`preset` cannot tell yet: the config class's defaults."""
