@@ -73,7 +73,8 @@ def test_the_shipped_file_is_picked_for_its_env_and_not_for_another(capsys):
     assert (acrobot["config"]["target_update_interval"], acrobot["config"]["batch_size"]) == (250, 128)
     assert acrobot["sources"]["learning_rate"] == "hyperparams/dqn.yml:Acrobot-v1"
     mountain_car = print_config(capsys, "--agent", "dqn", "--env", "MountainCar-v0")
-    assert mountain_car["config"]["target_update_interval"] == 600 and mountain_car["settings"]["total_steps"] == 120_000
+    assert mountain_car["config"]["target_update_interval"] == 600
+    assert mountain_car["settings"]["total_steps"] == 120_000
     # td3 ships no MountainCarContinuous entry (the zoo's uses Ornstein-Uhlenbeck noise): the family preset runs
     plain = print_config(capsys, "--agent", "td3", "--env", "MountainCarContinuous")
     family = config_to_dict(AGENTS["td3"].preset("other"))
@@ -115,7 +116,8 @@ def test_config_is_refused_for_a_supervised_run(tmp_path):
 # ---------------------------------------------------------------------------------------------------- bad files
 @pytest.mark.parametrize("text, name, match", [
     ("learning_rat: 1e-3\n", "c.yml", r"c\.yml: unknown key 'learning_rat': did you mean learning_rate"),
-    ("CartPole-v1:\n  bach_size: 3\n", "c.yml", r"c\.yml \[CartPole-v1\]: unknown key 'bach_size': did you mean batch_size"),
+    ("CartPole-v1:\n  bach_size: 3\n", "c.yml",
+     r"c\.yml \[CartPole-v1\]: unknown key 'bach_size': did you mean batch_size"),
     ("Cartpol-v9:\n  batch_size: 3\n", "c.yml", r"section 'Cartpol-v9' names no env"),
     ("batch_size: lots\n", "c.yml", r"c\.yml: batch_size must be a whole number, got 'lots'"),
     ("batch_size: 2.5\n", "c.yml", r"batch_size must be a whole number, got 2.5"),

@@ -68,9 +68,11 @@ def test_published_values_by_hand():
     td3 = get_agent_spec("td3").preset("mujoco")
     assert (td3.twin_critics, td3.target_policy_noise, td3.policy_frequency) == (True, 0.2, 2)
     dqn = get_agent_spec("dqn").preset("other")  # rl-baselines3-zoo's Acrobot / LunarLander values
-    assert (dqn.batch_size, dqn.learning_rate, dqn.buffer_size, dqn.target_update_interval) == (128, 6.3e-4, 50_000, 250)
+    assert (dqn.batch_size, dqn.learning_rate, dqn.buffer_size, dqn.target_update_interval) == (
+        128, 6.3e-4, 50_000, 250)
     ppo = get_agent_spec("ppo").preset("other")  # Stable-Baselines3's defaults
-    assert (ppo.num_steps, ppo.num_minibatches, ppo.gamma, ppo.anneal_lr, ppo.clip_vloss) == (2048, 32, 0.99, False, False)
+    assert (ppo.num_steps, ppo.num_minibatches, ppo.gamma, ppo.anneal_lr, ppo.clip_vloss) == (
+        2048, 32, 0.99, False, False)
     assert get_agent_spec("dqn").preset("atari").batch_size == 32
     assert get_agent_spec("dqn").run_defaults("atari") == RunDefaults(num_envs=1, total_steps=10_000_000)
     assert get_agent_spec("a2c").run_defaults("atari") == RunDefaults(num_envs=16, total_steps=10_000_000)

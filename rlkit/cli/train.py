@@ -95,9 +95,9 @@ class Prepared:
     run_dir: Path
     checkpoint: dict[str, Any] | None
     args: argparse.Namespace
-    sources: Resolved
-    """The config before flags and where each value came from (``preset:other``, ``hyperparams/ppo.yml:CartPole-v1``,
-    ``--config FILE``, ``flag``)."""
+    resolved: Resolved
+    """Where each value came from (``preset:other``, ``hyperparams/ppo.yml:CartPole-v1``, ``--config FILE``,
+    ``flag``)."""
 
 
 def prepare(argv: list[str]) -> Prepared:
@@ -123,16 +123,17 @@ def prepare(argv: list[str]) -> Prepared:
     if checkpoint is not None:
         settings, config, run_dir = resumed(job, checkpoint, args)
         names = [*config_to_dict(config), *RUN_KEYS]
-        sources = Resolved(config, {}, {name: "--resume" for name in names}, ["--resume"])
+        resolved = Resolved(config, {}, {name: "--resume" for name in names}, ["--resume"])
     else:
         settings = job.new_settings(args)
         chosen = job.hyperparams({**dataclasses.asdict(settings), "config_files": args.config_file or []})
         config = apply_flags(chosen.config, args)
         run_dir = new_run_dir(args.run_dir, job.run_name(settings))
-        flags = {name: "flag" for name in [*config_to_dict(config), *chosen.run] if getattr(args, name, None) is not None}
-        sources = dataclasses.replace(chosen, config=config, sources={**chosen.sources, **flags},
-                                      labels=[*chosen.labels, "flag"])
-    return Prepared(job, settings, config, run_dir, checkpoint, args, sources)
+        flags = {name: "flag" for name in [*config_to_dict(config), *chosen.run]
+                 if getattr(args, name, None) is not None}
+        resolved = dataclasses.replace(chosen, config=config, sources={**chosen.sources, **flags},
+                                       labels=[*chosen.labels, "flag"])
+    return Prepared(job, settings, config, run_dir, checkpoint, args, resolved)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     job, settings, config, run_dir, checkpoint = run.job, run.settings, run.config, run.run_dir, run.checkpoint
     if run.args.print_config:
         print(json.dumps({"job": job.kind, "settings": dataclasses.asdict(settings),
-                          "config": config_to_dict(config), "sources": run.sources.by_source()}, indent=2))
+                          "config": config_to_dict(config), "sources": run.resolved.by_source()}, indent=2))
         return
     lock = RunLock(run_dir) if is_main() else None  # one training per run directory (the first process holds it)
     try:

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlkit.agents import RUN_KEYS  # the run settings a file may set beside the config's fields
 from rlkit.config import META_KEYS, apply_values, coerce, read_config_file, unknown_key
 from rlkit.envs import resolve_env
 from rlkit.errors import UserError
 
 HYPERPARAMS_DIR = Path(__file__).parent
-RUN_KEYS = ("total_steps", "num_envs")
-"""Run settings a file may set beside the config's fields (rl-baselines3-zoo's ``n_timesteps`` and ``n_envs``)."""
+"""The shipped files (package data)."""
 
 
 @dataclass
