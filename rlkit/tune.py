@@ -30,6 +30,7 @@ from rlkit.cli.train import prepare
 from rlkit.config import coerce, read_config_file, unknown_key
 from rlkit.envs import resolve_env
 from rlkit.errors import UserError
+from rlkit.loop import Diverged
 from rlkit.runlock import RunLock
 
 OBJECTIVE = "eval/mean_return"
@@ -144,9 +145,12 @@ def tune(train_argv: list[str], params: list[Param], study_dir: Path, trials: in
         values = {param.name: param.sample(trial, hints[param.name]) for param in params}
         return run_trial(trial, train_argv, values, study_dir / f"trial_{trial.number}", seed)
 
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
-    best_file = write_best(study, study_dir / "best.yml", base.settings.agent, base.settings.env, train_argv)
-    write_summary(study, study_dir / "trials.json")
+    try:
+        # A trial that diverges failed (its values are bad), the study goes on; a stop signal ends the study.
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Diverged,))
+    finally:
+        best_file = write_best(study, study_dir / "best.yml", base.settings.agent, base.settings.env, train_argv)
+        write_summary(study, study_dir / "trials.json")
     return Study(study, best_file)
 
 

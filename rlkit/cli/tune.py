@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from rlkit.errors import OneLineParser, UserError, run_command
+from rlkit.loop import Interrupted
 
 OPTUNA_MISSING = 'rlkit tune needs optuna: pip install -e ".[tune]"'
 
@@ -59,7 +60,12 @@ def main(argv: list[str] | None = None) -> None:
         params += tune.params_from_file(args.params)
     pruner = (optuna.pruners.NopPruner() if args.no_pruning else
               optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials))
-    result = tune.tune(train_argv, params, args.study_dir, args.trials, args.timeout, args.seed, pruner)
+    try:
+        result = tune.tune(train_argv, params, args.study_dir, args.trials, args.timeout, args.seed, pruner)
+    except Interrupted as stop:
+        print(f"stopped: the trials done so far are in {args.study_dir / 'trials.json'} (and their best in "
+              f"{args.study_dir / 'best.yml'}); the same --study-dir continues the study")
+        sys.exit(stop.exit_code)
     states = [t.state.name.lower() for t in result.study.trials]
     summary = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
     if result.best_file is None:
