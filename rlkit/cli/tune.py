@@ -24,8 +24,9 @@ OPTUNA_MISSING = 'rlkit tune needs optuna: pip install -e ".[tune]"'
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # allow_abbrev off: the flags tune does not know go to train, so none of them may be read as an abbreviation
     parser = OneLineParser(prog="rlkit tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                           hint="see rlkit tune --help")
+                           hint="see rlkit tune --help", allow_abbrev=False)
     group = parser.add_argument_group("search")
     group.add_argument("--param", action="append", default=[], metavar="NAME=SPEC",
                        help="a field to search: NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=choice:A,B,C")
