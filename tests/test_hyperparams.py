@@ -68,6 +68,15 @@ def test_later_config_files_override_earlier_ones_and_toml_reads_like_yaml(tmp_p
     assert out["sources"]["num_envs"] == f"--config {second}:CartPole-v1"
 
 
+def test_help_shows_the_values_the_files_give(tmp_path, capsys):
+    config = write(tmp_path / "c.yml", "learning_rate: 0.000123\n")
+    with pytest.raises(SystemExit) as done:
+        train.main(["--agent", "dqn", "--env", "Acrobot", "--config", str(config), "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0
+    assert "Adam learning rate. (default: 0.000123)" in text and "Transitions per update. (default: 128)" in text
+
+
 def test_the_shipped_file_is_picked_for_its_env_and_not_for_another(capsys):
     acrobot = print_config(capsys, "--agent", "dqn", "--env", "Acrobot")
     assert (acrobot["config"]["target_update_interval"], acrobot["config"]["batch_size"]) == (250, 128)
