@@ -18,8 +18,8 @@ from rlkit.errors import UserError
 SNAPSHOT = Path(__file__).parent / "data" / "presets_v1.json"
 """agent -> family -> {config, num_envs, total_steps} as the code before the preset tables resolved them (commit
 601da95), for the families whose action space the agent takes; changed on purpose since: the classic-control
-("other") rows of the DQN family and PPO (issue 12: no longer CartPole's tuned values, which CartPole now gets from
-rlkit/hyperparams/)."""
+("other") rows of the DQN family (issue 12: no longer CartPole's tuned values, which CartPole now gets from
+rlkit/hyperparams/dqn.yml)."""
 
 # Atari games have discrete actions, MuJoCo bodies continuous ones; "other" holds both kinds.
 FAMILY_ACTIONS = {"atari": (gym.spaces.Discrete,), "mujoco": (gym.spaces.Box,),
@@ -70,9 +70,6 @@ def test_published_values_by_hand():
     dqn = get_agent_spec("dqn").preset("other")  # rl-baselines3-zoo's Acrobot / LunarLander values
     assert (dqn.batch_size, dqn.learning_rate, dqn.buffer_size, dqn.target_update_interval) == (
         128, 6.3e-4, 50_000, 250)
-    ppo = get_agent_spec("ppo").preset("other")  # Stable-Baselines3's defaults
-    assert (ppo.num_steps, ppo.num_minibatches, ppo.gamma, ppo.anneal_lr, ppo.clip_vloss) == (
-        2048, 32, 0.99, False, False)
     assert get_agent_spec("dqn").preset("atari").batch_size == 32
     assert get_agent_spec("dqn").run_defaults("atari") == RunDefaults(num_envs=1, total_steps=10_000_000)
     assert get_agent_spec("a2c").run_defaults("atari") == RunDefaults(num_envs=16, total_steps=10_000_000)

@@ -52,12 +52,10 @@ PRESETS: dict[Family, dict[str, Any]] = {
               "num_envs": 8, "total_steps": 10_000_000},
     "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
     # Envs without a file of their own in rlkit/hyperparams/ppo.yml (every classic-control and Box2D env has one):
-    # Stable-Baselines3's defaults (2048-step rollouts in minibatches of 64, a constant learning rate, no value
-    # clipping), which rl-baselines3-zoo runs on any env it has not tuned. CartPole's tuned values (gamma 0.98,
-    # lambda 0.8, 32-step rollouts) were the default before and are too particular to CartPole.
-    "other": {"num_steps": 2048, "update_epochs": 10, "num_minibatches": 32, "learning_rate": 3e-4, "anneal_lr": False,
-              "clip_vloss": False, "normalize_obs": False, "normalize_reward": False,
-              "num_envs": 1, "total_steps": 100_000},
+    # rl-baselines3-zoo's CartPole values, as before the files.
+    "other": {"num_steps": 32, "update_epochs": 20, "num_minibatches": 1, "learning_rate": 1e-3, "gamma": 0.98,
+              "gae_lambda": 0.8, "normalize_obs": False, "normalize_reward": False,
+              "num_envs": 8, "total_steps": 100_000},
 }
 
 
