@@ -109,3 +109,22 @@ def test_without_optuna_the_command_says_how_to_install_it(monkeypatch, capsys):
         run_command(lambda: tune_cli.main([*TINY, "--param", "gamma=uniform:0.9:0.99"]))
     assert exit_.value.code == 2
     assert capsys.readouterr().err == 'error: rlkit tune needs optuna: pip install -e ".[tune]"\n'
+
+
+def test_a_diverged_trial_fails_and_the_study_goes_on(tmp_path, monkeypatch):
+    optuna = needs_optuna()
+    import rlkit.jobs.agent
+    from rlkit import tune
+    from rlkit.loop import Diverged
+
+    def evaluate(agent, *args, **kwargs):
+        if agent.config.learning_rate < 1e-3:
+            raise Diverged("training diverged (faked)")
+        return [1.0, 1.0]
+
+    monkeypatch.setattr(rlkit.jobs.agent, "evaluate_agent", evaluate)
+    result = tune.tune(TINY, [tune.parse_param("learning_rate=loguniform:1e-5:1e-1")], tmp_path / "study", trials=2,
+                       enqueue=[{"learning_rate": 1e-4}, {"learning_rate": 1e-2}])
+    assert [t.state for t in result.study.trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert yaml.safe_load(result.best_file.read_text())["CartPole-v1"]["learning_rate"] == pytest.approx(1e-2)
+    assert [row["state"] for row in json.loads((tmp_path / "study" / "trials.json").read_text())] == ["FAIL", "COMPLETE"]
