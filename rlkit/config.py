@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import difflib
 import inspect
 import math
 import textwrap
+import tomllib
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from rlkit.errors import UserError
 
@@ -98,6 +103,92 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
     values = {k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in data.items()}
     return cls(**values)
+
+
+# ---------------------------------------------------------------------------------------------------- files
+CONFIG_SUFFIXES = (".yml", ".yaml", ".toml")
+META_KEYS = ("source",)
+"""Keys a hyperparameter file may hold beside values: ``source`` says where the numbers come from."""
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML (``.yml``/``.yaml``) or TOML (``.toml``) file holds; anything else is a one-line
+    :class:`UserError` naming the file."""
+    path = Path(path)
+    if path.suffix not in CONFIG_SUFFIXES:
+        raise UserError(f"{path}: a config file is YAML (.yml, .yaml) or TOML (.toml): rename it or convert it")
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UserError(f"cannot read config file {path}: {error.strerror or error}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        first = " ".join(str(error).split())[:200]
+        raise UserError(f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of field: value (or of env id: {{field: value}}), "
+                        f"not a {type(data).__name__}")
+    return data
+
+
+def unknown_key(key: str, known: Iterable[str], where: str) -> UserError:
+    """The one-line error for a key that names no field, with the closest field names."""
+    close = difflib.get_close_matches(str(key), list(known), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "see --help for the fields"
+    return UserError(f"{where}: unknown key {key!r}: {hint}")
+
+
+TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def coerce(hint: Any, value: Any, key: str, where: str) -> Any:
+    """``value`` read from a file as the field's type: YAML reads ``1e-3`` as a string and ``!!float 1e5`` as a
+    float, so numbers written either way are accepted where the field wants them; a tuple field takes a list."""
+    def wrong() -> UserError:
+        return UserError(f"{where}: {key} must be {TYPE_WORDS.get(hint, getattr(hint, '__name__', hint))}, got "
+                         f"{value!r}")
+
+    if typing.get_origin(hint) is tuple:
+        items = value if isinstance(value, list) else [value]
+        return tuple(coerce(typing.get_args(hint)[0], item, key, where) for item in items)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise wrong()
+        return value
+    if hint in (int, float):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise wrong() from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong()
+        if hint is int:
+            if not float(value).is_integer():
+                raise wrong()
+            return int(value)
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        raise wrong()
+    return value
+
+
+def apply_values(config: Any, values: Mapping[str, Any], where: str) -> Any:
+    """A copy of ``config`` with ``values`` (field -> value, read from ``where``), each coerced to its field's type;
+    a value the config refuses is a one-line error naming ``where``."""
+    hints = typing.get_type_hints(type(config))
+    known = [f.name for f in dataclasses.fields(config) if f.init]
+    for key in values:
+        if key not in known:
+            raise unknown_key(key, known, where)
+    changes = {key: coerce(hints[key], value, key, where) for key, value in values.items()}
+    try:
+        return dataclasses.replace(config, **changes)  # __post_init__ validates
+    except UserError as error:
+        raise UserError(f"{where}: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------------------- validation

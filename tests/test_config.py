@@ -77,7 +77,7 @@ def test_apply_flags_changes_only_set_flags(parser):
     args = parser.parse_args(["--learning-rate", "0.01", "--no-double", "--hidden", "64", "64"])
     config = apply_flags(preset, args)
     assert config == dataclasses.replace(preset, learning_rate=0.01, double=False, hidden=(64, 64))
-    assert preset.learning_rate == 2.3e-3 and preset.double  # the preset itself is untouched
+    assert preset.learning_rate == 6.3e-4 and preset.double  # the preset itself is untouched
     assert apply_flags(preset, parser.parse_args([])) == preset
 
 

@@ -432,8 +432,8 @@ def test_every_continuous_agent_trains_and_evaluates(tmp_path, agent, env_name, 
     checkpoint = load_checkpoint(run)
     assert checkpoint["settings"]["agent"] == agent and checkpoint["env_id"] == env_id and checkpoint["loop"]["steps"] == steps
     assert checkpoint["learner"]["counters"] == {"updates": steps - 200 + 1}
-    if hidden is not None:
-        assert checkpoint["config"]["hidden"] == hidden
+    if hidden is not None:  # the shipped HalfCheetah-v5 entries: rl-baselines3-zoo gives DDPG and TD3 400-300 nets
+        assert checkpoint["config"]["hidden"] == (hidden if agent == "sac" else [400, 300])
     if agent == "td3":
         assert checkpoint["config"]["twin_critics"] and checkpoint["config"]["policy_frequency"] == 2
     results = [evaluate.main([str(run), "--episodes", "1", "--json", "--seed", "7"])]

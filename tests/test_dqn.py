@@ -18,12 +18,15 @@ from rlkit.agents import AGENTS
 from rlkit.agents.dqn import DQN
 from rlkit.buffers import Batch
 from rlkit.errors import UserError
+from rlkit.jobs import JOBS
 from rlkit.nets import DuelingQHead, NatureCNN
 
 GAMMA = 0.9
 OBS_SPACE = gym.spaces.Box(-10.0, 10.0, (2,), np.float32)
 ACTION_SPACE = gym.spaces.Discrete(2)
-TOTAL_STEPS = 1000  # with the 'other' preset: epsilon decays over 0.16 * 1000 = 160 env steps
+TOTAL_STEPS = 1000  # with CartPole's values: epsilon decays over 0.16 * 1000 = 160 env steps
+CARTPOLE = {"agent": "dqn", "env": "CartPole"}
+"""The hand computations below use the values DQN runs with on CartPole (rlkit/hyperparams/dqn.yml)."""
 
 # Hand-set linear Q functions, as nn.Linear weights (one row per action).
 ONLINE_W = [[3.0, 0.0], [0.0, 1.0]]  # Q_online(s) = (3 s0, s1)
@@ -33,8 +36,8 @@ ZERO_B = [0.0, 0.0]
 
 # ---------------------------------------------------------------------------------------------- helpers
 def make_agent(seed: int = 0, **changes) -> DQN:
-    """A DQN on 2-d vector obs and 2 actions: the 'other' preset, gamma 0.9, a linear Q net unless changed."""
-    config = dataclasses.replace(AGENTS["dqn"].preset("other"), **{"gamma": GAMMA, "hidden": (), **changes})
+    """A DQN on 2-d vector obs and 2 actions: CartPole's values, gamma 0.9, a linear Q net unless changed."""
+    config = dataclasses.replace(JOBS["agent"].preset(CARTPOLE), **{"gamma": GAMMA, "hidden": (), **changes})
     return DQN(config, OBS_SPACE, ACTION_SPACE, total_steps=TOTAL_STEPS, seed=seed)
 
 

@@ -45,6 +45,13 @@ class AgentSpec:
     help: str
     variant: Mapping[str, Any] = field(default_factory=dict)
     """Config changes this name makes on every preset (``double-dqn``: double targets)."""
+    hyperparams: str = ""
+    """The shipped per-env file it reads (``rlkit/hyperparams/<name>.yml``): its own name unless set."""
+
+    @property
+    def hyperparams_file(self) -> str:
+        """The stem of its shipped per-env file (the DQN variants read DQN's)."""
+        return self.hyperparams or self.name
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -72,11 +79,11 @@ AGENTS: dict[str, AgentSpec] = {
     for spec in (
         AgentSpec("dqn", DQN, dqn.PRESETS, "Deep Q-network (Mnih et al. 2015)"),
         AgentSpec("double-dqn", DQN, dqn.PRESETS, "DQN with double Q-learning targets (van Hasselt et al. 2016)",
-                  dqn.VARIANTS["double-dqn"]),
+                  dqn.VARIANTS["double-dqn"], hyperparams="dqn"),
         AgentSpec("dueling-dqn", DQN, dqn.PRESETS, "Double DQN with a dueling head (Wang et al. 2016)",
-                  dqn.VARIANTS["dueling-dqn"]),
+                  dqn.VARIANTS["dueling-dqn"], hyperparams="dqn"),
         AgentSpec("bootstrapped-dqn", DQN, dqn.PRESETS, "Bootstrapped DQN, K heads with masks (Osband et al. 2016)",
-                  dqn.VARIANTS["bootstrapped-dqn"]),
+                  dqn.VARIANTS["bootstrapped-dqn"], hyperparams="dqn"),
         AgentSpec("reinforce", REINFORCE, reinforce.PRESETS,
                   "Monte Carlo policy gradient with reward-to-go and a learned baseline (Williams 1992)"),
         AgentSpec("a2c", A2C, a2c.PRESETS, "synchronous advantage actor-critic with GAE (Mnih et al. 2016)"),

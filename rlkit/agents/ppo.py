@@ -51,7 +51,8 @@ PRESETS: dict[Family, dict[str, Any]] = {
               "ent_coef": 0.01, "normalize_obs": False, "normalize_reward": False,
               "num_envs": 8, "total_steps": 10_000_000},
     "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
-    # rl-baselines3-zoo's CartPole.
+    # Envs without a file of their own in rlkit/hyperparams/ppo.yml (every classic-control and Box2D env has one):
+    # rl-baselines3-zoo's CartPole values, as before the files.
     "other": {"num_steps": 32, "update_epochs": 20, "num_minibatches": 1, "learning_rate": 1e-3, "gamma": 0.98,
               "gae_lambda": 0.8, "normalize_obs": False, "normalize_reward": False,
               "num_envs": 8, "total_steps": 100_000},

@@ -20,6 +20,7 @@ from typing import Any
 from rlkit.config import add_config_flags, apply_flags, config_to_dict
 from rlkit.distributed import is_main, shutdown
 from rlkit.errors import OneLineParser, UserError
+from rlkit.hyperparams import RUN_KEYS, Resolved
 from rlkit.jobs import Job, job_of, read_checkpoint, select_job
 from rlkit.jobs.base import add_run_flags, new_run_dir
 from rlkit.loop import Interrupted
@@ -57,6 +58,9 @@ def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentPar
 def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> tuple[Any, Any, Path]:
     """The saved run's settings and config; a flag that would change what it is (not only how long it runs) is a
     one-line error rather than silently ignored."""
+    if args.config_file:
+        raise UserError("--config cannot be used with --resume: a resumed run keeps its saved config; drop --config "
+                        "(or start a new run with it)")
     settings = job.settings_from(checkpoint)
     config = job.config_from(checkpoint, settings)
     config_fields = {f.name for f in dataclasses.fields(config)}
@@ -81,12 +85,28 @@ def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> t
     return settings, config, run_dir
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+@dataclasses.dataclass
+class Prepared:
+    """A run ready to build: what ``train.py`` resolved from its command line."""
+
+    job: Job
+    settings: Any
+    config: Any
+    run_dir: Path
+    checkpoint: dict[str, Any] | None
+    args: argparse.Namespace
+    resolved: Resolved
+    """Where each value came from (``preset:other``, ``hyperparams/ppo.yml:CartPole-v1``, ``--config FILE``,
+    ``flag``)."""
+
+
+def prepare(argv: list[str]) -> Prepared:
+    """Parse ``argv`` as ``train.py`` does and resolve the run's settings and config (nothing is built)."""
     pre = OneLineParser(add_help=False)
     for name in SELECTORS:
         pre.add_argument(f"--{name}")
     pre.add_argument("--resume", type=Path)
+    pre.add_argument("--config", type=Path, action="append", dest="config_file")
     known = pre.parse_known_args(argv)[0]
     checkpoint = read_checkpoint(known.resume) if known.resume else None
     if checkpoint is not None:
@@ -94,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         names = dataclasses.asdict(job.settings_from(checkpoint))
     elif any(getattr(known, name) for name in SELECTORS):
         job, names = select_job(known.agent, known.task, known.net), vars(known)
+        names["config_files"] = known.config_file or []  # --help shows the values the files give
     else:
         build_parser(None, {}).parse_args(argv)  # --help works without a job
         select_job(None, None, None)  # raises: say what to train
@@ -101,13 +122,27 @@ def main(argv: list[str] | None = None) -> None:
 
     if checkpoint is not None:
         settings, config, run_dir = resumed(job, checkpoint, args)
+        names = [*config_to_dict(config), *RUN_KEYS]
+        resolved = Resolved(config, {}, {name: "--resume" for name in names}, ["--resume"])
     else:
         settings = job.new_settings(args)
-        config = apply_flags(job.preset(dataclasses.asdict(settings)), args)
+        chosen = job.hyperparams({**dataclasses.asdict(settings), "config_files": args.config_file or []})
+        config = apply_flags(chosen.config, args)
         run_dir = new_run_dir(args.run_dir, job.run_name(settings))
-    if args.print_config:
+        flags = {name: "flag" for name in [*config_to_dict(config), *chosen.run]
+                 if getattr(args, name, None) is not None}
+        resolved = dataclasses.replace(chosen, config=config, sources={**chosen.sources, **flags},
+                                       labels=[*chosen.labels, "flag"])
+    return Prepared(job, settings, config, run_dir, checkpoint, args, resolved)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    run = prepare(argv)
+    job, settings, config, run_dir, checkpoint = run.job, run.settings, run.config, run.run_dir, run.checkpoint
+    if run.args.print_config:
         print(json.dumps({"job": job.kind, "settings": dataclasses.asdict(settings),
-                          "config": config_to_dict(config)}, indent=2))
+                          "config": config_to_dict(config), "sources": run.resolved.by_source()}, indent=2))
         return
     lock = RunLock(run_dir) if is_main() else None  # one training per run directory (the first process holds it)
     try:

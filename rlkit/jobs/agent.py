@@ -26,6 +26,7 @@ from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
 from rlkit.envs.custom import check_env_kwargs
 from rlkit.envs.names import ResolvedEnv
 from rlkit.errors import UserError
+from rlkit.hyperparams import Layer, Resolved, layers_for, resolve
 from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, pick_device, seed_everything,
@@ -388,7 +389,18 @@ class AgentJob(Job):
     def preset(self, names: dict[str, Any]) -> Any | None:
         if not names.get("env"):
             return None
-        return get_agent_spec(names["agent"]).preset(resolve_env(names["env"]).family)
+        return self.hyperparams(names).config
+
+    def hyperparams(self, names: dict[str, Any]) -> Resolved:
+        """The config and run defaults (``total_steps``, ``num_envs``) for ``names["agent"]`` on ``names["env"]``:
+        the family preset, the shipped file's values for the env, then each of ``names["config_files"]``."""
+        spec = get_agent_spec(names["agent"])
+        resolved = resolve_env(names["env"])
+        config = spec.preset(resolved.family)
+        known = [f.name for f in dataclasses.fields(config) if f.init]
+        layers = layers_for(spec.hyperparams_file, resolved.env_id, names.get("config_files") or (), known,
+                            Layer(f"--agent {spec.name}", dict(spec.variant)))
+        return resolve(config, spec.run_defaults(resolved.family)._asdict(), f"preset:{resolved.family}", layers)
 
     def base_config(self, names: dict[str, Any]) -> Any:
         """The agent's defaults with its name's variant (td3: twin critics) before any env family's preset."""
@@ -410,11 +422,12 @@ class AgentJob(Job):
             ("--threads", args.threads, NON_NEGATIVE)) if value is not None)
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)
-        defaults = get_agent_spec(args.agent).run_defaults(resolve_env(args.env).family)
-        total = defaults.total_steps if args.total_steps is None else args.total_steps
+        chosen = self.hyperparams({"agent": args.agent, "env": args.env, "config_files": args.config_file or ()})
+        defaults = chosen.run
+        total = defaults["total_steps"] if args.total_steps is None else args.total_steps
         settings = AgentSettings(
             agent=args.agent, env=args.env, total_steps=total, seed=1 if args.seed is None else args.seed,
-            num_envs=defaults.num_envs if args.num_envs is None else args.num_envs, device=args.device or "auto",
+            num_envs=defaults["num_envs"] if args.num_envs is None else args.num_envs, device=args.device or "auto",
             sticky_actions=bool(args.sticky_actions),
             eval_interval=args.eval_interval or 0,  # the default needs the config: below
             eval_episodes=10 if args.eval_episodes is None else args.eval_episodes,
@@ -423,7 +436,7 @@ class AgentJob(Job):
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
             env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video),
         )
-        config = apply_flags(self.preset(dataclasses.asdict(settings)), args)
+        config = apply_flags(chosen.config, args)
         if args.eval_interval is None:
             settings.eval_interval = default_eval_interval(settings, config)
         # --print-config allocates nothing, so it builds no env to size the storage either

@@ -18,11 +18,12 @@ from rlkit.checkpoint import CHECKPOINT_NAME, non_finite_tensors
 from rlkit.config import config_from_dict, config_to_dict
 from rlkit.distributed import is_main
 from rlkit.errors import UserError
+from rlkit.hyperparams import Resolved
 from rlkit.loop import Loop, LoopConfig
 from rlkit.optim import check_optimizer_states
 
 RUN_FLAGS = ("seed", "device", "run_dir", "resume", "eval_interval", "checkpoint_interval", "no_progress",
-             "print_config")
+             "print_config", "config_file")
 """Flags every job shares (parsed by :func:`add_run_flags`)."""
 
 
@@ -39,7 +40,12 @@ def add_run_flags(group: argparse._ArgumentGroup, unit: str, eval_default: str =
     group.add_argument("--checkpoint-interval", type=int, help=f"{unit} between checkpoints (default: the job's)")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     group.add_argument("--print-config", action="store_true",
-                       help="print the resolved settings and config as JSON and exit without training")
+                       help="print the resolved settings and config as JSON, with where each value came from, and "
+                            "exit without training")
+    group.add_argument("--config", type=Path, action="append", dest="config_file", metavar="FILE",
+                       help="a YAML or TOML file of config fields and run settings, flat or in sections keyed by env "
+                            "id; it overrides the preset and the shipped per-env values, flags override it; repeat "
+                            "it to layer files (the last wins)")
 
 
 class Job(ABC):
@@ -71,6 +77,16 @@ class Job(ABC):
     def preset(self, names: dict[str, Any]) -> Any | None:
         """The config that runs when no config flag is given, or None when it depends on a name not given yet
         (``--help`` then shows the class defaults)."""
+
+    def hyperparams(self, names: dict[str, Any]) -> Resolved:
+        """The preset and where each of its values came from; ``names["config_files"]`` (``--config``) is for
+        jobs with hyperparameter files (agents)."""
+        if names.get("config_files"):
+            raise UserError(f"--config is for agent runs (--agent NAME --env ENV); a {self.kind} run takes its "
+                            "values from flags: drop --config")
+        preset = self.preset(names)
+        fields = [f.name for f in dataclasses.fields(preset)] if preset is not None else []
+        return Resolved(preset, {}, {name: "preset" for name in fields}, ["preset"])
 
     def base_config(self, names: dict[str, Any]) -> Any:
         """What ``--help`` shows when :meth:`preset` cannot tell yet: the config class's defaults."""
