@@ -38,15 +38,18 @@ from rlkit.loop import Callback, Loop
 from rlkit.runlock import RunLock
 from rlkit.runtime import pick_device
 
-NOT_SETTINGS = ("agent", "env", "total_steps", "run_dir", "resume", "print_config", "no_progress", "stretch_schedules")
+NOT_SETTINGS = ("agent", "env", "total_steps", "run_dir", "resume", "print_config", "no_progress", "stretch_schedules",
+                "config_file")
 """Flags of train.py that are not keyword arguments of :func:`make` (named otherwise, or meaningless here)."""
 
 
-def make(agent: str, env: str, wrappers: Sequence[Wrapper] = (), **options: Any) -> Model:
+def make(agent: str, env: str, wrappers: Sequence[Wrapper] = (), config: str | Path | Sequence[str | Path] = (),
+         **options: Any) -> Model:
     """A new agent for ``env``: ``options`` are its config's fields (``learning_rate=1e-3``) and the run's settings
     (``seed``, ``num_envs``, ``device``, ``eval_episodes``, ``eval_interval``, ``env_kwargs={...}``...), as train.py's
     flags with underscores. ``wrappers`` are applied to every env of the run (``FlattenObservation`` for a Dict
-    observation space); they are not saved, so pass them again to :func:`load`. Unset ones take the preset for the env, as on the command line. For an agent with a learning rate
+    observation space); they are not saved, so pass them again to :func:`load`. ``config``: hyperparameter files,
+    as ``--config`` (options override them). Unset ones take the preset for the env, as on the command line. For an agent with a learning rate
     per network (SAC: ``policy_lr``, ``q_lr``), ``learning_rate`` sets them all unless they are given too.
 
     Raises:
@@ -54,7 +57,9 @@ def make(agent: str, env: str, wrappers: Sequence[Wrapper] = (), **options: Any)
     """
     job = JOBS["agent"]
     names = {"agent": agent, "env": env}
-    args = build_parser(job, names).parse_args(["--agent", agent, "--env", env, "--no-progress"])
+    files = [config] if isinstance(config, (str, Path)) else list(config)
+    args = build_parser(job, {**names, "config_files": files}).parse_args(
+        ["--agent", agent, "--env", env, "--no-progress", *(f"--config={file}" for file in files)])
     allowed = sorted(key for key in vars(args) if key not in NOT_SETTINGS)
     rates = [key for key in allowed if key.endswith("_lr")]
     if "learning_rate" in options and "learning_rate" not in allowed and rates:
@@ -108,7 +113,8 @@ class Model:
         """Settings and config as train.py makes them for a new run of ``total_steps`` (None: the preset's)."""
         self._args.total_steps = total_steps
         settings = self.job.new_settings(self._args, self.wrappers)
-        return settings, apply_flags(self.job.preset(dataclasses.asdict(settings)), self._args)
+        chosen = self.job.hyperparams({**dataclasses.asdict(settings), "config_files": self._args.config_file or []})
+        return settings, apply_flags(chosen.config, self._args)
 
     @property
     def steps(self) -> int:

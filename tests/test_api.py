@@ -121,3 +121,14 @@ def test_env_kwargs_and_wrappers_reach_every_env_of_the_run(tmp_path):
     with pytest.raises(UserError, match="FlattenObservation"):  # not saved: load needs them again
         rlkit.load(tmp_path / "run")
     assert rlkit.load(tmp_path / "run", wrappers=[FlattenObservation]).steps == 60
+
+
+def test_make_reads_hyperparameter_files_as_config_does(tmp_path):
+    file = tmp_path / "mine.yml"
+    file.write_text("batch_size: 48\nCartPole-v1:\n  gamma: 0.95\n")
+    model = rlkit.make("dqn", "CartPole", config=file, gamma=0.9)
+    assert (model.config.batch_size, model.config.gamma) == (48, 0.9)  # the file, then the option over it
+    shipped = rlkit.make("dqn", "Acrobot")
+    from rlkit.cli.train import prepare
+
+    assert shipped.config == prepare(["--agent", "dqn", "--env", "Acrobot"]).config  # the env's shipped file
