@@ -22,6 +22,11 @@ from rlkit.envs import Family
 from rlkit.errors import UserError
 
 RUN_KEYS = ("num_envs", "total_steps")
+WARMUP_FIELDS = ("learning_starts",)
+"""Config fields counting env steps of warm-up (random actions, no updates) before learning starts."""
+WARMUP_FRACTION = 0.05
+"""A run shorter than its preset's budget warms up for at most this share of its own budget, or the share the preset
+had, if larger: a preset's warm-up must not eat a short run (see :func:`rlkit.hyperparams.budgeted`)."""
 """Keys of a preset row that belong to the run, not to the agent's config."""
 
 

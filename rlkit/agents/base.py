@@ -26,7 +26,9 @@ class ReplayConfig:
     gamma: float = 0.99
     """Discount factor."""
     learning_starts: int = 25_000
-    """Env steps collected before the first update."""
+    """Env steps collected before the first update.
+    A run shorter than the preset's budget gets at most 5% of its steps (or the preset's share, if larger)
+    unless a flag or --config sets it."""
     train_frequency: int = 1
     """Env steps between training phases."""
     gradient_steps: int = 1

@@ -29,7 +29,9 @@ class DDPGConfig(ReplayConfig):
     tau: float = 0.005
     """Target networks move this fraction toward the online ones after each (actor) update."""
     learning_starts: int = 25_000
-    """Env steps with uniformly random actions before learning starts."""
+    """Env steps with uniformly random actions before learning starts.
+    A run shorter than the preset's budget gets at most 5% of its steps (or the preset's share, if larger)
+    unless a flag or --config sets it."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to actions in training (actions are in [-1, 1])."""
     hidden: tuple[int, ...] = (256, 256)

@@ -31,7 +31,9 @@ class DQNConfig(ReplayConfig):
     batch_size: int = 32
     """Transitions per update."""
     learning_starts: int = 80_000
-    """Env steps of experience collected before the first update."""
+    """Env steps of experience collected before the first update.
+    A run shorter than the preset's budget gets at most 5% of its steps (or the preset's share, if larger)
+    unless a flag or --config sets it."""
     train_frequency: int = 4
     """Env steps between training phases."""
     target_update_interval: int = 1_000

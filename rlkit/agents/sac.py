@@ -33,7 +33,9 @@ class SACConfig(ReplayConfig):
     tau: float = 0.005
     """Target critics move this fraction toward the online ones after each update."""
     learning_starts: int = 5_000
-    """Env steps with uniformly random actions before learning starts."""
+    """Env steps with uniformly random actions before learning starts.
+    A run shorter than the preset's budget gets at most 5% of its steps (or the preset's share, if larger)
+    unless a flag or --config sets it."""
     policy_frequency: int = 1
     """Critic updates per policy (and alpha) update."""
     alpha: float = 0.2

@@ -19,12 +19,13 @@ the env < each ``--config`` file in the order given < flags. :func:`resolve` rec
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlkit.agents import RUN_KEYS  # the run settings a file may set beside the config's fields
+from rlkit.agents import RUN_KEYS, WARMUP_FIELDS, WARMUP_FRACTION  # RUN_KEYS: run settings a file may set
 from rlkit.config import META_KEYS, apply_values, coerce, read_config_file, unknown_key
 from rlkit.envs import resolve_env
 from rlkit.errors import UserError
@@ -140,3 +141,35 @@ def resolve(config: Any, run: Mapping[str, int], base_label: str, layers: Sequen
                     raise UserError(f"{layer.label}: {key} must be at least 1, got {run[key]}")
         sources.update({key: layer.label for key in layer.values})
     return Resolved(config, run, sources, [base_label, *(layer.label for layer in layers)])
+
+
+def budgeted_warmup(published: int, published_budget: int, total_steps: int) -> int:
+    """A warm-up of ``published`` steps, tuned for a run of ``published_budget`` steps, for a run of
+    ``total_steps``: the published value at or above its budget; below it, at most the larger of
+    :data:`~rlkit.agents.WARMUP_FRACTION` of the run and the published share of it, never more than published."""
+    if total_steps >= published_budget:
+        return published
+    share = max(WARMUP_FRACTION, published / published_budget)
+    return min(published, math.ceil(share * total_steps))
+
+
+def budgeted(resolved: Resolved, layers: Sequence[Layer], total_steps: int, defaults: Sequence[str]) -> Resolved:
+    """``resolved`` with each warm-up field that one of the ``defaults`` layers set (the family preset, a shipped
+    file: not the user's ``--config``) fitted to a run of ``total_steps`` by :func:`budgeted_warmup`, against the
+    budget of the layer that set it."""
+    budgets = {resolved.labels[0]: resolved.run["total_steps"]}
+    budgets.update({layer.label: layer.values["total_steps"] for layer in layers if "total_steps" in layer.values})
+    config, sources, labels = resolved.config, dict(resolved.sources), list(resolved.labels)
+    for name in WARMUP_FIELDS:
+        source = sources.get(name)
+        if not hasattr(config, name) or source not in defaults:
+            continue
+        published, budget = getattr(config, name), int(budgets.get(source, budgets[resolved.labels[0]]))
+        value = budgeted_warmup(published, budget, total_steps)
+        if value != published:
+            label = (f"budget: {name} {published} of {source} is for {budget} steps; {value} for {total_steps} "
+                     f"(at most {max(WARMUP_FRACTION, published / budget):.0%} of the run)")
+            config = dataclasses.replace(config, **{name: value})
+            sources[name] = label
+            labels.append(label)
+    return dataclasses.replace(resolved, config=config, sources=sources, labels=labels)

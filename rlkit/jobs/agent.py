@@ -26,7 +26,7 @@ from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
 from rlkit.envs.custom import check_env_kwargs
 from rlkit.envs.names import ResolvedEnv
 from rlkit.errors import UserError
-from rlkit.hyperparams import Layer, Resolved, layers_for, resolve
+from rlkit.hyperparams import Layer, Resolved, budgeted, layers_for, resolve
 from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, pick_device, seed_everything,
@@ -400,7 +400,9 @@ class AgentJob(Job):
         known = [f.name for f in dataclasses.fields(config) if f.init]
         layers = layers_for(spec.hyperparams_file, resolved.env_id, names.get("config_files") or (), known,
                             Layer(f"--agent {spec.name}", dict(spec.variant)))
-        return resolve(config, spec.run_defaults(resolved.family)._asdict(), f"preset:{resolved.family}", layers)
+        chosen = resolve(config, spec.run_defaults(resolved.family)._asdict(), f"preset:{resolved.family}", layers)
+        defaults = [chosen.labels[0], *(layer.label for layer in layers if layer.label.startswith("hyperparams/"))]
+        return budgeted(chosen, layers, names.get("total_steps") or chosen.run["total_steps"], defaults)
 
     def base_config(self, names: dict[str, Any]) -> Any:
         """The agent's defaults with its name's variant (td3: twin critics) before any env family's preset."""
@@ -436,6 +438,9 @@ class AgentJob(Job):
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
             env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video),
         )
+        # again with the run's budget, which fits the preset's warm-up to it
+        chosen = self.hyperparams({"agent": args.agent, "env": args.env, "config_files": args.config_file or (),
+                                   "total_steps": total})
         config = apply_flags(chosen.config, args)
         if args.eval_interval is None:
             settings.eval_interval = default_eval_interval(settings, config)
