@@ -30,7 +30,7 @@ from rlkit.cli.train import prepare
 from rlkit.config import coerce, read_config_file, unknown_key
 from rlkit.envs import resolve_env
 from rlkit.errors import UserError
-from rlkit.loop import Diverged
+from rlkit.loop import Callback, Diverged
 from rlkit.runlock import RunLock
 
 OBJECTIVE = "eval/mean_return"
@@ -156,32 +156,42 @@ def tune(train_argv: list[str], params: list[Param], study_dir: Path, trials: in
 
 def run_trial(trial: optuna.Trial, train_argv: list[str], values: dict[str, Any], trial_dir: Path, seed: int) -> float:
     """One ordinary run with ``values`` as its last ``--config`` layer; each evaluation is reported to Optuna, and a
-    trial the pruner stops raises :class:`optuna.TrialPruned` out of the loop (the run keeps its last checkpoint)."""
+    trial the pruner stops ends early, saved like any stopped run, then raises :class:`optuna.TrialPruned`."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     values_file = trial_dir / "params.yml"
     values_file.write_text(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}))
     run = prepare([*train_argv, "--config", str(values_file), "--run-dir", str(trial_dir / "run"), "--seed", str(seed),
                    "--no-progress"])
     print(f"trial {trial.number}: {json.dumps(values)} -> {run.run_dir}", flush=True)
+    report = ReportToOptuna(trial, run.settings.total_steps)
     lock = RunLock(run.run_dir)
     try:
         loop = run.job.build(run.settings, run.config, run.run_dir)
-        evaluate, scores = loop.evaluate_fn, []
-
-        def evaluate_and_report() -> dict[str, float]:
-            metrics = evaluate()
-            scores.append(metrics[OBJECTIVE])
-            step = loop.source.steps
-            trial.report(metrics[OBJECTIVE], step)
-            if step < run.settings.total_steps and trial.should_prune():
-                raise optuna.TrialPruned(f"{OBJECTIVE} {metrics[OBJECTIVE]:.2f} at step {step}")
-            return metrics
-
-        loop.evaluate_fn = evaluate_and_report
+        loop.callbacks.append(report)
         loop.run()
     finally:
         lock.release()
-    return scores[-1]
+    if report.pruned is not None:
+        raise optuna.TrialPruned(report.pruned)
+    return report.scores[-1]
+
+
+class ReportToOptuna(Callback):
+    """Reports each evaluation's score to the trial and stops the run when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, total_steps: int):
+        self.trial, self.total_steps = trial, total_steps
+        self.scores: list[float] = []
+        self.pruned: str | None = None
+
+    def on_evaluation(self, loop: Any, step: int, metrics: dict[str, float]) -> bool:
+        score = metrics[OBJECTIVE]
+        self.scores.append(score)
+        self.trial.report(score, step)
+        if step < self.total_steps and self.trial.should_prune():
+            self.pruned = f"{OBJECTIVE} {score:.2f} at step {step}"
+            return False
+        return True
 
 
 def write_best(study: optuna.Study, path: Path, agent: str, env: str, train_argv: list[str]) -> Path | None:

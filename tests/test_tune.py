@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 import train
+from rlkit.checkpoint import load_checkpoint
 from rlkit.cli import tune as tune_cli
 from rlkit.errors import UserError, run_command
 
@@ -67,6 +68,9 @@ def test_a_trial_whose_evaluations_fall_below_the_median_is_pruned(tmp_path, mon
     assert first.intermediate_values == pytest.approx({200: 100.0, 400: 100.0, 600: 100.0})
     assert second.state == optuna.trial.TrialState.PRUNED
     assert second.intermediate_values == pytest.approx({200: 1.0})
+    pruned_run = tmp_path / "study" / f"trial_{second.number}" / "run"  # stopped like any run: saved, resumable
+    assert [json.loads(line)["step"] for line in (pruned_run / "eval.jsonl").read_text().splitlines()] == [200]
+    assert load_checkpoint(pruned_run)["loop"]["steps"] == 200
     assert yaml.safe_load(result.best_file.read_text())["CartPole-v1"]["learning_rate"] == pytest.approx(1e-2)
 
 
