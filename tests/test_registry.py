@@ -77,7 +77,9 @@ def agent_runs(tmp_path_factory):
 
 
 def evals(run: Path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    """The run's evaluations without their wall time (the one thing a same-seed run does not repeat)."""
+    return [{k: v for k, v in json.loads(line).items() if k != "wall_time"}
+            for line in (run / "eval.jsonl").read_text().splitlines()]
 
 
 def leaves(tree: Any, path: str = "") -> dict[str, Any]:
