@@ -176,10 +176,7 @@ class Loop:
         """
         if not is_main() or self.source.steps == self._saved_step:
             return True
-        payload = self.checkpoint_payload()
-        bad = next(non_finite_tensors(payload["learner"], "learner"), None)
-        if bad is not None:
-            raise self._diverged(f"{bad[0]} holds {bad[1]}")
+        payload = self._finite_payload()
         # The extra files (replay) are written first, into a staging folder, and moved beside the checkpoint only
         # after it is committed: a kill at any moment leaves them as old as the checkpoint or older, never newer.
         stage = self.run_dir / STAGING_DIR
@@ -205,13 +202,18 @@ class Loop:
             callback.on_checkpoint(self, self.source.steps, self.run_dir / CHECKPOINT_NAME)
         return True
 
-    def _save_best(self, step: int, value: float) -> None:
-        """Copy the current state to ``best.pt`` (replay stays beside ``checkpoint.pt`` only: best.pt is for
-        evaluating). A non-finite state is never written, here as in :meth:`save`."""
+    def _finite_payload(self) -> dict[str, Any]:
+        """The checkpoint payload, or :class:`Diverged` when the learner's state holds NaN or infinity."""
         payload = self.checkpoint_payload()
         bad = next(non_finite_tensors(payload["learner"], "learner"), None)
         if bad is not None:
             raise self._diverged(f"{bad[0]} holds {bad[1]}")
+        return payload
+
+    def _save_best(self, step: int, value: float) -> None:
+        """Copy the current state to ``best.pt`` (replay stays beside ``checkpoint.pt`` only: best.pt is for
+        evaluating). A non-finite state is never written, here as in :meth:`save`."""
+        payload = self._finite_payload()
         best = {"step": step, "metric": self.config.best_metric, "value": value}
         payload["loop"]["best"] = best
         try:
