@@ -184,6 +184,31 @@ def test_dict_observations_are_refused_naming_the_wrapper(capsys, tmp_path):
     assert "FlattenObservation" in one_line_error(capsys, train.main, argv)
 
 
+def test_discrete_observations_come_one_hot():
+    """Toy text's Discrete states and Blackjack's Tuple of Discretes reach the agents as float32 one-hot codes,
+    the final observation of a finished game included (the old code refused them)."""
+    env = make_env("FrozenLake-v1", 2, seed=0, env_kwargs={"is_slippery": False})
+    assert env.single_observation_space == gym.spaces.Box(0.0, 1.0, (16,), np.float32)
+    obs, _ = env.reset()
+    assert obs.dtype == np.float32 and obs.tolist() == [[1.0] + [0.0] * 15] * 2  # both start in state 0
+    obs, *_ = env.step(np.array([2, 1]))  # right -> state 1, down -> state 4
+    assert np.flatnonzero(obs[0]).tolist() == [1] and np.flatnonzero(obs[1]).tolist() == [4]
+    env.close()
+    blackjack = make_env("Blackjack-v1", 1, seed=0)
+    assert blackjack.single_observation_space.shape == (32 + 11 + 2,)
+    obs, _ = blackjack.reset()
+    assert obs.sum() == 3.0  # one code per part: the player's sum, the dealer's card, the usable ace
+    blackjack.close()
+
+
+def test_a_toy_text_env_trains_and_evaluates(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train.main(["--agent", "dqn", "--env", "FrozenLake-v1", "--total-steps", "200", "--learning-starts", "50",
+                "--run-dir", str(run_dir), "--no-progress", "--eval-episodes", "2"])
+    evaluate.main([str(run_dir), "--episodes", "2"])
+    assert "dqn on FrozenLake-v1 after 200 steps" in capsys.readouterr().out
+
+
 def test_wrappers_apply_to_each_sub_env():
     """make_env(wrappers=[...]) wraps every sub-env, a class or a function env -> env, in order: the Dict env
     flattened (Discrete 'phase' one-hot, then 't') and rewards scaled by 10."""

@@ -12,7 +12,9 @@ from gymnasium.wrappers.vector import RescaleAction
 from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import make_ale_vector, make_gymnasium_atari
-from rlkit.envs.custom import check_env_kwargs, check_observation_space, env_kwargs_error, parse_env_kwargs
+from rlkit.envs.custom import (check_env_kwargs, check_observation_space, env_kwargs_error,
+                               is_one_hot_space, one_hot_observations,
+                               parse_env_kwargs)
 from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
 from rlkit.errors import UserError
@@ -53,7 +55,9 @@ def make_env(
             (``[FlattenObservation]``); Atari then uses the ``gymnasium`` backend. Runs do not save them: pass them
             again wherever the env is rebuilt.
 
-    Observations must be one array (a Box space): other spaces are refused with the wrapper to use.
+    Observations must be one array (a Box space). Wholly discrete ones (``Discrete``, ``MultiDiscrete``, a
+    ``Tuple`` or ``Dict`` of them: the toy-text envs) become float32 one-hot codes; other spaces are refused with
+    the wrapper to use.
     Box actions with finite bounds are rescaled to [-1, 1] (the env maps them back to its bounds).
 
     Returns:
@@ -74,6 +78,10 @@ def make_env(
         if not env_kwargs:
             raise
         raise env_kwargs_error(resolved.env_id, env_kwargs, error) from None
+    if is_one_hot_space(vec.single_observation_space):  # built again with the one-hot code on each sub-env
+        vec.close()
+        vec = _make_vector(resolved, num_envs, sticky_actions, backend, render, env_kwargs,
+                           [*wrappers, one_hot_observations])
     try:
         check_observation_space(vec.single_observation_space, resolved.env_id)
     except UserError:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from rlkit.errors import UserError
 
@@ -146,9 +147,35 @@ def _parameters(env_id: str) -> list[str] | None:
 
 
 # ---------------------------------------------------------------------------------------------- spaces
+DISCRETE_SPACES = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
+def is_one_hot_space(space: gym.Space) -> bool:
+    """Whether every part of ``space`` is discrete (toy text's ``Discrete``, Blackjack's ``Tuple`` of them): such
+    observations have one faithful array form, the concatenated one-hot codes, which :func:`~rlkit.envs.make_env`
+    gives the agents itself (as SB3 does). A space with a ``Box`` part is left to the user: flattening an image
+    into a vector is a choice, not a given."""
+    if isinstance(space, DISCRETE_SPACES):
+        return True
+    if isinstance(space, gym.spaces.Tuple):
+        return all(is_one_hot_space(part) for part in space.spaces)
+    if isinstance(space, gym.spaces.Dict):
+        return all(is_one_hot_space(part) for part in space.spaces.values())
+    return False
+
+
+def one_hot_observations(env: gym.Env) -> gym.Env:
+    """Wrap one env so its discrete observations come as float32 one-hot codes (gymnasium's ``FlattenObservation``
+    in the dtype the agents compute in: replay buffers then store 4 bytes per entry, not int64's 8)."""
+    env = gym.wrappers.FlattenObservation(env)
+    space = gym.spaces.Box(0.0, 1.0, env.observation_space.shape, np.float32)
+    return gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), space)
+
+
 def check_observation_space(space: gym.Space, env_id: str = "this env") -> None:
     """Refuse, in one line naming the wrapper to use, an observation space rlkit's agents cannot read: they take
-    one array (a ``Box``); ``Dict``, ``Tuple``, ``Discrete`` and the like become one with ``FlattenObservation``.
+    one array (a ``Box``); a ``Dict`` or ``Tuple`` with a ``Box`` part becomes one with ``FlattenObservation``
+    (wholly discrete spaces never get here: :func:`~rlkit.envs.make_env` one-hot codes them).
 
     Raises:
         UserError: for anything but a ``Box``.
