@@ -336,22 +336,26 @@ SHOWN = ("stable-baselines3", "torch", "gymnasium", "ale-py", "mujoco", "numpy")
 """The versions the header prints (the env libraries set the env's share of every figure)."""
 
 
-def venv_versions(python: Path) -> dict[str, str] | None:
-    """The versions of :data:`SHOWN` the venv's python runs, or None when it cannot import SB3."""
+def venv_versions(python: Path, extra: tuple[str, ...] = ()) -> dict[str, str] | None:
+    """The versions of :data:`SHOWN` and the ``extra`` distributions the venv's python runs, or None when it cannot
+    import SB3 or lacks one of them."""
+    names = (*SHOWN, *extra)
     code = ("import json, stable_baselines3; from importlib.metadata import version; "
-            f"print(json.dumps({{name: version(name) for name in {SHOWN!r}}}))")
+            f"print(json.dumps({{name: version(name) for name in {names!r}}}))")
     if not python.exists():
         return None
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
-def ensure_venv(venv: Path) -> dict[str, str]:
-    """Create ``venv`` with SB3 installed (once; later runs reuse it) and return the versions it runs."""
+def ensure_venv(venv: Path, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Create ``venv`` with SB3 and the ``extra`` requirements (``name==version``) installed (once; later runs reuse
+    it) and return the versions it runs."""
     python = venv / "bin" / "python"
-    versions = venv_versions(python)
-    if versions is None or versions["stable-baselines3"] != SB3_VERSION:
-        print(f"installing stable-baselines3=={SB3_VERSION} into {venv}", flush=True)
+    wanted = {"stable-baselines3": SB3_VERSION, **dict(req.split("==") for req in extra)}
+    versions = venv_versions(python, tuple(wanted)[1:])
+    if versions is None or any(versions.get(name) != version for name, version in wanted.items()):
+        print(f"installing {', '.join(f'{n}=={v}' for n, v in wanted.items())} into {venv}", flush=True)
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
         if sys.prefix != sys.base_prefix:  # this python is a venv itself: --system-site-packages would miss it
@@ -362,8 +366,8 @@ def ensure_venv(venv: Path) -> dict[str, str]:
         constraints = venv / "constraints.txt"
         constraints.write_text("\n".join(installed_pins()) + "\n")
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        f"stable-baselines3=={SB3_VERSION}", "-c", str(constraints)], check=True)
-        versions = venv_versions(python)
+                        *(f"{n}=={v}" for n, v in wanted.items()), "-c", str(constraints)], check=True)
+        versions = venv_versions(python, tuple(wanted)[1:])
     ours = metadata.version("torch")
     if versions is None or versions["torch"] != ours:
         raise SystemExit(f"the SB3 venv {venv} runs torch {versions and versions['torch']}, not this interpreter's "
