@@ -10,6 +10,7 @@ import yaml
 
 import train
 from rlkit.agents import AGENTS, WARMUP_FIELDS
+from rlkit.errors import UserError
 from rlkit.hyperparams import HYPERPARAMS_DIR, budgeted_warmup
 from rlkit.jobs import JOBS
 
@@ -103,3 +104,30 @@ def test_a_resumed_run_keeps_its_warmup(tmp_path, capsys):
 def test_warmup_fields_are_real_fields():
     assert all(any(hasattr(spec.preset(f), name) for spec in AGENTS.values() for f in spec.families)
                for name in WARMUP_FIELDS)
+
+
+FAMILY_ENVS = {"atari": ["Breakout"], "mujoco": ["InvertedPendulum", "HalfCheetah"],
+               "other": ["FrozenLake", "CartPole", "Pendulum", "Taxi"]}
+"""Per family an env that no shipped file names (its family preset) and envs that have one."""
+
+
+@pytest.mark.parametrize("agent, family", [(a, f) for a, spec in AGENTS.items() for f in spec.families])
+def test_every_agents_defaults_for_every_family_pass_the_run_checks_at_any_budget(agent, family):
+    """What a user gets with no flag but the budget is a valid config and a run that updates (check_run raises
+    otherwise), from a 2,000-step try to the preset's own budget."""
+    from rlkit.cli.train import prepare
+    from rlkit.envs import resolve_env
+    from rlkit.jobs.agent import check_run
+
+    spec, checked = AGENTS[agent], 0
+    for env in FAMILY_ENVS[family]:
+        assert resolve_env(env).family == family
+        for total in (2_000, 20_000, spec.run_defaults(family).total_steps):
+            try:
+                prepared = prepare(["--agent", agent, "--env", env, "--total-steps", str(total)])
+            except UserError as error:  # an agent that does not take this env's action space says so
+                assert "action space" in str(error), (env, total, error)
+                continue
+            check_run(prepared.settings, prepared.config, memory=False)
+            checked += 1
+    assert checked
