@@ -36,6 +36,8 @@ CASES = {
     # bootstraps from the final observation inside the rollouts.
     "ppo-pendulum": (PPO, PPOConfig(num_steps=128, update_epochs=3, num_minibatches=4, target_kl=0.05),
                      "Pendulum", 2, 3),
+    # One env (the HalfCheetah preset's number): the statistics see one observation per step.
+    "ppo-pendulum-1env": (PPO, PPOConfig(num_steps=256, update_epochs=2, num_minibatches=8), "Pendulum", 1, 2),
     "ppo-cartpole-normalized": (PPO, PPOConfig(num_steps=32, update_epochs=2, num_minibatches=4,
                                                normalize_obs=True, normalize_reward=True), "CartPole", 4, 2),
     "a2c-cartpole": (A2C, A2CConfig(num_steps=5), "CartPole", 4, 6),
@@ -79,6 +81,7 @@ PINNED: dict[str, dict[str, str]] = {
     'a2c-cartpole': {'rollouts': 'e767a905fc11fea8dc88', 'metrics': '356f0c49669e8e460069', 'weights': '99983a02b88b5d6f5327', 'param_sum': '8.386662564487779'},
     'ppo-cartpole': {'rollouts': '74e8edd01c20b286ccea', 'metrics': '278c2042d66cfd35e55e', 'weights': 'd91954470e40f273c382', 'param_sum': '8.996446455399564'},
     'ppo-cartpole-normalized': {'rollouts': '8831e05740a137eedee3', 'metrics': 'faa2d616bcf2fbee7565', 'weights': 'e486835d88db267fd0b2', 'param_sum': '664.8828653859933'},
+    'ppo-pendulum-1env': {'rollouts': '47e6eac9baacea283e5c', 'metrics': '72c23b0d83ee56f0488c', 'weights': 'a6d0c7889861946538f0', 'param_sum': '23270.034901171362'},
     'ppo-pendulum': {'rollouts': 'e0563b320386650a81be', 'metrics': '412596b2c0af264df568', 'weights': '07317eaa388333eff7a3', 'param_sum': '23440.75527248308'},
     'reinforce-cartpole': {'rollouts': '64d3778b1aacdd96fb41', 'metrics': '25cc5eff7780cbb9119e', 'weights': 'e690ecb95c13d0c8cb60', 'param_sum': '9.075209345435724'},
     'trpo-pendulum': {'rollouts': 'bcd59e257c5e89eeb619', 'metrics': 'c6ba0e5fcfa5f3517110', 'weights': '184821821606eab50c7d', 'param_sum': '14723.298874061802'},
@@ -96,3 +99,28 @@ if __name__ == "__main__":
     for case in sorted(CASES):
         print(f"    {case!r}: {fingerprint(case)!r},")
     print("}")
+
+
+def reference_update(rms, batch: torch.Tensor) -> None:
+    """RunningMeanStd.update as it was in torch before its numpy path (one process)."""
+    batch = batch.to(torch.float64).reshape(-1, *rms.mean.shape)
+    batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+    delta, total = batch_mean - rms.mean, rms.count + n
+    rms.mean += delta * n / total
+    rms.var.copy_((rms.var * rms.count + batch_var * n + delta.pow(2) * rms.count * n / total) / total)
+    rms.count.copy_(total)
+
+
+@pytest.mark.parametrize("shape", [(), (3,)])
+@pytest.mark.parametrize("n", [1, 5])
+def test_running_mean_std_numpy_path_equals_the_torch_arithmetic_bitwise(shape, n):
+    from rlkit.nets import RunningMeanStd
+
+    fast, reference = RunningMeanStd(shape), RunningMeanStd(shape)
+    gen = torch.Generator().manual_seed(n)
+    for step in range(200):
+        batch = torch.randn((n, *shape), generator=gen, dtype=torch.float64) * 10 ** (step % 7 - 3) + step
+        fast.update(batch if step % 2 else batch.float())
+        reference_update(reference, batch if step % 2 else batch.float())
+        for a, b in zip(fast.state_dict().values(), reference.state_dict().values()):
+            assert torch.equal(a, b)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical
@@ -181,6 +182,9 @@ class RunningMeanStd(nn.Module):
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
         batch = batch.to(self.mean.device, torch.float64).reshape(-1, *self.mean.shape)
+        if self.all_reduce is None and batch.device.type == "cpu":
+            self._update_numpy(batch.detach().numpy())
+            return
         batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
         if self.all_reduce is not None:  # the moments of every process's batch
             moments = torch.cat([torch.tensor([float(n)], dtype=torch.float64, device=batch.device),
@@ -193,6 +197,21 @@ class RunningMeanStd(nn.Module):
         self.mean += delta * n / total
         self.var.copy_((self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total) / total)
         self.count.copy_(total)
+
+    def _update_numpy(self, batch: np.ndarray) -> None:
+        """:meth:`update` on the CPU for one process, the same float64 operations in the same order, done by
+        numpy on views of the buffers: acting calls this every step, where a dozen tiny torch ops cost ~50 us."""
+        mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
+        n = batch.shape[0]
+        if n == 1:  # one env: the batch's moments are exact (torch gives the same x and 0)
+            batch_mean, batch_var = batch[0], np.zeros_like(batch[0])
+        else:  # torch's reductions, whose summation order numpy's need not share
+            tensor = torch.from_numpy(batch)
+            batch_mean, batch_var = tensor.mean(0).numpy(), tensor.var(0, unbiased=False).numpy()
+        delta, total = batch_mean - mean, count + n
+        mean += delta * n / total
+        var[...] = (var * count + batch_var * n + delta ** 2 * count * n / total) / total
+        count[...] = total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scaled = (x - self.mean.to(x.dtype)) / torch.sqrt(self.var.to(x.dtype) + self.epsilon)
