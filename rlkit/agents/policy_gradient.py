@@ -139,9 +139,8 @@ class PolicyAgent(Agent):
     def policy_step(self, obs: np.ndarray) -> PolicyStep:
         """Sample actions for training; updates the observation statistics."""
         x = self._observe(obs, update_stats=True)
-        dist, values = self.net(x)
-        actions = dist.sample()
-        return PolicyStep(x, actions, self._to_env(actions), dist.log_prob(actions), values)
+        actions, log_probs, values = self.net.sample(x)
+        return PolicyStep(x, actions, self._to_env(actions), log_probs, values)
 
     @torch.no_grad()
     def value_of(self, obs: np.ndarray) -> torch.Tensor:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rlkit.errors import UserError
 from rlkit.nets.resnet import CifarResNet
@@ -29,9 +30,16 @@ class MLP(nn.Module):
             width = size
         self.layers = nn.Sequential(*layers)
         self.out_features = width
+        # forward applies these directly: for the small MLPs of RL the nn.Module call around each layer costs
+        # more than the layer (acting runs one observation at a time). Plain lists: not registered twice.
+        self._linears = [m for m in self.layers if isinstance(m, nn.Linear)]
+        self._activations = [m for m in self.layers if isinstance(m, activation)]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.layers(obs.float())
+        x = obs.float().flatten(1)  # the nn.Flatten at layers[0]
+        for linear, act in zip(self._linears, self._activations):
+            x = act.forward(F.linear(x, linear.weight, linear.bias))
+        return x
 
 
 class NatureCNN(nn.Module):

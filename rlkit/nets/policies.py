@@ -64,6 +64,15 @@ class CategoricalHead(nn.Module):
     def forward(self, features: torch.Tensor) -> Categorical:
         return Categorical(logits=self.logits(features))
 
+    def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions sampled from ``forward(features)`` and their log-probs, computed as torch's Categorical
+        computes them (same random draws, same numbers) but without building one: in per-step acting its
+        construction and argument checks cost more than the math."""
+        logits = self.logits(features)
+        log_pmf = logits - logits.logsumexp(dim=-1, keepdim=True)  # Categorical.logits
+        actions = torch.multinomial(torch.softmax(log_pmf, dim=-1), 1, True).squeeze(-1)  # Categorical.sample
+        return actions, log_pmf.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
 
 class GaussianHead(nn.Module):
     """Features -> a diagonal Gaussian whose log std is a learned parameter independent of the state."""
@@ -75,6 +84,12 @@ class GaussianHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> DiagGaussian:
         return DiagGaussian(self.mean(features), self.log_std)
+
+    def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions sampled from ``forward(features)`` and their log-probs."""
+        dist = self(features)
+        actions = dist.sample()
+        return actions, dist.log_prob(actions)
 
 
 class ValueHead(nn.Module):
@@ -148,6 +163,12 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value_head(self.critic_torso(obs))
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sampled actions, their log-probs and V(s): what acting needs, without a distribution object."""
+        features = self.actor_torso(obs)
+        actions, log_probs = self.policy_head.sample(features)
+        return actions, log_probs, self.value_head(features if self.shared else self.critic_torso(obs))
 
     def forward(self, obs: torch.Tensor) -> tuple[DiagGaussian | Categorical, torch.Tensor]:
         if self.shared:
