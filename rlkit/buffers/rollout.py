@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -42,10 +43,11 @@ def gae(
     next_values = next_values * (1.0 - terminated)
     episode_goes_on = 1.0 - torch.maximum(terminated, truncated)
     deltas = rewards + gamma * next_values - values
+    discounts = gamma * lam * episode_goes_on  # all at once: the loop below is the only sequential part
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(last_values)
     for t in reversed(range(rewards.shape[0])):
-        running = deltas[t] + gamma * lam * episode_goes_on[t] * running
+        running = deltas[t] + discounts[t] * running
         advantages[t] = running
     return advantages, advantages + values
 
@@ -106,17 +108,20 @@ class RolloutBuffer:
         self.log_probs, self.values, self.rewards = zeros(*tn), zeros(*tn), zeros(*tn)
         self.terminated, self.truncated, self.final_values = zeros(*tn), zeros(*tn), zeros(*tn)
         self.advantages, self.returns, self.weights = zeros(*tn), zeros(*tn), torch.ones(tn, device=self.device)
+        # What the env gives (numpy rewards and flags) is gathered here and moved to the device once, in
+        # finish(): a tensor conversion per field and step costs more than the step's whole write.
+        self._env_rows = np.zeros((3, *tn), dtype=np.float32)  # rewards, terminated, truncated
         self.step = 0
 
     def add(self, obs, actions, log_probs, values, rewards, terminated, truncated, final_values=None) -> None:
-        """Store one vector step (each argument has a leading ``num_envs`` axis)."""
+        """Store one vector step (each argument has a leading ``num_envs`` axis). ``rewards``, ``terminated``
+        and ``truncated`` reach :attr:`rewards`, :attr:`terminated` and :attr:`truncated` in :meth:`finish`."""
         t = self.step
         self.obs[t] = torch.as_tensor(obs, device=self.device)
         self.actions[t] = torch.as_tensor(actions, device=self.device)
         self.log_probs[t], self.values[t] = log_probs, values
-        self.rewards[t] = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
-        self.terminated[t] = torch.as_tensor(terminated, dtype=torch.float32, device=self.device)
-        self.truncated[t] = torch.as_tensor(truncated, dtype=torch.float32, device=self.device)
+        env_rows = self._env_rows[:, t]
+        env_rows[0], env_rows[1], env_rows[2] = rewards, terminated, truncated  # cast to float32 as torch did
         self.final_values[t] = 0.0 if final_values is None else final_values
         self.step += 1
 
@@ -130,6 +135,9 @@ class RolloutBuffer:
         ``mask_unfinished`` gives weight 0 to the steps after each sub-env's last episode end (Monte Carlo
         methods cannot use them yet).
         """
+        env_rows = torch.from_numpy(self._env_rows).to(self.device)
+        for field, rows in zip((self.rewards, self.terminated, self.truncated), env_rows):
+            field.copy_(rows)
         self.advantages, self.returns = gae(self.rewards, self.values, self.terminated, self.truncated,
                                             last_values, gamma, lam, self.final_values)
         if mask_unfinished:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,9 @@ class RewardScaler:
 
     def __call__(self, rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
         self.returns = self.returns * self.gamma + rewards
-        self.stats.update(torch.as_tensor(self.returns))
+        self.stats.update(torch.from_numpy(self.returns))
         self.returns[done] = 0.0
-        scale = float(torch.sqrt(self.stats.var + self.stats.epsilon))
+        scale = math.sqrt(float(self.stats.var) + self.stats.epsilon)  # float64 as torch.sqrt did, without its overhead
         return np.clip(rewards / scale, -self.clip, self.clip)
 
     def state_dict(self) -> dict[str, Any]:
