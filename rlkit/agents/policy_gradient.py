@@ -133,7 +133,8 @@ class PolicyAgent(Agent):
 
     def _to_env(self, actions: torch.Tensor) -> np.ndarray:
         actions = actions.cpu().numpy()
-        return np.clip(actions, self.action_low, self.action_high) if self.continuous else actions
+        # np.minimum/np.maximum: what np.clip computes, without its ~5 us of Python wrappers per step
+        return np.minimum(np.maximum(actions, self.action_low), self.action_high) if self.continuous else actions
 
     @torch.no_grad()
     def policy_step(self, obs: np.ndarray) -> PolicyStep:

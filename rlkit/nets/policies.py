@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -21,8 +22,8 @@ class DiagGaussian:
         self.mean = mean
         self.log_std = log_std.expand_as(mean)
 
-    @property
-    def std(self) -> torch.Tensor:
+    @functools.cached_property
+    def std(self) -> torch.Tensor:  # once: sample() and log_prob() of one step both need it
         return self.log_std.exp()
 
     @property
@@ -224,14 +225,16 @@ class RunningMeanStd(nn.Module):
         numpy on views of the buffers: acting calls this every step, where a dozen tiny torch ops cost ~50 us."""
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
         n = batch.shape[0]
-        if n == 1:  # one env: the batch's moments are exact (torch gives the same x and 0)
-            batch_mean, batch_var = batch[0], np.zeros_like(batch[0])
+        if n == 1:  # one env: the batch's mean is x and its variance 0 (exactly, in torch too), so the terms
+            delta, total = batch[0] - mean, count + 1  # with n and batch_var drop out of the same formula
+            mean += delta / total
+            var[...] = (var * count + delta ** 2 * count / total) / total
         else:  # torch's reductions, whose summation order numpy's need not share
             tensor = torch.from_numpy(batch)
             batch_mean, batch_var = tensor.mean(0).numpy(), tensor.var(0, unbiased=False).numpy()
-        delta, total = batch_mean - mean, count + n
-        mean += delta * n / total
-        var[...] = (var * count + batch_var * n + delta ** 2 * count * n / total) / total
+            delta, total = batch_mean - mean, count + n
+            mean += delta * n / total
+            var[...] = (var * count + batch_var * n + delta ** 2 * count * n / total) / total
         count[...] = total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ class RewardScaler:
         self.stats.update(torch.from_numpy(self.returns))
         self.returns[done] = 0.0
         scale = math.sqrt(float(self.stats.var) + self.stats.epsilon)  # float64 as torch.sqrt did, without its overhead
-        return np.clip(rewards / scale, -self.clip, self.clip)
+        return np.minimum(np.maximum(rewards / scale, -self.clip), self.clip)  # np.clip without its wrappers
 
     def state_dict(self) -> dict[str, Any]:
         return {"returns": torch.as_tensor(self.returns), "stats": self.stats.state_dict()}
