@@ -2,8 +2,8 @@
 
 A few rollouts and updates of each agent with a fixed seed, fingerprinted: SHA-256 of the exact bytes of the
 collected rollouts, the metrics, and the final weights and statistics. The pinned digests were recorded on the
-code before the speed work (commit "Tests: pin ... fingerprints", before "PPO acting ... faster"), so a change
-that moves any action, loss or weight by one ulp fails here.
+code before the speed work (commit 50e62e1), so a change that moves any action, loss or weight by one ulp fails
+here. The numpy fast paths of RunningMeanStd are also checked against the torch arithmetic they replace.
 
 The digests depend on the float arithmetic of this machine's torch build (x86-64 CPU, one thread, torch 2.x);
 on another CPU or torch version they may legitimately differ: re-record them there with the code before the
@@ -118,9 +118,23 @@ def test_running_mean_std_numpy_path_equals_the_torch_arithmetic_bitwise(shape, 
 
     fast, reference = RunningMeanStd(shape), RunningMeanStd(shape)
     gen = torch.Generator().manual_seed(n)
-    for step in range(200):
+    for step in range(3000):
         batch = torch.randn((n, *shape), generator=gen, dtype=torch.float64) * 10 ** (step % 7 - 3) + step
         fast.update(batch if step % 2 else batch.float())
         reference_update(reference, batch if step % 2 else batch.float())
         for a, b in zip(fast.state_dict().values(), reference.state_dict().values()):
             assert torch.equal(a, b)
+
+
+def test_running_mean_std_numpy_path_squares_like_torch():
+    """numpy's scalar ``x ** 2`` goes through pow() and can be an ulp off torch's ``x.pow(2)`` (= x * x): scalar
+    statistics (the reward scaler's, one env) hit it. Fresh statistics per value, so delta is the value itself."""
+    from rlkit.nets import RunningMeanStd
+
+    values = torch.randn(2000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    values[0] = 1.9227996147605821  # np.float64(x) ** 2 != x * x
+    for value in values:
+        fast, reference = RunningMeanStd(()), RunningMeanStd(())
+        fast.update(value[None])
+        reference_update(reference, value[None])
+        assert torch.equal(fast.var, reference.var) and torch.equal(fast.mean, reference.mean)

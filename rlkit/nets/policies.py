@@ -222,19 +222,21 @@ class RunningMeanStd(nn.Module):
 
     def _update_numpy(self, batch: np.ndarray) -> None:
         """:meth:`update` on the CPU for one process, the same float64 operations in the same order, done by
-        numpy on views of the buffers: acting calls this every step, where a dozen tiny torch ops cost ~50 us."""
+        numpy on views of the buffers: acting calls this every step, where a dozen tiny torch ops cost ~50 us.
+        Only correctly rounded operations (+ - * /) are moved: ``delta * delta`` is torch's ``pow(2)``, while
+        numpy's scalar ``** 2`` calls pow() and torch's sqrt is not always numpy's (tests pin both)."""
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
         n = batch.shape[0]
         if n == 1:  # one env: the batch's mean is x and its variance 0 (exactly, in torch too), so the terms
             delta, total = batch[0] - mean, count + 1  # with n and batch_var drop out of the same formula
             mean += delta / total
-            var[...] = (var * count + delta ** 2 * count / total) / total
+            var[...] = (var * count + delta * delta * count / total) / total
         else:  # torch's reductions, whose summation order numpy's need not share
             tensor = torch.from_numpy(batch)
             batch_mean, batch_var = tensor.mean(0).numpy(), tensor.var(0, unbiased=False).numpy()
             delta, total = batch_mean - mean, count + n
             mean += delta * n / total
-            var[...] = (var * count + batch_var * n + delta ** 2 * count * n / total) / total
+            var[...] = (var * count + batch_var * n + delta * delta * count * n / total) / total
         count[...] = total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

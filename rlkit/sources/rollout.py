@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ class RewardScaler:
         self.returns = self.returns * self.gamma + rewards
         self.stats.update(torch.from_numpy(self.returns))
         self.returns[done] = 0.0
-        scale = math.sqrt(float(self.stats.var) + self.stats.epsilon)  # float64 as torch.sqrt did, without its overhead
+        scale = float(torch.sqrt(self.stats.var + self.stats.epsilon))  # torch's sqrt: math.sqrt can differ by an ulp
         return np.minimum(np.maximum(rewards / scale, -self.clip), self.clip)  # np.clip without its wrappers
 
     def state_dict(self) -> dict[str, Any]:
