@@ -24,20 +24,21 @@ class MLP(nn.Module):
     def __init__(self, in_features: int, hidden: Sequence[int] = (256, 256), activation: type[nn.Module] = nn.ReLU):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
+        # forward applies the layers itself: for the small MLPs of RL the nn.Module call around each layer costs
+        # more than the layer (acting runs one observation at a time). A plain list: nothing registered twice.
+        self._pairs: list[tuple[nn.Linear, nn.Module]] = []
         width = in_features
         for size in hidden:
-            layers += [nn.Linear(width, size), activation()]
+            linear, act = nn.Linear(width, size), activation()
+            layers += [linear, act]
+            self._pairs.append((linear, act))
             width = size
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*layers)  # holds the parameters (state_dict keys layers.1.weight, ...)
         self.out_features = width
-        # forward applies these directly: for the small MLPs of RL the nn.Module call around each layer costs
-        # more than the layer (acting runs one observation at a time). Plain lists: not registered twice.
-        self._linears = [m for m in self.layers if isinstance(m, nn.Linear)]
-        self._activations = [m for m in self.layers if isinstance(m, activation)]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.float().flatten(1)  # the nn.Flatten at layers[0]
-        for linear, act in zip(self._linears, self._activations):
+        for linear, act in self._pairs:  # what self.layers(x) computes, without the per-module call overhead
             x = act.forward(F.linear(x, linear.weight, linear.bias))
         return x
 

@@ -223,8 +223,9 @@ class RunningMeanStd(nn.Module):
     def _update_numpy(self, batch: np.ndarray) -> None:
         """:meth:`update` on the CPU for one process, the same float64 operations in the same order, done by
         numpy on views of the buffers: acting calls this every step, where a dozen tiny torch ops cost ~50 us.
-        Only correctly rounded operations (+ - * /) are moved: ``delta * delta`` is torch's ``pow(2)``, while
-        numpy's scalar ``** 2`` calls pow() and torch's sqrt is not always numpy's (tests pin both)."""
+        Only correctly rounded operations (+ - * /) move to numpy: ``delta * delta`` is torch's ``pow(2)``
+        (numpy's scalar ``** 2`` calls pow(), an ulp off at times). torch's sqrt is not always numpy's either, which
+        is why ``forward`` stays in torch. tests/test_ppo_speed_paths.py checks this against the torch code."""
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
         n = batch.shape[0]
         if n == 1:  # one env: the batch's mean is x and its variance 0 (exactly, in torch too), so the terms
