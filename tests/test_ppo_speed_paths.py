@@ -1,13 +1,17 @@
 """The fast acting and rollout paths of the policy-gradient agents change no number (issue 18).
 
-A few rollouts and updates of each agent with a fixed seed, fingerprinted: SHA-256 of the exact bytes of the
-collected rollouts, the metrics, and the final weights and statistics. The pinned digests were recorded on the
-code before the speed work (commit 50e62e1), so a change that moves any action, loss or weight by one ulp fails
-here. The numpy fast paths of RunningMeanStd are also checked against the torch arithmetic they replace.
+Each CASE trains an agent for a few rollouts and updates from a fixed seed twice in this process: once with the
+code as it is, once with the code paths the speed work replaced put back (the reference implementations below,
+copied from commit 50e62e1 and monkeypatched onto the classes: RunningMeanStd.update in torch, MLP.forward
+through nn.Sequential, policy_step through the torch distribution's sample() and log_prob(), DiagGaussian.std
+recomputed on every use, np.clip, the rollout buffer's per-step tensor writes, the old GAE loop and the old
+RewardScaler arithmetic). The collected rollouts, the metrics of every update and the final weights and
+statistics must be the same bytes. Both runs use this machine's torch kernels, so the comparison holds on any
+CPU, and a change that moves any action, loss or weight by one ulp fails it. (PPO.update's parameter list, once
+per update instead of once per minibatch, is not put back: optimizer_step lists ``params`` first either way.)
 
-The digests depend on the float arithmetic of this machine's torch build (x86-64 CPU, one thread, torch 2.x);
-on another CPU or torch version they may legitimately differ: re-record them there with the code before the
-change (``python tests/test_ppo_speed_paths.py`` prints them).
+The numpy fast paths of RunningMeanStd and the bulk discounts of GAE are also checked directly against the torch
+arithmetic they replace, in process.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ import numpy as np
 import pytest
 import torch
 
+import rlkit.buffers.rollout as rollout_module
 from rlkit.agents import A2C, PPO, PPOConfig, REINFORCE, TRPO
 from rlkit.agents.a2c import A2CConfig
+from rlkit.agents.policy_gradient import PolicyAgent, PolicyStep
 from rlkit.agents.reinforce import REINFORCEConfig
 from rlkit.agents.trpo import TRPOConfig
+from rlkit.buffers.rollout import RolloutBuffer
 from rlkit.envs import make_env
+from rlkit.nets import MLP, ActorCritic, CategoricalHead, DiagGaussian, GaussianHead, RunningMeanStd
 from rlkit.sources import RolloutSource
+from rlkit.sources.rollout import RewardScaler
 
 # name -> (agent class, config, env, num_envs, rollouts)
 CASES = {
@@ -46,6 +55,120 @@ CASES = {
 }
 
 
+# ---------------------------------------------------------------- the code paths before the speed work (50e62e1)
+
+@torch.no_grad()
+def reference_update(rms, batch: torch.Tensor) -> None:
+    """RunningMeanStd.update as it was, all in torch."""
+    batch = batch.to(rms.mean.device, torch.float64).reshape(-1, *rms.mean.shape)
+    batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+    if rms.all_reduce is not None:  # the moments of every process's batch
+        moments = torch.cat([torch.tensor([float(n)], dtype=torch.float64, device=batch.device),
+                             batch.sum(0).flatten(), batch.pow(2).sum(0).flatten()])
+        rms.all_reduce(moments)
+        n, size = moments[0], batch_mean.numel()
+        batch_mean = (moments[1:1 + size] / n).view_as(batch_mean)
+        batch_var = (moments[1 + size:] / n).view_as(batch_var) - batch_mean.pow(2)
+    delta, total = batch_mean - rms.mean, rms.count + n
+    rms.mean += delta * n / total
+    rms.var.copy_((rms.var * rms.count + batch_var * n + delta.pow(2) * rms.count * n / total) / total)
+    rms.count.copy_(total)
+
+
+def reference_mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:
+    return self.layers(obs.float())  # nn.Sequential: nn.Flatten, then a Module call per layer
+
+
+def reference_std(self) -> torch.Tensor:  # a plain property: exp() on every use
+    return self.log_std.exp()
+
+
+def reference_to_env(self, actions: torch.Tensor) -> np.ndarray:
+    actions = actions.cpu().numpy()
+    return np.clip(actions, self.action_low, self.action_high) if self.continuous else actions
+
+
+@torch.no_grad()
+def reference_policy_step(self, obs: np.ndarray) -> PolicyStep:
+    x = self._observe(obs, update_stats=True)
+    dist, values = self.net(x)  # a torch Categorical or a DiagGaussian
+    actions = dist.sample()
+    return PolicyStep(x, actions, self._to_env(actions), dist.log_prob(actions), values)
+
+
+def reference_gae(rewards, values, terminated, truncated, last_values, gamma, lam, final_values=None):
+    terminated, truncated = terminated.float(), truncated.float()
+    next_values = torch.cat([values[1:], last_values[None]], dim=0)
+    if final_values is None:
+        final_values = torch.zeros_like(values)
+    next_values = torch.where(truncated.bool(), final_values, next_values)
+    next_values = next_values * (1.0 - terminated)
+    episode_goes_on = 1.0 - torch.maximum(terminated, truncated)
+    deltas = rewards + gamma * next_values - values
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(last_values)
+    for t in reversed(range(rewards.shape[0])):
+        running = deltas[t] + gamma * lam * episode_goes_on[t] * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def reference_buffer_add(self, obs, actions, log_probs, values, rewards, terminated, truncated,
+                         final_values=None) -> None:
+    t = self.step
+    self.obs[t] = torch.as_tensor(obs, device=self.device)
+    self.actions[t] = torch.as_tensor(actions, device=self.device)
+    self.log_probs[t], self.values[t] = log_probs, values
+    self.rewards[t] = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
+    self.terminated[t] = torch.as_tensor(terminated, dtype=torch.float32, device=self.device)
+    self.truncated[t] = torch.as_tensor(truncated, dtype=torch.float32, device=self.device)
+    self.final_values[t] = 0.0 if final_values is None else final_values
+    self.step += 1
+
+
+def reference_buffer_finish(self, last_values, gamma, lam, mask_unfinished=False) -> None:
+    self.advantages, self.returns = reference_gae(self.rewards, self.values, self.terminated, self.truncated,
+                                                  last_values, gamma, lam, self.final_values)
+    if mask_unfinished:
+        ended = torch.maximum(self.terminated, self.truncated)
+        self.weights = ended.flip(0).cummax(0).values.flip(0)
+
+
+def reference_reward_scaler_call(self, rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
+    self.returns = self.returns * self.gamma + rewards
+    self.stats.update(torch.as_tensor(self.returns))
+    self.returns[done] = 0.0
+    scale = float(torch.sqrt(self.stats.var + self.stats.epsilon))
+    return np.clip(rewards / scale, -self.clip, self.clip)
+
+
+def _not_on_the_old_paths(*args, **kwargs):
+    raise AssertionError("a fast path ran while the old code paths were patched in")
+
+
+def old_code_paths(monkeypatch) -> None:
+    """Put the code paths of 50e62e1 back (undone when the test ends); the new-only methods raise if reached."""
+    for owner, name, old in [
+        (RunningMeanStd, "update", reference_update),
+        (RunningMeanStd, "_update_numpy", _not_on_the_old_paths),
+        (MLP, "forward", reference_mlp_forward),
+        (DiagGaussian, "std", property(reference_std)),
+        (PolicyAgent, "_to_env", reference_to_env),
+        (PolicyAgent, "policy_step", reference_policy_step),
+        (ActorCritic, "sample", _not_on_the_old_paths),
+        (CategoricalHead, "sample", _not_on_the_old_paths),
+        (GaussianHead, "sample", _not_on_the_old_paths),
+        (rollout_module, "gae", reference_gae),
+        (RolloutBuffer, "add", reference_buffer_add),
+        (RolloutBuffer, "finish", reference_buffer_finish),
+        (RewardScaler, "__call__", reference_reward_scaler_call),
+    ]:
+        assert hasattr(owner, name), (owner, name)  # a renamed method would otherwise be patched in vain
+        monkeypatch.setattr(owner, name, old)
+
+
+# ---------------------------------------------------------------- fingerprints
+
 def _digest(tensors) -> str:
     h = hashlib.sha256()
     for t in tensors:
@@ -55,7 +178,8 @@ def _digest(tensors) -> str:
     return h.hexdigest()[:20]
 
 
-def fingerprint(name: str) -> dict[str, str]:
+def fingerprint(name: str) -> dict[str, list[str]]:
+    """Per rollout: the digest of the collected batch and the update's metrics; the final weights' digest."""
     agent_class, config, env_name, num_envs, rollouts = CASES[name]
     config = dataclasses.replace(config)
     env = make_env(env_name, num_envs, seed=0)
@@ -65,7 +189,7 @@ def fingerprint(name: str) -> dict[str, str]:
     batches, metrics = [], []
     for _ in range(rollouts):
         batch = source.next()
-        batches += [field.clone() for field in batch]
+        batches.append(_digest([field.clone() for field in batch]))
         metrics.append(repr(sorted(agent.update(batch).items())))
     env.close()
     state = [p for p in agent.net.state_dict().values()]
@@ -73,49 +197,23 @@ def fingerprint(name: str) -> dict[str, str]:
         state += list(agent.obs_norm.state_dict().values())
     if source.reward_scaler is not None:
         state += [source.reward_scaler.returns, *source.reward_scaler.stats.state_dict().values()]
-    return {"rollouts": _digest(batches), "metrics": hashlib.sha256("".join(metrics).encode()).hexdigest()[:20],
-            "weights": _digest(state), "param_sum": repr(float(sum(torch.as_tensor(p).double().sum() for p in state)))}
-
-
-PINNED: dict[str, dict[str, str]] = {
-    'a2c-cartpole': {'rollouts': 'e767a905fc11fea8dc88', 'metrics': '356f0c49669e8e460069', 'weights': '99983a02b88b5d6f5327', 'param_sum': '8.386662564487779'},
-    'ppo-cartpole': {'rollouts': '74e8edd01c20b286ccea', 'metrics': '278c2042d66cfd35e55e', 'weights': 'd91954470e40f273c382', 'param_sum': '8.996446455399564'},
-    'ppo-cartpole-normalized': {'rollouts': '8831e05740a137eedee3', 'metrics': 'faa2d616bcf2fbee7565', 'weights': 'e486835d88db267fd0b2', 'param_sum': '664.8828653859933'},
-    'ppo-pendulum-1env': {'rollouts': '47e6eac9baacea283e5c', 'metrics': '72c23b0d83ee56f0488c', 'weights': 'a6d0c7889861946538f0', 'param_sum': '23270.034901171362'},
-    'ppo-pendulum': {'rollouts': 'e0563b320386650a81be', 'metrics': '412596b2c0af264df568', 'weights': '07317eaa388333eff7a3', 'param_sum': '23440.75527248308'},
-    'reinforce-cartpole': {'rollouts': '64d3778b1aacdd96fb41', 'metrics': '25cc5eff7780cbb9119e', 'weights': 'e690ecb95c13d0c8cb60', 'param_sum': '9.075209345435724'},
-    'trpo-pendulum': {'rollouts': 'bcd59e257c5e89eeb619', 'metrics': 'c6ba0e5fcfa5f3517110', 'weights': '184821821606eab50c7d', 'param_sum': '14723.298874061802'},
-}
+    return {"rollouts": batches, "metrics": metrics, "weights": [_digest(state)]}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_training_is_bit_identical_to_the_code_before_the_speed_work(name):
-    assert fingerprint(name) == PINNED[name]
+def test_training_is_bit_identical_to_the_code_paths_before_the_speed_work(name, monkeypatch):
+    new = fingerprint(name)
+    with monkeypatch.context() as patched:
+        old_code_paths(patched)
+        old = fingerprint(name)
+    assert new == old
 
 
-if __name__ == "__main__":
-    torch.set_num_threads(1)
-    print("PINNED = {")
-    for case in sorted(CASES):
-        print(f"    {case!r}: {fingerprint(case)!r},")
-    print("}")
-
-
-def reference_update(rms, batch: torch.Tensor) -> None:
-    """RunningMeanStd.update as it was in torch before its numpy path (one process)."""
-    batch = batch.to(torch.float64).reshape(-1, *rms.mean.shape)
-    batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
-    delta, total = batch_mean - rms.mean, rms.count + n
-    rms.mean += delta * n / total
-    rms.var.copy_((rms.var * rms.count + batch_var * n + delta.pow(2) * rms.count * n / total) / total)
-    rms.count.copy_(total)
-
+# ---------------------------------------------------------------- the fast paths one by one
 
 @pytest.mark.parametrize("shape", [(), (3,)])
 @pytest.mark.parametrize("n", [1, 5])
 def test_running_mean_std_numpy_path_equals_the_torch_arithmetic_bitwise(shape, n):
-    from rlkit.nets import RunningMeanStd
-
     fast, reference = RunningMeanStd(shape), RunningMeanStd(shape)
     gen = torch.Generator().manual_seed(n)
     for step in range(3000):
@@ -129,12 +227,25 @@ def test_running_mean_std_numpy_path_equals_the_torch_arithmetic_bitwise(shape, 
 def test_running_mean_std_numpy_path_squares_like_torch():
     """numpy's scalar ``x ** 2`` goes through pow() and can be an ulp off torch's ``x.pow(2)`` (= x * x): scalar
     statistics (the reward scaler's, one env) hit it. Fresh statistics per value, so delta is the value itself."""
-    from rlkit.nets import RunningMeanStd
-
     values = torch.randn(2000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
-    values[0] = 1.9227996147605821  # np.float64(x) ** 2 != x * x
+    values[0] = 1.9227996147605821  # np.float64(x) ** 2 != x * x (on the CPU this was found on)
     for value in values:
         fast, reference = RunningMeanStd(()), RunningMeanStd(())
         fast.update(value[None])
         reference_update(reference, value[None])
         assert torch.equal(fast.var, reference.var) and torch.equal(fast.mean, reference.mean)
+
+
+@pytest.mark.parametrize("final_values", [False, True])
+def test_gae_bulk_discounts_equal_the_old_loop_bitwise(final_values):
+    gen = torch.Generator().manual_seed(int(final_values))
+    t, n = 257, 6
+    rewards, values = torch.randn(t, n, generator=gen), torch.randn(t, n, generator=gen)
+    terminated = (torch.rand(t, n, generator=gen) < 0.05).float()
+    truncated = (torch.rand(t, n, generator=gen) < 0.05).float() * (1 - terminated)
+    last_values = torch.randn(n, generator=gen)
+    finals = torch.randn(t, n, generator=gen) if final_values else None
+    for gamma, lam in [(0.99, 0.95), (0.98, 0.8), (0.9, 1.0), (1.0, 1.0)]:
+        got = rollout_module.gae(rewards, values, terminated, truncated, last_values, gamma, lam, finals)
+        want = reference_gae(rewards, values, terminated, truncated, last_values, gamma, lam, finals)
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
