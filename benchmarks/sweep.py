@@ -128,7 +128,10 @@ def play(predict, env_id: str, episodes: int, seed: int) -> list[float]:
         env.action_space.seed(seed + i)
         total = 0.0
         for _ in range(limit):
-            obs, reward, terminated, truncated, _ = env.step(predict(obs, env))
+            action = predict(obs, env)
+            if isinstance(env.action_space, gym.spaces.Discrete):
+                action = int(action)  # SB3's predict gives a 0-d array, which toy text's tables cannot index
+            obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             if terminated or truncated:
                 break
