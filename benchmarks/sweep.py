@@ -393,8 +393,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     plan = build_plan(args.agents, args.families, args.budgets, list(range(1, args.seeds + 1)), args.envs)
     results = load_results(args.results)
-    if args.report:
-        print_report(summarize(results, plan), args.markdown)
+    if args.report:  # against the current defaults: runs of other configs are stale
+        fingerprints = {cell: rlkit_fingerprint(*cell) for cell in dict.fromkeys(run.cell for run in plan)}
+        print_report(summarize(results, plan, fingerprints), args.markdown)
         return
     if args.dry_run:
         cells = len({run.cell for run in plan})
@@ -411,9 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; rlkit {commit}; "
           f"{', '.join(f'{k} {v}' for k, v in versions.items())}")
     print(f"CPU: {cpu['model']}, {cpu['cpus']} CPUs\nflags: {cpu['flags']}", flush=True)
-    fingerprints = {}
-    for cell in dict.fromkeys(run.cell for run in plan):
-        fingerprints[cell] = rlkit_fingerprint(*cell)
+    fingerprints = {cell: rlkit_fingerprint(*cell) for cell in dict.fromkeys(run.cell for run in plan)}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
 
