@@ -86,7 +86,7 @@ def ppo(name: str, env: str, sb3_env: str, num_envs: int, num_steps: int, num_mi
         name, "ppo", env, sb3_env, num_envs, copies=copies, atari=atari, sb3_normalize=normalize,
         rlkit={**common, "num_steps": num_steps, "num_minibatches": num_minibatches, "update_epochs": epochs,
                "learning_rate": lr, "anneal_lr": True, "clip_coef": clip, "clip_vloss": True,
-               "normalize_obs": normalize, "normalize_reward": normalize},
+               "normalize_obs": normalize, "normalize_reward": normalize, **SB3_PPO_POLICY},
         sb3={**common, "n_steps": num_steps, "batch_size": rollout // num_minibatches, "n_epochs": epochs,
              "learning_rate": f"lin_{lr}", "clip_range": clip, "clip_range_vf": clip},
         warmup_steps=2 * rollout, updates_per_step=epochs * num_minibatches / rollout)
@@ -97,11 +97,16 @@ def sac(name: str, env: str, sb3_env: str, copies: int = 1) -> Workload:
     shared = {"buffer_size": 100_000, "learning_starts": 1_000, "batch_size": 256, "gamma": 0.99, "tau": 0.005,
               "learning_rate": 3e-4, "gradient_steps": 1}
     return Workload(name, "sac", env, sb3_env, num_envs=1, copies=copies,
-                    rlkit={**shared, "train_frequency": 1, "autotune": True},
+                    rlkit={**shared, "train_frequency": 1, "autotune": True, "policy_frequency": 1, "alpha": 1.0,
+                           "hidden": (256, 256)},  # SB3: the actor every step, ent_coef "auto" starts at 1
                     sb3={**shared, "train_freq": 1, "ent_coef": "auto"},
                     warmup_steps=1_000 + 50, updates_per_step=1.0)
 
 
+SB3_PPO_POLICY = {"hidden": (64, 64), "activation": "tanh", "log_std_init": 0.0, "normalize_advantage": True,
+                  "target_kl": 0.0}
+"""SB3's MlpPolicy and PPO defaults in rlkit's names: set on the rlkit side, so that no value of a shipped per-env
+file (rl-zoo's HalfCheetah entry has 256x256 ReLU nets) survives into a measurement (see :func:`check_same_config`)."""
 PPO_COMMON = {"gamma": 0.99, "gae_lambda": 0.95, "vf_coef": 0.5, "max_grad_norm": 0.5}
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     dqn_breakout(),
@@ -182,6 +187,7 @@ def run_rlkit(workload: Workload, window: Window, seed: int, threads: int) -> di
         def on_step(self, loop, step):  # after each turn of the source and its update: a boundary
             return window.mark(step)
 
+    check_same_config(workload)
     with tempfile.TemporaryDirectory() as run_dir:
         model = rlkit.make(workload.agent, workload.env, seed=seed, num_envs=workload.num_envs, threads=threads,
                            eval_episodes=0, checkpoint_interval=BUDGET, **workload.rlkit)
@@ -189,6 +195,22 @@ def run_rlkit(workload: Workload, window: Window, seed: int, threads: int) -> di
             model.learn(BUDGET, run_dir=run_dir, callbacks=[WindowCallback()])
     return {**window.result(workload), "threads": torch.get_num_threads(), "rlkit": rlkit.__version__,
             "torch": torch.__version__}
+
+
+def check_same_config(workload: Workload) -> None:
+    """Refuse a workload whose rlkit side would take a value from a shipped per-env file (rlkit/hyperparams): the
+    two sides must run the hyperparameters the workload spells out, and SB3 never reads those files."""
+    from rlkit.jobs import JOBS
+
+    chosen = JOBS["agent"].hyperparams({"agent": workload.agent, "env": workload.env, "total_steps": BUDGET})
+    given = {*workload.rlkit, "num_envs", "total_steps"}
+    if "learning_rate" in given:  # rlkit.make's alias for every *_lr field
+        given |= {name for name in chosen.sources if name.endswith("_lr")}
+    left = sorted(name for name, source in chosen.sources.items()
+                  if source.startswith("hyperparams/") and name not in given)
+    if left:
+        raise SystemExit(f"{workload.name}: the rlkit side would take {', '.join(left)} from a shipped per-env file; "
+                         "set them in the workload to SB3's values")
 
 
 def run_sb3(workload: Workload, window: Window, seed: int, threads: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "vs_sb3.py"
 WORKLOADS = ("dqn-breakout", "ppo-breakout", "sac-halfcheetah", "ppo-halfcheetah", "sac-pendulum-x2",
@@ -48,3 +50,21 @@ def test_rlkit_worker_prints_a_positive_rate():
     assert result["side"] == "rlkit" and result["workload"] == "ppo-cartpole-x2" and result["seed"] == 3
     assert result["steps_per_s"] > 0 and result["updates_per_s"] > 0 and result["window_steps"] > 0
     assert result["threads"] == 1
+
+
+def test_no_workload_takes_a_value_from_a_shipped_per_env_file():
+    """Both sides must run the workload's hyperparameters: a value the rlkit side took from rlkit/hyperparams (rl-zoo's
+    HalfCheetah entry: 256x256 ReLU nets against SB3's 64x64 tanh) made the PPO HalfCheetah ratio meaningless."""
+    import dataclasses
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vs_sb3", SCRIPT)
+    vs_sb3 = importlib.util.module_from_spec(spec)
+    sys.modules["vs_sb3"] = vs_sb3
+    spec.loader.exec_module(vs_sb3)
+    for workload in vs_sb3.WORKLOADS.values():
+        vs_sb3.check_same_config(workload)
+    cheetah = vs_sb3.WORKLOADS["ppo-halfcheetah"]
+    without = {k: v for k, v in cheetah.rlkit.items() if k not in ("hidden", "activation")}
+    with pytest.raises(SystemExit, match="would take activation, hidden from a shipped per-env file"):
+        vs_sb3.check_same_config(dataclasses.replace(cheetah, rlkit=without))
