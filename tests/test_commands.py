@@ -318,3 +318,20 @@ def test_the_built_wheel_has_the_command(tmp_path):
     printed = json.loads(checked(venv / "bin" / "rlkit", "train", "--agent", "dqn", "--env", "CartPole",
                                  "--print-config", cwd=outside).stdout)
     assert printed["settings"]["agent"] == "dqn" and printed["settings"]["env"] == "CartPole"
+
+
+def test_hints_name_the_command_the_user_ran(tmp_path, capsys, monkeypatch):
+    """Under ``rlkit train`` the next step reads ``rlkit eval RUN_DIR``; from a checkout's train.py it reads
+    ``python evaluate.py RUN_DIR`` (both said ``python evaluate.py`` before)."""
+    import train as train_script
+    from rlkit.cli.main import main as rlkit_main
+
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/rlkit"])
+    rlkit_main(["train", *TINY_DQN, "--run-dir", str(tmp_path / "a")])
+    assert f"then   rlkit eval {tmp_path / 'a'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        rlkit_main(["train", *TINY_DQN, "--no-such-flag"])
+    assert "see rlkit train --agent dqn --env CartPole --help" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    train_script.main([*TINY_DQN, "--run-dir", str(tmp_path / "b")])
+    assert f"then   python evaluate.py {tmp_path / 'b'}" in capsys.readouterr().out

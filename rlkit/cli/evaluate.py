@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlkit.cli import command
 from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import JOBS, Job, load_run
 from rlkit.loop import BEST_NAME
@@ -26,7 +27,7 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
     """The common flags and ``job``'s (every kind's, for ``--help`` without a run)."""
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                            conflict_handler="resolve",
-                           hint="see python evaluate.py RUN_DIR --help for the flags of that kind of run")
+                           hint=f"see {command('eval')} RUN_DIR --help for the flags of that kind of run")
     parser.add_argument("path", type=Path, metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or its checkpoint.pt")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--seed", type=int, default=12345,

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlkit.cli import command
 from rlkit.config import add_config_flags, apply_flags, config_to_dict
 from rlkit.distributed import is_main, shutdown
 from rlkit.errors import OneLineParser, UserError
@@ -35,7 +36,7 @@ def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentPar
     the selectors of every kind of run."""
     names_given = " ".join(f"--{k} {v}" for k, v in names.items() if k in SELECTORS and v)
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                           hint=f"see python train.py {names_given} --help for the flags of this run".replace("  ", " "))
+                           hint=f"see {command('train')} {names_given} --help for the flags of this run".replace("  ", " "))
     run = parser.add_argument_group("run")
     if job is None:
         run.add_argument("--agent", help="train an agent (see --agent NAME --env ENV --help)")
@@ -161,7 +162,7 @@ def train(job: Job, settings: Any, config: Any, run_dir: Path, checkpoint: dict[
     loop = job.build(settings, config, run_dir, resume=checkpoint)
     if is_main():
         print(f"training {job.describe(settings, loop)} -> {run_dir}")
-        print(f"  tensorboard --logdir {run_dir.parent}   then   python evaluate.py {run_dir}")
+        print(f"  tensorboard --logdir {run_dir.parent}   then   {command('eval')} {run_dir}")
     try:
         loop.run()
     except Interrupted as stop:
