@@ -413,7 +413,8 @@ def test_evaluation_leaves_statistics_and_step_count_alone():
 def test_learning_rate_anneals_with_the_sources_step():
     """anneal_lr: the learning rate of an update is lr * (1 - step / total_steps), step being what the rollout
     source told the agent (the env steps of the run so far, this rollout included)."""
-    config = dataclasses.replace(AGENTS["a2c"].preset("other"), hidden=(8,), num_steps=5, anneal_lr=True)
+    config = dataclasses.replace(AGENTS["a2c"].preset("other"), hidden=(8,), num_steps=5, anneal_lr=True,
+                                 learning_rate=1e-3)
     env = make_env("CartPole", 2, seed=0)
     agent = make_agent(A2C, config, env)  # total_steps 100_000
     source = RolloutSource(env, agent)
