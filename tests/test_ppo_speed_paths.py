@@ -2,7 +2,8 @@
 
 Each CASE trains an agent for a few rollouts and updates from a fixed seed twice in this process: once with the
 code as it is, once with the code paths the speed work replaced put back (the reference implementations below,
-copied from commit 50e62e1 and monkeypatched onto the classes: RunningMeanStd.update in torch, MLP.forward
+copied from commit 50e62e1 and monkeypatched onto the classes: RunningMeanStd.update through its torch path
+(``_update_torch``, the code it had, which GPUs and torchrun still run) for every batch, MLP.forward
 through nn.Sequential, policy_step through the torch distribution's sample() and log_prob(), DiagGaussian.std
 recomputed on every use, np.clip, the rollout buffer's per-step tensor writes, the old GAE loop and the old
 RewardScaler arithmetic). The collected rollouts, the metrics of every update and the final weights and
@@ -59,20 +60,8 @@ CASES = {
 
 @torch.no_grad()
 def reference_update(rms, batch: torch.Tensor) -> None:
-    """RunningMeanStd.update as it was, all in torch."""
-    batch = batch.to(rms.mean.device, torch.float64).reshape(-1, *rms.mean.shape)
-    batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
-    if rms.all_reduce is not None:  # the moments of every process's batch
-        moments = torch.cat([torch.tensor([float(n)], dtype=torch.float64, device=batch.device),
-                             batch.sum(0).flatten(), batch.pow(2).sum(0).flatten()])
-        rms.all_reduce(moments)
-        n, size = moments[0], batch_mean.numel()
-        batch_mean = (moments[1:1 + size] / n).view_as(batch_mean)
-        batch_var = (moments[1 + size:] / n).view_as(batch_var) - batch_mean.pow(2)
-    delta, total = batch_mean - rms.mean, rms.count + n
-    rms.mean += delta * n / total
-    rms.var.copy_((rms.var * rms.count + batch_var * n + delta.pow(2) * rms.count * n / total) / total)
-    rms.count.copy_(total)
+    """RunningMeanStd.update as it was: its torch path for every batch (the fast path is numpy for one process)."""
+    RunningMeanStd._update_torch(rms, batch.to(rms.mean.device, torch.float64).reshape(-1, *rms.mean.shape))
 
 
 def reference_mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:

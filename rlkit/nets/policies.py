@@ -206,7 +206,11 @@ class RunningMeanStd(nn.Module):
         batch = batch.to(self.mean.device, torch.float64).reshape(-1, *self.mean.shape)
         if self.all_reduce is None and batch.device.type == "cpu":
             self._update_numpy(batch.detach().numpy())
-            return
+        else:
+            self._update_torch(batch)
+
+    def _update_torch(self, batch: torch.Tensor) -> None:
+        """:meth:`update` in torch, for any device and across processes (``batch``: float64, rows of samples)."""
         batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
         if self.all_reduce is not None:  # the moments of every process's batch
             moments = torch.cat([torch.tensor([float(n)], dtype=torch.float64, device=batch.device),
