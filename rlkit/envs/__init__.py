@@ -12,8 +12,7 @@ from gymnasium.wrappers.vector import RescaleAction
 from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import make_ale_vector, make_gymnasium_atari
-from rlkit.envs.custom import (check_env_kwargs, check_observation_space, env_kwargs_error,
-                               is_one_hot_space, one_hot_observations,
+from rlkit.envs.custom import (check_env_kwargs, check_observation_space, env_kwargs_error, one_hot_observations,
                                parse_env_kwargs)
 from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
@@ -68,8 +67,9 @@ def make_env(
     if backend not in BACKENDS:
         raise UserError(f"unknown env backend {backend!r}: use one of {', '.join(BACKENDS)}")
     env_kwargs = check_env_kwargs(env_kwargs)
-    wrappers = list(wrappers)
     resolved = resolve_env(name)
+    # Atari's observations are frames (and a wrapper would cost it ale-py's native vector env)
+    wrappers = list(wrappers) if resolved.family == "atari" else [*wrappers, one_hot_observations]
     if render:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen; no display is needed
     try:
@@ -78,10 +78,6 @@ def make_env(
         if not env_kwargs:
             raise
         raise env_kwargs_error(resolved.env_id, env_kwargs, error) from None
-    if is_one_hot_space(vec.single_observation_space):  # built again with the one-hot code on each sub-env
-        vec.close()
-        vec = _make_vector(resolved, num_envs, sticky_actions, backend, render, env_kwargs,
-                           [*wrappers, one_hot_observations])
     try:
         check_observation_space(vec.single_observation_space, resolved.env_id)
     except UserError:

@@ -165,8 +165,11 @@ def is_one_hot_space(space: gym.Space) -> bool:
 
 
 def one_hot_observations(env: gym.Env) -> gym.Env:
-    """Wrap one env so its discrete observations come as float32 one-hot codes (gymnasium's ``FlattenObservation``
-    in the dtype the agents compute in: replay buffers then store 4 bytes per entry, not int64's 8)."""
+    """Wrap one env whose observations are wholly discrete (:func:`is_one_hot_space`) so they come as float32
+    one-hot codes (gymnasium's ``FlattenObservation`` in the dtype the agents compute in: replay buffers then store
+    4 bytes per entry, not int64's 8); any other env is returned as it is."""
+    if not is_one_hot_space(env.observation_space):
+        return env
     env = gym.wrappers.FlattenObservation(env)
     space = gym.spaces.Box(0.0, 1.0, env.observation_space.shape, np.float32)
     return gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), space)
