@@ -184,6 +184,14 @@ def rlkit_fingerprint(agent: str, env_id: str, steps: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def fingerprints_of(plan: list[Run], jobs: int) -> dict[tuple[str, str, int], str]:
+    """:func:`rlkit_fingerprint` of every cell of ``plan``, ``jobs`` at a time (each is a process of a few
+    seconds: a whole plan's would take minutes one by one)."""
+    cells = list(dict.fromkeys(run.cell for run in plan))
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        return dict(zip(cells, pool.map(lambda cell: rlkit_fingerprint(*cell), cells)))
+
+
 def run_rlkit(run: Run, timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rlkit-sweep-") as folder:
         run_dir = Path(folder) / "run"
@@ -394,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = build_plan(args.agents, args.families, args.budgets, list(range(1, args.seeds + 1)), args.envs)
     results = load_results(args.results)
     if args.report:  # against the current defaults: runs of other configs are stale
-        fingerprints = {cell: rlkit_fingerprint(*cell) for cell in dict.fromkeys(run.cell for run in plan)}
+        fingerprints = fingerprints_of(plan, args.jobs)
         print_report(summarize(results, plan, fingerprints), args.markdown)
         return
     if args.dry_run:
@@ -412,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; rlkit {commit}; "
           f"{', '.join(f'{k} {v}' for k, v in versions.items())}")
     print(f"CPU: {cpu['model']}, {cpu['cpus']} CPUs\nflags: {cpu['flags']}", flush=True)
-    fingerprints = {cell: rlkit_fingerprint(*cell) for cell in dict.fromkeys(run.cell for run in plan)}
+    fingerprints = fingerprints_of(plan, args.jobs)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
 
