@@ -299,3 +299,18 @@ def test_dqn_with_resnet_encoder_updates():
     metrics = agent.update(batch)
     assert np.isfinite(metrics["losses/td_loss"])
     assert not torch.equal(agent.q_net.encoder.net.conv1.weight, before)
+
+
+@pytest.mark.parametrize("size", [7, 28, 32])
+def test_strided_1x1_shortcut_is_the_strided_convolution_and_trains(size):
+    """The projection shortcut's 1x1/2 convolution computes what nn.Conv2d with stride 2 does, and its backward
+    runs in channels-last with few channels (oneDNN's own kernel for it crashed the process on an AVX2-only CPU)."""
+    from rlkit.nets.resnet import conv1x1
+
+    conv = conv1x1(4, 8, stride=2).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 4, size, size).contiguous(memory_format=torch.channels_last)
+    with torch.backends.mkldnn.flags(enabled=False):
+        expected = torch.nn.functional.conv2d(x, conv.weight, stride=2)
+    torch.testing.assert_close(conv(x), expected)
+    conv(x.requires_grad_()).sum().backward()
+    assert conv.weight.grad is not None and x.grad.shape == x.shape

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 NormLayer = Callable[[int], nn.Module]
 """Builds a normalization layer for a number of channels (``nn.BatchNorm2d``, or see :func:`norm_layer`)."""
@@ -40,9 +41,21 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
+class StridedConv1x1(nn.Conv2d):
+    """A strided 1x1 convolution computed as the stride-1 one on every ``stride``-th pixel (the same function, the
+    same parameters and keys): oneDNN's weight gradient of the strided 1x1 kernel in channels-last crashes the
+    process on some AVX2-only CPUs (AMD EPYC, torch 2.13: 2-7 input channels at 28x28 or 32x32)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sy, sx = self.stride
+        return F.conv2d(x[..., ::sy, ::sx], self.weight, self.bias)
+
+
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     """1x1 convolution without bias."""
-    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+    if stride == 1:
+        return nn.Conv2d(in_planes, out_planes, kernel_size=1, bias=False)
+    return StridedConv1x1(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
 def projection_shortcut(in_planes: int, out_planes: int, stride: int,
