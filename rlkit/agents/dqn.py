@@ -1,10 +1,12 @@
 """Deep Q-learning and its family: DQN (Mnih et al. 2015), Double DQN (van Hasselt et al. 2016), Dueling DQN
-(Wang et al. 2016), Bootstrapped DQN (Osband et al. 2016), with prioritized replay (Schaul et al. 2016) and
-n-step returns as options."""
+(Wang et al. 2016), Bootstrapped DQN (Osband et al. 2016), distributional C51 (Bellemare et al. 2017) and Rainbow
+(Hessel et al. 2018), with prioritized replay (Schaul et al. 2016), n-step returns, noisy nets (Fortunato et al.
+2018) and random-shift augmentation of frames (DrQ, Kostrikov et al. 2020) as options."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -14,11 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.agents.base import Agent, ReplayConfig
+from rlkit.agents.distributional import categorical_projection, cross_entropy, kl_divergence
 from rlkit.buffers import Batch, ReplaySpec
-from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, POSITIVE, UNIT, Bound, Constraint, OneOf
+from rlkit.config import COUNT, DISCOUNT, FINITE, NON_NEGATIVE, POSITIVE, UNIT, Bound, Constraint, OneOf
 from rlkit.envs import Family
 from rlkit.errors import UserError
-from rlkit.nets import BootstrappedQHeads, DuelingQHead, QHead, make_encoder
+from rlkit.nets import (BootstrappedQHeads, DuelingQHead, QHead, make_encoder, noise_off, random_shift,
+                        reset_noise)
 from rlkit.optim import linear_schedule, make_adam, optimizer_step, polyak_update
 
 
@@ -75,6 +79,27 @@ class DQNConfig(ReplayConfig):
     """Initial importance-sampling exponent beta, annealed to 1 over the run."""
     n_step: int = 1
     """Steps summed in the return before bootstrapping."""
+    distributional: bool = False
+    """C51: learn a categorical distribution of the return on num_atoms fixed atoms from v_min to v_max, with the
+    projected Bellman target and a cross-entropy loss (with prioritized replay: the KL is the priority)."""
+    num_atoms: int = 51
+    """Atoms of the distributional support."""
+    v_min: float = -10.0
+    """Lowest atom of the support (returns below it count as it)."""
+    v_max: float = 10.0
+    """Highest atom of the support."""
+    noisy: bool = False
+    """Noisy nets: the head's linear layers get learned factorised Gaussian noise, resampled at every action and
+    update; evaluation uses the means. The noise explores, so pair it with --start-e 0 --end-e 0 (rainbow does)."""
+    noisy_std: float = 0.5
+    """sigma_0 of the noisy layers: the noise scale is sigma_0 / sqrt(inputs) at initialization."""
+    augment: str = "none"
+    """none, or shift: DrQ's random shift of image observations (pad by augment_pad repeating the border, random
+    crop back), drawn independently for the online and the target network's inputs at every update."""
+    augment_pad: int = 4
+    """Pixels of the random shift's padding."""
+    adam_eps: float = 1e-8
+    """Adam's epsilon (Rainbow and the data-efficient agents use 1.5e-4, C51 0.01 / 32)."""
 
     CHECKS: ClassVar[dict[str, Constraint]] = {
         "learning_rate": POSITIVE, "target_update_interval": COUNT, "tau": DISCOUNT, "start_e": UNIT,
@@ -82,6 +107,8 @@ class DQNConfig(ReplayConfig):
         "huber_delta": POSITIVE, "hidden": COUNT, "encoder": OneOf(("auto", "nature-cnn", "mlp", "resnet")),
         "num_heads": COUNT, "bootstrap_prob": DISCOUNT, "priority_alpha": NON_NEGATIVE, "priority_beta": UNIT,
         "n_step": Bound(1, 1_000),  # the n-step return is summed in a loop over n at every sample
+        "num_atoms": Bound(2, 10_000), "noisy_std": POSITIVE, "augment": OneOf(("none", "shift")),
+        "augment_pad": Bound(0, 64), "adam_eps": POSITIVE, "v_min": FINITE, "v_max": FINITE,
     }
 
     def __post_init__(self) -> None:
@@ -89,6 +116,12 @@ class DQNConfig(ReplayConfig):
         if self.bootstrapped and self.dueling:
             raise UserError("bootstrapped DQN has no dueling head (its heads are plain Q heads): drop --dueling or "
                             "--bootstrapped")
+        if self.bootstrapped and (self.distributional or self.noisy):
+            raise UserError("bootstrapped DQN's heads are plain Q heads: drop --bootstrapped, or --distributional "
+                            "and --noisy")
+        if self.distributional and not self.v_min < self.v_max:
+            raise UserError(f"--v-min {self.v_min} must be below --v-max {self.v_max}: the atoms run from one to the "
+                            "other")
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).
@@ -106,22 +139,53 @@ PRESETS: dict[Family, dict[str, Any]] = {
 }
 
 
+# C51: its Atari values as CleanRL's c51_atari.py has them (Bellemare et al.'s, with the Nature DQN schedule).
+C51_PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"learning_rate": 2.5e-4, "adam_eps": 0.01 / 32, "target_update_interval": 10_000,
+              "num_envs": 1, "total_steps": 10_000_000},
+    # DQN's family default with the support CleanRL's c51.py uses on classic control: rewards of about 1 per step
+    # and gamma 0.99 keep returns within +-100.
+    "other": {**PRESETS["other"], "num_atoms": 101, "v_min": -100.0, "v_max": 100.0},
+}
+
+# Rainbow: Hessel et al. (2018), Table 1 (frames converted to agent steps at frame skip 4).
+RAINBOW_PRESETS: dict[Family, dict[str, Any]] = {
+    "atari": {"learning_rate": 6.25e-5, "adam_eps": 1.5e-4, "learning_starts": 20_000,
+              "target_update_interval": 8_000, "n_step": 3, "priority_alpha": 0.5, "priority_beta": 0.4,
+              "noisy_std": 0.5, "num_envs": 1, "total_steps": 10_000_000},
+    "other": {**C51_PRESETS["other"], "n_step": 3, "priority_alpha": 0.5},
+}
+
 # Agent names that select DQN variants: name -> config changes.
 VARIANTS: dict[str, dict[str, Any]] = {
     "dqn": {},
     "double-dqn": {"double": True},
     "dueling-dqn": {"dueling": True, "double": True},  # Wang et al. evaluate the dueling head with double targets
     "bootstrapped-dqn": {"bootstrapped": True, "start_e": 0.0, "end_e": 0.0},  # heads explore, not epsilon
+    "c51": {"distributional": True},
+    # All six of Rainbow's parts; the noisy layers explore, not epsilon.
+    "rainbow": {"distributional": True, "noisy": True, "dueling": True, "double": True, "prioritized": True,
+                "start_e": 0.0, "end_e": 0.0},
 }
 
 
 class QNetwork(nn.Module):
-    """Encoder + Q head(s): ``(B, *obs) -> (B, K, A)``, K bootstrapped heads or K = 1."""
+    """Encoder + Q head(s): ``(B, *obs) -> (B, K, A)``, K bootstrapped heads or K = 1.
+
+    Distributional, it computes the logits of each action's return distribution (:meth:`log_probs`) and returns
+    their expectations as Q. Noisy or dueling, the head owns the last hidden layer (the 512 units after the Atari
+    convolutions), so that layer is noisy or split into streams as the papers have it.
+    """
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, config: DQNConfig):
         super().__init__()
         self.n_actions = n_actions
+        self.distributional = config.distributional
+        atoms = config.num_atoms if config.distributional else 1
+        noisy_std = config.noisy_std if config.noisy else 0.0
         images = len(obs_shape) == 3
+        # The torso and the width of the layer the head owns, when it owns one.
+        torso, stream = (config.hidden, 512) if images else (config.hidden[:-1], (config.hidden or (0,))[-1])
         if config.bootstrapped:
             # Osband et al.: the heads share the convolutions, each head has its own 512-unit layer.
             self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden,
@@ -131,14 +195,24 @@ class QNetwork(nn.Module):
         elif config.dueling:
             # Wang et al.: value and advantage streams split after the convolutions, each with its own 512-unit
             # layer; on vectors they split before the last hidden layer, each stream taking one of that width.
-            torso, stream = (config.hidden, 512) if images else (config.hidden[:-1], (config.hidden or (0,))[-1])
             self.encoder = make_encoder(obs_shape, config.encoder, hidden=torso, cnn_features=0)
-            self.head = DuelingQHead(self.encoder.out_features, n_actions, hidden=stream)
+            self.head = DuelingQHead(self.encoder.out_features, n_actions, hidden=stream, atoms=atoms,
+                                     noisy_std=noisy_std)
+        elif config.noisy:
+            self.encoder = make_encoder(obs_shape, config.encoder, hidden=torso, cnn_features=0)
+            self.head = QHead(self.encoder.out_features, n_actions, atoms, hidden=stream, noisy_std=noisy_std)
         else:
             self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden)
-            self.head = QHead(self.encoder.out_features, n_actions)
+            self.head = QHead(self.encoder.out_features, n_actions, atoms)
+        self.register_buffer("support", torch.linspace(config.v_min, config.v_max, atoms), persistent=False)
+
+    def log_probs(self, obs: torch.Tensor) -> torch.Tensor:
+        """Distributional: ``(B, A, N)`` log-probabilities of the N atoms for every action."""
+        return self.head(self.encoder(obs)).log_softmax(-1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.distributional:
+            return (self.log_probs(obs).exp() * self.support).sum(-1).unsqueeze(1)  # expected return, (B, 1, A)
         q = self.head(self.encoder(obs))  # (B, A) or (B, K, A)
         return q.view(len(q), -1, self.n_actions)
 
@@ -169,7 +243,10 @@ class DQN(Agent):
         self.target_net = QNetwork(obs_space.shape, self.n_actions, config).to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
-        self.optimizer = make_adam(self.q_net.parameters(), config.learning_rate, self.device)
+        self.optimizer = make_adam(self.q_net.parameters(), config.learning_rate, self.device, eps=config.adam_eps)
+        if config.augment != "none" and len(obs_space.shape) != 3:
+            raise UserError(f"--augment {config.augment} shifts image observations; this env's are "
+                            f"{obs_space.shape}: drop --augment")
         self.updates = 0
         self.last_target_sync = 0
         self.active_heads = np.zeros(0, dtype=np.int64)  # the head each sub-env follows in this episode
@@ -196,7 +273,9 @@ class DQN(Agent):
         actions = rng.integers(0, self.n_actions, n)
         if random.all():  # nothing to compute: early exploration is pure env stepping
             return actions
-        with torch.inference_mode():
+        if explore and self.config.noisy:
+            reset_noise(self.q_net)  # a new noise sample per action
+        with torch.inference_mode(), (nullcontext() if explore else noise_off(self.q_net)):
             q = self.q_net(torch.as_tensor(obs, device=self.device))  # (B, K, A)
             if explore:  # each sub-env acts greedily for its episode's head
                 if len(self.active_heads) != n:
@@ -231,9 +310,33 @@ class DQN(Agent):
             not_done = batch.discounts * (1.0 - batch.terminated)
             return batch.rewards[:, None] + not_done[:, None] * next_value
 
+    def target_distribution(self, batch: Batch) -> torch.Tensor:
+        """C51's target, (B, N): the target network's return distribution at ``(s', a*)`` shifted by the n-step
+        reward and discount and projected back onto the atoms; a* is greedy on the expected return (double: the
+        online network picks it)."""
+        with torch.no_grad():
+            next_probs = self.target_net.log_probs(batch.next_obs).exp()  # (B, A, N)
+            chooser = self.q_net(batch.next_obs)[:, 0] if self.config.double else (next_probs * self.support).sum(-1)
+            chosen = next_probs[torch.arange(len(next_probs)), chooser.argmax(-1)]  # (B, N)
+            not_done = batch.discounts * (1.0 - batch.terminated)
+            return categorical_projection(chosen, batch.rewards, not_done, self.support)
+
+    def augmented(self, batch: Batch) -> Batch:
+        """DrQ: the online and the target inputs each get their own random shift."""
+        if self.config.augment == "none":
+            return batch
+        pad = self.config.augment_pad
+        return batch._replace(obs=random_shift(batch.obs, pad), next_obs=random_shift(batch.next_obs, pad))
+
     def update(self, batch: Batch) -> dict[str, float]:
         if self.step - self.last_target_sync >= self.config.target_update_interval:
             self.sync_target()  # before the update, so a burst of updates shares one target (as in SB3)
+        batch = self.augmented(batch)
+        if self.config.noisy:  # fresh noise for the online and the target network
+            reset_noise(self.q_net)
+            reset_noise(self.target_net)
+        if self.config.distributional:
+            return self.distributional_update(batch)
         td_target = self.td_target(batch)  # (B, K)
         actions = batch.actions.view(-1, 1, 1).expand(-1, self.num_heads, 1)
         q = self.q_net(batch.obs).gather(-1, actions).squeeze(-1)  # (B, K)
@@ -248,6 +351,25 @@ class DQN(Agent):
             batch.update_priorities((td_target - q).detach().abs().mean(-1))
         return {"losses/td_loss": loss.item(), "losses/q_values": q.mean().item(), "losses/grad_norm": grad_norm,
                 "charts/epsilon": self.epsilon}
+
+    def distributional_update(self, batch: Batch) -> dict[str, float]:
+        """C51: cross-entropy between the projected target and the taken action's predicted distribution."""
+        target = self.target_distribution(batch)  # (B, N)
+        log_probs = self.q_net.log_probs(batch.obs)[torch.arange(len(target)), batch.actions]  # (B, N)
+        loss = (batch.weights * cross_entropy(target, log_probs)).mean()
+        grad_norm = optimizer_step(self.optimizer, loss, self.q_net.parameters(), self.config.max_grad_norm)
+        self.updates += 1
+
+        if batch.update_priorities is not None:
+            batch.update_priorities(kl_divergence(target, log_probs.detach()))  # Rainbow's priority: the KL
+        q = (log_probs.detach().exp() * self.support).sum(-1)
+        return {"losses/td_loss": loss.item(), "losses/q_values": q.mean().item(), "losses/grad_norm": grad_norm,
+                "charts/epsilon": self.epsilon}
+
+    @property
+    def support(self) -> torch.Tensor:
+        """The atoms of the return distribution, (N,)."""
+        return self.q_net.support
 
     def sync_target(self) -> None:
         """Move the target network toward the online one by ``tau`` (a copy when tau = 1)."""
