@@ -192,6 +192,11 @@ def fingerprints_of(plan: list[Run], jobs: int) -> dict[tuple[str, str, int], st
         return dict(zip(cells, pool.map(lambda cell: rlkit_fingerprint(*cell), cells)))
 
 
+def final_evaluation(run_dir: Path) -> dict[str, Any]:
+    """The last record of a train.py run's ``eval.jsonl``: its final evaluation."""
+    return json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
+
+
 def run_rlkit(run: Run, timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rlkit-sweep-") as folder:
         run_dir = Path(folder) / "run"
@@ -199,7 +204,7 @@ def run_rlkit(run: Run, timeout: float) -> dict[str, Any]:
                               env=single_thread_env(), capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-500:]}")
-        final = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
+        final = final_evaluation(run_dir)
     return {"mean": final["eval/mean_return"], "std": final["eval/std_return"], "steps": final["step"]}
 
 
