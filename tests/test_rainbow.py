@@ -209,3 +209,16 @@ def test_c51_and_rainbow_train_and_evaluate(tmp_path, agent, env, extra):
     assert checkpoint["settings"]["agent"] == agent and checkpoint["learner"]["counters"]["updates"] > 0
     assert checkpoint["config"]["distributional"]
     assert evaluate.main([str(run), "--episodes", "1", "--json"])["episodes"] == 1
+
+
+def test_der_cnn_is_van_hasselt_et_al_network_and_leaves_its_input_alone():
+    from rlkit.nets import make_encoder
+
+    encoder = make_encoder((4, 84, 84), "der-cnn", cnn_features=256)
+    convs = [m for m in encoder.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (5, 5), (5, 5)), (64, (5, 5), (5, 5))]
+    assert encoder.fc[0].in_features == 64 * 3 * 3 and encoder.out_features == 256
+    frames = torch.rand(2, 4, 84, 84) * 255  # float frames: scaling them must not write into the caller's tensor
+    before = frames.clone()
+    encoder(frames)
+    assert torch.equal(frames, before)

@@ -23,6 +23,7 @@ from rlkit.envs import Family
 from rlkit.errors import UserError
 from rlkit.nets import (BootstrappedQHeads, DuelingQHead, QHead, make_encoder, noise_off, random_shift,
                         reset_noise)
+from rlkit.nets.encoders import ENCODERS
 from rlkit.optim import linear_schedule, make_adam, optimizer_step, polyak_update
 
 
@@ -59,8 +60,12 @@ class DQNConfig(ReplayConfig):
     hidden: tuple[int, ...] = (256, 256)
     """MLP encoder widths for vector observations (image stacks use the Nature CNN)."""
     encoder: str = "auto"
-    """auto: Nature CNN for image stacks, MLP for vectors; or nature-cnn, mlp, resnet (the course's 12-block
-    ResNet at half width, for image stacks)."""
+    """auto: Nature CNN for image stacks, MLP for vectors; or nature-cnn, der-cnn (the data-efficient Rainbow's two
+    5x5/5 convolutions, van Hasselt et al. 2019), mlp, resnet (the course's 12-block ResNet at half width, for image
+    stacks)."""
+    cnn_hidden: int = 512
+    """Units of the fully connected layer after the convolutions (image observations; each dueling stream has its
+    own)."""
     double: bool = False
     """Double DQN target: the online network picks the next action, the target network values it."""
     dueling: bool = False
@@ -104,7 +109,7 @@ class DQNConfig(ReplayConfig):
     CHECKS: ClassVar[dict[str, Constraint]] = {
         "learning_rate": POSITIVE, "target_update_interval": COUNT, "tau": DISCOUNT, "start_e": UNIT,
         "end_e": UNIT, "exploration_fraction": UNIT, "eval_epsilon": UNIT, "max_grad_norm": NON_NEGATIVE,
-        "huber_delta": POSITIVE, "hidden": COUNT, "encoder": OneOf(("auto", "nature-cnn", "mlp", "resnet")),
+        "huber_delta": POSITIVE, "hidden": COUNT, "encoder": OneOf(ENCODERS), "cnn_hidden": COUNT,
         "num_heads": COUNT, "bootstrap_prob": DISCOUNT, "priority_alpha": NON_NEGATIVE, "priority_beta": UNIT,
         "n_step": Bound(1, 1_000),  # the n-step return is summed in a loop over n at every sample
         "num_atoms": Bound(2, 10_000), "noisy_std": POSITIVE, "augment": OneOf(("none", "shift")),
@@ -185,13 +190,14 @@ class QNetwork(nn.Module):
         noisy_std = config.noisy_std if config.noisy else 0.0
         images = len(obs_shape) == 3
         # The torso and the width of the layer the head owns, when it owns one.
-        torso, stream = (config.hidden, 512) if images else (config.hidden[:-1], (config.hidden or (0,))[-1])
+        cnn = config.cnn_hidden
+        torso, stream = (config.hidden, cnn) if images else (config.hidden[:-1], (config.hidden or (0,))[-1])
         if config.bootstrapped:
             # Osband et al.: the heads share the convolutions, each head has its own 512-unit layer.
             self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden,
-                                        cnn_features=0 if images else 512)
+                                        cnn_features=0 if images else cnn)
             self.head: nn.Module = BootstrappedQHeads(self.encoder.out_features, n_actions, config.num_heads,
-                                                      hidden=512 if images else 0)
+                                                      hidden=cnn if images else 0)
         elif config.dueling:
             # Wang et al.: value and advantage streams split after the convolutions, each with its own 512-unit
             # layer; on vectors they split before the last hidden layer, each stream taking one of that width.
@@ -202,7 +208,7 @@ class QNetwork(nn.Module):
             self.encoder = make_encoder(obs_shape, config.encoder, hidden=torso, cnn_features=0)
             self.head = QHead(self.encoder.out_features, n_actions, atoms, hidden=stream, noisy_std=noisy_std)
         else:
-            self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden)
+            self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden, cnn_features=cnn)
             self.head = QHead(self.encoder.out_features, n_actions, atoms)
         self.register_buffer("support", torch.linspace(config.v_min, config.v_max, atoms), persistent=False)
 

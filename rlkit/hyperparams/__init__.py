@@ -110,10 +110,10 @@ def _env_id_of(key: str, path: Path) -> str:
 
 
 def layers_for(file_stem: str, env_id: str, config_files: Sequence[str | Path], known: Iterable[str],
-               variant: Layer | None = None) -> list[Layer]:
+               variant: Layer | None = None, preset: Sequence[Layer] = ()) -> list[Layer]:
     """The shipped file's section for ``env_id`` (``hyperparams/<file_stem>.yml``), the agent name's ``variant``
-    again (a file tuned for plain DQN must not undo what ``bootstrapped-dqn`` means), then the layers of each file of
-    ``config_files``."""
+    again (a file tuned for plain DQN must not undo what ``bootstrapped-dqn`` means), a ``--preset``'s layers, then
+    the layers of each file of ``config_files``."""
     known = list(known)
     layers = []
     shipped = shipped_file(file_stem)
@@ -121,9 +121,51 @@ def layers_for(file_stem: str, env_id: str, config_files: Sequence[str | Path], 
         layers += file_layers(shipped, f"hyperparams/{shipped.name}", env_id, known)
     if layers and variant is not None and variant.values:
         layers.append(variant)
+    layers += preset
     for path in config_files:
         layers += file_layers(Path(path), f"--config {path}", env_id, known)
     return layers
+
+
+PRESETS_DIR = HYPERPARAMS_DIR / "presets"
+"""Protocol presets (``--preset NAME``): ``presets/NAME.yml``."""
+PRESET_META = ("source", "family")
+PRESET_RUN_KEYS = ("eval_episodes", "eval_interval")
+"""Settings of the run a protocol preset may fix besides :data:`~rlkit.agents.RUN_KEYS`: how it is evaluated."""
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.yml"))
+
+
+@dataclass
+class Protocol:
+    """A protocol preset as it applies to one agent: its layers and the evaluation settings it fixes."""
+
+    layers: list[Layer]
+    run: dict[str, int]
+
+
+def protocol(name: str, agent: str, family: str, known: Iterable[str]) -> Protocol:
+    """``presets/<name>.yml`` for ``agent``: its flat values (the protocol's, for every agent it lists), then the
+    agent's section (a published agent's values). An agent without a section, or an env outside the preset's
+    family, is refused."""
+    path = PRESETS_DIR / f"{name}.yml"
+    if not path.is_file():
+        raise UserError(f"--preset {name}: no such preset; choose one of {', '.join(preset_names()) or 'none'}")
+    data = read_config_file(path)
+    agents = {key: value for key, value in data.items() if isinstance(value, dict)}
+    if agent not in agents:
+        raise UserError(f"--preset {name} has values for --agent {', '.join(agents)}, not {agent}")
+    if data.get("family") and data["family"] != family:
+        raise UserError(f"--preset {name} is for {data['family']} envs; this env is {family}")
+    known = [*known, *RUN_KEYS]
+    flat = {key: value for key, value in data.items() if key not in agents and key not in PRESET_META}
+    run = {key: coerce(int, flat.pop(key), key, str(path)) for key in PRESET_RUN_KEYS if key in flat}
+    label = f"--preset {name}"
+    layers = [Layer(label, _checked(flat, known, str(path))),
+              Layer(f"{label}:{agent}", _checked(agents[agent], known, f"{path} [{agent}]"))]
+    return Protocol([layer for layer in layers if layer.values], run)
 
 
 def resolve(config: Any, run: Mapping[str, int], base_label: str, layers: Sequence[Layer]) -> Resolved:

@@ -26,7 +26,7 @@ from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
 from rlkit.envs.custom import check_env_kwargs
 from rlkit.envs.names import ResolvedEnv
 from rlkit.errors import UserError
-from rlkit.hyperparams import Layer, Resolved, budgeted, layers_for, resolve
+from rlkit.hyperparams import Layer, Resolved, budgeted, layers_for, preset_names, protocol, resolve
 from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, pick_device, seed_everything,
@@ -72,6 +72,9 @@ class AgentSettings:
     """Keyword arguments of the env's constructor (JSON values), used by every env of the run and by evaluate.py."""
     capture_video: bool = False
     """Record one evaluation game per evaluation into ``videos/step_<N>.mp4`` and TensorBoard."""
+    preset: str = ""
+    """A protocol preset (``--preset atari100k``, ``rlkit/hyperparams/presets/``) layered over the agent's
+    defaults; "" for none."""
 
     def __post_init__(self) -> None:
         self.schedule_steps = self.schedule_steps or self.total_steps
@@ -379,6 +382,10 @@ class AgentJob(Job):
         run.add_argument("--capture-video", action="store_true", default=None,
                          help=f"record one evaluation game per evaluation into RUN_DIR/{VIDEO_DIR}/step_N.mp4 and "
                               "TensorBoard's IMAGES tab (an animated GIF)")
+        run.add_argument("--preset", choices=preset_names(),
+                         help="a benchmark protocol's settings and its published agents' values over the agent's "
+                              "defaults (atari100k: 100k steps, DER for --agent rainbow, DrQ(eps) for --agent "
+                              "dueling-dqn; see rlkit/hyperparams/presets/); --config files and flags override it")
         run.add_argument("--save-buffer", action="store_true", default=None,
                          help="also save replay at each checkpoint (large: ~7 kB per Atari transition) so a resume "
                               "continues with it")
@@ -398,10 +405,15 @@ class AgentJob(Job):
         resolved = resolve_env(names["env"])
         config = spec.preset(resolved.family)
         known = [f.name for f in dataclasses.fields(config) if f.init]
+        preset = protocol(names["preset"], spec.name, resolved.family, known) if names.get("preset") else None
         layers = layers_for(spec.hyperparams_file, resolved.env_id, names.get("config_files") or (), known,
-                            Layer(f"--agent {spec.name}", dict(spec.variant)))
+                            Layer(f"--agent {spec.name}", dict(spec.variant)), preset.layers if preset else ())
         chosen = resolve(config, spec.run_defaults(resolved.family)._asdict(), f"preset:{resolved.family}", layers)
-        defaults = [chosen.labels[0], *(layer.label for layer in layers if layer.label.startswith("hyperparams/"))]
+        if preset is not None:  # how the protocol evaluates: run settings beside total_steps and num_envs
+            chosen.run.update(preset.run)
+            chosen.sources.update({key: preset.layers[0].label for key in preset.run})
+        defaults = [chosen.labels[0], *(layer.label for layer in layers
+                                        if layer.label.startswith(("hyperparams/", "--preset")))]
         return budgeted(chosen, layers, names.get("total_steps") or chosen.run["total_steps"], defaults)
 
     def base_config(self, names: dict[str, Any]) -> Any:
@@ -424,25 +436,26 @@ class AgentJob(Job):
             ("--threads", args.threads, NON_NEGATIVE)) if value is not None)
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)
-        chosen = self.hyperparams({"agent": args.agent, "env": args.env, "config_files": args.config_file or ()})
+        names = {"agent": args.agent, "env": args.env, "config_files": args.config_file or (),
+                 "preset": args.preset or ""}
+        chosen = self.hyperparams(names)
         defaults = chosen.run
         total = defaults["total_steps"] if args.total_steps is None else args.total_steps
         settings = AgentSettings(
             agent=args.agent, env=args.env, total_steps=total, seed=1 if args.seed is None else args.seed,
             num_envs=defaults["num_envs"] if args.num_envs is None else args.num_envs, device=args.device or "auto",
             sticky_actions=bool(args.sticky_actions),
-            eval_interval=args.eval_interval or 0,  # the default needs the config: below
-            eval_episodes=10 if args.eval_episodes is None else args.eval_episodes,
+            eval_interval=args.eval_interval or defaults.get("eval_interval", 0),  # else the default: below
+            eval_episodes=defaults.get("eval_episodes", 10) if args.eval_episodes is None else args.eval_episodes,
             checkpoint_interval=(args.checkpoint_interval if args.checkpoint_interval is not None
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
-            env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video),
+            env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video), preset=args.preset or "",
         )
         # again with the run's budget, which fits the preset's warm-up to it
-        chosen = self.hyperparams({"agent": args.agent, "env": args.env, "config_files": args.config_file or (),
-                                   "total_steps": total})
+        chosen = self.hyperparams({**names, "total_steps": total})
         config = apply_flags(chosen.config, args)
-        if args.eval_interval is None:
+        if args.eval_interval is None and "eval_interval" not in defaults:
             settings.eval_interval = default_eval_interval(settings, config)
         # --print-config allocates nothing, so it builds no env to size the storage either
         check_run(settings, config, memory=not getattr(args, "print_config", False), wrappers=wrappers)
