@@ -75,8 +75,7 @@ class NatureCNN(nn.Module):
         self.convs.to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        # Reordered while still bytes (a quarter of the float copy's traffic); the same numbers as scaling first.
-        x = obs.contiguous(memory_format=torch.channels_last).float() / 255.0  # not in place: obs may be float
+        x = (obs.float() / 255.0).contiguous(memory_format=torch.channels_last)
         return self.fc(self.convs(x))
 
 
