@@ -27,8 +27,9 @@ FAMILY_ACTIONS = {"atari": (gym.spaces.Discrete,), "mujoco": (gym.spaces.Box,),
 
 
 def allowed_families(name: str) -> set[str]:
-    spaces = AGENTS[name].agent_class.action_spaces
-    return {family for family, kinds in FAMILY_ACTIONS.items() if set(kinds) & set(spaces)}
+    agent_class = AGENTS[name].agent_class
+    return {family for family, kinds in FAMILY_ACTIONS.items()
+            if set(kinds) & set(agent_class.action_spaces) and family in agent_class.env_families}
 
 
 @pytest.mark.parametrize("name", AGENTS)

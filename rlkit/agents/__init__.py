@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from rlkit.agents import a2c, a3c, ddpg, dqn, ppo, reinforce, sac, trpo
+from rlkit.agents import a2c, a3c, ddpg, dqn, ppo, reinforce, sac, tabular, trpo
 from rlkit.agents.a2c import A2C, A2CConfig
 from rlkit.agents.a3c import A3C, A3CConfig
 from rlkit.agents.base import AGENT_NAMES, Agent
@@ -17,6 +17,7 @@ from rlkit.agents.policy_gradient import PolicyAgent
 from rlkit.agents.ppo import PPO, PPOConfig
 from rlkit.agents.reinforce import REINFORCE, REINFORCEConfig
 from rlkit.agents.sac import SAC, SACConfig
+from rlkit.agents.tabular import TabularConfig, TabularQ
 from rlkit.agents.trpo import TRPO, TRPOConfig
 from rlkit.envs import Family
 from rlkit.errors import UserError
@@ -105,6 +106,11 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec("td3", DDPG, ddpg.PRESETS, "twin delayed DDPG with target policy smoothing (Fujimoto et al. 2018)",
                   ddpg.VARIANTS["td3"]),
         AgentSpec("sac", SAC, sac.PRESETS, "soft actor-critic with automatic temperature (Haarnoja et al. 2018)"),
+        AgentSpec("q-learning", TabularQ, tabular.PRESETS, "tabular Q-learning, epsilon-greedy (Watkins 1989)",
+                  tabular.VARIANTS["q-learning"]),
+        AgentSpec("sarsa", TabularQ, tabular.PRESETS,
+                  "tabular SARSA: on-policy TD control from the next action taken (Rummery & Niranjan 1994)",
+                  tabular.VARIANTS["sarsa"]),
     )
 }
 
@@ -125,4 +131,5 @@ __all__ = [
     "Agent", "AgentSpec", "AGENTS", "RunDefaults", "get_agent_spec", "PolicyAgent",
     "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "A3C", "A3CConfig", "PPO", "PPOConfig",
     "TRPO", "TRPOConfig", "DDPG", "DDPGConfig", "SAC", "SACConfig",
+    "TabularQ", "TabularConfig",
 ]

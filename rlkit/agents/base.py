@@ -68,6 +68,8 @@ class Agent(ABC):
     """The action space classes this agent can act in."""
     source_kind: ClassVar[str]
     """The source it learns from (a key of :data:`rlkit.sources.SOURCE_KINDS`): ``replay``, ``rollout``, ``async``."""
+    env_families: ClassVar[tuple[str, ...]] = ("atari", "mujoco", "other")
+    """The env families whose observations it can read (a table reads only toy text's, in "other")."""
     data_parallel: ClassVar[bool] = False
     """Whether it may run under torchrun (each process collects its own data, gradients are averaged)."""
 

@@ -149,8 +149,8 @@ def check_run(settings: AgentSettings, config: Any, memory: bool = True, wrapper
 def check_memory(settings: AgentSettings, config: Any, kind: str, wrappers: Sequence[Wrapper] = ()) -> None:
     """Refuse replay or rollout storage that cannot fit in the free RAM, estimated from the env's spaces before
     anything is allocated."""
-    if kind == "async":
-        return  # each worker keeps a segment of num_steps rows: small
+    if kind == "async" or (kind == "replay" and not hasattr(config, "buffer_size")):
+        return  # each worker keeps a segment of num_steps rows, a table's queue the steps since an update: small
     env = env_maker(settings, wrappers)(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
     obs_space, action_space, family = env.single_observation_space, env.single_action_space, env.resolved.family
     env.close()
