@@ -97,6 +97,8 @@ def test_tiny_bc_layer_and_parameter_counts_by_hand():
     #   total 216 + 752 + 96 + 716 + 70 + 698 + 118                                     = 2666
     assert count(model) == 2666
     assert model.out_features == 9
+    # A transition keeps floor(theta * m) channels: growth 3 gives 6 + 3 = 9 channels -> 4.
+    assert densenet_bc_cifar(depth=10, growth=3).features.transition1.conv.weight.shape == (4, 9, 1, 1)
 
 
 def test_dense_block_concatenates_each_layer_onto_its_input():
