@@ -161,6 +161,7 @@ SMALL_NET = {
     "numpy-mlp": ["--hidden", "8"], "numpy-cnn": ["--conv-channels", "2", "--kernel-size", "3"],
     "cnn": ["--width", "0.125"], "resnet": ["--width", "0.125"], "discriminator": ["--width", "0.05"],
     "acgan": ["--width", "8"], "resnet18": ["--input-size", "32"], "resnet50": ["--input-size", "32"],
+    "densenet": ["--depth", "10", "--growth", "4"], "densenet121": ["--input-size", "32"],
     "frame-resnet18": [], "frame-resnet50": ["--freeze-except", "layer4", "fc"], "r3d18": ["--width", "0.125"],
     "cnn-lstm": ["--width", "0.125", "--lstm-hidden", "16"],
 }

@@ -278,7 +278,7 @@ def test_make_encoder_resnet_takes_uint8_frames():
     frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     assert encoder(frames).shape == (2, encoder.out_features)
     assert torch.equal(encoder(frames), encoder.net(frames.float() / 255))  # scaled inside, like the Nature CNN
-    with pytest.raises(UserError, match="unknown encoder 'resnet50': use auto, nature-cnn, mlp, resnet"):
+    with pytest.raises(UserError, match="unknown encoder 'resnet50': use auto, nature-cnn, der-cnn, mlp, resnet, densenet"):
         make_encoder((4, 84, 84), "resnet50")
     with pytest.raises(UserError, match="needs image observations"):
         make_encoder((8,), "resnet")

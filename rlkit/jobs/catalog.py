@@ -12,6 +12,7 @@ from torch import nn
 
 from rlkit.data.transforms import KINETICS_STATS, STATS
 from rlkit.errors import UserError
+from rlkit.nets import densenet as densenets
 from rlkit.nets import resnet as resnets
 from rlkit.nets import video as video_nets
 from rlkit.nets.cnn import DEFAULT_CHANNELS, DeepCNN
@@ -107,6 +108,15 @@ def _cifar_resnet(config: ClassifierConfig, channels: int, size: int, classes: i
     return resnets.CifarResNet(num_classes=classes, in_channels=channels, dropout=config.dropout, width=config.width)
 
 
+def _densenet_bc(config: ClassifierConfig, channels: int, size: int, classes: int) -> nn.Module:
+    return densenets.densenet_bc_cifar(config.depth, config.growth, num_classes=classes, in_channels=channels,
+                                       drop_rate=config.dropout)
+
+
+def _densenet121(config: ClassifierConfig, channels: int, size: int, classes: int) -> nn.Module:
+    return densenets.densenet121(num_classes=classes, in_channels=channels)
+
+
 def _discriminator(config: ClassifierConfig, channels: int, size: int, classes: int) -> nn.Module:
     return DiscriminatorAsClassifier(Discriminator(classes, channels, size, width=max(1, round(196 * config.width))))
 
@@ -150,6 +160,9 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
     "cnn": ImageNet(_deep_cnn, {"epochs": 30, "dropout": 0.25},
                     "8 conv + 3 FC layers with batch norm and dropout (assignment 3)"),
     "resnet": ImageNet(_cifar_resnet, {"epochs": 30}, "the assignment-4 ResNet for 32x32 images"),
+    # Huang et al. train with augmentation and no dropout (dropout 0.2 only without augmentation).
+    "densenet": ImageNet(_densenet_bc, {"epochs": 30, "dropout": 0.0},
+                         "DenseNet-BC for 32x32 images (--depth 100 --growth 12: BC-100-12, 0.8M parameters)"),
     "discriminator": ImageNet(_discriminator, {"epochs": 100, "learning_rate": 1e-4, "schedule": "step",
                                                "step_epochs": 50, "dropout": 0.0},
                               "the assignment-5 GAN critic (8 convs of 196, LayerNorm) trained as a classifier",
@@ -160,6 +173,8 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
                          "ImageNet ResNet-18 (torchvision keys; --pretrained FILE to fine-tune)", in_channels=3),
     "resnet50": ImageNet(_imagenet_resnet("resnet50"), _IMAGENET,
                          "ImageNet ResNet-50 (torchvision keys; --pretrained FILE to fine-tune)", in_channels=3),
+    "densenet121": ImageNet(_densenet121, _IMAGENET,
+                            "ImageNet DenseNet-121 (torchvision keys; --pretrained FILE to fine-tune)", in_channels=3),
     "frame-resnet50": VideoNet(_frame_net("resnet50"), _FRAMES,
                                "UCF-101 from single frames (assignment 6a): ImageNet ResNet-50 with a new head "
                                "(--pretrained FILE); a video sums its frames' log-probabilities", clips=False),

@@ -23,7 +23,7 @@ from rlkit.jobs.base import load_learner, warn_non_finite_weights
 from rlkit.jobs.catalog import ImageNet, TaskInfo, get_net, get_task
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.loop import Loop
-from rlkit.nets.pretrained import freeze, load_pretrained
+from rlkit.nets.pretrained import freeze, head_name, load_pretrained
 from rlkit.runtime import pick_device, seed_everything, set_threads
 from rlkit.sources.batches import ImageBatchSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
@@ -73,7 +73,7 @@ def build_learner(net_name: str, config: ClassifierConfig, image_shape: tuple[in
     size = config.input_size or max(size, net.pad_to)
     model = net.build(config, net.in_channels or channels, size, num_classes)
     if config.pretrained:
-        load_pretrained(model, config.pretrained, skip=("fc.",))
+        load_pretrained(model, config.pretrained, skip=(head_name(model) + ".",))
     if config.freeze_except:
         freeze(model, config.freeze_except)
     return Classifier(model.to(device), config, steps_per_epoch, device)

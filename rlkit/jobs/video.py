@@ -28,7 +28,7 @@ from rlkit.jobs.catalog import VideoNet, check_pair, get_net
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
-from rlkit.nets.pretrained import freeze, load_pretrained
+from rlkit.nets.pretrained import freeze, head_name, load_pretrained
 from rlkit.nets.video import fuse_log_probs, sum_log_probs
 from rlkit.runtime import pick_device, seed_everything, set_threads
 from rlkit.sources.batches import VideoBatchSource
@@ -124,7 +124,7 @@ def build_parts(settings: SupervisedSettings, config: VideoConfig, train: V.Vide
         if not net.pretrained:
             raise UserError(f"{settings.net} trains from scratch: drop --pretrained (frame-resnet50, "
                             "frame-resnet18 and r3d18 load weight files)")
-        load_pretrained(model, config.pretrained, skip=("fc.",))
+        load_pretrained(model, config.pretrained, skip=(head_name(model) + ".",))
     if config.freeze_except:
         freeze(model, config.freeze_except)
     device = pick_device(settings.device)

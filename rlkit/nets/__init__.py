@@ -1,7 +1,8 @@
 """Networks shared by agents and supervised tasks: encoders (observations -> features) and heads."""
 
 from rlkit.nets.cnn import DeepCNN
-from rlkit.nets.encoders import MLP, NatureCNN, ResNetEncoder, make_encoder
+from rlkit.nets.densenet import DenseNet, densenet121, densenet_bc_cifar
+from rlkit.nets.encoders import MLP, DenseNetEncoder, NatureCNN, ResNetEncoder, make_encoder
 from rlkit.nets.policies import (
     ActorCritic, CategoricalHead, DiagGaussian, GaussianHead, RunningMeanStd, ValueHead, kl_divergence,
 )
@@ -15,4 +16,5 @@ __all__ = [
     "ActorCritic", "CategoricalHead", "DiagGaussian", "GaussianHead", "RunningMeanStd", "ValueHead", "kl_divergence",
     "MLP", "NatureCNN", "ResNetEncoder", "make_encoder", "QHead", "DuelingQHead", "BootstrappedQHeads",
     "ParallelLinear", "NoisyLinear", "noise_off", "reset_noise", "random_shift", "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "CifarResNet",
-    "DeepCNN", "load_pretrained", "replace_head", "freeze", "frozen_batchnorm_eval"]
+    "DeepCNN", "load_pretrained", "replace_head", "freeze", "frozen_batchnorm_eval", "DenseNet", "densenet121",
+    "densenet_bc_cifar", "DenseNetEncoder"]

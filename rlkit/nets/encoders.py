@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlkit.errors import UserError
+from rlkit.nets.densenet import densenet_bc_cifar
 from rlkit.nets.resnet import CifarResNet
 
 
@@ -103,7 +104,27 @@ class ResNetEncoder(nn.Module):
         return self.net(obs.float() / 255.0)
 
 
-ENCODERS = ("auto", "nature-cnn", "der-cnn", "mlp", "resnet")
+class DenseNetEncoder(nn.Module):
+    """A small DenseNet-BC (:func:`~rlkit.nets.densenet.densenet_bc_cifar`, depth 40, growth 12: three blocks of
+    six bottleneck layers) as a torso for image stacks; ``out_features`` 132.
+
+    Takes ``(B, C, H, W)`` uint8 frames and scales them to [0, 1] inside like :class:`NatureCNN`. As in
+    :class:`ResNetEncoder`: a stride-2 stem (84x84 frames run at 42 -> 21 -> 10 pixels, about the compute of
+    that encoder) and GroupNorm, since the agent acts on single observations and never switches to eval mode.
+    """
+
+    def __init__(self, in_channels: int = 4, depth: int = 40, growth: int = 12, stem_stride: int = 2,
+                 norm: str = "group"):
+        super().__init__()
+        self.net = densenet_bc_cifar(depth, growth, num_classes=0, in_channels=in_channels,
+                                     stem_stride=stem_stride, norm=norm)
+        self.out_features = self.net.out_features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float() / 255.0)
+
+
+ENCODERS = ("auto", "nature-cnn", "der-cnn", "mlp", "resnet", "densenet")
 
 
 def make_encoder(
@@ -115,14 +136,14 @@ def make_encoder(
 ) -> nn.Module:
     """An encoder for observations of ``obs_shape``.
 
-    ``kind``: ``nature-cnn``, ``der-cnn`` (:data:`DATA_EFFICIENT_CONVS`) or ``resnet`` (:class:`ResNetEncoder`)
-    for image stacks (C, H, W), ``mlp`` for vectors, ``auto`` picks by rank (Nature CNN for images). ``hidden`` and ``activation`` shape the MLP;
+    ``kind``: ``nature-cnn``, ``der-cnn`` (:data:`DATA_EFFICIENT_CONVS`), ``resnet`` (:class:`ResNetEncoder`)
+    or ``densenet`` (:class:`DenseNetEncoder`) for image stacks (C, H, W), ``mlp`` for vectors, ``auto`` picks by rank (Nature CNN for images). ``hidden`` and ``activation`` shape the MLP;
     ``cnn_features`` sizes the Nature CNN's last layer (0: convolutions only). An unknown ``kind``, or an image
     encoder for vector observations, is a :class:`UserError` (it comes from a command-line flag).
     """
     if kind == "auto":
         kind = "nature-cnn" if len(obs_shape) == 3 else "mlp"
-    if kind in ("nature-cnn", "der-cnn", "resnet") and len(obs_shape) != 3:
+    if kind in ("nature-cnn", "der-cnn", "resnet", "densenet") and len(obs_shape) != 3:
         raise UserError(f"the {kind} encoder needs image observations (C, H, W), this env has shape "
                         f"{tuple(obs_shape)}: use --encoder mlp or auto")
     if kind == "nature-cnn":
@@ -131,6 +152,8 @@ def make_encoder(
         return NatureCNN(*obs_shape, features=cnn_features, convs=DATA_EFFICIENT_CONVS)
     if kind == "resnet":
         return ResNetEncoder(obs_shape[0])
+    if kind == "densenet":
+        return DenseNetEncoder(obs_shape[0])
     if kind == "mlp":
         return MLP(int(torch.Size(obs_shape).numel()), hidden, activation)
     raise UserError(f"unknown encoder {kind!r}: use {', '.join(ENCODERS)}")

@@ -1,7 +1,8 @@
 """Start from published weights: load a weight file into a model, replace its head, freeze all but some layers.
 
 The models of :mod:`rlkit.nets.resnet` and :mod:`rlkit.nets.cnn` keep their head in ``fc`` and report the width
-before it as ``out_features``; the functions here rely on that.
+before it as ``out_features``; the functions here rely on that. A model whose head has another name (torchvision's
+DenseNet: ``classifier``) declares it as the class attribute ``head_name`` (see :func:`head_name`).
 
 Typical fine-tuning::
 
@@ -59,6 +60,11 @@ def _read_state_dict(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
     return dict(data)
 
 
+def head_name(model: nn.Module) -> str:
+    """The attribute holding ``model``'s classification head: its ``head_name``, else ``fc``."""
+    return getattr(model, "head_name", "fc")
+
+
 def _under(name: str, prefix: str) -> bool:
     """Whether ``name`` is ``prefix`` or inside it, by whole dotted components ("layer1" is not "layer10")."""
     prefix = prefix.rstrip(".")
@@ -90,10 +96,14 @@ def load_pretrained(model: nn.Module, path: str | Path, skip: Sequence[str] = ()
             the model, the first offending keys with both shapes, and the fix).
 
     A file without ``num_batches_tracked`` counters (torchvision's weights from before PyTorch 0.4.1) is accepted:
-    those counters only matter for BatchNorm with ``momentum=None`` and keep the model's value.
+    those counters only matter for BatchNorm with ``momentum=None`` and keep the model's value. A model with a
+    ``rename_legacy_keys(state) -> state`` method has the file's keys renamed by it first (torchvision's DenseNet
+    files use module names from before PyTorch 0.4).
     """
     path = Path(path)
     state = _read_state_dict(path, model)
+    if hasattr(model, "rename_legacy_keys"):
+        state = model.rename_legacy_keys(state)
     own = model.state_dict()
     for prefix in skip:
         if not any(_under(k, prefix) for k in (*own, *state)):
@@ -111,8 +121,9 @@ def load_pretrained(model: nn.Module, path: str | Path, skip: Sequence[str] = ()
                     + [f"missing {k} {_shape(wanted[k])}" for k in missing]
                     + [f"unexpected {k} {_shape(state[k])}" for k in unexpected])
         more = f" (+{len(problems) - SHOWN} more)" if len(problems) > SHOWN else ""
-        head_only = all(_under(k, "fc") for k in (*missing, *unexpected, *shapes))
-        fix = ("skip the head: load_pretrained(..., skip=('fc.',)) keeps a fresh one" if head_only
+        head = head_name(model)
+        head_only = all(_under(k, head) for k in (*missing, *unexpected, *shapes))
+        fix = (f"skip the head: load_pretrained(..., skip=('{head}.',)) keeps a fresh one" if head_only
                else f"pass a weight file saved from a {_model_name(model)} (e.g. torchvision's), or skip the keys "
                     f"that differ")
         raise UserError(f"{path} does not fit {_model_name(model)} ({len(state)} tensors in the file, "
@@ -124,14 +135,16 @@ def load_pretrained(model: nn.Module, path: str | Path, skip: Sequence[str] = ()
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """Give ``model`` a fresh head: ``fc = Linear(out_features, num_classes)`` on the model's device and dtype
-    (``num_classes=0``: ``nn.Identity``, the model becomes an encoder). Returns the new head."""
-    if not hasattr(model, "out_features") or not hasattr(model, "fc"):
-        raise TypeError(f"{type(model).__name__} has no 'fc' head and 'out_features' width to replace")
+    """Give ``model`` a fresh head: ``fc`` (or its :func:`head_name`) ``= Linear(out_features, num_classes)`` on
+    the model's device and dtype (``num_classes=0``: ``nn.Identity``, the model becomes an encoder). Returns the
+    new head."""
+    head_attr = head_name(model)
+    if not hasattr(model, "out_features") or not hasattr(model, head_attr):
+        raise TypeError(f"{type(model).__name__} has no {head_attr!r} head and 'out_features' width to replace")
     reference = next(model.parameters())
     head = (nn.Linear(model.out_features, num_classes, device=reference.device, dtype=reference.dtype)
             if num_classes else nn.Identity())
-    model.fc = head
+    setattr(model, head_attr, head)
     return head
 
 

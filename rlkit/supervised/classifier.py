@@ -61,10 +61,15 @@ class ClassifierConfig:
     """numpy-cnn: filters of its convolution."""
     kernel_size: int = 7
     """numpy-cnn: side of its square filters."""
+    depth: int = 100
+    """densenet: weighted layers of the DenseNet-BC, 6n + 4 (100: DenseNet-BC-100-12 with --growth 12)."""
+    growth: int = 12
+    """densenet: channels each dense layer adds (the growth rate k)."""
     input_size: int = 0
     """Resize images to this side before the net (e.g. 224 to fine-tune an ImageNet ResNet; 0 keeps them)."""
     pretrained: str = ""
-    """A weight file to start from (torchvision-compatible ResNet keys); its classification head is replaced."""
+    """A weight file to start from (torchvision-compatible ResNet or DenseNet keys); its classification head is
+    replaced."""
     freeze_except: tuple[str, ...] = ()
     """Freeze every parameter except those under these name prefixes, e.g. layer4 fc (empty: train all)."""
 
