@@ -174,3 +174,16 @@ def test_the_default_evaluation_interval_is_a_tenth_and_a_tiny_run_evaluates_onc
     """Issue 17 item 9: a run too short to evaluate twice before its end (in whole rollouts) evaluates at the end."""
     train.main(["--agent", agent, "--env", env, *flags, "--print-config"])
     assert json.loads(capsys.readouterr().out)["settings"]["eval_interval"] == expected
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--net", "resnet18", "--depth", "40"], "--depth shapes the densenet net; resnet18 does not read it"),
+    (["--net", "densenet", "--width", "0.5"], "--width shapes the cnn, resnet, discriminator, r3d18, cnn-lstm nets"),
+    (["--net", "cnn", "--hidden", "64"], "drop --hidden"),
+])
+def test_a_net_shape_flag_the_net_does_not_read_is_refused(argv, message):
+    """Each net declares the shape fields it reads; a flag for another (accepted and ignored before) is an error."""
+    import train
+
+    with pytest.raises(UserError, match=message):
+        train.main(["--task", "mnist", *argv, "--print-config"])

@@ -61,6 +61,8 @@ class ImageNet:
     """Channels the net takes (0: the data's); gray images are repeated to fill three."""
     pad_to: int = 0
     """Zero-pad smaller images to this side (the GAN critic takes 32x32: 28x28 digits are padded)."""
+    reads: tuple[str, ...] = ()
+    """The net-shape fields (:data:`SHAPE_FIELDS`) its builder reads; a flag for any other one is refused."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,23 @@ class VideoNet:
     """Takes clips as (C, T, H, W), torchvision's 3D layout (else (T, C, H, W))."""
     pretrained: bool = True
     """Accepts a --pretrained weight file (its head ``fc`` is replaced)."""
+    reads: tuple[str, ...] = ()
+    """The net-shape fields (:data:`SHAPE_FIELDS`) its builder reads; a flag for any other one is refused."""
+
+
+SHAPE_FIELDS = ("width", "hidden", "conv_channels", "kernel_size", "depth", "growth", "lstm_hidden", "lstm_grid")
+"""Config fields that shape one kind of net: a net that does not read one must not accept its flag silently."""
+
+
+def check_shape_flags(net: str, args: Any) -> None:
+    """Refuse, in one line, a net-shape flag (``--depth``) that ``net`` would ignore."""
+    reads = getattr(NETS.get(net), "reads", SHAPE_FIELDS)
+    for name in SHAPE_FIELDS:
+        if getattr(args, name, None) is not None and name not in reads:
+            users = [n for n, row in NETS.items() if name in getattr(row, "reads", ())]
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} shapes the {', '.join(users)} net{'s' * (len(users) > 1)}; {net} does not read "
+                            f"it: drop {flag}")
 
 
 def _numpy_mlp(config: ClassifierConfig, channels: int, size: int, classes: int) -> Any:
@@ -154,19 +173,21 @@ _FRAMES = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-4, "input_size": 
 
 NETS: dict[str, ImageNet | GANNet | VideoNet] = {
     "numpy-mlp": ImageNet(_numpy_mlp, {**_NUMPY_RECIPE, "epochs": 10, "batch_size": 32, "learning_rate": 0.1},
-                          "one hidden ReLU layer in NumPy (assignment 1)", numpy=True),
+                          "one hidden ReLU layer in NumPy (assignment 1)", numpy=True, reads=("hidden",)),
     "numpy-cnn": ImageNet(_numpy_cnn, {**_NUMPY_RECIPE, "epochs": 6, "batch_size": 32, "learning_rate": 0.05},
-                          "one convolution with several channels in NumPy (assignment 2)", numpy=True),
+                          "one convolution with several channels in NumPy (assignment 2)", numpy=True,
+                          reads=("conv_channels", "kernel_size")),
     "cnn": ImageNet(_deep_cnn, {"epochs": 30, "dropout": 0.25},
-                    "8 conv + 3 FC layers with batch norm and dropout (assignment 3)"),
-    "resnet": ImageNet(_cifar_resnet, {"epochs": 30}, "the assignment-4 ResNet for 32x32 images"),
+                    "8 conv + 3 FC layers with batch norm and dropout (assignment 3)", reads=("width",)),
+    "resnet": ImageNet(_cifar_resnet, {"epochs": 30}, "the assignment-4 ResNet for 32x32 images", reads=("width",)),
     # Huang et al. train with augmentation and no dropout (dropout 0.2 only without augmentation).
     "densenet": ImageNet(_densenet_bc, {"epochs": 30, "dropout": 0.0},
-                         "DenseNet-BC for 32x32 images (--depth 100 --growth 12: BC-100-12, 0.8M parameters)"),
+                         "DenseNet-BC for 32x32 images (--depth 100 --growth 12: BC-100-12, 0.8M parameters)",
+                         reads=("depth", "growth")),
     "discriminator": ImageNet(_discriminator, {"epochs": 100, "learning_rate": 1e-4, "schedule": "step",
                                                "step_epochs": 50, "dropout": 0.0},
                               "the assignment-5 GAN critic (8 convs of 196, LayerNorm) trained as a classifier",
-                              pad_to=32),
+                              pad_to=32, reads=("width",)),
     "acgan": GANNet({}, "ACGAN with WGAN gradient penalty (assignment 5b): a generator and a critic with a class "
                         "head; flags from its own config"),
     "resnet18": ImageNet(_imagenet_resnet("resnet18"), _IMAGENET,
@@ -183,10 +204,10 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
     "r3d18": VideoNet(_r3d18, {"epochs": 10, "batch_size": 16, "learning_rate": 1e-4, "input_size": 112},
                       "UCF-101 from 16-frame clips (assignment 6b): R3D-18 (--pretrained Kinetics-400 file, "
                       "torchvision keys); a video sums its clips' log-probabilities",
-                      clips=True, stats=KINETICS_STATS, channels_first=True),
+                      clips=True, stats=KINETICS_STATS, channels_first=True, reads=("width",)),
     "cnn-lstm": VideoNet(_cnn_lstm, {"epochs": 20, "batch_size": 16, "input_size": 112},
                          "UCF-101 from clips: the course's ResNet per frame and an LSTM over the frames",
-                         clips=True, pretrained=False),
+                         clips=True, pretrained=False, reads=("width", "lstm_hidden", "lstm_grid")),
 }
 
 

@@ -12,7 +12,7 @@ from rlkit.config import NON_NEGATIVE, require_all
 from rlkit.distributed import launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job
-from rlkit.jobs.catalog import NETS, TASKS, get_net, get_task, nets_of
+from rlkit.jobs.catalog import NETS, TASKS, check_shape_flags, get_net, get_task, nets_of
 from rlkit.loop import LoopConfig
 from rlkit.runtime import check_run_dir, pick_device
 
@@ -87,6 +87,8 @@ class SupervisedJob(Job):
         require_all((flag, value, NON_NEGATIVE) for flag, value in (
             ("--seed", args.seed), ("--max-steps", args.max_steps), ("--eval-interval", args.eval_interval),
             ("--checkpoint-interval", args.checkpoint_interval), ("--threads", args.threads)) if value is not None)
+        get_net(args.net)  # an unknown net is named as such before its flags are judged
+        check_shape_flags(args.net, args)
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)
         return SupervisedSettings(
