@@ -30,6 +30,7 @@ from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import EpisodeSignals, make_env
 from rlkit.errors import UserError
 from rlkit.jobs.agent import AgentJob, AgentSettings
+from rlkit.nets import kl_divergence
 from rlkit.sources.async_ import MP, A3CSource, WorkerReport, collect_segment, run_worker
 
 from by_hand import returns_by_hand
@@ -125,6 +126,10 @@ def test_learn_equals_torch_rmsprop_on_the_hand_loss(max_grad_norm):
         norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), max_grad_norm or float("inf"))
         optimizer.step()
         assert metrics["losses/grad_norm"] == pytest.approx(float(norm), rel=1e-5)
+        with torch.no_grad():  # the KL from the copy that collected the segment to the shared net after the step
+            flat = segment.obs.flatten(0, 1)
+            kl = kl_divergence(local.distribution(flat), reference.distribution(flat)).mean()
+        assert metrics["losses/kl"] == pytest.approx(float(kl), rel=1e-4, abs=1e-9)
         for shared, ref, local_p, old in zip(agent.net.parameters(), reference.parameters(), local.parameters(),
                                              before):
             torch.testing.assert_close(shared, ref, rtol=1e-5, atol=1e-7)

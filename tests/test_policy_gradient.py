@@ -475,3 +475,22 @@ def test_ppo_halfcheetah_smoke(tmp_path):
     assert checkpoint["config"]["normalize_obs"] and checkpoint["learner"]["obs_norm"]["count"] > 384
     result = evaluate.main([str(run), "--episodes", "1", "--json"])
     assert result["episodes"] == 1 and np.isfinite(result["mean_return"])
+
+
+@pytest.mark.parametrize("agent_class, config", [
+    (A2C, AGENTS["a2c"].preset("other")), (REINFORCE, AGENTS["reinforce"].preset("other")),
+])
+@pytest.mark.parametrize("env_name", ["CartPole", "Pendulum"])
+def test_a2c_and_reinforce_log_the_kl_of_their_update(agent_class, config, env_name):
+    """losses/kl is KL(pi_before || pi_after) on the rollout's observations, computed from a snapshot taken before
+    the update (a Gaussian's log std is a live parameter: the snapshot must copy it)."""
+    env = make_env(env_name, 2, seed=0)
+    config = dataclasses.replace(config, num_steps=208, learning_rate=1e-2)  # REINFORCE learns from ended episodes
+    agent = make_agent(agent_class, config, env)
+    rollout = collect(agent, env)
+    env.close()
+    before = frozen_distribution(agent, rollout.obs)
+    metrics = agent.update(rollout)
+    with torch.no_grad():
+        kl = kl_divergence(before, agent.net.distribution(rollout.obs)).mean()
+    assert metrics["losses/kl"] == pytest.approx(float(kl), rel=1e-4) and metrics["losses/kl"] > 0

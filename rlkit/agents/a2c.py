@@ -11,6 +11,7 @@ from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent
 from rlkit.buffers.rollout import RolloutBatch
 from rlkit.config import POSITIVE, Constraint, OneOf
 from rlkit.envs import Family
+from rlkit.nets.policies import frozen
 from rlkit.optim import make_adam, optimizer_step
 
 
@@ -81,8 +82,10 @@ class A2C(PolicyAgent):
         value_loss = (rollout.returns - values).pow(2).mean()
         entropy = dist.entropy().mean()
         loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
+        old_policy = frozen(dist)
         grad_norm = optimizer_step(self.optimizer, loss, self.net.parameters(), c.max_grad_norm)
         self.updates += 1
         return {"losses/policy_loss": policy_loss.item(), "losses/value_loss": value_loss.item(),
                 "losses/entropy": entropy.item(), "losses/grad_norm": grad_norm, "charts/learning_rate": lr,
-                "losses/explained_variance": self.explained_variance(rollout.values, rollout.returns)}
+                "losses/explained_variance": self.explained_variance(rollout.values, rollout.returns),
+                "losses/kl": self.kl_after_step(old_policy, rollout.obs)}

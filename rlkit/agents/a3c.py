@@ -22,6 +22,7 @@ from rlkit.checkpoint import copy_tensors
 from rlkit.config import COUNT, POSITIVE, Bound, Constraint
 from rlkit.envs import Family
 from rlkit.errors import UserError
+from rlkit.nets.policies import frozen
 from rlkit.optim import optimizer_step
 
 if TYPE_CHECKING:  # the source that runs the workers defines their messages (and imports this module)
@@ -160,10 +161,14 @@ class A3C(PolicyAgent):
         loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
 
         lr = self.anneal_learning_rate(self.optimizer)
+        old_policy = frozen(dist)
         grad_norm = optimizer_step(self.optimizer, loss, local_net.parameters(), c.max_grad_norm,
                                    apply_to=self.net.parameters())
+        # The shared net after the step (and any other worker's meanwhile) against the copy that collected the segment
+        kl = self.kl_after_step(old_policy, segment.obs.flatten(0, 1))
         return {"losses/policy_loss": policy_loss.item(), "losses/value_loss": value_loss.item(),
-                "losses/entropy": entropy.item(), "losses/grad_norm": float(grad_norm), "charts/learning_rate": lr}
+                "losses/entropy": entropy.item(), "losses/grad_norm": float(grad_norm), "charts/learning_rate": lr,
+                "losses/kl": kl}
 
     # ------------------------------------------------------------------ in the main process
     def update(self, reports: list[WorkerReport]) -> dict[str, float]:

@@ -9,12 +9,13 @@ from typing import Any, ClassVar, NamedTuple
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 from rlkit.agents.base import Agent
 from rlkit.buffers.rollout import RolloutSpec
 from rlkit.config import COUNT, DISCOUNT, FINITE, NON_NEGATIVE, POSITIVE, UNIT, Constraint, OneOf, check
 from rlkit.distributed import sum_over_processes
-from rlkit.nets import ActorCritic, RunningMeanStd
+from rlkit.nets import ActorCritic, RunningMeanStd, kl_divergence
 from rlkit.optim import set_learning_rate
 
 
@@ -174,6 +175,12 @@ class PolicyAgent(Agent):
         for optimizer in optimizers:
             set_learning_rate(optimizer, lr)
         return lr
+
+    def kl_after_step(self, old: Any, obs: torch.Tensor, net: nn.Module | None = None) -> float:
+        """Mean KL(pi_old || pi_new) over ``obs``: how far an update moved the policy. ``old`` is the policy's
+        distribution on ``obs`` from before the update (:func:`rlkit.nets.policies.frozen`)."""
+        with torch.no_grad():
+            return float(kl_divergence(old, (net or self.net).distribution(obs)).mean())
 
     @staticmethod
     def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:

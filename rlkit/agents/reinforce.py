@@ -11,6 +11,7 @@ from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent
 from rlkit.buffers.rollout import RolloutBatch
 from rlkit.config import POSITIVE, Constraint
 from rlkit.envs import Family
+from rlkit.nets.policies import frozen
 from rlkit.optim import make_adam, optimizer_step
 
 
@@ -86,6 +87,8 @@ class REINFORCE(PolicyAgent):
             value_loss = (weights * (self.net.value(rollout.obs) - rollout.returns).pow(2)).sum() / count
             loss = loss + c.vf_coef * value_loss
             metrics["losses/value_loss"] = value_loss.item()
+        old_policy = frozen(dist)
         metrics["losses/grad_norm"] = optimizer_step(self.optimizer, loss, self.net.parameters(), c.max_grad_norm)
         self.updates += 1
+        metrics["losses/kl"] = self.kl_after_step(old_policy, rollout.obs)
         return metrics

@@ -55,6 +55,14 @@ def kl_divergence(p: DiagGaussian | Categorical, q: DiagGaussian | Categorical) 
     return torch.distributions.kl_divergence(p, q)
 
 
+def frozen(dist: DiagGaussian | Categorical) -> DiagGaussian | Categorical:
+    """A copy of ``dist`` that later parameter updates leave alone (a Gaussian's state-independent log std is a
+    view of the live parameter)."""
+    if isinstance(dist, DiagGaussian):
+        return DiagGaussian(dist.mean.detach(), dist.log_std.detach().clone())
+    return Categorical(logits=dist.logits.detach())
+
+
 class CategoricalHead(nn.Module):
     """Features -> a categorical distribution over ``n_actions``."""
 
