@@ -193,14 +193,15 @@ class QNetwork(nn.Module):
         cnn = config.cnn_hidden
         torso, stream = (config.hidden, cnn) if images else (config.hidden[:-1], (config.hidden or (0,))[-1])
         if config.bootstrapped:
-            # Osband et al.: the heads share the convolutions, each head has its own 512-unit layer.
+            # Osband et al.: the heads share the convolutions, each head has its own 512-unit (cnn_hidden) layer.
             self.encoder = make_encoder(obs_shape, config.encoder, hidden=config.hidden,
                                         cnn_features=0 if images else cnn)
             self.head: nn.Module = BootstrappedQHeads(self.encoder.out_features, n_actions, config.num_heads,
                                                       hidden=cnn if images else 0)
         elif config.dueling:
             # Wang et al.: value and advantage streams split after the convolutions, each with its own 512-unit
-            # layer; on vectors they split before the last hidden layer, each stream taking one of that width.
+            # (cnn_hidden) layer; on vectors they split before the last hidden layer, each stream taking one of that
+            # width.
             self.encoder = make_encoder(obs_shape, config.encoder, hidden=torso, cnn_features=0)
             self.head = DuelingQHead(self.encoder.out_features, n_actions, hidden=stream, atoms=atoms,
                                      noisy_std=noisy_std)
