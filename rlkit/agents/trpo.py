@@ -15,7 +15,8 @@ from rlkit.agents.policy_gradient import Normalization, PolicyAgent, PolicyGradi
 from rlkit.buffers.rollout import RolloutBatch, minibatches
 from rlkit.config import COUNT, NON_NEGATIVE, POSITIVE, Bound, Constraint
 from rlkit.envs import Family
-from rlkit.nets import DiagGaussian, kl_divergence
+from rlkit.nets import kl_divergence
+from rlkit.nets.policies import frozen
 from rlkit.optim import make_adam, optimizer_step
 
 
@@ -107,11 +108,9 @@ class TRPO(PolicyAgent):
         if c.normalize_advantage:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         with torch.no_grad():
-            old_dist = self.net.distribution(obs)
-        if isinstance(old_dist, DiagGaussian):
-            # Its log_std is a view of the live parameter: freeze a copy, or the line search's KL would compare
-            # each candidate's log std with itself.
-            old_dist = DiagGaussian(old_dist.mean, old_dist.log_std.clone())
+            # frozen: a Gaussian's log_std is a view of the live parameter, and the line search's KL would compare
+            # each candidate's log std with itself
+            old_dist = frozen(self.net.distribution(obs))
 
         def surrogate(dist) -> torch.Tensor:
             """E[pi(a|s) / pi_old(a|s) A]: the objective whose gradient at pi_old is the policy gradient."""
