@@ -13,6 +13,7 @@ from torch import nn
 from rlkit.data.transforms import KINETICS_STATS, STATS
 from rlkit.errors import UserError
 from rlkit.nets import densenet as densenets
+from rlkit.nets import recurrent
 from rlkit.nets import resnet as resnets
 from rlkit.nets import video as video_nets
 from rlkit.nets.cnn import DEFAULT_CHANNELS, DeepCNN
@@ -136,6 +137,14 @@ def _densenet121(config: ClassifierConfig, channels: int, size: int, classes: in
     return densenets.densenet121(num_classes=classes, in_channels=channels)
 
 
+def _sequence(cell: str) -> Callable[[ClassifierConfig, int, int, int], nn.Module]:
+    def build(config: ClassifierConfig, channels: int, size: int, classes: int) -> nn.Module:
+        return recurrent.SequenceClassifier(classes, channels, size, hidden=config.hidden, cell=cell,
+                                            dropout=config.dropout)
+
+    return build
+
+
 def _discriminator(config: ClassifierConfig, channels: int, size: int, classes: int) -> nn.Module:
     return DiscriminatorAsClassifier(Discriminator(classes, channels, size, width=max(1, round(196 * config.width))))
 
@@ -184,6 +193,12 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
     "densenet": ImageNet(_densenet_bc, {"epochs": 30, "dropout": 0.0},
                          "DenseNet-BC for 32x32 images (--depth 100 --growth 12: BC-100-12, 0.8M parameters)",
                          reads=("depth", "growth")),
+    # Row-by-row MNIST: no augmentation (a shifted digit is a different sequence), clipping as is usual for LSTMs.
+    **{cell: ImageNet(_sequence(cell), {"epochs": 15, "hidden": 128, "augment": False, "dropout": 0.0,
+                                        "max_grad_norm": 1.0, "schedule": "cosine"},
+                      f"an {cell.upper()} reading the image row by row (MNIST: 28 steps of 28 pixels), --hidden units",
+                      reads=("hidden",))
+       for cell in recurrent.CELLS},
     "discriminator": ImageNet(_discriminator, {"epochs": 100, "learning_rate": 1e-4, "schedule": "step",
                                                "step_epochs": 50, "dropout": 0.0},
                               "the assignment-5 GAN critic (8 convs of 196, LayerNorm) trained as a classifier",

@@ -56,7 +56,7 @@ class ClassifierConfig:
     width: float = 1.0
     """Multiplies the channel counts of the cnn and resnet nets (1: the published widths)."""
     hidden: int = 100
-    """numpy-mlp: hidden ReLU units."""
+    """numpy-mlp: hidden ReLU units; lstm, gru: recurrent units."""
     conv_channels: int = 32
     """numpy-cnn: filters of its convolution."""
     kernel_size: int = 7
