@@ -255,7 +255,7 @@ class Model:
         seed = self.settings.seed + EVAL_SEED_OFFSET if seed is None else seed
         return evaluate_agent(self.agent, self.settings.env, episodes, seed, self.settings.sticky_actions,
                               deterministic=deterministic, env_kwargs=self.settings.env_kwargs,
-                              wrappers=self.wrappers)
+                              wrappers=self.wrappers, partially_observed=self.settings.partially_observed)
 
 
 def env_action_space(env: gym.vector.VectorEnv) -> gym.Space:

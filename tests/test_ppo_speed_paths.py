@@ -78,7 +78,7 @@ def reference_to_env(self, actions: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def reference_policy_step(self, obs: np.ndarray) -> PolicyStep:
+def reference_policy_step(self, obs: np.ndarray, memory=None, episode_starts=None) -> PolicyStep:
     x = self._observe(obs, update_stats=True)
     dist, values = self.net(x)  # a torch Categorical or a DiagGaussian
     actions = dist.sample()
@@ -103,7 +103,7 @@ def reference_gae(rewards, values, terminated, truncated, last_values, gamma, la
 
 
 def reference_buffer_add(self, obs, actions, log_probs, values, rewards, terminated, truncated,
-                         final_values=None) -> None:
+                         final_values=None, memory=None, episode_starts=None) -> None:  # feed-forward: no memory
     t = self.step
     self.obs[t] = torch.as_tensor(obs, device=self.device)
     self.actions[t] = torch.as_tensor(actions, device=self.device)
@@ -178,7 +178,7 @@ def fingerprint(name: str) -> dict[str, list[str]]:
     batches, metrics = [], []
     for _ in range(rollouts):
         batch = source.next()
-        batches.append(_digest([field.clone() for field in batch]))
+        batches.append(_digest([field.clone() for field in batch if field is not None]))
         metrics.append(repr(sorted(agent.update(batch).items())))
     env.close()
     state = [p for p in agent.net.state_dict().values()]

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig, Recurrence
 from rlkit.buffers.rollout import RolloutBatch
 from rlkit.config import POSITIVE, Constraint, OneOf
 from rlkit.envs import Family
@@ -16,7 +16,7 @@ from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class A2CConfig(PolicyGradientConfig, LossWeights, Normalization):
+class A2CConfig(PolicyGradientConfig, LossWeights, Normalization, Recurrence):
     """A2C hyperparameters. Defaults are OpenAI baselines' / SB3's: RMSprop 7e-4, 5-step segments, clip 0.5."""
 
     num_steps: int = 5
@@ -73,7 +73,7 @@ class A2C(PolicyAgent):
     def update(self, rollout: RolloutBatch) -> dict[str, float]:
         c = self.config
         lr = self.anneal_learning_rate(self.optimizer)
-        dist, values = self.net(rollout.obs)
+        dist, values = self.outputs(rollout)  # a recurrent policy: each sub-env's rollout as one sequence
         log_prob = dist.log_prob(rollout.actions)
         advantages = rollout.advantages
         if c.normalize_advantage:
@@ -88,4 +88,4 @@ class A2C(PolicyAgent):
         return {"losses/policy_loss": policy_loss.item(), "losses/value_loss": value_loss.item(),
                 "losses/entropy": entropy.item(), "losses/grad_norm": grad_norm, "charts/learning_rate": lr,
                 "losses/explained_variance": self.explained_variance(rollout.values, rollout.returns),
-                "losses/kl": self.kl_after_step(old_policy, rollout.obs)}
+                "losses/kl": self.kl_after_step(old_policy, rollout)}

@@ -119,6 +119,10 @@ class Agent(ABC):
     def episode_start(self, mask: np.ndarray) -> None:
         """Called with a mask of sub-envs that start a new training episode. Most agents ignore it."""
 
+    def new_episodes(self, mask: np.ndarray) -> None:
+        """Evaluation calls this with a mask of its sub-envs that start a new game (all of them after a reset), so
+        an agent with a memory of the game (a recurrent policy) forgets it. Most agents ignore it."""
+
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimizer states and counters, as tensors and plain data."""

@@ -11,11 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch.distributions import Categorical
+
 from rlkit.agents.base import Agent
-from rlkit.buffers.rollout import RolloutSpec
+from rlkit.buffers.rollout import RolloutBatch, RolloutSpec
 from rlkit.config import COUNT, DISCOUNT, FINITE, NON_NEGATIVE, POSITIVE, UNIT, Constraint, OneOf, check
 from rlkit.distributed import sum_over_processes
+from rlkit.errors import UserError
 from rlkit.nets import ActorCritic, RunningMeanStd, kl_divergence
+from rlkit.nets.policies import DiagGaussian
+from rlkit.nets.recurrent import CELLS, RecurrentActorCritic
 from rlkit.optim import set_learning_rate
 
 
@@ -52,6 +57,29 @@ class PolicyGradientConfig:
 
     def __post_init__(self) -> None:
         check(self)  # with the tables of the loss-weight and normalization fields the subclass mixes in
+        length = getattr(self, "sequence_length", 0)
+        if length and self.num_steps % length:
+            raise UserError(f"--sequence-length {length} must divide --num-steps {self.num_steps}: pick a divisor, "
+                            "or 0 for the automatic length")
+
+
+@dataclass
+class Recurrence:
+    """Fields of the agents that can learn a recurrent policy (PPO and A2C, as sb3-contrib's RecurrentPPO)."""
+
+    recurrent: str = "none"
+    """none, lstm or gru: a recurrent core between each torso and its head, its memory carried from step to step
+    and zeroed where an episode starts (in training, evaluation and evaluate.py alike)."""
+    recurrent_hidden: int = 256
+    """Units of each recurrent core."""
+    sequence_length: int = 0
+    """Steps per training sequence, a divisor of num_steps: gradients flow back through time within a sequence,
+    which starts from the memory stored when it was collected. 0: the longest that still gives every minibatch a
+    sequence (each sub-env's whole rollout when there are enough sub-envs)."""
+
+    CHECKS: ClassVar[dict[str, Constraint]] = {
+        "recurrent": OneOf(("none", *CELLS)), "recurrent_hidden": COUNT, "sequence_length": NON_NEGATIVE,
+    }
 
 
 @dataclass
@@ -87,6 +115,8 @@ class PolicyStep(NamedTuple):
     """Actions sent to the env (clipped to a Box's bounds)."""
     log_probs: torch.Tensor
     values: torch.Tensor
+    memory: torch.Tensor | None = None
+    """A recurrent policy's memory after the step."""
 
 
 class PolicyAgent(Agent):
@@ -110,9 +140,17 @@ class PolicyAgent(Agent):
     ):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
         images = len(obs_space.shape) == 3
-        self.net = ActorCritic(obs_space.shape, action_space, config.hidden, config.activation,
-                               shared=images if shared is None else shared,
-                               log_std_init=config.log_std_init).to(self.device)
+        shared = images if shared is None else shared
+        self.recurrent = getattr(config, "recurrent", "none") != "none"
+        if self.recurrent:
+            self.net: ActorCritic | RecurrentActorCritic = RecurrentActorCritic(
+                obs_space.shape, action_space, config.hidden, config.activation, shared, config.log_std_init,
+                config.recurrent, config.recurrent_hidden).to(self.device)
+        else:
+            self.net = ActorCritic(obs_space.shape, action_space, config.hidden, config.activation, shared=shared,
+                                   log_std_init=config.log_std_init).to(self.device)
+        self.eval_memory: torch.Tensor | None = None  # act()'s memory of each evaluation game
+        self.eval_starts: torch.Tensor | None = None
         # Under torchrun every process's observations count, so all processes normalize alike.
         self.obs_norm = (RunningMeanStd(obs_space.shape, all_reduce=sum_over_processes()).to(self.device)
                          if normalize_obs else None)
@@ -137,26 +175,67 @@ class PolicyAgent(Agent):
         # np.minimum/np.maximum: what np.clip computes, without its ~5 us of Python wrappers per step
         return np.minimum(np.maximum(actions, self.action_low), self.action_high) if self.continuous else actions
 
-    @torch.no_grad()
-    def policy_step(self, obs: np.ndarray) -> PolicyStep:
-        """Sample actions for training; updates the observation statistics."""
-        x = self._observe(obs, update_stats=True)
-        actions, log_probs, values = self.net.sample(x)
-        return PolicyStep(x, actions, self._to_env(actions), log_probs, values)
+    def _starts(self, episode_starts: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(episode_starts, dtype=torch.float32, device=self.device)
 
     @torch.no_grad()
-    def value_of(self, obs: np.ndarray) -> torch.Tensor:
-        """V(s) of raw observations (for bootstrapping at time limits); statistics stay as they are."""
-        return self.net.value(self._observe(obs, update_stats=False))
+    def policy_step(self, obs: np.ndarray, memory: torch.Tensor | None = None,
+                    episode_starts: np.ndarray | None = None) -> PolicyStep:
+        """Sample actions for training; updates the observation statistics. A recurrent policy takes its
+        ``memory`` after the previous step and the sub-envs whose episode starts with ``obs``."""
+        x = self._observe(obs, update_stats=True)
+        if not self.recurrent:
+            actions, log_probs, values = self.net.sample(x)
+            return PolicyStep(x, actions, self._to_env(actions), log_probs, values)
+        actions, log_probs, values, memory = self.net.sample(x, memory, self._starts(episode_starts))
+        return PolicyStep(x, actions, self._to_env(actions), log_probs, values, memory)
+
+    @torch.no_grad()
+    def value_of(self, obs: np.ndarray, memory: torch.Tensor | None = None,
+                 episode_starts: np.ndarray | None = None) -> torch.Tensor:
+        """V(s) of raw observations (for bootstrapping at time limits); statistics stay as they are. A recurrent
+        critic reads them with ``memory`` (episode starts: none unless given)."""
+        x = self._observe(obs, update_stats=False)
+        if not self.recurrent:
+            return self.net.value(x)
+        starts = np.zeros(len(x)) if episode_starts is None else episode_starts
+        return self.net.value(x, memory, self._starts(starts))
+
+    def initial_memory(self, num_envs: int) -> torch.Tensor | None:
+        """A recurrent policy's zero memory for ``num_envs`` sub-envs; None for a feed-forward one."""
+        return self.net.initial_memory(num_envs).to(self.device) if self.recurrent else None
+
+    def new_episodes(self, mask: np.ndarray) -> None:
+        """Evaluation: the games of ``mask`` start anew, so a recurrent policy forgets them."""
+        if self.recurrent and self.eval_starts is not None and len(mask) == len(self.eval_starts):
+            self.eval_starts[torch.as_tensor(mask, device=self.device)] = 1.0
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool = False, deterministic: bool = True) -> np.ndarray:
         """``explore``: sample as in training. Otherwise the mode (mean or argmax), or a sample when not
-        ``deterministic``; evaluation never changes the normalization statistics."""
-        if explore:
-            return self.policy_step(obs).env_actions
-        dist = self.net.distribution(self._observe(obs, update_stats=False))
-        return self._to_env(dist.mode if deterministic else dist.sample())
+        ``deterministic``; evaluation never changes the normalization statistics. A recurrent policy carries its
+        memory of each game from call to call (zeroed by :meth:`new_episodes`, and whenever the batch size
+        changes)."""
+        if not self.recurrent:
+            if explore:
+                return self.policy_step(obs).env_actions
+            dist = self.net.distribution(self._observe(obs, update_stats=False))
+            return self._to_env(dist.mode if deterministic else dist.sample())
+        n = len(obs)
+        if self.eval_memory is None or self.eval_memory.shape[2] != n:
+            self.eval_memory, self.eval_starts = self.initial_memory(n), torch.ones(n, device=self.device)
+        dist, self.eval_memory = self.net.distribution(self._observe(obs, update_stats=explore), self.eval_memory,
+                                                       self.eval_starts)
+        self.eval_starts = torch.zeros(n, device=self.device)
+        return self._to_env(dist.mode if deterministic and not explore else dist.sample())
+
+    def outputs(self, batch: RolloutBatch) -> tuple[DiagGaussian | Categorical, torch.Tensor]:
+        """The policy's distribution and V(s) on a batch's rows; a recurrent policy runs the batch's sequences from
+        their stored memory, resetting it where episodes start."""
+        if batch.memory is None:
+            return self.net(batch.obs)
+        dist, values, _ = self.net(batch.obs, batch.memory, batch.episode_starts)
+        return dist, values
 
     # ------------------------------------------------------------------ learning
     def buffer_spec(self) -> RolloutSpec:
@@ -164,8 +243,13 @@ class PolicyAgent(Agent):
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 and self.obs_norm is None else torch.float32
         action_shape = self.action_space.shape if self.continuous else ()
         action_dtype = torch.float32 if self.continuous else torch.int64
+        memory_shape = ()
+        if self.recurrent:
+            parts, layers, _, hidden = self.net.initial_memory(1).shape
+            memory_shape = (parts, layers, hidden)
         return RolloutSpec(self.config.num_steps, self.obs_space.shape, action_shape, obs_dtype, action_dtype,
-                           self.device)
+                           self.device, memory_shape, getattr(self.config, "sequence_length", 0),
+                           getattr(self.config, "num_minibatches", 1))
 
     def anneal_learning_rate(self, *optimizers: torch.optim.Optimizer) -> float:
         """Set the learning rate for the coming update (linear decay to 0 over the run when anneal_lr)."""
@@ -176,11 +260,12 @@ class PolicyAgent(Agent):
             set_learning_rate(optimizer, lr)
         return lr
 
-    def kl_after_step(self, old: Any, obs: torch.Tensor, net: nn.Module | None = None) -> float:
-        """Mean KL(pi_old || pi_new) over ``obs``: how far an update moved the policy. ``old`` is the policy's
-        distribution on ``obs`` from before the update (:func:`rlkit.nets.policies.frozen`)."""
+    def kl_after_step(self, old: Any, obs: torch.Tensor | RolloutBatch, net: nn.Module | None = None) -> float:
+        """Mean KL(pi_old || pi_new) over ``obs`` (or a batch's rows): how far an update moved the policy. ``old`` is
+        the policy's distribution on them from before the update (:func:`rlkit.nets.policies.frozen`)."""
         with torch.no_grad():
-            return float(kl_divergence(old, (net or self.net).distribution(obs)).mean())
+            new = self.outputs(obs)[0] if isinstance(obs, RolloutBatch) else (net or self.net).distribution(obs)
+            return float(kl_divergence(old, new).mean())
 
     @staticmethod
     def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:

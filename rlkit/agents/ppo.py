@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from rlkit.distributed import average_metrics
-from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig
+from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig, Recurrence
 from rlkit.buffers.rollout import RolloutBatch, minibatches
 from rlkit.config import COUNT, NON_NEGATIVE, POSITIVE, Constraint
 from rlkit.envs import Family
@@ -16,7 +16,7 @@ from rlkit.optim import make_adam, optimizer_step
 
 
 @dataclass
-class PPOConfig(PolicyGradientConfig, LossWeights, Normalization):
+class PPOConfig(PolicyGradientConfig, LossWeights, Normalization, Recurrence):
     """PPO hyperparameters. Defaults are the MuJoCo values of Schulman et al. (2017) as in CleanRL's ppo_continuous."""
 
     num_steps: int = 2048
@@ -75,13 +75,13 @@ class PPO(PolicyAgent):
     def update(self, rollout: RolloutBatch) -> dict[str, float]:
         c = self.config
         lr = self.anneal_learning_rate(self.optimizer)
-        minibatch_size = max(1, rollout.obs.shape[0] // c.num_minibatches)
+        minibatch_size = max(1, rollout.obs.shape[0] // c.num_minibatches)  # a recurrent policy's: whole sequences
         params = list(self.net.parameters())  # once: walking the modules for every minibatch adds ~4% on CartPole
         stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [],
                                          "clipfrac": []}
         for _ in range(c.update_epochs):
             for mb in minibatches(rollout, minibatch_size, self.generator):
-                dist, values = self.net(mb.obs)
+                dist, values = self.outputs(mb)
                 log_prob = dist.log_prob(mb.actions)
                 log_ratio = log_prob - mb.log_probs
                 ratio = log_ratio.exp()

@@ -58,12 +58,12 @@ class REINFORCE(PolicyAgent):
                          normalize_obs=config.normalize_obs)
         self.optimizer = make_adam(self.net.parameters(), config.learning_rate, self.device, eps=config.adam_eps)
 
-    def policy_step(self, obs):
+    def policy_step(self, obs, memory=None, episode_starts=None):
         step = super().policy_step(obs)
         # Without a baseline the "values" are 0, so GAE with lambda = 1 gives advantages = returns = G_t.
         return step if self.config.baseline else step._replace(values=torch.zeros_like(step.values))
 
-    def value_of(self, obs):
+    def value_of(self, obs, memory=None, episode_starts=None):
         # Without a baseline the critic is never trained: no bootstrap from it at time limits either.
         values = super().value_of(obs)
         return values if self.config.baseline else torch.zeros_like(values)

@@ -65,6 +65,16 @@ class RolloutBatch(NamedTuple):
     returns: torch.Tensor
     weights: torch.Tensor
     """1 for steps that count in the loss (REINFORCE masks unfinished episodes), else 0."""
+    episode_starts: torch.Tensor | None = None
+    """Recurrent policies: 1 where a row's step begins an episode (the memory entering it is zeroed)."""
+    memory: torch.Tensor | None = None
+    """Recurrent policies: ``(parts, layers, S, hidden)``, the memory before the first step of each of ``S``
+    sequences; the rows are then time-major over the sequences (row ``t * S + s``)."""
+
+    def rows(self, index: torch.Tensor, memory: torch.Tensor | None = None) -> "RolloutBatch":
+        """The rows ``index`` of every per-row field (and ``memory`` for them, when recurrent)."""
+        return RolloutBatch(*(field[index] for field in self[:7]),
+                            None if self.episode_starts is None else self.episode_starts[index], memory)
 
 
 @dataclass(frozen=True)
@@ -77,10 +87,25 @@ class RolloutSpec:
     obs_dtype: torch.dtype
     action_dtype: torch.dtype
     device: torch.device
+    memory_shape: tuple[int, ...] = ()
+    """A recurrent policy's memory of one sub-env, ``(parts, layers, hidden)``; () for a feed-forward one."""
+    sequence_length: int = 0
+    """Steps per training sequence; 0: :func:`auto_sequence_length`."""
+    min_sequences: int = 1
+    """The sequences the learner needs at least (one per minibatch), for the automatic length."""
 
     def build(self, num_envs: int) -> "RolloutBuffer":
+        length = self.sequence_length or auto_sequence_length(self.num_steps, num_envs, self.min_sequences)
         return RolloutBuffer(self.num_steps, num_envs, self.obs_shape, self.action_shape, self.obs_dtype,
-                             self.action_dtype, self.device)
+                             self.action_dtype, self.device, self.memory_shape, length if self.memory_shape else 0)
+
+
+def auto_sequence_length(num_steps: int, num_envs: int, min_sequences: int) -> int:
+    """The longest length that divides ``num_steps`` and still cuts the ``num_steps x num_envs`` rollout into at
+    least ``min_sequences`` sequences (the whole rollout of each sub-env when there are enough sub-envs)."""
+    windows = -(-min_sequences // num_envs)  # ceil: windows per sub-env
+    longest = max(1, num_steps // windows)
+    return max(length for length in range(1, longest + 1) if num_steps % length == 0)
 
 
 class RolloutBuffer:
@@ -95,7 +120,12 @@ class RolloutBuffer:
         obs_dtype: torch.dtype = torch.float32,
         action_dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        memory_shape: tuple[int, ...] = (),
+        sequence_length: int = 0,
     ):
+        """``memory_shape`` (parts, layers, hidden) and ``sequence_length`` (dividing ``num_steps``): a recurrent
+        policy's; its memory is stored before the first step of every sequence, and the episode starts of every
+        step."""
         self.num_steps, self.num_envs = num_steps, num_envs
         self.device = torch.device(device)
         tn = (num_steps, num_envs)
@@ -111,12 +141,27 @@ class RolloutBuffer:
         # What the env gives (numpy rewards and flags) is gathered here and moved to the device once, in
         # finish(): a tensor conversion per field and step costs more than the step's whole write.
         self._env_rows = np.zeros((3, *tn), dtype=np.float32)  # rewards, terminated, truncated
+        self.sequence_length = sequence_length
+        self.memory: torch.Tensor | None = None
+        if memory_shape:
+            if sequence_length < 1 or num_steps % sequence_length:
+                raise ValueError(f"sequence_length {sequence_length} must divide num_steps {num_steps}")
+            parts, layers, hidden = memory_shape
+            self.memory = zeros(num_steps // sequence_length, parts, layers, num_envs, hidden)
+            self.episode_starts = zeros(*tn)
         self.step = 0
 
-    def add(self, obs, actions, log_probs, values, rewards, terminated, truncated, final_values=None) -> None:
+    def add(self, obs, actions, log_probs, values, rewards, terminated, truncated, final_values=None,
+            memory=None, episode_starts=None) -> None:
         """Store one vector step (each argument has a leading ``num_envs`` axis). ``rewards``, ``terminated``
-        and ``truncated`` reach :attr:`rewards`, :attr:`terminated` and :attr:`truncated` in :meth:`finish`."""
+        and ``truncated`` reach :attr:`rewards`, :attr:`terminated` and :attr:`truncated` in :meth:`finish`.
+        A recurrent policy's ``memory`` (before this step) and ``episode_starts`` are kept when the buffer has
+        room for them."""
         t = self.step
+        if self.memory is not None:
+            self.episode_starts[t] = torch.as_tensor(episode_starts, device=self.device)
+            if t % self.sequence_length == 0:
+                self.memory[t // self.sequence_length] = memory
         self.obs[t] = torch.as_tensor(obs, device=self.device)
         self.actions[t] = torch.as_tensor(actions, device=self.device)
         self.log_probs[t], self.values[t] = log_probs, values
@@ -150,8 +195,21 @@ class RolloutBuffer:
         self.weights.fill_(1.0)
 
     def flat(self) -> RolloutBatch:
-        """The whole rollout as one batch of T*N rows (time-major)."""
+        """The whole rollout as one batch of T*N rows (time-major); a recurrent policy's as its sequences, the
+        rows time-major over them (row ``t * S + s``, sequence ``s = w * N + n`` the ``w``-th window of sub-env
+        ``n``)."""
         n = self.num_steps * self.num_envs
+        if self.memory is not None:
+            windows, length = self.memory.shape[0], self.sequence_length
+
+            def sequences(x: torch.Tensor) -> torch.Tensor:
+                x = x.view(windows, length, self.num_envs, *x.shape[2:]).transpose(0, 1)
+                return x.reshape(n, *x.shape[3:])
+
+            fields = (self.obs, self.actions, self.log_probs, self.values, self.advantages, self.returns,
+                      self.weights, self.episode_starts)
+            memory = self.memory.permute(1, 2, 0, 3, 4).flatten(2, 3)  # (parts, layers, windows * envs, hidden)
+            return RolloutBatch(*(sequences(field) for field in fields), memory)
         return RolloutBatch(
             self.obs.reshape(n, *self.obs.shape[2:]), self.actions.reshape(n, *self.actions.shape[2:]),
             self.log_probs.reshape(n), self.values.reshape(n), self.advantages.reshape(n),
@@ -160,9 +218,28 @@ class RolloutBuffer:
 
 
 def minibatches(batch: RolloutBatch, minibatch_size: int, generator: torch.Generator | None = None) -> Iterator[RolloutBatch]:
-    """Shuffled minibatches of ``minibatch_size`` rows covering ``batch`` once."""
+    """Shuffled minibatches of ``minibatch_size`` rows covering ``batch`` once. A recurrent policy's batch is cut
+    into whole sequences instead (about ``minibatch_size`` rows each, at least one sequence), each kept in time
+    order with its stored memory: rows are never shuffled across time."""
+    if batch.memory is not None:
+        yield from sequence_minibatches(batch, minibatch_size, generator)
+        return
     n = batch.obs.shape[0]
     order = torch.randperm(n, generator=generator, device="cpu").to(batch.obs.device)
     for start in range(0, n, minibatch_size):
         index = order[start:start + minibatch_size]
-        yield RolloutBatch(*(field[index] for field in batch))
+        yield RolloutBatch(*(field[index] for field in batch[:7]))
+
+
+def sequence_minibatches(batch: RolloutBatch, minibatch_size: int, generator: torch.Generator | None = None
+                         ) -> Iterator[RolloutBatch]:
+    """Shuffled sets of whole sequences of a recurrent batch (:meth:`RolloutBuffer.flat`), each a batch of the same
+    layout: rows time-major over its sequences, their memory beside them."""
+    sequences = batch.memory.shape[2]
+    length = batch.obs.shape[0] // sequences
+    per_minibatch = max(1, minibatch_size // length)
+    order = torch.randperm(sequences, generator=generator, device="cpu").to(batch.obs.device)
+    steps = torch.arange(length, device=batch.obs.device)
+    for start in range(0, sequences, per_minibatch):
+        chosen = order[start:start + per_minibatch]
+        yield batch.rows((steps[:, None] * sequences + chosen[None, :]).reshape(-1), batch.memory[:, :, chosen])

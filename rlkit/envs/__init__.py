@@ -11,9 +11,10 @@ import numpy as np
 from gymnasium.wrappers.vector import RescaleAction
 from gymnasium.vector import AutoresetMode
 
-from rlkit.envs.atari import make_ale_vector, make_gymnasium_atari
+from rlkit.envs.atari import FRAME_STACK, make_ale_vector, make_gymnasium_atari
 from rlkit.envs.custom import (check_env_kwargs, check_observation_space, env_kwargs_error, one_hot_observations,
                                parse_env_kwargs)
+from rlkit.envs.partial import VELOCITY_ENTRIES, MaskVelocity
 from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
 from rlkit.errors import UserError
@@ -34,6 +35,7 @@ def make_env(
     render: bool = False,
     env_kwargs: Mapping[str, Any] | None = None,
     wrappers: Sequence[Wrapper] = (),
+    partially_observed: bool = False,
 ) -> EpisodeSignals:
     """Build ``num_envs`` copies of an environment as one vector env that resets finished copies itself.
 
@@ -53,6 +55,9 @@ def make_env(
         wrappers: ``gym.Wrapper`` classes or functions ``env -> env`` applied in order to each sub-env
             (``[FlattenObservation]``); Atari then uses the ``gymnasium`` backend. Runs do not save them: pass them
             again wherever the env is rebuilt.
+        partially_observed: hide what makes the env Markov, the test bed of recurrent policies: Atari shows one
+            frame instead of a stack of 4; classic control and Box2D envs have their velocity entries zeroed
+            (:class:`rlkit.envs.partial.MaskVelocity`; other envs are refused).
 
     Observations must be one array (a Box space). Wholly discrete ones (``Discrete``, ``MultiDiscrete``, a
     ``Tuple`` or ``Dict`` of them: the toy-text envs) become float32 one-hot codes; other spaces are refused with
@@ -70,10 +75,17 @@ def make_env(
     resolved = resolve_env(name)
     # Atari's observations are frames (and a wrapper would cost it ale-py's native vector env)
     wrappers = list(wrappers) if resolved.family == "atari" else [*wrappers, one_hot_observations]
+    if partially_observed and resolved.family != "atari":
+        if resolved.env_id not in VELOCITY_ENTRIES:
+            raise UserError(f"--partially-observed hides the velocities of {', '.join(VELOCITY_ENTRIES)} and shows "
+                            f"Atari one frame; {resolved.env_id} has none it knows: drop the flag, or hide what "
+                            "you want hidden with your own wrapper")
+        wrappers.insert(0, MaskVelocity)  # on the env's own observation, before any user wrapper reshapes it
     if render:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen; no display is needed
     try:
-        vec = _make_vector(resolved, num_envs, sticky_actions, backend, render, env_kwargs, wrappers)
+        vec = _make_vector(resolved, num_envs, sticky_actions, backend, render, env_kwargs, wrappers,
+                           frame_stack=1 if partially_observed else FRAME_STACK)
     except (TypeError, ValueError, AssertionError) as error:
         if not env_kwargs:
             raise
@@ -94,17 +106,18 @@ def make_env(
 
 
 def _make_vector(resolved: ResolvedEnv, num_envs: int, sticky_actions: bool, backend: str, render: bool,
-                 env_kwargs: dict[str, Any], wrappers: list[Wrapper]) -> gym.vector.VectorEnv:
+                 env_kwargs: dict[str, Any], wrappers: list[Wrapper], frame_stack: int = FRAME_STACK
+                 ) -> gym.vector.VectorEnv:
     if resolved.family == "atari":
         python_only = render or env_kwargs or wrappers  # ale-py's native vector env takes none of these
         if backend == "ale" and python_only:
             raise UserError("the 'ale' backend cannot render RGB frames, take env kwargs or apply wrappers: use "
                             "--backend gymnasium")
         if backend == "ale" or (backend == "auto" and not python_only):
-            return make_ale_vector(resolved.game, num_envs, sticky_actions)
+            return make_ale_vector(resolved.game, num_envs, sticky_actions, frame_stack)
 
         def make_one() -> gym.Env:
-            env = make_gymnasium_atari(resolved.env_id, sticky_actions, render, env_kwargs)
+            env = make_gymnasium_atari(resolved.env_id, sticky_actions, render, env_kwargs, frame_stack)
             for wrapper in wrappers:
                 env = wrapper(env)
             return env

@@ -31,7 +31,8 @@ STICKY_ACTION_PROB = 0.25
 """Repeat-action probability with ``sticky_actions=True`` (Machado et al. 2018, ALE v5's default)."""
 
 
-def make_ale_vector(game: str, num_envs: int, sticky_actions: bool) -> gym.vector.VectorEnv:
+def make_ale_vector(game: str, num_envs: int, sticky_actions: bool, frame_stack: int = FRAME_STACK
+                    ) -> gym.vector.VectorEnv:
     """ale-py's native vector env with the standard preprocessing and raw rewards."""
     from ale_py.vector_env import AtariVectorEnv
 
@@ -45,7 +46,7 @@ def make_ale_vector(game: str, num_envs: int, sticky_actions: bool) -> gym.vecto
         img_height=SCREEN_SIZE,
         img_width=SCREEN_SIZE,
         grayscale=True,
-        stack_num=FRAME_STACK,
+        stack_num=frame_stack,
         frameskip=FRAME_SKIP,
         maxpool=True,
         noop_max=NOOP_MAX,
@@ -74,7 +75,7 @@ class FireOnReset(gym.Wrapper):
 
 
 def make_gymnasium_atari(env_id: str, sticky_actions: bool, render: bool = False,
-                         env_kwargs: dict[str, Any] | None = None) -> gym.Env:
+                         env_kwargs: dict[str, Any] | None = None, frame_stack: int = FRAME_STACK) -> gym.Env:
     """One Atari env with gymnasium's preprocessing wrappers (needs OpenCV); ``env_kwargs`` (``mode``,
     ``difficulty``) go to ale-py's env, over the standard settings."""
     settings = {
@@ -87,4 +88,4 @@ def make_gymnasium_atari(env_id: str, sticky_actions: bool, render: bool = False
         env, noop_max=NOOP_MAX, frame_skip=FRAME_SKIP, screen_size=SCREEN_SIZE, grayscale_obs=True
     )
     env = FireOnReset(env)
-    return gym.wrappers.FrameStackObservation(env, FRAME_STACK, padding_type=np.zeros((SCREEN_SIZE, SCREEN_SIZE), np.uint8))
+    return gym.wrappers.FrameStackObservation(env, frame_stack, padding_type=np.zeros((SCREEN_SIZE, SCREEN_SIZE), np.uint8))

@@ -75,6 +75,9 @@ class AgentSettings:
     preset: str = ""
     """A protocol preset (``--preset atari100k``, ``rlkit/hyperparams/presets/``) layered over the agent's
     defaults; "" for none."""
+    partially_observed: bool = False
+    """Every env of the run hides its velocities (Atari: one frame instead of a stack), :func:`make_env`'s
+    ``partially_observed``."""
 
     def __post_init__(self) -> None:
         self.schedule_steps = self.schedule_steps or self.total_steps
@@ -84,7 +87,8 @@ class AgentSettings:
 def env_maker(settings: AgentSettings, wrappers: Sequence[Wrapper] = ()) -> Callable[..., EpisodeSignals]:
     """:func:`make_env` with the run's env kwargs and ``wrappers`` (those are not saved: pass them again to rebuild
     the run in Python). Picklable when the wrappers are (A3C's workers get it)."""
-    return functools.partial(make_env, env_kwargs=settings.env_kwargs, wrappers=tuple(wrappers))
+    return functools.partial(make_env, env_kwargs=settings.env_kwargs, wrappers=tuple(wrappers),
+                             partially_observed=settings.partially_observed)
 
 
 def build_agent(settings: AgentSettings, config: Any, obs_space, action_space, device) -> Agent:
@@ -213,7 +217,8 @@ def evaluation_epsilon(agent: Agent, resolved: ResolvedEnv) -> float:
 
 def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky_actions: bool = False,
                    video: str | Path | None = None, max_envs: int = 16, deterministic: bool = True,
-                   env_kwargs: dict[str, Any] | None = None, wrappers: Sequence[Wrapper] = ()) -> list[float]:
+                   env_kwargs: dict[str, Any] | None = None, wrappers: Sequence[Wrapper] = (),
+                   partially_observed: bool = False) -> list[float]:
     """Raw returns of ``episodes`` whole games played by ``agent.act(obs, explore=False, deterministic)``.
 
     Each sub-env contributes its first game only, so short games are not over-counted. Random draws come from
@@ -221,7 +226,7 @@ def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky
     alone and recorded to that file. On Atari a random action replaces the policy's with probability
     :func:`evaluation_epsilon`. Evaluation always ends: a game still running after :func:`evaluation_step_cap` steps
     counts with its return so far (said on stderr), and a NaN return is reported as NaN. ``env_kwargs`` and
-    ``wrappers`` go to every :func:`make_env` (those the agent was trained with).
+    ``wrappers`` and ``partially_observed`` go to every :func:`make_env` (those the agent was trained with).
     """
     agent.seed_evaluation(seed)
     resolved = resolve_env(env_name)
@@ -234,18 +239,20 @@ def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky
         torch.manual_seed(seed)
         if video is not None:
             return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic, cap,
-                                    epsilon, rng, env_kwargs, wrappers)]
+                                    epsilon, rng, env_kwargs, wrappers, partially_observed)]
         returns: list[float] = []
         while len(returns) < episodes:
             n = min(max_envs, episodes - len(returns))
             env = make_env(env_name, n, seed=seed + len(returns), training=False, sticky_actions=sticky_actions,
-                           env_kwargs=env_kwargs, wrappers=wrappers)
+                           env_kwargs=env_kwargs, wrappers=wrappers, partially_observed=partially_observed)
             obs, _ = env.reset()
+            _new_episodes(agent, np.ones(n, dtype=bool))
             result, done, running = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n)
             for _ in range(cap):  # a done mask, not a NaN sentinel: a NaN return is a finished game too
                 actions = _with_random_actions(agent.act(obs, explore=False, deterministic=deterministic),
                                                env.single_action_space, epsilon, rng)
-                obs, rewards, _, _, info = env.step(actions)
+                obs, rewards, terminated, truncated, info = env.step(actions)
+                _new_episodes(agent, terminated | truncated)  # the vector env reset those games
                 running += np.where(done, 0.0, rewards)
                 first = info["episode_done"] & ~done
                 result[first], done = info["episode_return"][first], done | first
@@ -258,6 +265,13 @@ def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky
             env.close()
             returns.extend(result.tolist())
         return returns
+
+
+def _new_episodes(agent: Agent, mask: np.ndarray) -> None:
+    """:meth:`Agent.new_episodes`, where the agent has it (a scripted policy with ``act`` alone need not)."""
+    forget = getattr(agent, "new_episodes", None)
+    if forget is not None:
+        forget(mask)
 
 
 def _with_random_actions(actions: np.ndarray, space: gym.Space, epsilon: float, rng: np.random.Generator
@@ -293,15 +307,18 @@ class _RenderEachStep(gym.Wrapper):
 
 def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool, path: Path,
                     deterministic: bool, cap: int, epsilon: float, rng: np.random.Generator,
-                    env_kwargs: dict[str, Any], wrappers: Sequence[Wrapper]) -> float:
+                    env_kwargs: dict[str, Any], wrappers: Sequence[Wrapper], partially_observed: bool = False
+                    ) -> float:
     """Play one game and write its frames to ``path``: the first observation's and one per step, the last
     included (a game of L steps gives L + 1 frames)."""
     from rlkit.video import VideoWriter
 
     frames: list[np.ndarray] = []
     env = make_env(env_name, 1, seed=seed, training=False, sticky_actions=sticky_actions, render=True,
-                   env_kwargs=env_kwargs, wrappers=(*wrappers, lambda sub_env: _RenderEachStep(sub_env, frames)))
+                   env_kwargs=env_kwargs, wrappers=(*wrappers, lambda sub_env: _RenderEachStep(sub_env, frames)),
+                   partially_observed=partially_observed)
     obs, _ = env.reset()
+    _new_episodes(agent, np.ones(1, dtype=bool))
     first, running = _frame(frames.pop(0), env_name), 0.0
     with VideoWriter(path, fps=env.metadata.get("render_fps") or 30) as writer:
         writer.write(first)
@@ -386,6 +403,10 @@ class AgentJob(Job):
                          help="a benchmark protocol's settings and its published agents' values over the agent's "
                               "defaults (atari100k: 100k steps, DER for --agent rainbow, DrQ(eps) for --agent "
                               "dueling-dqn; see rlkit/hyperparams/presets/); --config files and flags override it")
+        run.add_argument("--partially-observed", action="store_true", default=None,
+                         help="hide what makes the env Markov, for recurrent policies (--recurrent lstm): classic "
+                              "control and Box2D envs get their velocity entries zeroed, Atari one frame instead of "
+                              "a stack of 4; saved with the run, so evaluate.py plays the same env")
         run.add_argument("--save-buffer", action="store_true", default=None,
                          help="also save replay at each checkpoint (large: ~7 kB per Atari transition) so a resume "
                               "continues with it")
@@ -451,6 +472,7 @@ class AgentJob(Job):
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
             env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video), preset=args.preset or "",
+            partially_observed=bool(args.partially_observed),
         )
         # again with the run's budget, which fits the preset's warm-up to it
         chosen = self.hyperparams({**names, "total_steps": total})
@@ -500,13 +522,15 @@ class AgentJob(Job):
         def evaluate() -> dict[str, float]:
             seed = settings.seed + EVAL_SEED_OFFSET
             returns = evaluate_agent(agent, settings.env, settings.eval_episodes, seed, settings.sticky_actions,
-                                     env_kwargs=settings.env_kwargs, wrappers=wrappers)
+                                     env_kwargs=settings.env_kwargs, wrappers=wrappers,
+                                     partially_observed=settings.partially_observed)
             if settings.capture_video:
                 # One more game (the first evaluation game's seed), played alone: evaluation's own generators, so
                 # training is unchanged. The loop's TensorBoard writer exists once the loop runs.
                 step, path = source.steps, run_dir / VIDEO_DIR / f"step_{source.steps}.mp4"
                 evaluate_agent(agent, settings.env, 1, seed, settings.sticky_actions, video=path,
-                               env_kwargs=settings.env_kwargs, wrappers=wrappers)
+                               env_kwargs=settings.env_kwargs, wrappers=wrappers,
+                                     partially_observed=settings.partially_observed)
                 add_video_gif(loop.writer, "videos/evaluation", path, step)
             return {"eval/mean_return": float(np.mean(returns)), "eval/std_return": float(np.std(returns))}
 
@@ -557,7 +581,8 @@ class AgentJob(Job):
         warn_non_finite_weights(checkpoint)
         deterministic = not args.stochastic
         returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions,
-                                 deterministic=deterministic, env_kwargs=settings.env_kwargs)
+                                 deterministic=deterministic, env_kwargs=settings.env_kwargs,
+                                 partially_observed=settings.partially_observed)
         result = {
             "agent": settings.agent, "env": settings.env, "steps": checkpoint["loop"]["steps"],
             "episodes": len(returns), "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
@@ -567,7 +592,8 @@ class AgentJob(Job):
             result["video"] = str(args.video)
             result["video_return"] = evaluate_agent(agent, settings.env, 1, args.seed, settings.sticky_actions,
                                                     args.video, deterministic=deterministic,
-                                                    env_kwargs=settings.env_kwargs)[0]
+                                                    env_kwargs=settings.env_kwargs,
+                                                    partially_observed=settings.partially_observed)[0]
         if args.json:
             print(json.dumps(result))
         else:

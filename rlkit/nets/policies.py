@@ -115,6 +115,32 @@ class ValueHead(nn.Module):
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
+def policy_head(in_features: int, action_space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
+    """Discrete -> :class:`CategoricalHead`, Box -> :class:`GaussianHead`."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalHead(in_features, int(action_space.n))
+    return GaussianHead(in_features, int(math.prod(action_space.shape)), log_std_init)
+
+
+def orthogonal_init(net: nn.Module) -> None:
+    """Orthogonal weights, zero biases; small policy outputs so the first policy is near uniform (as in the PPO
+    implementations of OpenAI baselines, SB3 and CleanRL). ``net`` has a ``policy_head`` and a ``value_head``;
+    recurrent layers get orthogonal weights of gain 1 (as CleanRL's ppo_atari_lstm)."""
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            _orthogonal(module.weight, math.sqrt(2))
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.RNNBase):
+            for name, param in module.named_parameters():
+                if name.startswith("weight"):
+                    _orthogonal(param, 1.0)
+                else:
+                    nn.init.zeros_(param)
+    head = net.policy_head
+    _orthogonal((head.logits if isinstance(head, CategoricalHead) else head.mean).weight, 0.01)
+    _orthogonal(net.value_head.linear.weight, 1.0)
+
+
 class ActorCritic(nn.Module):
     """A policy and a value function, sharing one torso or each with its own.
 
@@ -140,24 +166,10 @@ class ActorCritic(nn.Module):
         self.actor_torso = make_encoder(obs_shape, hidden=hidden, activation=act)
         self.critic_torso = self.actor_torso if shared else make_encoder(obs_shape, hidden=hidden, activation=act)
         width = self.actor_torso.out_features
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.policy_head: nn.Module = CategoricalHead(width, int(action_space.n))
-        else:
-            self.policy_head = GaussianHead(width, int(math.prod(action_space.shape)), log_std_init)
+        self.policy_head = policy_head(width, action_space, log_std_init)
         self.value_head = ValueHead(width)
         self.shared = shared
-        self._orthogonal_init()
-
-    def _orthogonal_init(self) -> None:
-        """Orthogonal weights, zero biases; small policy outputs so the first policy is near uniform (as in
-        the PPO implementations of OpenAI baselines, SB3 and CleanRL)."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                _orthogonal(module.weight, math.sqrt(2))
-                nn.init.zeros_(module.bias)
-        last = self.policy_head.logits if isinstance(self.policy_head, CategoricalHead) else self.policy_head.mean
-        _orthogonal(last.weight, 0.01)
-        _orthogonal(self.value_head.linear.weight, 1.0)
+        orthogonal_init(self)
 
     def actor_parameters(self) -> list[nn.Parameter]:
         return list(self.actor_torso.parameters()) + list(self.policy_head.parameters())

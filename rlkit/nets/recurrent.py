@@ -9,6 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rlkit.nets.encoders import make_encoder
+from rlkit.nets.policies import ACTIVATIONS, ValueHead, orthogonal_init, policy_head
+
 CELLS = ("lstm", "gru")
 
 
@@ -90,3 +93,83 @@ class SequenceClassifier(nn.Module):
         rows = images.permute(2, 0, 1, 3).flatten(2)  # (H, B, C*W): time-major
         out, _ = self.core(rows, self.core.initial_state(images.shape[0], images.device))
         return self.fc(self.dropout(out[-1]))
+
+
+class RecurrentActorCritic(nn.Module):
+    """:class:`~rlkit.nets.policies.ActorCritic` with a recurrent core between each torso and its head (as
+    sb3-contrib's RecurrentPPO: an LSTM of its own for the critic unless the torso is shared).
+
+    Every method takes observations as rows that are time-major over ``S`` sequences (row ``t * S + s``; one step of
+    ``S`` sub-envs is just ``S`` rows), the memory before the first of those steps ``(parts, layers, S, hidden)`` and
+    ``episode_starts`` per row (1: the memory entering that step is zeroed).
+
+    Args:
+        obs_shape, action_space, hidden, activation, shared, log_std_init: as :class:`ActorCritic`.
+        cell: ``lstm`` or ``gru``.
+        recurrent_hidden: units of each core.
+    """
+
+    def __init__(self, obs_shape, action_space, hidden=(64, 64), activation: str = "tanh", shared: bool = False,
+                 log_std_init: float = 0.0, cell: str = "lstm", recurrent_hidden: int = 256):
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.actor_torso = make_encoder(obs_shape, hidden=hidden, activation=act)
+        self.critic_torso = self.actor_torso if shared else make_encoder(obs_shape, hidden=hidden, activation=act)
+        width = self.actor_torso.out_features
+        self.actor_core = RecurrentCore(width, recurrent_hidden, cell)
+        self.critic_core = self.actor_core if shared else RecurrentCore(width, recurrent_hidden, cell)
+        self.policy_head = policy_head(recurrent_hidden, action_space, log_std_init)
+        self.value_head = ValueHead(recurrent_hidden)
+        self.shared = shared
+        orthogonal_init(self)
+
+    def initial_memory(self, batch: int) -> torch.Tensor:
+        """Zero memory for ``batch`` sequences: the actor core's state, then the critic core's unless shared."""
+        state = self.actor_core.initial_state(batch)
+        return state if self.shared else torch.cat([state, self.critic_core.initial_state(batch)])
+
+    def _split(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actor's state, critic's state): the same tensor when the core is shared."""
+        if self.shared:
+            return memory, memory
+        parts = memory.shape[0] // 2
+        return memory[:parts], memory[parts:]
+
+    @staticmethod
+    def _through(torso: nn.Module, core: RecurrentCore, obs: torch.Tensor, state: torch.Tensor,
+                 episode_starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sequences = state.shape[2]
+        features = torso(obs)  # every row at once: only the core needs the time order
+        out, state = core(features.view(-1, sequences, features.shape[-1]), state,
+                          episode_starts.view(-1, sequences))
+        return out.reshape(-1, out.shape[-1]), state
+
+    def forward(self, obs: torch.Tensor, memory: torch.Tensor, episode_starts: torch.Tensor):
+        """(action distribution, values (rows,), memory after the last step)."""
+        actor_memory, critic_memory = self._split(memory)
+        features, actor_memory = self._through(self.actor_torso, self.actor_core, obs, actor_memory, episode_starts)
+        if self.shared:
+            return self.policy_head(features), self.value_head(features), actor_memory
+        critic_features, critic_memory = self._through(self.critic_torso, self.critic_core, obs, critic_memory,
+                                                       episode_starts)
+        return (self.policy_head(features), self.value_head(critic_features),
+                torch.cat([actor_memory, critic_memory]))
+
+    def sample(self, obs: torch.Tensor, memory: torch.Tensor, episode_starts: torch.Tensor):
+        """One step: sampled actions, their log-probs, V(s) and the memory after the step."""
+        dist, values, memory = self(obs, memory, episode_starts)
+        actions = dist.sample()
+        return actions, dist.log_prob(actions), values, memory
+
+    def distribution(self, obs: torch.Tensor, memory: torch.Tensor, episode_starts: torch.Tensor):
+        """The action distribution and the actor's memory after the step (the critic's part left as it was)."""
+        actor_memory, critic_memory = self._split(memory)
+        features, actor_memory = self._through(self.actor_torso, self.actor_core, obs, actor_memory, episode_starts)
+        return self.policy_head(features), (actor_memory if self.shared
+                                            else torch.cat([actor_memory, critic_memory]))
+
+    def value(self, obs: torch.Tensor, memory: torch.Tensor, episode_starts: torch.Tensor) -> torch.Tensor:
+        """V(s) of the rows (the memory is not advanced)."""
+        _, critic_memory = self._split(memory)
+        features, _ = self._through(self.critic_torso, self.critic_core, obs, critic_memory, episode_starts)
+        return self.value_head(features)

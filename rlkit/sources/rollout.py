@@ -52,6 +52,8 @@ class RolloutSource:
         self.steps = 0
         self.episodes = Episodes()
         self.obs: np.ndarray | None = None
+        self.memory: torch.Tensor | None = None  # a recurrent policy's, after the last step
+        self.episode_starts = np.ones(env.num_envs, dtype=bool)  # the sub-envs whose game begins with self.obs
 
     @property
     def recent_returns(self) -> list[float]:
@@ -59,6 +61,7 @@ class RolloutSource:
 
     def reset(self, seed: int | None = None) -> None:
         self.obs, _ = self.env.reset(seed=seed)
+        self.memory, self.episode_starts[:] = self.agent.initial_memory(self.env.num_envs), True
         if self.reward_scaler is not None:  # new games: their discounted returns start at 0 (the statistics stay)
             self.reward_scaler.returns[:] = 0.0
 
@@ -69,20 +72,23 @@ class RolloutSource:
         buffer.reset()
         while not buffer.full:
             self.agent.step = self.steps
-            step = self.agent.policy_step(self.obs)
+            step = self.agent.policy_step(self.obs, self.memory, self.episode_starts)
             next_obs, rewards, terminated, truncated, info = self.env.step(step.env_actions)
             final_values = None
             if truncated.any():  # a time limit cut the game: bootstrap from the true last observation
                 final_values = torch.zeros(self.env.num_envs, device=buffer.device)
-                final_values[torch.as_tensor(truncated)] = self.agent.value_of(info["final_obs"][truncated])
+                cut = torch.as_tensor(truncated)
+                # a recurrent critic reads it with the memory of the game it ends
+                memory = None if step.memory is None else step.memory[:, :, cut.to(step.memory.device)]
+                final_values[cut] = self.agent.value_of(info["final_obs"][truncated], memory)
             if self.reward_scaler is not None:
                 rewards = self.reward_scaler(rewards, terminated | truncated)
             buffer.add(step.obs, step.actions, step.log_probs, step.values, rewards, terminated, truncated,
-                       final_values)
-            self.obs = next_obs
+                       final_values, self.memory, self.episode_starts)
+            self.obs, self.memory, self.episode_starts = next_obs, step.memory, terminated | truncated
             self.steps += self.env.num_envs
             self.episodes.record(self.steps, info)
-        buffer.finish(self.agent.value_of(self.obs), config.gamma, config.gae_lambda,
+        buffer.finish(self.agent.value_of(self.obs, self.memory, self.episode_starts), config.gamma, config.gae_lambda,
                       mask_unfinished=self.agent.mask_unfinished_episodes)
         self.agent.step = self.steps
         return buffer.flat()
