@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig, Recurrence
+from rlkit.agents.policy_gradient import (RECURRENT_HIDDEN, LossWeights, Normalization, PolicyAgent,
+                                          PolicyGradientConfig, Recurrence)
 from rlkit.buffers.rollout import RolloutBatch
 from rlkit.config import POSITIVE, Constraint, OneOf
 from rlkit.envs import Family
@@ -41,15 +42,18 @@ class A2CConfig(PolicyGradientConfig, LossWeights, Normalization, Recurrence):
 
 # Env family -> config changes and run defaults (num_envs, total_steps).
 PRESETS: dict[Family, dict[str, Any]] = {
-    "atari": {"num_envs": 16, "total_steps": 10_000_000},  # the config's defaults
+    "atari": {**RECURRENT_HIDDEN["atari"],
+              "num_envs": 16, "total_steps": 10_000_000},  # the config's defaults
     # Vector observations: Adam 1e-3, no entropy bonus.
-    "mujoco": {"learning_rate": 1e-3, "optimizer": "adam", "ent_coef": 0.0, "normalize_obs": True,
+    "mujoco": {**RECURRENT_HIDDEN["other"],
+               "learning_rate": 1e-3, "optimizer": "adam", "ent_coef": 0.0, "normalize_obs": True,
                "num_envs": 8, "total_steps": 1_000_000},
     # Envs without a file of their own in rlkit/hyperparams/a2c.yml (your own, toy text): rl-baselines3-zoo's
     # Acrobot/MountainCar set (16 envs x 5 steps, RMSprop 7e-4, observations and rewards normalized). Chosen across
     # the family at a short budget, where the Adam 1e-3 set (the default before) was behind it on every env
     # (RESULTS.md, 2026-12-02).
-    "other": {"learning_rate": 7e-4, "optimizer": "rmsprop", "ent_coef": 0.0, "normalize_obs": True,
+    "other": {**RECURRENT_HIDDEN["other"],
+              "learning_rate": 7e-4, "optimizer": "rmsprop", "ent_coef": 0.0, "normalize_obs": True,
               "normalize_reward": True, "num_envs": 16, "total_steps": 100_000},
 }
 

@@ -82,6 +82,13 @@ class Recurrence:
     }
 
 
+RECURRENT_HIDDEN: dict[str, dict[str, int]] = {
+    "atari": {"recurrent_hidden": 128},  # CleanRL's ppo_atari_lstm
+    "other": {"recurrent_hidden": 64},  # rl-baselines3-zoo's ppo_lstm.yml, for its velocity-masked envs and MuJoCo
+}
+"""The recurrent core's width per env family (the class default, 256, is sb3-contrib's RecurrentPPO's)."""
+
+
 @dataclass
 class LossWeights:
     """Fields of the agents whose policy and value losses (and entropy bonus) are one weighted sum."""

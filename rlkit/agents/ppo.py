@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import torch
 
 from rlkit.distributed import average_metrics
-from rlkit.agents.policy_gradient import LossWeights, Normalization, PolicyAgent, PolicyGradientConfig, Recurrence
+from rlkit.agents.policy_gradient import (RECURRENT_HIDDEN, LossWeights, Normalization, PolicyAgent,
+                                          PolicyGradientConfig, Recurrence)
 from rlkit.buffers.rollout import RolloutBatch, minibatches
 from rlkit.config import COUNT, NON_NEGATIVE, POSITIVE, Constraint
 from rlkit.envs import Family
@@ -47,15 +48,18 @@ class PPOConfig(PolicyGradientConfig, LossWeights, Normalization, Recurrence):
 # Env family -> config changes and run defaults (num_envs, total_steps).
 PRESETS: dict[Family, dict[str, Any]] = {
     # CleanRL's ppo_atari.
-    "atari": {"num_steps": 128, "update_epochs": 4, "num_minibatches": 4, "learning_rate": 2.5e-4, "clip_coef": 0.1,
+    "atari": {**RECURRENT_HIDDEN["atari"],
+              "num_steps": 128, "update_epochs": 4, "num_minibatches": 4, "learning_rate": 2.5e-4, "clip_coef": 0.1,
               "ent_coef": 0.01, "normalize_obs": False, "normalize_reward": False,
               "num_envs": 8, "total_steps": 10_000_000},
-    "mujoco": {"num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
+    "mujoco": {**RECURRENT_HIDDEN["other"],
+               "num_envs": 1, "total_steps": 1_000_000},  # the config's defaults
     # Envs without a file of their own in rlkit/hyperparams/ppo.yml (your own, toy text): rl-baselines3-zoo's
     # MountainCar-v0 set (16 envs x 16 steps, 4 epochs of 4 minibatches, Adam 3e-4, GAE 0.98, observations and
     # rewards normalized). Chosen across the family at a short budget, where CartPole's values (the default
     # before) did not learn MountainCar and were behind it on CartPole and Acrobot (RESULTS.md, 2026-12-02).
-    "other": {"num_steps": 16, "update_epochs": 4, "num_minibatches": 4, "learning_rate": 3e-4, "anneal_lr": False,
+    "other": {**RECURRENT_HIDDEN["other"],
+              "num_steps": 16, "update_epochs": 4, "num_minibatches": 4, "learning_rate": 3e-4, "anneal_lr": False,
               "gamma": 0.99, "gae_lambda": 0.98, "clip_vloss": False, "normalize_obs": True, "normalize_reward": True,
               "num_envs": 16, "total_steps": 100_000},
 }
