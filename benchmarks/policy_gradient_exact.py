@@ -14,7 +14,7 @@ covariance Sigma gives. (b) J(theta_k) of gradient ascent from theta = 0 with th
 REINFORCE (a few episodes per step) under a constant and a Robbins-Monro step size, next to J*; (c) J* - J(theta_k)
 of the same runs on log-log axes.
 
-    python benchmarks/policy_gradient_exact.py              # about a minute on one core, a PNG next to this file
+    python benchmarks/policy_gradient_exact.py              # about 30 s on one core, a PNG next to this file
     python benchmarks/policy_gradient_exact.py --repeats 5 --max-episodes 1024 --iterations 200 --seeds 2 --no-plot
 """
 
