@@ -5,6 +5,7 @@ the builtin all-reduce, with the gradients really sent around the ring."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import torch.multiprocessing as mp
 from rlkit.collectives import chunk_bounds, ring_all_reduce
 
 WORLDS = (2, 3, 4)
+TIMEOUT = timedelta(seconds=60)
+"""A message that never comes fails the test instead of hanging it."""
 
 
 def _inputs(rank: int, n: int) -> dict[str, torch.Tensor]:
@@ -33,7 +36,7 @@ def _inputs(rank: int, n: int) -> dict[str, torch.Tensor]:
 
 def _reduce_worker(rank: int, n: int, store: str, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=n)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=n, timeout=TIMEOUT)
     from rlkit.distributed import exit_without_teardown, use_allreduce
     from rlkit.errors import UserError
 
@@ -125,7 +128,8 @@ def _train_worker(rank: int, tmp: str) -> None:
     for job, argv in RUNS.items():
         for allreduce in ("builtin", "ring"):
             run = f"{job}-{allreduce}"
-            dist.init_process_group("gloo", init_method=f"file://{tmp}/store-{run}", rank=rank, world_size=TRAIN)
+            dist.init_process_group("gloo", init_method=f"file://{tmp}/store-{run}", rank=rank, world_size=TRAIN,
+                                    timeout=TIMEOUT)
             sent[0] = 0
             data = ["--data-dir", f"{tmp}/data"] if job == "classifier" else []
             main([*argv, *data, "--allreduce", allreduce, "--seed", "3", "--no-progress", "--run-dir", f"{tmp}/{run}"])
