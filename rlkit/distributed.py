@@ -16,7 +16,9 @@ from rlkit.errors import UserError
 
 ALLREDUCES = ("builtin", "ring")
 """How processes sum gradients, metrics and statistics (``--allreduce``): ``builtin`` is ``dist.all_reduce``,
-``ring`` is :func:`rlkit.collectives.ring_all_reduce`, written out on point-to-point messages for teaching."""
+``ring`` is :func:`rlkit.collectives.ring_all_reduce`, written out on point-to-point messages for teaching. Only
+sums change: barriers, DDP's broadcasts (initial weights, batch-norm statistics) and the loop's maximum of its stop
+flags stay builtin."""
 _allreduce = "builtin"
 """This process's choice, set by :func:`init_distributed` from the run's settings (a process runs one job)."""
 
@@ -57,11 +59,6 @@ def check_allreduce(name: str) -> str:
     if name not in ALLREDUCES:
         raise UserError(f"unknown --allreduce {name!r}: use one of {', '.join(ALLREDUCES)}")
     return name
-
-
-def allreduce_in_use() -> str:
-    """The name (one of :data:`ALLREDUCES`) this process sums with."""
-    return _allreduce
 
 
 def _collective_device() -> torch.device:

@@ -156,10 +156,10 @@ def test_ring_flag_takes_the_same_steps_as_the_builtin_all_reduce_and_sends_the_
         builtin, ring = (load_checkpoint(tmp_path / f"{job}-{a}") for a in ("builtin", "ring"))
         assert ring["settings"]["allreduce"] == "ring" and builtin["settings"]["allreduce"] == "builtin"
         assert ring["loop"]["steps"] == builtin["loop"]["steps"] > 0
-        before, after = _weights(builtin["learner"]), _weights(ring["learner"])
-        for key, value in before.items():
-            torch.testing.assert_close(after[key], value, rtol=1e-5, atol=1e-6, msg=f"{job} {key}")
-        params = sum(v.numel() for k, v in before.items() if k.endswith(("weight", "bias")))
+        builtin_weights, ring_weights = _weights(builtin["learner"]), _weights(ring["learner"])
+        for key, value in builtin_weights.items():
+            torch.testing.assert_close(ring_weights[key], value, rtol=1e-5, atol=1e-6, msg=f"{job} {key}")
+        params = sum(v.numel() for k, v in builtin_weights.items() if k.endswith(("weight", "bias")))
         updates = UPDATES if job == "classifier" else 2  # ppo: one rollout, --update-epochs 2
         for counts in sent:
             assert counts[f"{job}-builtin"] == 0, job
@@ -170,14 +170,12 @@ def test_ring_flag_takes_the_same_steps_as_the_builtin_all_reduce_and_sends_the_
     assert prepare(["--resume", str(tmp_path / "ppo-ring"), "--allreduce", "builtin"]).settings.allreduce == "builtin"
 
 
-@pytest.mark.parametrize("argv", [[], ["--agent", "ppo", "--env", "CartPole"], ["--task", "mnist", "--net", "cnn"]])
-def test_help_says_the_flag_applies_under_torchrun(argv):
+@pytest.mark.parametrize("names", [{}, {"agent": "ppo", "env": "CartPole"}, {"task": "mnist", "net": "cnn"}])
+def test_help_says_the_flag_applies_under_torchrun(names):
     from rlkit.cli.train import build_parser
     from rlkit.jobs import select_job
 
-    job = select_job(*(dict(zip(argv[::2], argv[1::2])).get(f) for f in ("--agent", "--task", "--net"))) if argv \
-        else None
-    names = {k.lstrip("-"): v for k, v in zip(argv[::2], argv[1::2])}
+    job = select_job(names.get("agent"), names.get("task"), names.get("net")) if names else None
     text = " ".join(build_parser(job, names).format_help().split())
     assert "--allreduce {builtin,ring}" in text and "applies under torchrun only" in text
 
