@@ -6,23 +6,64 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from rlkit.collectives import ring_all_reduce
+from rlkit.errors import UserError
 
-def init_distributed(device: torch.device) -> tuple[int, int]:
+ALLREDUCES = ("builtin", "ring")
+"""How processes sum gradients, metrics and statistics (``--allreduce``): ``builtin`` is ``dist.all_reduce``,
+``ring`` is :func:`rlkit.collectives.ring_all_reduce`, written out on point-to-point messages for teaching. Only
+sums change: barriers, DDP's broadcasts (initial weights, batch-norm statistics) and the loop's maximum of its stop
+flags stay builtin."""
+_allreduce = "builtin"
+"""This process's choice, set by :func:`init_distributed` from the run's settings (a process runs one job)."""
+
+
+def init_distributed(device: torch.device, allreduce: str = "builtin") -> tuple[int, int]:
     """(rank, world size). Joins the process group that torchrun describes in the environment (``WORLD_SIZE`` > 1);
-    a single process stays as it is."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    if not launched_by_torchrun():
-        return 0, 1
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size()
+    a single process stays as it is. ``allreduce`` (one of :data:`ALLREDUCES`) is how this process sums from now
+    on: see :func:`use_allreduce`."""
+    if not (dist.is_available() and dist.is_initialized()) and launched_by_torchrun():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    use_allreduce(allreduce)
+    return world()
+
+
+def use_allreduce(name: str) -> None:
+    """Sum with ``name`` (one of :data:`ALLREDUCES`) in :func:`all_reduce_sum`, :func:`all_reduce_gradients`,
+    :func:`average_metrics` and the DDP hook of :func:`ddp_comm_hook`. Every process must choose the same: in a
+    process group that is checked here, since a ring's messages would wait forever for a peer inside
+    ``dist.all_reduce``."""
+    global _allreduce
+    check_allreduce(name)
+    if world()[1] > 1:
+        code = ALLREDUCES.index(name)
+        # max of (code, -code) over processes: (code, -code) again only if every process chose the same
+        choices = torch.tensor([code, -code], dtype=torch.int64, device=_collective_device())
+        dist.all_reduce(choices, op=dist.ReduceOp.MAX)
+        if choices.tolist() != [code, -code]:
+            raise UserError(f"this process was given --allreduce {name} but another process a different one: "
+                            "start every process with the same --allreduce")
+    _allreduce = name
+
+
+def check_allreduce(name: str) -> str:
+    """``name`` if it is one of :data:`ALLREDUCES`, else a :class:`UserError`."""
+    if name not in ALLREDUCES:
+        raise UserError(f"unknown --allreduce {name!r}: use one of {', '.join(ALLREDUCES)}")
+    return name
+
+
+def _collective_device() -> torch.device:
+    """Where tensors for the group's collectives live: NCCL takes GPU tensors only."""
+    return torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def launched_by_torchrun() -> bool:
@@ -50,16 +91,17 @@ def average_metrics(metrics: dict[str, float]) -> dict[str, float]:
     if world()[1] == 1 or not metrics:
         return metrics
     keys = sorted(metrics)
-    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        values = values.cuda()
-    dist.all_reduce(values)
+    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=_collective_device())
+    all_reduce_sum(values)
     return dict(zip(keys, (values / dist.get_world_size()).tolist()))
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> None:
-    """Sum ``tensor`` over all processes, in place."""
-    dist.all_reduce(tensor)
+    """Sum ``tensor`` over all processes, in place, with the chosen all-reduce (:func:`use_allreduce`)."""
+    if _allreduce == "ring":
+        ring_all_reduce(tensor)
+    else:
+        dist.all_reduce(tensor)
 
 
 def sum_over_processes() -> Callable[[torch.Tensor], None] | None:
@@ -76,12 +118,35 @@ def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
         return
     grads = [p.grad for p in params if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
+    all_reduce_sum(flat)
     flat /= n
     offset = 0
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def ddp_comm_hook() -> Callable[[Any, dist.GradBucket], torch.futures.Future[torch.Tensor]] | None:
+    """What ``DistributedDataParallel.register_comm_hook(None, hook)`` takes to average gradients with the chosen
+    all-reduce; None for the builtin one, which DDP runs itself (overlapped with the backward pass)."""
+    return _ring_average_bucket if _allreduce == "ring" else None
+
+
+def _ring_average_bucket(state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP's gradient bucket (a flat tensor of several parameters' gradients) ring-summed and divided by the
+    world size. It runs to completion before it returns: unlike DDP's own all-reduce it does not overlap with
+    the rest of the backward pass."""
+    buffer = bucket.buffer()
+    ring_all_reduce(buffer)
+    buffer.div_(dist.get_world_size())
+    done: torch.futures.Future[torch.Tensor] = torch.futures.Future()
+    done.set_result(buffer)
+    return done
+
+
+# DDP checks a hook's annotations against the classes themselves: give it those, not this module's strings.
+_ring_average_bucket.__annotations__ = {"state": Any, "bucket": dist.GradBucket,
+                                        "return": torch.futures.Future[torch.Tensor]}
 
 
 def shutdown() -> None:

@@ -20,17 +20,20 @@ def optimizer_step(
     *,
     only_params: bool = False,
     apply_to: Iterable[nn.Parameter] | None = None,
+    averaged: bool = False,
 ) -> float:
     """zero_grad, backward, clip the global gradient norm (if > 0) and step; returns the norm before clipping.
 
     Under torchrun the gradients are first averaged over the processes (synchronous data-parallel SGD), so every
-    process takes the same step.
+    process takes the same step, unless ``averaged`` says that was done in backward (DDP).
 
     Args:
         params: the parameters whose gradients are clipped (those the loss was computed with).
         only_params: backpropagate into ``params`` only (a GAN's generator step needs no critic gradients).
         apply_to: hogwild (A3C): ``params`` are a worker's private copy of these shared parameters; the shared
             ones are stepped with the copy's gradients. ``optimizer`` holds the shared ones.
+        averaged: the gradients are already averaged over the processes (a DDP model): reducing them again would
+            only repeat the communication.
     """
     params = list(params)
     optimizer.zero_grad(set_to_none=True)
@@ -38,7 +41,8 @@ def optimizer_step(
         p.grad = None
     loss.backward(inputs=params if only_params else None)
     with_grad = [p for p in params if p.grad is not None]
-    all_reduce_gradients(with_grad)
+    if not averaged:
+        all_reduce_gradients(with_grad)
     norm = nn.utils.get_total_norm([p.grad for p in with_grad])
     if 0 < max_grad_norm < norm:  # scale only when needed: the multiply costs ~5% of a CPU update
         nn.utils.clip_grads_with_norm_(with_grad, max_grad_norm, norm)

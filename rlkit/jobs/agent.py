@@ -20,7 +20,7 @@ import torch
 
 from rlkit.agents import AGENTS, Agent, get_agent_spec
 from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all
-from rlkit.distributed import init_distributed, is_main
+from rlkit.distributed import check_allreduce, init_distributed, is_main
 from rlkit.envs import EpisodeSignals, Wrapper, make_env, parse_env_kwargs, resolve_env
 from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
 from rlkit.envs.custom import check_env_kwargs
@@ -78,10 +78,14 @@ class AgentSettings:
     partially_observed: bool = False
     """Every env of the run hides its velocities (Atari: one frame instead of a stack), :func:`make_env`'s
     ``partially_observed``."""
+    allreduce: str = "builtin"
+    """Under torchrun: how the processes sum gradients, metrics and observation statistics, builtin or ring
+    (:data:`rlkit.distributed.ALLREDUCES`); a single process ignores it."""
 
     def __post_init__(self) -> None:
         self.schedule_steps = self.schedule_steps or self.total_steps
         self.env_kwargs = check_env_kwargs(self.env_kwargs)
+        check_allreduce(self.allreduce)
 
 
 def env_maker(settings: AgentSettings, wrappers: Sequence[Wrapper] = ()) -> Callable[..., EpisodeSignals]:
@@ -473,6 +477,7 @@ class AgentJob(Job):
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
             env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video), preset=args.preset or "",
             partially_observed=bool(args.partially_observed),
+            allreduce=args.allreduce or "builtin",
         )
         # again with the run's budget, which fits the preset's warm-up to it
         chosen = self.hyperparams({**names, "total_steps": total})
@@ -502,7 +507,7 @@ class AgentJob(Job):
         videos."""
         seed_everything(settings.seed)  # the same initial weights on every process under torchrun
         device = pick_device(settings.device)
-        rank, world_size = init_distributed(device)
+        rank, world_size = init_distributed(device, settings.allreduce)
         agent_class = get_agent_spec(settings.agent).agent_class
         if world_size > 1 and not agent_class.data_parallel:
             parallel = [name for name, spec in AGENTS.items() if spec.agent_class.data_parallel]

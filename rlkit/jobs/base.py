@@ -16,14 +16,14 @@ from typing import Any, ClassVar
 
 from rlkit.checkpoint import CHECKPOINT_NAME, non_finite_tensors
 from rlkit.config import config_from_dict, config_to_dict
-from rlkit.distributed import is_main
+from rlkit.distributed import ALLREDUCES, is_main
 from rlkit.errors import UserError
 from rlkit.hyperparams import Resolved
 from rlkit.loop import Loop, LoopConfig
 from rlkit.optim import check_optimizer_states
 
-RUN_FLAGS = ("seed", "device", "run_dir", "resume", "eval_interval", "checkpoint_interval", "no_progress",
-             "print_config", "config_file")
+RUN_FLAGS = ("seed", "device", "allreduce", "run_dir", "resume", "eval_interval", "checkpoint_interval",
+             "no_progress", "print_config", "config_file")
 """Flags every job shares (parsed by :func:`add_run_flags`)."""
 
 
@@ -34,6 +34,12 @@ def add_run_flags(group: argparse._ArgumentGroup, unit: str, eval_default: str =
     group.add_argument("--threads", type=int, help="torch threads (default: 0, auto: OMP_NUM_THREADS if set, else "
                                                    "one for agents and every core for supervised conv nets; runs side "
                                                    "by side want one each)")
+    group.add_argument("--allreduce", choices=ALLREDUCES,
+                       help="applies under torchrun only: how the processes of a data-parallel run sum their "
+                            "gradients, metrics and statistics, builtin (torch.distributed.all_reduce) or ring "
+                            "(rlkit.collectives.ring_all_reduce, written out on point-to-point messages for "
+                            "teaching; slower). A single-process run has nothing to sum and ignores it. Saved "
+                            "with the run; --resume keeps it unless given again (default: builtin)")
     group.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/NAME__SEED__TIME)")
     group.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     group.add_argument("--eval-interval", type=int, help=f"{unit} between evaluations (default: {eval_default})")

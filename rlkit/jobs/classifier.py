@@ -143,7 +143,7 @@ class ClassifierJob(SupervisedJob):
         set_threads(settings.threads, large_convolutions=not get_net(settings.net).numpy)
         seed_everything(settings.seed)  # the same initial weights on every process (DDP also broadcasts them)
         device = pick_device(settings.device)
-        rank, world_size = init_distributed(device)
+        rank, world_size = init_distributed(device, settings.allreduce)
         net = get_net(settings.net)
         if world_size > 1 and net.numpy:
             raise UserError(f"{settings.net} is a NumPy net and cannot train under torchrun: run it as one process")

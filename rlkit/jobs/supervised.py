@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rlkit.config import NON_NEGATIVE, require_all
-from rlkit.distributed import launched_by_torchrun
+from rlkit.distributed import check_allreduce, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job
 from rlkit.jobs.catalog import NETS, TASKS, check_shape_flags, get_net, get_task, nets_of
@@ -37,6 +37,12 @@ class SupervisedSettings:
     """Torch threads; 0: auto (see :func:`rlkit.runtime.set_threads`)."""
     judge: str = ""
     """GAN runs: a classifier run whose net scores the generated samples of each class at every evaluation."""
+    allreduce: str = "builtin"
+    """Under torchrun: how the processes sum gradients and metrics, builtin or ring
+    (:data:`rlkit.distributed.ALLREDUCES`); a single process ignores it."""
+
+    def __post_init__(self) -> None:
+        check_allreduce(self.allreduce)
 
 
 def default_data_dir(task: str) -> str:
@@ -95,7 +101,7 @@ class SupervisedJob(Job):
             task=args.task, net=args.net, data_dir=args.data_dir or default_data_dir(args.task),
             seed=1 if args.seed is None else args.seed, device=args.device or "auto", max_steps=args.max_steps or 0,
             eval_interval=args.eval_interval or 0, checkpoint_interval=args.checkpoint_interval or 0,
-            progress=not args.no_progress, threads=args.threads or 0,
+            progress=not args.no_progress, threads=args.threads or 0, allreduce=args.allreduce or "builtin",
         )
 
     def resume(self, settings: SupervisedSettings, args: argparse.Namespace, steps_taken: int) -> None:

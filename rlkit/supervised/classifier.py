@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.optim import optimizer_step
-from rlkit.distributed import world
+from rlkit.distributed import ddp_comm_hook, world
 from rlkit.errors import UserError
 from rlkit.nets.pretrained import frozen_batchnorm_eval
 
@@ -121,6 +121,9 @@ class Classifier:
         if world()[1] > 1:
             self.train_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index or 0] if device.type == "cuda" else None)
+            hook = ddp_comm_hook()  # --allreduce ring: DDP's buckets go through the ring instead of its own
+            if hook is not None:
+                self.train_model.register_comm_hook(None, hook)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(config, self.params, device)
         self.updates = 0
@@ -134,7 +137,8 @@ class Classifier:
         frozen_batchnorm_eval(self.model)
         logits = self.train_model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
-        grad_norm = optimizer_step(self.optimizer, loss, self.params, self.config.max_grad_norm)
+        grad_norm = optimizer_step(self.optimizer, loss, self.params, self.config.max_grad_norm,
+                                   averaged=self.train_model is not self.model)  # DDP averaged them
         self.updates += 1
         accuracy = (logits.detach().argmax(1) == labels).float().mean()
         return {"losses/loss": loss.item(), "charts/accuracy": accuracy.item(), "charts/learning_rate": lr,
