@@ -51,7 +51,7 @@ def _process(rank: int, port: int, scenario: str, tmp: str) -> None:
             agent = _agent(scenario)
             rollout = _rollout(agent)
             half = slice(rank * 16, rank * 16 + 16)
-            agent.update(type(rollout)(*(t[half] for t in rollout)))
+            agent.update(rollout.rows(half))
             torch.save(agent.net.state_dict(), Path(tmp) / f"rank{rank}.pt")
         elif scenario == "dqn":
             from rlkit.agents import get_agent_spec
