@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import train
 from rlkit.config import read_config_file
@@ -68,3 +69,27 @@ def test_unknown_preset_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--agent", "rainbow", "--env", "Pong", "--preset", "atari1m", "--print-config"])
     assert exit_info.value.code == 2 and "atari100k" in capsys.readouterr().err
+
+
+def test_course_continuous_gives_the_assignments_network(capsys):
+    """Two tanh layers of 64, a state-independent log std, and a value net of the same shape of its own."""
+    import dataclasses
+
+    from rlkit.agents import PPO, PPOConfig
+    from rlkit.envs import make_env
+    from rlkit.nets.policies import GaussianHead
+
+    out = printed(capsys, "--agent", "ppo", "--env", "LunarLanderContinuous", "--preset", "course-continuous")
+    config = out["config"]
+    assert (config["hidden"], config["activation"], out["settings"]["total_steps"]) == ([64, 64], "tanh", 500_000)
+    env = make_env("LunarLanderContinuous", 1)
+    fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    agent = PPO(PPOConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in fields}),
+                env.single_observation_space, env.single_action_space)
+    net = agent.net
+    assert isinstance(net.policy_head, GaussianHead) and isinstance(net.policy_head.log_std, torch.nn.Parameter)
+    assert net.actor_torso is not net.critic_torso
+    for torso in (net.actor_torso, net.critic_torso):
+        layers = [type(m).__name__ for m in torso.layers if not isinstance(m, torch.nn.Flatten)]
+        assert layers == ["Linear", "Tanh", "Linear", "Tanh"]
+        assert [m.out_features for m in torso.layers if isinstance(m, torch.nn.Linear)] == [64, 64]
