@@ -507,3 +507,70 @@ def test_direction_set_single_frames_carry_no_label_but_motion_does(tmp_path):
     assert V.read_class_index(tmp_path / "d") == ("MoveRight", "MoveUp", "MoveLeft", "MoveDown")
     np.testing.assert_allclose(V.direction_velocity(1, 4, 2.0), (-2.0, 0.0), atol=1e-12)  # up: rows decrease
     np.testing.assert_allclose(V.direction_velocity(1, 8, 2.0), (-math.sqrt(2), math.sqrt(2)))  # up and right
+
+
+def hara_resnet50_layout() -> dict[str, tuple[int, ...]]:
+    """The keys and shapes of Hara et al.'s ``resnet-50-kinetics.pth`` ``state_dict``, written from their 2017
+    models/resnet.py (conv1 7x7x7 to 64; bottlenecks of 3, 4, 6, 3 blocks at 64, 128, 256, 512 planes, expansion 4,
+    shortcut type B on each stage's first block; fc 2048 -> 400), as DataParallel saved it (``module.``) with
+    PyTorch 0.3's BatchNorm (no ``num_batches_tracked``)."""
+    layout: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7, 7)}
+
+    def bn(name: str, channels: int) -> None:
+        for part in ("weight", "bias", "running_mean", "running_var"):
+            layout[f"{name}.{part}"] = (channels,)
+
+    bn("bn1", 64)
+    in_planes = 64
+    for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3)), start=1):
+        for block in range(blocks):
+            prefix = f"layer{stage}.{block}"
+            layout[f"{prefix}.conv1.weight"] = (planes, in_planes, 1, 1, 1)
+            bn(f"{prefix}.bn1", planes)
+            layout[f"{prefix}.conv2.weight"] = (planes, planes, 3, 3, 3)
+            bn(f"{prefix}.bn2", planes)
+            layout[f"{prefix}.conv3.weight"] = (planes * 4, planes, 1, 1, 1)
+            bn(f"{prefix}.bn3", planes * 4)
+            if block == 0:
+                layout[f"{prefix}.downsample.0.weight"] = (planes * 4, in_planes, 1, 1, 1)
+                bn(f"{prefix}.downsample.1", planes * 4)
+            in_planes = planes * 4
+    layout["fc.weight"], layout["fc.bias"] = (400, 2048), (400,)
+    return {f"module.{key}": shape for key, shape in layout.items()}
+
+
+def test_resnet3d_50_loads_a_file_in_hara_et_als_layout_strictly(tmp_path):
+    from rlkit.nets.video import resnet3d_50
+
+    generator = torch.Generator().manual_seed(0)
+    state = {key: torch.randn(shape, generator=generator) for key, shape in hara_resnet50_layout().items()}
+    path = tmp_path / "resnet-50-kinetics.pth"
+    torch.save({"epoch": 200, "arch": "resnet-50", "state_dict": state, "optimizer": {"state": {}, "param_groups": []}},
+               path)
+    model = resnet3d_50(num_classes=101)
+    assert load_pretrained(model, path, skip=("fc.",)) == ["fc.weight", "fc.bias"]
+    torch.testing.assert_close(model.layer4[0].conv2.weight, state["module.layer4.0.conv2.weight"])
+    torch.testing.assert_close(model.bn1.running_var, state["module.bn1.running_var"])
+    full = resnet3d_50()
+    load_pretrained(full, path)  # with the Kinetics head too: every key and shape, nothing left over
+    assert len(full.state_dict()) == len(state) + sum(1 for k in full.state_dict() if k.endswith("num_batches_tracked"))
+    del state["module.layer3.5.bn2.running_mean"]
+    torch.save({"arch": "resnet-50", "state_dict": state}, path)
+    with pytest.raises(UserError, match="layer3.5.bn2.running_mean"):
+        load_pretrained(resnet3d_50(), path)
+
+
+def test_resnet3d_50_preset_is_the_courses_recipe():
+    from rlkit.jobs.catalog import NETS
+    from rlkit.nets.video import HARA_MEAN, HARA_STD, resnet3d_50
+
+    row = NETS["resnet3d-50"]
+    assert row.preset["clip_length"] == 16 and row.preset["input_size"] == 224
+    assert row.preset["freeze_except"] == ("layer4.0", "fc") and row.channels_first
+    frames = torch.full((1, 3, 1, 1), 0.5)  # 127.5 on their 0-255 scale, minus ActivityNet's mean, std 1
+    normalized = (frames - torch.tensor(HARA_MEAN).view(1, 3, 1, 1)) / torch.tensor(HARA_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(normalized.flatten(), torch.tensor([127.5 - 114.7748, 127.5 - 107.7354, 127.5 - 99.4750]))
+    model = resnet3d_50(num_classes=101, width=0.125).eval()
+    freeze(model, row.preset["freeze_except"])
+    trainable = {name.split(".")[0] + "." + name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"layer4.0", "fc.weight", "fc.bias"} and model(torch.randn(1, 3, 16, 64, 64)).shape == (1, 101)

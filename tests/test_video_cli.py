@@ -31,7 +31,8 @@ from rlkit.jobs.video import (
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"frame-resnet18": [], "frame-resnet50": ["--freeze-except", "layer4", "fc"], "r3d18": ["--width", "0.125"],
-         "cnn-lstm": ["--width", "0.125", "--lstm-hidden", "16"]}
+         "cnn-lstm": ["--width", "0.125", "--lstm-hidden", "16"],
+         "resnet3d-50": ["--width", "0.125", "--input-size", "32", "--batch-size", "4"]}
 """Per net, the flags that make it quick on a CPU (the frame nets keep their published widths; ResNet-50 trains
 only its last stage and head, the assignment's recipe)."""
 
@@ -84,7 +85,7 @@ def one_line(error: pytest.ExceptionInfo) -> str:
 
 def test_registries_agree():
     assert {name for name, row in NETS.items() if row.job == "video"} == {"frame-resnet50", "frame-resnet18", "r3d18",
-                                                                          "cnn-lstm"}
+                                                                          "cnn-lstm", "resnet3d-50"}
     assert TASKS["ucf101"].videos and not any(info.videos for name, info in TASKS.items() if name != "ucf101")
     help_text = build_parser(JOBS["video"], {"task": "ucf101"}).format_help()
     for text in ("--fold", "--frames-dir", "--no-flip", "--clip-length", "--test-frames", "--test-clips",

@@ -169,6 +169,10 @@ def _r3d18(config: ClassifierConfig, classes: int) -> nn.Module:
     return video_nets.r3d_18(num_classes=classes, width=config.width)
 
 
+def _resnet3d_50(config: ClassifierConfig, classes: int) -> nn.Module:
+    return video_nets.resnet3d_50(num_classes=classes, width=config.width)
+
+
 def _cnn_lstm(config: Any, classes: int) -> nn.Module:
     encoder = resnets.CifarResNet(num_classes=0, dropout=config.dropout, width=config.width)
     return video_nets.CNNLSTM(classes, encoder, hidden=config.lstm_hidden, dropout=config.dropout,
@@ -220,6 +224,14 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
                       "UCF-101 from 16-frame clips (assignment 6b): R3D-18 (--pretrained Kinetics-400 file, "
                       "torchvision keys); a video sums its clips' log-probabilities",
                       clips=True, stats=KINETICS_STATS, channels_first=True, reads=("width",)),
+    # The course's later assignment 6b: Hara et al.'s Kinetics ResNet-50, 16-frame 224x224 clips, only layer4[0]
+    # and the new head trained.
+    "resnet3d-50": VideoNet(_resnet3d_50, {"epochs": 10, "batch_size": 8, "learning_rate": 1e-4, "input_size": 224,
+                                           "clip_length": 16, "freeze_except": ("layer4.0", "fc")},
+                            "UCF-101 from 16-frame clips (assignment 6b, later edition): Hara et al.'s 3D ResNet-50 "
+                            "(--pretrained resnet-50-kinetics.pth), training layer4[0] and the head",
+                            clips=True, stats=(video_nets.HARA_MEAN, video_nets.HARA_STD), channels_first=True,
+                            reads=("width",)),
     "cnn-lstm": VideoNet(_cnn_lstm, {"epochs": 20, "batch_size": 16, "input_size": 112},
                          "UCF-101 from clips: the course's ResNet per frame and an LSTM over the frames",
                          clips=True, pretrained=False, reads=("width", "lstm_hidden", "lstm_grid")),

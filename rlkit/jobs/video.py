@@ -50,7 +50,8 @@ class VideoConfig(ClassifierConfig):
     dropout: float = 0.2
     """cnn-lstm: dropout after the encoder's stem and on the LSTM's last state (the ResNets have none)."""
     width: float = 1.0
-    """r3d18 and cnn-lstm: multiplies every channel count (1: the published widths; the frame nets keep theirs)."""
+    """r3d18, resnet3d-50 and cnn-lstm: multiplies every channel count (1: the published widths; the frame nets
+    keep theirs)."""
     input_size: int = 112
     """Side of the square frames the net sees: training crops 70-100% of each frame's area, evaluation resizes
     the whole frame (224 for the ImageNet frame nets, 112 for the clip nets)."""
@@ -62,7 +63,7 @@ class VideoConfig(ClassifierConfig):
     flip: bool = True
     """Mirror training videos at random (--no-flip where the label is a direction of motion)."""
     clip_length: int = 16
-    """Frames per clip (r3d18, cnn-lstm)."""
+    """Frames per clip (r3d18, resnet3d-50, cnn-lstm)."""
     test_frames: int = 25
     """Frame nets: evenly spaced frames whose log-probabilities are summed per test video."""
     test_clips: int = 10
@@ -123,7 +124,7 @@ def build_parts(settings: SupervisedSettings, config: VideoConfig, train: V.Vide
     if config.pretrained:
         if not net.pretrained:
             raise UserError(f"{settings.net} trains from scratch: drop --pretrained (frame-resnet50, "
-                            "frame-resnet18 and r3d18 load weight files)")
+                            "frame-resnet18, r3d18 and resnet3d-50 load weight files)")
         load_pretrained(model, config.pretrained, skip=(head_name(model) + ".",))
     if config.freeze_except:
         freeze(model, config.freeze_except)

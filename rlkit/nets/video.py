@@ -207,6 +207,100 @@ def r2plus1d_18(num_classes: int = KINETICS_CLASSES, in_channels: int = 3, **kwa
                        **kwargs)
 
 
+# ---------------------------------------------------------------------------------------------------- Hara et al.
+HARA_MEAN = (114.7748 / 255, 107.7354 / 255, 99.4750 / 255)
+HARA_STD = (1 / 255, 1 / 255, 1 / 255)
+"""What Hara et al.'s Kinetics files expect, written for frames in [0, 1]: RGB on the 0-255 scale minus ActivityNet's
+mean, not divided by a standard deviation (their code's defaults: ``--mean_dataset activitynet --norm_value 1``,
+``std_norm`` off)."""
+
+
+class Bottleneck3d(nn.Module):
+    """Hara et al.'s 3D bottleneck: 1x1x1 to ``planes``, 3x3x3 (strided in time and space), 1x1x1 to 4 x
+    ``planes``, each with BN, and the shortcut ``downsample`` (keys ``conv1..3``, ``bn1..3``, ``downsample.0/1``,
+    those of their ``resnet-50-kinetics.pth``)."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv3d(in_planes, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.conv2 = nn.Conv3d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.conv3 = nn.Conv3d(planes, planes * self.expansion, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    @staticmethod
+    def shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
+        """Their shortcut type B: a strided 1x1x1 convolution and BN."""
+        return nn.Sequential(nn.Conv3d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
+                             nn.BatchNorm3d(out_planes))
+
+    def last_norm(self) -> nn.Module:
+        return self.bn3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+class KineticsResNet(nn.Module):
+    """The 3D ResNet of Hara et al. (2018, "Can spatiotemporal 3D CNNs retrace the history of 2D CNNs and
+    ImageNet?"; github.com/kenshohara/3D-ResNets-PyTorch), with its module names, so its Kinetics-400 files
+    (``resnet-50-kinetics.pth``: ``--model resnet --model_depth 50 --resnet_shortcut B``) load with
+    :func:`rlkit.nets.pretrained.load_pretrained` (their ``state_dict`` entry, DataParallel's ``module.`` prefix
+    removed).
+
+    Layout: ``conv1`` 7x7x7 with stride (1, 2, 2), ``bn1``, ReLU, 3x3x3 max pool with stride 2, stages
+    ``layer1..layer4`` (strides 1, 2, 2, 2 in time and space), global average pool (their fixed-size pool, which for
+    the 16 x 112 x 112 clips it was trained on is the same thing), ``fc``. Clips are ``(B, C, T, H, W)``.
+
+    Args:
+        layers: bottlenecks per stage, ``(3, 4, 6, 3)`` for ResNet-50.
+        num_classes: outputs of ``fc`` (400 for Kinetics); 0 makes the net an encoder of ``out_features`` = 2048.
+        width: multiplies every channel count; 1 is the published net.
+    """
+
+    def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), num_classes: int = KINETICS_CLASSES,
+                 in_channels: int = 3, width: float = 1.0, arch: str = "resnet-50"):
+        super().__init__()
+        self.arch = arch
+        planes = [_scaled(c, width) for c in (64, 128, 256, 512)]
+        self.conv1 = nn.Conv3d(in_channels, planes[0], kernel_size=7, stride=(1, 2, 2), padding=3, bias=False)
+        self.bn1 = nn.BatchNorm3d(planes[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
+        in_planes = planes[0]
+        for i, (p, blocks, stride) in enumerate(zip(planes, layers, (1, 2, 2, 2)), start=1):
+            self.add_module(f"layer{i}", make_stage(Bottleneck3d, in_planes, p, blocks, stride))
+            in_planes = p * Bottleneck3d.expansion
+        self.avgpool = nn.AdaptiveAvgPool3d(1)
+        self.out_features = in_planes
+        self.fc = nn.Linear(in_planes, num_classes) if num_classes else nn.Identity()
+        init_resnet_weights(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` clips -> ``(B, out_features)``."""
+        if x.ndim != 5:
+            raise ValueError(f"expected clips (B, C, T, H, W), got shape {tuple(x.shape)}")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def resnet3d_50(num_classes: int = KINETICS_CLASSES, **kwargs) -> KineticsResNet:
+    """Hara et al.'s 3D ResNet-50 (the course's later assignment 6b fine-tunes its Kinetics file)."""
+    return KineticsResNet((3, 4, 6, 3), num_classes, arch="resnet-50", **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------------- 2D per frame
 class FrameClassifier(nn.Module):
     """A 2D image classifier applied to each frame of a video (assignment 6a).
