@@ -4,6 +4,7 @@ the class-conditional accuracy, and the gradient visualizations with their comma
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -313,3 +314,27 @@ def test_visualize_command_line_on_a_discriminator_run(tmp_path, capsys):
         visualize_cli.main(["class-max", str(tmp_path / "other")])
     with pytest.raises(UserError, match="--layers"):
         visualize_cli.main(["feature-max", str(run), "--device", "cpu", "--layers", "9"])
+
+
+def test_visualizations_read_an_acgan_runs_critic_and_push_noise_toward_classes(tmp_path, capsys):
+    """The discriminator trained with the generator: its class head on [-1, 1] images of the padded test set."""
+    data_dir = make_tiny_dataset("mnist", tmp_path / "data", train=10, test=20, seed=0)
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    settings = {"task": "mnist", "net": "acgan", "data_dir": str(data_dir), "device": "cpu"}
+    config = ACGANConfig(width=4, noise_dim=16, epochs=1)
+    learner = JOBS["gan"].parts(SupervisedSettings(**settings), config)[0]
+    save_checkpoint(run / "checkpoint.pt", {"job": "gan", "config": dataclasses.asdict(config), "settings": settings,
+                                           "learner": learner.state_dict()})
+    loaded = visualize_cli.load_run(run, "cpu")
+    assert loaded.images.shape[-2:] == (32, 32)  # 28x28 digits padded as the GAN trained on them
+    pixels = loaded.images[:3].float() / 255
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(pixels), learner.discriminator(pixels * 2 - 1)[1])
+    result = visualize_cli.main(["perturb", str(run), "--images", "10", "--device", "cpu", "--steps", "5",
+                                 "--epsilon", "0.5", "--from-noise"])
+    assert result["target_accuracy_after"] > result["target_accuracy_before"]
+    assert Path(result["path"]).name == "perturb_noise.png"
+    assert "noise images given their target class" in capsys.readouterr().out
+    result = visualize_cli.main(["class-max", str(run), "--device", "cpu", "--steps", "3"])
+    assert result["logit_after"] > result["logit_before"]

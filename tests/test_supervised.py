@@ -68,8 +68,38 @@ def test_learning_rate_schedules_by_hand():
 def test_bad_optimizer_or_schedule_names_the_choices():
     with pytest.raises(UserError, match="adam, rmsprop, sgd"):
         ClassifierConfig(optimizer="adagrad")
-    with pytest.raises(UserError, match="constant, step, cosine"):
+    with pytest.raises(UserError, match="constant, step, multistep, cosine"):
         ClassifierConfig(schedule="linear")
+    with pytest.raises(UserError, match="crop, resized-crop-jitter"):
+        ClassifierConfig(augmentation="mixup")
+    with pytest.raises(UserError, match="increasing positive epochs"):
+        ClassifierConfig(milestones=(75, 50))
+
+
+def test_multistep_schedule_divides_at_each_milestone():
+    from rlkit.supervised.classifier import learning_rate_at
+
+    config = ClassifierConfig(learning_rate=1e-4, schedule="multistep", milestones=(50, 75), gamma=0.1)
+    rates = [learning_rate_at(config, epoch) for epoch in (0, 49.9, 50, 74.9, 75, 99)]
+    assert rates == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6])
+
+
+def test_color_jitter_keeps_luma_under_a_hue_turn_and_is_the_identity_at_zero():
+    from rlkit.data import transforms as T
+
+    x = torch.rand(6, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.4  # far from 0 and 1
+    torch.testing.assert_close(T.ColorJitter(0, 0, 0, 0)(x), x)
+    turned = T.ColorJitter(0, 0, 0, 0.1)(x, torch.Generator().manual_seed(1))
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert not ((turned == 0) | (turned == 1)).any()  # nothing clipped, so the luma must be exactly kept
+    torch.testing.assert_close((turned * luma).sum(1), (x * luma).sum(1))
+    assert not torch.allclose(turned, x)
+    brighter = T.ColorJitter(0.5, 0, 0, 0)(x, torch.Generator().manual_seed(2))
+    ratio = (brighter / x).flatten(1)
+    torch.testing.assert_close(ratio.min(1).values, ratio.max(1).values)  # one factor per image
+    assert ((ratio[:, 0] >= 0.5) & (ratio[:, 0] <= 1.5)).all()
+    gray = torch.rand(2, 1, 4, 4)
+    assert T.ColorJitter()(gray).shape == gray.shape
 
 
 def test_batch_source_covers_each_epoch_once_and_is_a_function_of_the_step(mnist_dir):
@@ -272,5 +302,9 @@ def test_acgan_trains_samples_and_is_judged_by_a_classifier_run(mnist_dir, tmp_p
     from PIL import Image
 
     assert Image.open(tmp_path / "s.png").size == (10 * 34 + 2, 10 * 34 + 2)  # a 32x32 sample per class, 10 rows
+    with Image.open(run / "samples.gif") as gif:  # the generator's progress, one frame per evaluation
+        assert gif.n_frames == 2 and gif.size == (10 * 34 + 2, 10 * 34 + 2)
     train.main(["--resume", str(run), "--max-steps", "6", "--no-progress"])
     assert load_checkpoint(run)["learner"]["updates"] == 6
+    with Image.open(run / "samples.gif") as gif:  # rebuilt from the grids: the resumed run's frame added
+        assert gif.n_frames == 3

@@ -58,3 +58,23 @@ def save_grid(path: str | Path, images: torch.Tensor, nrow: int = 8, value_range
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_animation(path: str | Path, frames: list[str | Path], duration_ms: int = 200) -> Path:
+    """Write the PNG files ``frames`` as one animated GIF (each shown ``duration_ms``, looping), atomically as
+    :func:`save_grid` does; returns the path. Built from the files every time, so it survives a resume."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("no frames to animate")
+    path = Path(path)
+    images = [Image.open(frame).convert("RGB") for frame in frames]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

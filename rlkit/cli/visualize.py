@@ -1,7 +1,10 @@
-"""Visualizations of a trained ``--net discriminator`` classifier run (assignment 5c), each written as a PNG grid
-(the methods: :mod:`rlkit.analysis.visualize`)::
+"""Visualizations of a trained discriminator (assignment 5c), each written as a PNG grid (the methods:
+:mod:`rlkit.analysis.visualize`). Both discriminators the assignment compares are read: a ``--net discriminator``
+classifier run (trained alone) and a ``--net acgan`` run (its critic, trained with the generator; its class head
+is the classifier)::
 
     python -m rlkit.cli.visualize perturb runs/cifar10__discriminator__1__... --epsilon 0.03
+    python -m rlkit.cli.visualize perturb RUN_DIR --from-noise --steps 10    # noise images pushed toward a class
     python -m rlkit.cli.visualize class-max RUN_DIR
     python -m rlkit.cli.visualize feature-max RUN_DIR --layers 4 8
 """
@@ -23,6 +26,7 @@ from rlkit.data.transforms import STATS, Pad
 from rlkit.errors import UserError, run_command
 from rlkit.jobs import NETS, get_task
 from rlkit.jobs import load_run as load_job_run
+from rlkit.jobs.gan import GAN_SIDE
 
 
 @dataclass
@@ -38,27 +42,54 @@ class LoadedRun:
 
 
 def load_run(path: str | Path, device: str = "auto", data_dir: str | None = None) -> LoadedRun:
-    """The discriminator of a ``--net discriminator`` classifier run, rebuilt by its job, and the run's test set."""
+    """The discriminator of a ``--net discriminator`` classifier run or of a ``--net acgan`` run (its critic),
+    rebuilt by its job, and the run's test set at the size the discriminator saw."""
     job, checkpoint = load_job_run(path)
     net = checkpoint.get("settings", {}).get("net")
-    if job.kind != "classifier" or net != "discriminator":
-        raise UserError(f"{path} holds a {job.kind} run of net {net!r}; the visualizations read classifier runs of "
-                        "the GAN discriminator: train one with python train.py --task cifar10 --net discriminator")
+    if (job.kind, net) not in (("classifier", "discriminator"), ("gan", "acgan")):
+        raise UserError(f"{path} holds a {job.kind} run of net {net!r}; the visualizations read the GAN's "
+                        "discriminator: a run of python train.py --task cifar10 --net discriminator (trained alone) "
+                        "or --net acgan (trained with the generator)")
     trained = job.rebuild(checkpoint, device, data_dir)
-    if trained.config.input_size:
-        raise UserError("this run resized its images (--input-size): the visualizations need the native size")
-    discriminator = trained.learner.model.discriminator
-    model = PixelClassifier(discriminator, *STATS[get_task(trained.settings.task).dataset]).to(trained.device).eval()
     images = torch.from_numpy(trained.test.images)
-    side = NETS["discriminator"].pad_to
-    if images.shape[-1] < side:  # trained on padded images (28x28 digits -> 32x32), as the classifier job does
+    channels = images.shape[1]
+    if job.kind == "gan":  # the critic sees [-1, 1] images, padded to its side
+        discriminator, side = trained.learner.discriminator, GAN_SIDE
+        mean, std = (0.5,) * channels, (0.5,) * channels
+        device_of = trained.learner.device
+    else:
+        if trained.config.input_size:
+            raise UserError("this run resized its images (--input-size): the visualizations need the native size")
+        discriminator, side = trained.learner.model.discriminator, NETS["discriminator"].pad_to
+        mean, std = STATS[get_task(trained.settings.task).dataset]
+        device_of = trained.device
+    model = PixelClassifier(discriminator, mean, std).to(device_of).eval()
+    if images.shape[-1] < side:  # trained on padded images (28x28 digits -> 32x32), as both jobs do
         images = Pad(side)(images)
     return LoadedRun(model, images, torch.from_numpy(trained.test.labels.astype(np.int64)), trained.test.classes,
-                     trained.device)
+                     device_of)
 
 
 def _pixels(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.to(device, torch.float32) / 255.0
+
+
+def _perturb_noise(run: LoadedRun, args: argparse.Namespace, out_dir: Path, generator: torch.Generator
+                   ) -> dict[str, Any]:
+    """Uniform noise images, each pushed toward a class by signed-gradient steps (targeted FGSM, iterated)."""
+    shape = (args.images, *run.images.shape[1:])
+    x = torch.rand(shape, generator=generator).to(run.device)
+    target = (torch.arange(args.images) % len(run.classes)).to(run.device)
+    result = perturb(run.model, x, target, args.epsilon, args.steps, args.step_size, target=target)
+    stretched = (result.images - x) / max(2 * args.epsilon, 1e-12) + 0.5
+    path = save_grid(out_dir / "perturb_noise.png", torch.cat([x, result.images, stretched]), nrow=10,
+                     value_range=(0.0, 1.0))
+    print(f"noise images given their target class: {result.accuracy_before:.1%} -> {result.accuracy_after:.1%} "
+          f"({args.images} images, epsilon {args.epsilon:.4f}, {args.steps} step(s); chance {1 / len(run.classes):.1%})")
+    print(f"{path}: noise, perturbed toward classes {', '.join(run.classes[:10])}..., perturbation "
+          f"x{1 / max(2 * args.epsilon, 1e-12):.0f}")
+    return {"target_accuracy_before": result.accuracy_before, "target_accuracy_after": result.accuracy_after,
+            "path": str(path)}
 
 
 # ---------------------------------------------------------------------------------------------------- command line
@@ -75,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command, text in texts.items():
         sub = subs[command] = commands.add_parser(command, help=text, description=text)
         sub.add_argument("run", type=Path, metavar="RUN_DIR_OR_CHECKPOINT",
-                         help="a --net discriminator classifier run (its directory or checkpoint.pt)")
+                         help="a --net discriminator classifier run or a --net acgan run (its directory or "
+                              "checkpoint.pt)")
         sub.add_argument("--out-dir", type=Path, help="where the PNG goes (default: the run directory)")
         sub.add_argument("--data-dir", help="folder of the test set (default: the one the run trained on)")
         sub.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
@@ -89,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     perturb_sub.add_argument("--epsilon", type=float, default=8 / 255,
                              help="largest change of a pixel, in [0, 1] units (default: 8/255)")
     perturb_sub.add_argument("--steps", type=int, default=1, help="signed-gradient steps; 1 is FGSM (default: 1)")
+    perturb_sub.add_argument("--from-noise", action="store_true",
+                             help="start from uniform noise images instead of test images and push each toward a "
+                                  "class (image i toward class i mod K; the earlier edition's variant); prints how "
+                                  "many the discriminator gives their target class before and after")
     perturb_sub.add_argument("--step-size", type=float, default=None,
                              help="per step, in [0, 1] units (default: epsilon for one step, else 2.5 epsilon/steps)")
     subs["feature-max"].add_argument("--layers", type=int, nargs="+", default=[4, 8], metavar="L",
@@ -108,7 +144,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.command == "perturb":
         if not 1 <= args.images <= len(run.labels):
             raise UserError(f"--images must be in 1..{len(run.labels)}, got {args.images}")
-        rows = torch.randperm(len(run.labels), generator=torch.Generator().manual_seed(args.seed))[:args.images]
+        generator = torch.Generator().manual_seed(args.seed)
+        if args.from_noise:
+            return _perturb_noise(run, args, out_dir, generator)
+        rows = torch.randperm(len(run.labels), generator=generator)[:args.images]
         x, y = _pixels(run.images[rows], run.device), run.labels[rows].to(run.device)
         result = perturb(run.model, x, y, args.epsilon, args.steps, args.step_size)
         # Originals, perturbed, and the perturbation stretched to the full range (invisible otherwise).

@@ -276,6 +276,58 @@ class BrightnessJitter:
         return f"BrightnessJitter(amount={self.amount})"
 
 
+class ColorJitter:
+    """Per sample, scale brightness, contrast and saturation by factors drawn uniformly from ``[1 - a, 1 + a]``
+    and rotate the hue by an angle drawn from ``[-hue, hue]`` turns, in that order, clipped to [0, 1] (float RGB
+    images in [0, 1], before normalization; on gray images only brightness and contrast apply).
+
+    As torchvision's ColorJitter, except that its order is random and its hue shift is done in HSV: here the hue
+    turns the chroma plane of YIQ (the luma stays), a linear approximation that needs no colour-space conversion.
+    Draws ``rand(B)`` per enabled part from ``generator``, in the order above.
+    """
+
+    def __init__(self, brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.1, hue: float = 0.1):
+        if not all(0 <= v < 1 for v in (brightness, contrast, saturation)) or not 0 <= hue <= 0.5:
+            raise ValueError(f"need brightness, contrast and saturation in [0, 1) and hue in [0, 0.5], got "
+                             f"{brightness}, {contrast}, {saturation}, {hue}")
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+
+    @staticmethod
+    def _gray(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-3] == 1:
+            return x
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(3, 1, 1)
+        return (x * weights).sum(-3, keepdim=True)
+
+    def _factor(self, amount: float, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return _per_sample(1 + amount * (2 * _rand(x.shape[0], generator) - 1), x).to(x.dtype)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_batch(x, "ColorJitter")
+        if self.brightness:
+            x = (x * self._factor(self.brightness, x, generator)).clamp(0, 1)
+        if self.contrast:
+            mean = self._gray(x).mean(dim=(-3, -2, -1), keepdim=True)
+            x = ((x - mean) * self._factor(self.contrast, x, generator) + mean).clamp(0, 1)
+        if x.shape[-3] == 3 and self.saturation:
+            gray = self._gray(x)
+            x = ((x - gray) * self._factor(self.saturation, x, generator) + gray).clamp(0, 1)
+        if x.shape[-3] == 3 and self.hue:
+            angle = _per_sample(2 * math.pi * self.hue * (2 * _rand(x.shape[0], generator) - 1), x)
+            to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                                  dtype=x.dtype, device=x.device)
+            yiq = torch.einsum("ij,...jhw->...ihw", to_yiq, x)
+            cos, sin = angle.cos().squeeze(-1), angle.sin().squeeze(-1)  # (B, ..., 1, 1)
+            i, q = yiq[..., 1, :, :], yiq[..., 2, :, :]
+            yiq = torch.stack([yiq[..., 0, :, :], i * cos - q * sin, i * sin + q * cos], dim=-3)
+            x = torch.einsum("ij,...jhw->...ihw", torch.linalg.inv(to_yiq), yiq).clamp(0, 1)
+        return x
+
+    def __repr__(self) -> str:
+        return (f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, saturation={self.saturation}, "
+                f"hue={self.hue})")
+
+
 # ---------------------------------------------------------------------------------------------------- pipelines
 class Compose:
     """Apply transforms in order, handing each the same generator (so the whole chain is reproducible)."""

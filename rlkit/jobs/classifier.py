@@ -53,7 +53,12 @@ def make_transforms(task: TaskInfo, config: ClassifierConfig, image_shape: tuple
     if config.input_size:
         common.append(T.Resize(config.input_size))
     augment: list[Any] = []
-    if config.augment:
+    if config.augment and config.augmentation == "resized-crop-jitter":
+        # the course's template: RandomResizedCrop(scale=(0.7, 1.0), ratio=(1, 1)) and ColorJitter of 0.1
+        augment += [T.RandomResizedCrop(size, (0.7, 1.0), (1.0, 1.0)), T.ColorJitter(0.1, 0.1, 0.1, 0.1)]
+        if task.flip:
+            augment.append(T.RandomHorizontalFlip())
+    elif config.augment:
         augment.append(T.RandomCrop(size, config.crop_padding))
         if task.flip:
             augment.append(T.RandomHorizontalFlip())

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rlkit.analysis.images import save_animation
 from rlkit.data import ArrayDataset, load_dataset
 from rlkit.data import transforms as T
 from rlkit.errors import UserError
@@ -31,6 +32,10 @@ from rlkit.supervised.gan import ACGAN, ACGANConfig, class_conditional_accuracy,
 
 GAN_SIDE = 32
 """The generator's output side; smaller images (28x28 digits) are zero-padded to it."""
+
+
+PROGRESS_GIF = "samples.gif"
+"""The run directory's animation of the sample grids, one frame per evaluation."""
 
 
 def gan_transforms(task: TaskInfo, channels: int, size: int) -> tuple[T.Compose, T.Compose]:
@@ -114,6 +119,8 @@ class GANJob(SupervisedJob):
         def evaluate() -> dict[str, float]:
             grid = save_samples(learner, run_dir / "samples" / f"{learner.updates:08d}.png")
             loop.writer.add_image("samples", np.asarray(Image.open(grid)), learner.updates, dataformats="HWC")
+            # the generator's progress (the earlier edition's GIF): every grid so far, the same noise in each
+            save_animation(run_dir / PROGRESS_GIF, sorted((run_dir / "samples").glob("*.png")))
             metrics = {"eval/critic_class_accuracy":
                        evaluate_classifier(learner, test, eval_transform, device)["eval/accuracy"]}
             if judge is not None:

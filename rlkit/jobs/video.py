@@ -81,6 +81,11 @@ class VideoConfig(ClassifierConfig):
         super().__post_init__()
         if self.fold not in V.FOLDS:
             raise UserError(f"UCF-101 has train/test splits 1, 2 and 3, not --fold {self.fold}")
+        defaults = ClassifierConfig()
+        for name in ("augmentation", "crop_padding"):  # the image classifier's; a video run augments as --augment says
+            if getattr(self, name) != getattr(defaults, name):
+                raise UserError(f"--{name.replace('_', '-')} picks an image classifier's augmentation; video runs "
+                                f"crop, flip and jitter as --augment describes: drop --{name.replace('_', '-')}")
         for name in ("input_size", "clip_length", "test_frames", "test_clips", "lstm_hidden", "lstm_grid"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

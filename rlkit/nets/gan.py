@@ -146,14 +146,14 @@ class Generator(nn.Module):
     tanh (no norm there: the output is the image).
 
     Args:
-        noise_dim: length of the noise vector (100; its first ``num_classes`` entries carry the class one-hot).
+        noise_dim: length of the noise vector (128; its first ``num_classes`` entries carry the class one-hot).
         out_channels: image channels.
         width: channels of every hidden layer (196 in the assignment).
         image_size: output side; a multiple of 8 (three doublings).
         layout: the hidden blocks; exactly three ``up`` ones.
     """
 
-    def __init__(self, noise_dim: int = 100, out_channels: int = 3, width: int = 196, image_size: int = 32,
+    def __init__(self, noise_dim: int = 128, out_channels: int = 3, width: int = 196, image_size: int = 32,
                  layout: Sequence[str] = GENERATOR_LAYOUT):
         super().__init__()
         ups = sum(block == "up" for block in layout)

@@ -17,7 +17,8 @@ from rlkit.errors import UserError
 from rlkit.nets.pretrained import frozen_batchnorm_eval
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "multistep", "cosine")
+AUGMENTATIONS = ("crop", "resized-crop-jitter")
 
 
 @dataclass
@@ -38,17 +39,24 @@ class ClassifierConfig:
     weight_decay: float = 0.0
     """L2 penalty coefficient added to the gradient (Adam: the classic coupled form, not AdamW)."""
     schedule: str = "constant"
-    """Learning-rate schedule over epochs: constant, step (x gamma every step_epochs) or cosine (to 0 at the end)."""
+    """Learning-rate schedule over epochs: constant, step (x gamma every step_epochs), multistep (x gamma at each of
+    the milestones) or cosine (to 0 at the end)."""
     step_epochs: int = 5
     """Epochs between decays of the step schedule."""
+    milestones: tuple[int, ...] = (50, 75)
+    """Epochs at which the multistep schedule multiplies the learning rate by gamma."""
     gamma: float = 0.1
-    """Decay factor of the step schedule."""
+    """Decay factor of the step and multistep schedules."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
     max_grad_norm: float = 0.0
     """Clip the global gradient norm to this (0 disables)."""
     augment: bool = True
-    """Random crop with zero padding (and horizontal flip where the task allows) on training batches."""
+    """Augment training batches as augmentation says."""
+    augmentation: str = "crop"
+    """crop: a random crop with zero padding (crop_padding); resized-crop-jitter: a random crop of 70-100% of the
+    area resized back, and brightness, contrast, saturation and hue jitter of 0.1 (the course's GAN template).
+    Either with a horizontal flip where the task allows."""
     crop_padding: int = 4
     """Zero padding of the random crop, in pixels."""
     dropout: float = 0.2
@@ -78,6 +86,10 @@ class ClassifierConfig:
             raise UserError(f"unknown --optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown --schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise UserError(f"unknown --augmentation {self.augmentation!r}: use one of {', '.join(AUGMENTATIONS)}")
+        if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise UserError(f"--milestones must be increasing positive epochs, got {list(self.milestones)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError(f"--epochs and --batch-size must be positive (got {self.epochs}, {self.batch_size})")
 
@@ -86,6 +98,8 @@ def learning_rate_at(config: ClassifierConfig, epoch: float) -> float:
     """The scheduled learning rate ``epoch`` epochs (fractional) into training."""
     if config.schedule == "step":
         return config.learning_rate * config.gamma ** int(epoch // config.step_epochs)
+    if config.schedule == "multistep":
+        return config.learning_rate * config.gamma ** sum(epoch >= m for m in config.milestones)
     if config.schedule == "cosine":
         return 0.5 * config.learning_rate * (1 + math.cos(math.pi * min(epoch / config.epochs, 1.0)))
     return config.learning_rate

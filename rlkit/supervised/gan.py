@@ -53,8 +53,9 @@ class ACGANConfig:
     critic_steps: int = 1
     """Critic updates per generator update. The course's template uses 1 (its ``gen_train``, noting 5 as an
     option); WGAN-GP's paper uses 5 (n_critic)."""
-    noise_dim: int = 100
-    """Length of the generator's input; its first ``num_classes`` entries are the class one-hot."""
+    noise_dim: int = 128
+    """Length of the generator's input; its first ``num_classes`` entries are the class one-hot (the
+    assignment's 128)."""
     num_classes: int = 10
     """Classes of the auxiliary classifier and of the conditioning (a ``train.py`` run takes them from its task)."""
     width: int = 196
@@ -227,7 +228,7 @@ def save_samples(learner: ACGAN, path: str | Path, per_class: int = 10, seed: in
 
 @torch.no_grad()
 def class_conditional_accuracy(generator_net: nn.Module, classifier_fn: Callable[[torch.Tensor], torch.Tensor],
-                               num_classes: int, per_class: int = 100, noise_dim: int = 100, seed: int = 0,
+                               num_classes: int, per_class: int = 100, noise_dim: int = 128, seed: int = 0,
                                device: str | torch.device = "cpu", batch_size: int = 500
                                ) -> tuple[float, list[float]]:
     """How often an independently trained classifier recognizes the class a generator was asked for: a quality
