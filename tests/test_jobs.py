@@ -178,7 +178,7 @@ def test_the_default_evaluation_interval_is_a_tenth_and_a_tiny_run_evaluates_onc
 
 @pytest.mark.parametrize("argv, message", [
     (["--net", "resnet18", "--depth", "40"], "--depth shapes the densenet net; resnet18 does not read it"),
-    (["--net", "densenet", "--width", "0.5"], "--width shapes the cnn, resnet, discriminator, r3d18, cnn-lstm nets"),
+    (["--net", "densenet", "--width", "0.5"], "--width shapes the cnn, resnet, discriminator, r3d18, resnet3d-50, cnn-lstm nets"),
     (["--net", "cnn", "--hidden", "64"], "drop --hidden"),
 ])
 def test_a_net_shape_flag_the_net_does_not_read_is_refused(argv, message):
