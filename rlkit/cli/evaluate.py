@@ -7,6 +7,8 @@ Monte Carlo dropout instead of the standard scaling rule). For a GAN: a sample g
 with ``--judge``, the class-conditional accuracy of its samples. For a video classifier (UCF-101): top-1/5/10 per
 video, the best and worst classes and the most confused pairs, written with the confusion matrix to ``report.json``
 and ``confusion.png`` in the run directory (``--fuse RUN_DIR`` combines two runs' per-video scores).
+``python evaluate.py RUN1 RUN2 ... --ensemble`` averages classifier runs' probabilities (each run's scores and the
+ensemble's).
 ``python evaluate.py RUN_DIR --help`` lists the flags for that run's kind.
 """
 
@@ -28,7 +30,11 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                            conflict_handler="resolve",
                            hint=f"see {command('eval')} RUN_DIR --help for the flags of that kind of run")
-    parser.add_argument("path", type=Path, metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or its checkpoint.pt")
+    parser.add_argument("paths", type=Path, nargs="+", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run directory or its checkpoint.pt (several, with --ensemble)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="classifier runs of one task: average their class probabilities on the test set and "
+                             "report each run and the ensemble")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--seed", type=int, default=12345,
                         help="seeds the evaluation: env seeds, dropout masks, GAN noise (default: 12345)")
@@ -44,9 +50,24 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     known = build_parser(None).parse_known_args(argv)[0]  # --help without a run lists every kind's flags
-    job, checkpoint = load_run(best_checkpoint(known.path) if known.best else known.path)
+    paths = [best_checkpoint(path) if known.best else path for path in known.paths]
+    if len(paths) > 1 and not known.ensemble:
+        raise UserError(f"{len(paths)} runs given: add --ensemble to average their predictions, or evaluate one "
+                        "run at a time")
+    if known.ensemble and len(paths) < 2:
+        raise UserError("--ensemble averages several runs: give two or more run directories")
+    loaded = [load_run(path) for path in paths]
+    job, checkpoint = loaded[0]
     args = build_parser(job).parse_args(argv)
-    return job.report(checkpoint, args)
+    args.path = args.paths[0]
+    if not args.ensemble:
+        return job.report(checkpoint, args)
+    ensemble_report = getattr(job, "ensemble_report", None)
+    if ensemble_report is None or any(other is not job for other, _ in loaded[1:]):
+        kinds = ", ".join(sorted({other.kind for other, _ in loaded}))
+        raise UserError(f"--ensemble averages image classifier runs; these are {kinds} runs"
+                        + (" (two video runs combine with --fuse)" if "video" in kinds else ""))
+    return ensemble_report([checkpoint for _, checkpoint in loaded], args)
 
 
 def best_checkpoint(path: Path) -> Path:

@@ -108,6 +108,31 @@ def evaluate_classifier(learner: Any, data: ArrayDataset, transform: Callable[..
     return {"eval/accuracy": correct1 / n, "eval/top5_accuracy": correct5 / n, "eval/nll": nll / n}
 
 
+@torch.no_grad()
+def class_probabilities(learner: Any, data: ArrayDataset, transform: Callable[..., torch.Tensor],
+                        device: torch.device, batch_size: int = 500, mc_samples: int = 0, seed: int = 0) -> np.ndarray:
+    """``learner``'s class probabilities ``(N, K)`` on every image of ``data`` (float64), as
+    :func:`evaluate_classifier` computes them."""
+    images = torch.from_numpy(data.images)
+    parts = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(images), batch_size):
+            parts.append(learner.log_probs(transform(images[start:start + batch_size].to(device)), mc_samples)
+                         .double().exp().cpu())
+    return torch.cat(parts).numpy()
+
+
+def probability_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Top-1 and top-5 accuracy and mean negative log-likelihood of class probabilities ``(N, K)``."""
+    labels = labels.astype(np.int64)
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :min(5, probs.shape[1])]
+    likelihood = probs[np.arange(len(labels)), labels]
+    return {"accuracy": float((top[:, 0] == labels).mean()), "top5_accuracy": float((top == labels[:, None]).any(1)
+                                                                                     .mean()),
+            "nll": float(-np.log(np.maximum(likelihood, 1e-300)).mean())}
+
+
 @dataclass
 class TrainedClassifier:
     """A classifier rebuilt from its checkpoint, with what scoring it needs."""
@@ -181,6 +206,36 @@ class ClassifierJob(SupervisedJob):
         group.add_argument("--mc-samples", type=int, default=0,
                            help="Monte Carlo dropout: average this many dropout masks per image (default: 0, the "
                                 "scaling rule: dropout off)")
+
+    def ensemble_report(self, checkpoints: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+        """``evaluate.py RUN1 RUN2 ... --ensemble``: the members' class probabilities on the test set averaged
+        (an ensemble of equal weights), with each member's scores and the ensemble's."""
+        runs = [self.rebuild(checkpoint, args.device, args.data_dir) for checkpoint in checkpoints]
+        first = runs[0]
+        for path, run in zip(args.paths[1:], runs[1:]):
+            if run.settings.task != first.settings.task or run.test.classes != first.test.classes:
+                raise UserError(f"--ensemble averages runs of one task: {path} is a {run.settings.task} run with "
+                                f"{len(run.test.classes)} classes, {args.paths[0]} a {first.settings.task} run with "
+                                f"{len(first.test.classes)}")
+            if not np.array_equal(run.test.labels, first.test.labels):
+                raise UserError(f"{path} was tested on other images than {args.paths[0]}: pass the same --data-dir "
+                                "for every run")
+        labels = first.test.labels
+        probs = [class_probabilities(run.learner, run.test, run.eval_transform, run.device,
+                                     mc_samples=args.mc_samples, seed=args.seed) for run in runs]
+        members = [{"run": str(path), "net": run.settings.net, **probability_scores(p, labels)}
+                   for path, run, p in zip(args.paths, runs, probs)]
+        ensemble = probability_scores(np.mean(probs, axis=0), labels)
+        result = {"task": first.settings.task, "images": len(labels), "members": members, "ensemble": ensemble}
+        if args.json:
+            print(json.dumps(result))
+        else:
+            for member in members:
+                print(f"{member['run']} ({member['net']}): accuracy {100 * member['accuracy']:.2f}%, top-5 "
+                      f"{100 * member['top5_accuracy']:.2f}%, nll {member['nll']:.4f}")
+            print(f"ensemble of {len(runs)} (mean probability): accuracy {100 * ensemble['accuracy']:.2f}%, top-5 "
+                  f"{100 * ensemble['top5_accuracy']:.2f}%, nll {ensemble['nll']:.4f} over {len(labels)} images")
+        return result
 
     def report(self, checkpoint: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         if args.mc_samples < 0:

@@ -6,6 +6,8 @@ for a GRU, so buffers and checkpoints store either kind the same way.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -96,8 +98,10 @@ class SequenceClassifier(nn.Module):
 
 
 class RecurrentActorCritic(nn.Module):
-    """:class:`~rlkit.nets.policies.ActorCritic` with a recurrent core between each torso and its head (as
-    sb3-contrib's RecurrentPPO: an LSTM of its own for the critic unless the torso is shared).
+    """:class:`~rlkit.nets.policies.ActorCritic` with a recurrent core in each branch (an LSTM of its own for the
+    critic unless the branches are shared), laid out as the reference implementations are: on vector observations
+    the core reads the observation and the MLP of ``hidden`` widths follows it (sb3-contrib's MlpLstmPolicy); on
+    images the Nature CNN comes first and the heads read the core (CleanRL's ppo_atari_lstm).
 
     Every method takes observations as rows that are time-major over ``S`` sequences (row ``t * S + s``; one step of
     ``S`` sub-envs is just ``S`` rows), the memory before the first of those steps ``(parts, layers, S, hidden)`` and
@@ -113,13 +117,23 @@ class RecurrentActorCritic(nn.Module):
                  log_std_init: float = 0.0, cell: str = "lstm", recurrent_hidden: int = 256):
         super().__init__()
         act = ACTIVATIONS[activation]
-        self.actor_torso = make_encoder(obs_shape, hidden=hidden, activation=act)
-        self.critic_torso = self.actor_torso if shared else make_encoder(obs_shape, hidden=hidden, activation=act)
-        width = self.actor_torso.out_features
-        self.actor_core = RecurrentCore(width, recurrent_hidden, cell)
-        self.critic_core = self.actor_core if shared else RecurrentCore(width, recurrent_hidden, cell)
-        self.policy_head = policy_head(recurrent_hidden, action_space, log_std_init)
-        self.value_head = ValueHead(recurrent_hidden)
+        images = len(obs_shape) == 3
+
+        def branch() -> tuple[nn.Module, RecurrentCore, nn.Module]:
+            torso = make_encoder(obs_shape, activation=act) if images else nn.Flatten()
+            width = torso.out_features if images else math.prod(obs_shape)
+            core = RecurrentCore(width, recurrent_hidden, cell)
+            after = nn.Identity() if images else make_encoder((recurrent_hidden,), hidden=hidden, activation=act)
+            return torso, core, after
+
+        self.actor_torso, self.actor_core, self.actor_mlp = branch()
+        if shared:
+            self.critic_torso, self.critic_core, self.critic_mlp = self.actor_torso, self.actor_core, self.actor_mlp
+        else:
+            self.critic_torso, self.critic_core, self.critic_mlp = branch()
+        width = recurrent_hidden if images else self.actor_mlp.out_features
+        self.policy_head = policy_head(width, action_space, log_std_init)
+        self.value_head = ValueHead(width)
         self.shared = shared
         orthogonal_init(self)
 
@@ -136,22 +150,27 @@ class RecurrentActorCritic(nn.Module):
         return memory[:parts], memory[parts:]
 
     @staticmethod
-    def _through(torso: nn.Module, core: RecurrentCore, obs: torch.Tensor, state: torch.Tensor,
+    def _through(torso: nn.Module, core: RecurrentCore, after: nn.Module, obs: torch.Tensor, state: torch.Tensor,
                  episode_starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sequences = state.shape[2]
         features = torso(obs)  # every row at once: only the core needs the time order
         out, state = core(features.view(-1, sequences, features.shape[-1]), state,
                           episode_starts.view(-1, sequences))
-        return out.reshape(-1, out.shape[-1]), state
+        return after(out.reshape(-1, out.shape[-1])), state
+
+    def _actor(self, obs: torch.Tensor, state: torch.Tensor, starts: torch.Tensor):
+        return self._through(self.actor_torso, self.actor_core, self.actor_mlp, obs, state, starts)
+
+    def _critic(self, obs: torch.Tensor, state: torch.Tensor, starts: torch.Tensor):
+        return self._through(self.critic_torso, self.critic_core, self.critic_mlp, obs, state, starts)
 
     def forward(self, obs: torch.Tensor, memory: torch.Tensor, episode_starts: torch.Tensor):
         """(action distribution, values (rows,), memory after the last step)."""
         actor_memory, critic_memory = self._split(memory)
-        features, actor_memory = self._through(self.actor_torso, self.actor_core, obs, actor_memory, episode_starts)
+        features, actor_memory = self._actor(obs, actor_memory, episode_starts)
         if self.shared:
             return self.policy_head(features), self.value_head(features), actor_memory
-        critic_features, critic_memory = self._through(self.critic_torso, self.critic_core, obs, critic_memory,
-                                                       episode_starts)
+        critic_features, critic_memory = self._critic(obs, critic_memory, episode_starts)
         return (self.policy_head(features), self.value_head(critic_features),
                 torch.cat([actor_memory, critic_memory]))
 
@@ -164,12 +183,12 @@ class RecurrentActorCritic(nn.Module):
     def distribution(self, obs: torch.Tensor, memory: torch.Tensor, episode_starts: torch.Tensor):
         """The action distribution and the actor's memory after the step (the critic's part left as it was)."""
         actor_memory, critic_memory = self._split(memory)
-        features, actor_memory = self._through(self.actor_torso, self.actor_core, obs, actor_memory, episode_starts)
+        features, actor_memory = self._actor(obs, actor_memory, episode_starts)
         return self.policy_head(features), (actor_memory if self.shared
                                             else torch.cat([actor_memory, critic_memory]))
 
     def value(self, obs: torch.Tensor, memory: torch.Tensor, episode_starts: torch.Tensor) -> torch.Tensor:
         """V(s) of the rows (the memory is not advanced)."""
         _, critic_memory = self._split(memory)
-        features, _ = self._through(self.critic_torso, self.critic_core, obs, critic_memory, episode_starts)
+        features, _ = self._critic(obs, critic_memory, episode_starts)
         return self.value_head(features)
