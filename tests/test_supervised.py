@@ -308,3 +308,35 @@ def test_acgan_trains_samples_and_is_judged_by_a_classifier_run(mnist_dir, tmp_p
     assert load_checkpoint(run)["learner"]["updates"] == 6
     with Image.open(run / "samples.gif") as gif:  # rebuilt from the grids: the resumed run's frame added
         assert gif.n_frames == 3
+
+
+def test_compile_takes_the_same_step_as_eager_and_keeps_the_checkpoint_keys():
+    """--compile (torch.compile, Inductor) computes the same update as eager PyTorch, on a net without dropout."""
+    import copy
+
+    from rlkit.nets.resnet import CifarResNet
+
+    torch.manual_seed(0)
+    eager_net = CifarResNet(num_classes=10, in_channels=1, dropout=0.0, width=0.125)
+    compiled_net = copy.deepcopy(eager_net)
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    eager = Classifier(eager_net, ClassifierConfig(dropout=0.0), 1, torch.device("cpu"))
+    compiled = Classifier(compiled_net, ClassifierConfig(dropout=0.0, compile=True), 1, torch.device("cpu"))
+    assert compiled.train_model is not compiled.model  # the compiled wrapper trains, the module is saved
+    first, second = eager.update((images, labels)), compiled.update((images, labels))
+    assert second["losses/loss"] == pytest.approx(first["losses/loss"], rel=1e-5)
+    for p, q in zip(eager_net.parameters(), compiled_net.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    assert list(compiled.state_dict()["model"]) == list(eager.state_dict()["model"])
+
+
+def test_compile_reaches_the_learner_and_numpy_nets_refuse_it(mnist_dir):
+    from rlkit.jobs import JOBS
+    from rlkit.jobs.supervised import SupervisedSettings
+
+    settings = SupervisedSettings(task="mnist", net="resnet", data_dir=str(mnist_dir), device="cpu")
+    learner = JOBS["classifier"].parts(settings, ClassifierConfig(compile=True, width=0.125), 1)[0]
+    assert isinstance(learner.train_model, torch._dynamo.eval_frame.OptimizedModule)
+    numpy_settings = SupervisedSettings(task="mnist", net="numpy-mlp", data_dir=str(mnist_dir), device="cpu")
+    with pytest.raises(UserError, match="drop --compile"):
+        JOBS["classifier"].parts(numpy_settings, ClassifierConfig(compile=True, optimizer="sgd"), 1)

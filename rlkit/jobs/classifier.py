@@ -74,6 +74,8 @@ def build_learner(net_name: str, config: ClassifierConfig, image_shape: tuple[in
         if config.pretrained or config.freeze_except or config.optimizer != "sgd" or config.input_size:
             raise UserError(f"{net_name} trains with plain SGD from scratch: drop --pretrained, --freeze-except, "
                             "--input-size and --optimizer, or pick a torch net (cnn, resnet)")
+        if config.compile:
+            raise UserError(f"{net_name} is a NumPy net, which torch.compile cannot compile: drop --compile")
         return NumpyLearner(net.build(config, channels, size, num_classes), config, steps_per_epoch)
     size = config.input_size or max(size, net.pad_to)
     model = net.build(config, net.in_channels or channels, size, num_classes)

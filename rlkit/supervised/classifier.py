@@ -78,6 +78,9 @@ class ClassifierConfig:
     pretrained: str = ""
     """A weight file to start from (torchvision-compatible ResNet or DenseNet keys); its classification head is
     replaced."""
+    compile: bool = False
+    """Train through torch.compile (a static graph built by TorchDynamo and compiled by Inductor; on a CPU it
+    needs a C++ compiler) instead of eager PyTorch; evaluation and checkpoints use the eager module."""
     freeze_except: tuple[str, ...] = ()
     """Freeze every parameter except those under these name prefixes, e.g. layer4 fc (empty: train all)."""
 
@@ -138,6 +141,8 @@ class Classifier:
             hook = ddp_comm_hook()  # --allreduce ring: DDP's buckets go through the ring instead of its own
             if hook is not None:
                 self.train_model.register_comm_hook(None, hook)
+        if config.compile:  # the same parameters: state_dict() of self.model keeps its keys
+            self.train_model = torch.compile(self.train_model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(config, self.params, device)
         self.updates = 0
