@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import threading
@@ -333,6 +334,8 @@ class Loop:
         if main and resumed_at:
             drop_later_evaluations(self.run_dir / "eval.jsonl", resumed_at)
         # A resumed run hides what a killed process logged after its checkpoint: those steps are played again.
+        if main and resumed_at:
+            wait_for_a_later_event_file_name(self.run_dir)
         self.writer = (SummaryWriter(str(self.run_dir), purge_step=resumed_at + 1 if resumed_at else None) if main
                        else _NoWriter())
         if main and not resumed_at:
@@ -478,6 +481,20 @@ def drop_later_evaluations(path: Path, step: int) -> None:
     kept = [line for line in lines if _step_of(line) is None or _step_of(line) <= step]
     if len(kept) != len(lines):
         path.write_text("".join(kept))
+
+
+def wait_for_a_later_event_file_name(run_dir: Path) -> None:
+    """Sleep until a new TensorBoard event file in ``run_dir`` sorts after every one already there.
+
+    TensorBoard reads a run's event files in name order, and the name starts with the creation time in whole
+    seconds, then host, process id and a counter compared as text. A run resumed within the second its files were
+    written (an automatic restart after a crash) could otherwise be read before them, so its purge of the replayed
+    steps would be undone."""
+    stamps = [int(match.group(1)) for path in run_dir.glob("events.out.tfevents.*")
+              if (match := re.match(r"events\.out\.tfevents\.(\d+)\.", path.name))]
+    ahead = max(stamps, default=-1) - int(time.time())
+    if 0 <= ahead <= 2:  # further ahead is a clock set back: waiting would not help
+        time.sleep(max(stamps) + 1 - time.time())
 
 
 def _step_of(line: str) -> int | None:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import signal
+import time
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -298,3 +299,19 @@ def test_tensorboard_gets_the_run_hyperparameters(tmp_path):
     assert session.hparams["learning_rate"].number_value == 0.001
     assert session.hparams["hidden"].string_value == "[64, 64]"
     assert session.hparams["double"].number_value == 1  # torch writes a bool as a number
+
+
+def test_a_run_resumed_within_the_second_writes_an_event_file_that_sorts_last(tmp_path):
+    """CI of stop 22: TensorBoard reads event files in name order and the name's counter compares as text, so a
+    resume in the same second as the first run (a crash restarted at once; the tests) could be read first and its
+    purge of the replayed steps undone. A file that sorts after any real one of this second stands for that case."""
+    import train
+
+    run = tmp_path / "run"
+    train.main(["--agent", "dqn", "--env", "CartPole", "--total-steps", "200", "--learning-starts", "100",
+                "--hidden", "8", "--run-dir", str(run), "--no-progress", "--eval-episodes", "1"])
+    before = {path.name for path in run.glob("events.out.tfevents.*")}
+    (run / f"events.out.tfevents.{int(time.time()):010d}.zzzz.99999.999").write_bytes(b"")
+    train.main(["--resume", str(run), "--total-steps", "400", "--no-progress"])
+    names = sorted(path.name for path in run.glob("events.out.tfevents.*"))
+    assert names[-1] not in before and ".zzzz." not in names[-1]
