@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed import rpc
 
 from rlkit.collectives import ring_all_reduce
 from rlkit.errors import UserError
@@ -21,6 +22,15 @@ sums change: barriers, DDP's broadcasts (initial weights, batch-norm statistics)
 flags stay builtin."""
 _allreduce = "builtin"
 """This process's choice, set by :func:`init_distributed` from the run's settings (a process runs one job)."""
+DISTRIBUTED = ("ddp", "ps-sync", "ps-async")
+"""How a supervised run trains under torchrun (``--distributed``): ``ddp`` is data-parallel (every process steps
+its own replica with averaged gradients); ``ps-sync`` and ``ps-async`` make rank 0 a parameter server that holds
+the parameters and the optimizer, and the other ranks workers that pull parameters and push gradients
+(:mod:`rlkit.parameter_server`): the server waits for every worker's gradient each step, or applies each as it
+arrives."""
+SERVER_RANK = 0
+RPC_INIT_TIMEOUT = 900.0
+"""Seconds the processes wait for each other to join the RPC group (the server loads its data and checkpoint first)."""
 
 
 def init_distributed(device: torch.device, allreduce: str = "builtin") -> tuple[int, int]:
@@ -34,6 +44,50 @@ def init_distributed(device: torch.device, allreduce: str = "builtin") -> tuple[
         dist.init_process_group(backend)
     use_allreduce(allreduce)
     return world()
+
+
+def check_distributed(name: str) -> str:
+    """``name`` if it is one of :data:`DISTRIBUTED`, else a :class:`UserError`."""
+    if name not in DISTRIBUTED:
+        raise UserError(f"unknown --distributed {name!r}: use one of {', '.join(DISTRIBUTED)}")
+    return name
+
+
+def is_parameter_server(name: str) -> bool:
+    """Whether ``--distributed name`` trains with a parameter server."""
+    return check_distributed(name).startswith("ps-")
+
+
+def init_rpc(mode: str) -> tuple[int, int]:
+    """(rank, world size) after joining the RPC group of a parameter-server run (``--distributed mode``) that torchrun
+    describes in the environment: rank 0 is ``server``, rank w the ``worker{w}``. No process group is made, so the
+    loop and the learners see one process each (their collectives and DDP stay off)."""
+    rank, world_size = parameter_server_world(mode)
+    options = rpc.TensorPipeRpcBackendOptions(rpc_timeout=RPC_INIT_TIMEOUT)
+    rpc.init_rpc(rpc_name(rank), rank=rank, world_size=world_size, rpc_backend_options=options)
+    global _rpc_joined
+    _rpc_joined = True
+    return rank, world_size
+
+
+def parameter_server_world(mode: str) -> tuple[int, int]:
+    """(rank, world size) that torchrun gives this process of a ``--distributed mode`` run; a :class:`UserError`
+    unless there is a server and at least one worker."""
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size < 2:
+        raise UserError(f"--distributed {mode} needs a server and at least one worker: start it under torchrun with "
+                        "2 or more processes (rank 0 is the server, the others workers), e.g. torchrun --standalone --nproc-per-node 3 "
+                        "train.py ..., or use --distributed ddp")
+    return rank, world_size
+
+
+_rpc_joined = False
+"""Whether this process joined an RPC group (:func:`shutdown` leaves it)."""
+
+
+def rpc_name(rank: int) -> str:
+    """The RPC name of a parameter-server run's process of ``rank``."""
+    return "server" if rank == SERVER_RANK else f"worker{rank}"
 
 
 def use_allreduce(name: str) -> None:
@@ -152,6 +206,10 @@ _ring_average_bucket.__annotations__ = {"state": Any, "bucket": dist.GradBucket,
 def shutdown() -> None:
     """Wait for every process to finish (the first one evaluates and saves last), then leave the group; leaving
     without it can abort a process while its peer still talks to it."""
+    global _rpc_joined
+    if _rpc_joined:
+        rpc.shutdown()  # graceful: waits for every process's outstanding calls, like the barrier below
+        _rpc_joined = False
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

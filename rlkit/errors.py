@@ -34,3 +34,8 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message}: {self.hint}\n")
+
+
+class SourceLost(UserError):
+    """A source can give no more batches (a parameter server's worker died). Raised by ``source.next()`` before it
+    takes anything, so the loop saves the step it is at, then stops with this message."""

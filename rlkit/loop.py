@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from rlkit.checkpoint import CHECKPOINT_NAME, non_finite_tensors, save_checkpoint, temporary_path
 from rlkit.distributed import average_metrics, is_main, world
-from rlkit.errors import UserError
+from rlkit.errors import SourceLost, UserError
 from rlkit.sources import Source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -363,8 +363,11 @@ class Loop:
                     for tag, value in self.learner.update(batch).items():
                         if not math.isfinite(value) and tag.startswith("losses/") and tag not in UNDEFINED_OK:
                             raise self._diverged(f"{tag} is {value}")
-                        sums[tag] += value
-                        counts[tag] += 1
+                        if tag.endswith("_max"):  # the largest over the interval, not the mean
+                            sums[tag], counts[tag] = max(sums.get(tag, -math.inf), value), 1
+                        else:
+                            sums[tag] += value
+                            counts[tag] += 1
                 in_update = False
                 step = self.source.steps
                 bar.update(step - before)
@@ -411,6 +414,15 @@ class Loop:
                 self._evaluate(self.source.steps)
             if main:
                 print(self._summary(), flush=True)
+        except SourceLost as lost:
+            # Raised by source.next() before it took anything: the state is that of the last complete step.
+            bar.close()
+            try:
+                self.save()
+                kept = f"checkpoint saved: --resume {self.run_dir} continues from step {self.source.steps}"
+            except UserError as error:
+                kept = f"the checkpoint could not be saved ({error})"
+            raise SourceLost(f"{lost}; {kept}") from None
         except Interrupted as stop:
             bar.close()
             if main and not stop.reported:  # a second signal: whatever was in progress (a save too) is abandoned

@@ -43,15 +43,30 @@ def optimizer_step(
     with_grad = [p for p in params if p.grad is not None]
     if not averaged:
         all_reduce_gradients(with_grad)
-    norm = nn.utils.get_total_norm([p.grad for p in with_grad])
-    if 0 < max_grad_norm < norm:  # scale only when needed: the multiply costs ~5% of a CPU update
-        nn.utils.clip_grads_with_norm_(with_grad, max_grad_norm, norm)
-    if apply_to is not None:
-        # A shared parameter's .grad is private to this process: point it at the copy's gradient.
-        for shared, local in zip(apply_to, params, strict=True):
-            shared.grad = local.grad
+    if apply_to is None:
+        return clip_and_step(optimizer, with_grad, max_grad_norm)
+    norm = clip_gradients(with_grad, max_grad_norm)
+    # A shared parameter's .grad is private to this process: point it at the copy's gradient.
+    for shared, local in zip(apply_to, params, strict=True):
+        shared.grad = local.grad
     optimizer.step()
+    return norm
+
+
+def clip_gradients(params: list[nn.Parameter], max_grad_norm: float) -> float:
+    """Clip the global norm of the gradients of ``params`` to ``max_grad_norm`` (if > 0); the norm before."""
+    norm = nn.utils.get_total_norm([p.grad for p in params])
+    if 0 < max_grad_norm < norm:  # scale only when needed: the multiply costs ~5% of a CPU update
+        nn.utils.clip_grads_with_norm_(params, max_grad_norm, norm)
     return float(norm)
+
+
+def clip_and_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], max_grad_norm: float = 0.0) -> float:
+    """The end of :func:`optimizer_step` for gradients already in ``params``' ``.grad`` (a parameter server's,
+    pushed by its workers): clip, step; returns the norm before clipping."""
+    norm = clip_gradients(params, max_grad_norm)
+    optimizer.step()
+    return norm
 
 
 def make_adam(params: Any, lr: float, device: torch.device, **kwargs: Any) -> torch.optim.Adam:

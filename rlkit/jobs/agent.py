@@ -448,6 +448,9 @@ class AgentJob(Job):
 
     def new_settings(self, args: argparse.Namespace, wrappers: Sequence[Wrapper] = ()) -> AgentSettings:
         """``wrappers``: the Python API's, for the checks that build an env."""
+        if getattr(args, "distributed", None) not in (None, "ddp"):
+            raise UserError(f"--distributed {args.distributed} trains classifiers only; agents train data-parallel "
+                            "under torchrun: drop --distributed")
         if args.stretch_schedules:
             raise UserError("--stretch-schedules re-stretches a resumed run's schedules: use it with --resume")
         if args.agent is None or args.env is None:

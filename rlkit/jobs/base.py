@@ -16,14 +16,14 @@ from typing import Any, ClassVar
 
 from rlkit.checkpoint import CHECKPOINT_NAME, non_finite_tensors
 from rlkit.config import config_from_dict, config_to_dict
-from rlkit.distributed import ALLREDUCES, is_main
+from rlkit.distributed import ALLREDUCES, DISTRIBUTED, is_main
 from rlkit.errors import UserError
 from rlkit.hyperparams import Resolved
 from rlkit.loop import Loop, LoopConfig
 from rlkit.optim import check_optimizer_states
 
-RUN_FLAGS = ("seed", "device", "allreduce", "run_dir", "resume", "eval_interval", "checkpoint_interval",
-             "no_progress", "print_config", "config_file")
+RUN_FLAGS = ("seed", "device", "allreduce", "distributed", "run_dir", "resume", "eval_interval",
+             "checkpoint_interval", "no_progress", "print_config", "config_file")
 """Flags every job shares (parsed by :func:`add_run_flags`)."""
 
 
@@ -40,6 +40,12 @@ def add_run_flags(group: argparse._ArgumentGroup, unit: str, eval_default: str =
                             "(rlkit.collectives.ring_all_reduce, written out on point-to-point messages for "
                             "teaching; slower). A single-process run has nothing to sum and ignores it. Saved "
                             "with the run; --resume keeps it unless given again (default: builtin)")
+    group.add_argument("--distributed", choices=DISTRIBUTED,
+                       help="applies under torchrun only, to classifiers: ddp (data-parallel, every process steps its "
+                            "replica), ps-sync or ps-async (a parameter server: rank 0 holds the parameters and the "
+                            "optimizer, the other ranks pull parameters and push gradients of their shard; the "
+                            "server waits for every worker's gradient each step, or applies each as it arrives). "
+                            "Saved with the run (default: ddp)")
     group.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/NAME__SEED__TIME)")
     group.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     group.add_argument("--eval-interval", type=int, help=f"{unit} between evaluations (default: {eval_default})")

@@ -17,17 +17,20 @@ import torch.nn.functional as F
 
 from rlkit.data import ArrayDataset, load_dataset
 from rlkit.data import transforms as T
-from rlkit.distributed import init_distributed
+from rlkit.distributed import SERVER_RANK, init_distributed, init_rpc, is_parameter_server, parameter_server_world
 from rlkit.errors import UserError
 from rlkit.jobs.base import load_learner, warn_non_finite_weights
 from rlkit.jobs.catalog import ImageNet, TaskInfo, get_net, get_task
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, head_name, load_pretrained
+from rlkit.parameter_server import ParameterServer, Worker, serve
 from rlkit.runtime import pick_device, seed_everything, set_threads
 from rlkit.sources.batches import ImageBatchSource
+from rlkit.sources.gradients import GradientSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
 from rlkit.supervised.numpy_learner import NumpyLearner
+from rlkit.supervised.server_learner import ServerLearner
 
 
 class RepeatChannels:
@@ -171,12 +174,14 @@ class ClassifierJob(SupervisedJob):
         return learner, test, train_transform, eval_transform
 
     def build(self, settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
-              resume: dict[str, Any] | None = None) -> Loop:
+              resume: dict[str, Any] | None = None) -> Loop | Worker:
         set_threads(settings.threads, large_convolutions=not get_net(settings.net).numpy)
         seed_everything(settings.seed)  # the same initial weights on every process (DDP also broadcasts them)
         device = pick_device(settings.device)
-        rank, world_size = init_distributed(device, settings.allreduce)
         net = get_net(settings.net)
+        if is_parameter_server(settings.distributed):
+            return self.build_parameter_server(settings, config, run_dir, resume)
+        rank, world_size = init_distributed(device, settings.allreduce)
         if world_size > 1 and net.numpy:
             raise UserError(f"{settings.net} is a NumPy net and cannot train under torchrun: run it as one process")
         task = get_task(settings.task)
@@ -191,6 +196,44 @@ class ClassifierJob(SupervisedJob):
         return self.make_loop(learner, source, settings, config, run_dir,
                               self.loop_config(settings, config, source.steps_per_epoch), resume,
                               lambda: evaluate_classifier(learner, test, eval_transform, device))
+
+    def build_parameter_server(self, settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
+                               resume: dict[str, Any] | None) -> Loop | Worker:
+        """``--distributed ps-sync|ps-async``: on rank 0 the loop of the server (its source the workers' pushes,
+        its learner the classifier they update), on ranks 1..N a :class:`Worker` over its shard of the data."""
+        rank, world_size = parameter_server_world(settings.distributed)  # before any data is read
+        workers = world_size - 1
+        if get_net(settings.net).numpy:
+            raise UserError(f"{settings.net} is a NumPy net and cannot train under a parameter server: pick a torch "
+                            "net (cnn, resnet) or run it as one process")
+        device = pick_device(settings.device)
+        task = get_task(settings.task)
+        train = load_dataset(task.dataset, settings.data_dir, "train", task.label)
+        # Worker w takes share w - 1 of every epoch, batch k of it at its k-th gradient (as DDP's rank w - 1).
+        shard_steps = len(train.labels) // workers // config.batch_size
+        synchronous = settings.distributed == "ps-sync"
+        steps_per_epoch = shard_steps if synchronous else shard_steps * workers  # async: a step is one gradient
+        classifier, test, train_transform, eval_transform = self.parts(settings, config, max(steps_per_epoch, 1))
+        if rank != SERVER_RANK:
+            shard = ImageBatchSource(train, config.batch_size, settings.seed, train_transform, device,
+                                     rank=rank - 1, world_size=workers)
+            torch.manual_seed(settings.seed + 1_000 * (rank - 1))  # its own dropout, as DDP's rank - 1
+            init_rpc(settings.distributed)
+            return Worker(rank, classifier, shard)
+        if shard_steps < 1:
+            raise UserError(f"the training set has {len(train.labels)} images, fewer than one batch of "
+                            f"{config.batch_size} per worker: lower --batch-size")
+        server = ParameterServer(workers, synchronous)
+        learner = ServerLearner(classifier, server)
+        source = GradientSource(server, steps_per_epoch)
+        loop = self.make_loop(learner, source, settings, config, run_dir,
+                              self.loop_config(settings, config, steps_per_epoch), resume,
+                              lambda: evaluate_classifier(classifier, test, eval_transform, device))
+        server.total = loop.config.total_steps
+        serve(server)
+        init_rpc(settings.distributed)  # the workers' first pulls can come as soon as everyone has joined
+        server.watch()
+        return loop
 
     def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", data_dir: str | None = None,
                 **overrides: Any) -> TrainedClassifier:

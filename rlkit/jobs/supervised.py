@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rlkit.config import NON_NEGATIVE, require_all
-from rlkit.distributed import check_allreduce, launched_by_torchrun
+from rlkit.distributed import check_allreduce, check_distributed, is_parameter_server, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job
 from rlkit.jobs.catalog import NETS, TASKS, check_shape_flags, get_net, get_task, nets_of
@@ -41,8 +41,13 @@ class SupervisedSettings:
     """Under torchrun: how the processes sum gradients and metrics, builtin or ring
     (:data:`rlkit.distributed.ALLREDUCES`); a single process ignores it."""
 
+    distributed: str = "ddp"
+    """Under torchrun: ddp (data-parallel), ps-sync or ps-async (a parameter server on rank 0 and workers on the
+    other ranks; :data:`rlkit.distributed.DISTRIBUTED`)."""
+
     def __post_init__(self) -> None:
         check_allreduce(self.allreduce)
+        check_distributed(self.distributed)
 
 
 def default_data_dir(task: str) -> str:
@@ -60,6 +65,9 @@ class SupervisedJob(Job):
     """Trains under torchrun (DDP); GAN and video runs do not yet."""
 
     def refuse_torchrun(self, settings: SupervisedSettings) -> None:
+        if is_parameter_server(settings.distributed):
+            raise UserError(f"--distributed {settings.distributed} trains classifiers only ({self.kind} jobs run in "
+                            "one process): drop --distributed")
         if not self.data_parallel and launched_by_torchrun():
             raise UserError(f"{settings.net} runs in one process for now ({self.kind} jobs are not data-parallel "
                             "yet): start it without torchrun")
@@ -102,6 +110,7 @@ class SupervisedJob(Job):
             seed=1 if args.seed is None else args.seed, device=args.device or "auto", max_steps=args.max_steps or 0,
             eval_interval=args.eval_interval or 0, checkpoint_interval=args.checkpoint_interval or 0,
             progress=not args.no_progress, threads=args.threads or 0, allreduce=args.allreduce or "builtin",
+            distributed=args.distributed or "ddp",
         )
 
     def resume(self, settings: SupervisedSettings, args: argparse.Namespace, steps_taken: int) -> None:

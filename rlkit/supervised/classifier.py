@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.optim import optimizer_step
+from rlkit.optim import clip_and_step, optimizer_step, set_learning_rate
 from rlkit.distributed import ddp_comm_hook, world
 from rlkit.errors import UserError
 from rlkit.nets.pretrained import frozen_batchnorm_eval
@@ -148,20 +148,63 @@ class Classifier:
         self.updates = 0
 
     def update(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        images, labels = batch
+        lr = self._scheduled_learning_rate()
+        loss, accuracy = self._loss(batch)
+        grad_norm = optimizer_step(self.optimizer, loss, self.params, self.config.max_grad_norm,
+                                   averaged=self.train_model is not self.model)  # DDP averaged them
+        self.updates += 1
+        return {"losses/loss": loss.item(), "charts/accuracy": accuracy, "charts/learning_rate": lr,
+                "losses/grad_norm": grad_norm}
+
+    def _scheduled_learning_rate(self) -> float:
         lr = learning_rate_at(self.config, self.updates / self.steps_per_epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)
+        return lr
+
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, float]:
+        """(cross-entropy, accuracy) of the batch, through the training model in training mode."""
+        images, labels = batch
         self.model.train()
         frozen_batchnorm_eval(self.model)
         logits = self.train_model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
-        grad_norm = optimizer_step(self.optimizer, loss, self.params, self.config.max_grad_norm,
-                                   averaged=self.train_model is not self.model)  # DDP averaged them
+        return loss, (logits.detach().argmax(1) == labels).float().mean().item()
+
+    # ------------------------------------------------------------------ parameter server (--distributed ps-*)
+    def gradients(self, batch: tuple[torch.Tensor, torch.Tensor]
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, float]]:
+        """A worker's part: (the gradient of each trainable parameter, the buffers after the forward pass, loss and
+        accuracy) on ``batch``, without a step."""
+        loss, accuracy = self._loss(batch)
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        return grads, [b.detach() for b in self.model.buffers()], {"losses/loss": loss.item(),
+                                                                   "charts/accuracy": accuracy}
+
+    def apply_gradients(self, grads: list[torch.Tensor]) -> dict[str, float]:
+        """The server's part: one scheduled optimizer step with ``grads`` (one per trainable parameter)."""
+        lr = self._scheduled_learning_rate()
+        for param, grad in zip(self.params, grads, strict=True):
+            param.grad = grad.to(param.device)
+        grad_norm = clip_and_step(self.optimizer, self.params, self.config.max_grad_norm)
         self.updates += 1
-        accuracy = (logits.detach().argmax(1) == labels).float().mean()
-        return {"losses/loss": loss.item(), "charts/accuracy": accuracy.item(), "charts/learning_rate": lr,
-                "losses/grad_norm": grad_norm}
+        return {"charts/learning_rate": lr, "losses/grad_norm": grad_norm}
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every parameter and buffer of the model, in ``state_dict`` order: what workers pull."""
+        return list(self.model.state_dict().values())
+
+    @torch.no_grad()
+    def load_state_tensors(self, tensors: list[torch.Tensor]) -> None:
+        """Overwrite the model's parameters and buffers with ``tensors`` (from :meth:`state_tensors`)."""
+        for mine, given in zip(self.model.state_dict().values(), tensors, strict=True):
+            mine.copy_(given)
+
+    @torch.no_grad()
+    def load_buffers(self, buffers: list[torch.Tensor]) -> None:
+        """Overwrite the model's buffers (batch-norm statistics) with ``buffers``, in ``model.buffers()`` order."""
+        for mine, given in zip(self.model.buffers(), buffers, strict=True):
+            mine.copy_(given)
 
     @torch.no_grad()
     def log_probs(self, images: torch.Tensor, mc_samples: int = 0) -> torch.Tensor:
