@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.distributed import rpc
 
@@ -208,10 +209,11 @@ class Worker:
             (:class:`rlkit.supervised.classifier.Classifier`).
         source: the worker's shard; ``load_state_dict({"steps": k})`` then ``next()`` is its batch ``k``
             (:class:`rlkit.sources.batches.ImageBatchSource`).
+        seed: the run's seed.
     """
 
-    def __init__(self, rank: int, learner: Any, source: Any):
-        self.rank, self.learner, self.source = rank, learner, source
+    def __init__(self, rank: int, learner: Any, source: Any, seed: int):
+        self.rank, self.learner, self.source, self.seed = rank, learner, source, seed
         self.pushed = 0
 
     def run(self) -> None:
@@ -224,6 +226,8 @@ class Worker:
                 version, state, batch = pulled
                 self.learner.load_state_tensors(state)
                 self.source.load_state_dict({"steps": batch})
+                # Dropout's masks from (seed, worker, batch): the same in a resumed run as in an uninterrupted one.
+                torch.manual_seed(int(np.random.SeedSequence([self.seed, self.rank, batch]).generate_state(1)[0]))
                 grads, buffers, metrics = self.learner.gradients(self.source.next())
                 push(self.rank, version, batch, cpu(grads), cpu(buffers), metrics)
                 self.pushed += 1

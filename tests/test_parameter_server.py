@@ -89,7 +89,7 @@ def _process(rank: int, port: int, mode: str, steps: int, tmp: str) -> None:
                    Path(tmp) / "server.pt")
     else:
         shard = HalfBatches(rank, steps, slow=mode == "ps-async" and rank == 2)
-        worker = Worker(rank, classifier, shard)
+        worker = Worker(rank, classifier, shard, seed=0)
         init_rpc(mode)
         worker.run()
         shutdown()

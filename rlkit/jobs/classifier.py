@@ -217,9 +217,8 @@ class ClassifierJob(SupervisedJob):
         if rank != SERVER_RANK:
             shard = ImageBatchSource(train, config.batch_size, settings.seed, train_transform, device,
                                      rank=rank - 1, world_size=workers)
-            torch.manual_seed(settings.seed + 1_000 * (rank - 1))  # its own dropout, as DDP's rank - 1
             init_rpc(settings.distributed)
-            return Worker(rank, classifier, shard)
+            return Worker(rank, classifier, shard, settings.seed)
         if shard_steps < 1:
             raise UserError(f"the training set has {len(train.labels)} images, fewer than one batch of "
                             f"{config.batch_size} per worker: lower --batch-size")
