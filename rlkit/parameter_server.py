@@ -119,7 +119,7 @@ class ParameterServer:
             with self._lock:
                 if self._stopped:
                     return
-                self.lost.append((rank, str(error).strip().splitlines()[0] if str(error).strip() else "closed"))
+                self.lost.append((rank, _reason(error)))
             self.pushes.put(LOST)
 
     # ------------------------------------------------------------------ what workers call (on RPC threads)
@@ -233,7 +233,12 @@ class Worker:
                 self.pushed += 1
         except RuntimeError as error:  # what RPC raises when the server's process is gone
             raise UserError(f"parameter-server worker {self.rank} lost the server (rank {SERVER_RANK}: "
-                            f"{str(error).strip().splitlines()[0] if str(error).strip() else 'closed'}); the "
-                            "server's message says why it stopped") from None
+                            f"{_reason(error)}); the server's message says why it stopped") from None
         finally:
             leave()
+
+
+def _reason(error: BaseException) -> str:
+    """The gist of an RPC error: ``eof`` from ``eof (this error originated at tensorpipe/...)``."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else "connection closed"
+    return text.split(" (this error originated")[0]
