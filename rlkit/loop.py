@@ -3,7 +3,11 @@ every job (step counting, progress bar, TensorBoard, evaluation, atomic checkpoi
 
 SIGINT, SIGTERM and SIGHUP (Ctrl-C, ``docker stop``, cluster schedulers, ``timeout``) are deferred to the end of the
 iteration in progress: the loop then saves a checkpoint of that boundary state, says whether it did, and raises
-:class:`Interrupted`; a second signal leaves at once without saving."""
+:class:`Interrupted`; a second signal leaves at once without saving. A source that cannot go on (a parameter
+server's worker died) raises :class:`rlkit.errors.SourceLost` before taking a batch: the loop saves that boundary
+state too and raises it again with where the run can be resumed.
+
+Metrics whose tag ends in ``_max`` are logged as their maximum over the log interval, the others as their mean."""
 
 from __future__ import annotations
 

@@ -91,9 +91,6 @@ class ParameterServer:
             self.version += 1
             return self.version
 
-    def handed_out(self) -> int:
-        return sum(self.next_batch)
-
     def stop(self) -> None:
         """No more batches; pushes still in the queue are dropped (not applied) and their workers told to stop."""
         with self._lock:
@@ -127,7 +124,7 @@ class ParameterServer:
         """(version, parameters and buffers, index of the worker's next batch), or None: nothing left to do."""
         with self._lock:
             index = worker - 1
-            left = (self.next_batch[index] < self.total if self.synchronous else self.handed_out() < self.total)
+            left = (self.next_batch[index] < self.total if self.synchronous else sum(self.next_batch) < self.total)
             if self._stopped or not left:
                 return None
             batch = self.next_batch[index]

@@ -73,7 +73,7 @@ def _process(rank: int, port: int, mode: str, steps: int, tmp: str) -> None:
     if rank == 0:
         server = ParameterServer(WORKERS, synchronous=mode == "ps-sync")
         server.total = steps
-        learner, source = ServerLearner(classifier, server), GradientSource(server, 1)
+        learner, source = ServerLearner(classifier, server), GradientSource(server)
         applied, logged = [], []
         serve(server)
         init_rpc(mode)
@@ -300,3 +300,71 @@ def test_a_resumed_run_keeps_its_mode(data, tmp_path):
                      "config": config_to_dict(ClassifierConfig()), "loop": {"steps": 1}})
     with pytest.raises(UserError, match="--distributed ps-async differs from the resumed run's ps-sync"):
         prepare(["--resume", str(tmp_path / "run"), "--distributed", "ps-async"])
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+class _Steps:
+    """A source of batches 1, 2, ...; ``lost_at``: the step at which it loses a worker instead."""
+
+    recent_returns = ()
+
+    def __init__(self, lost_at: int = 0):
+        self.steps, self.lost_at = 0, lost_at
+
+    def next(self) -> int:
+        from rlkit.errors import SourceLost
+
+        if self.steps == self.lost_at:
+            raise SourceLost(f"parameter-server worker 2 (rank 2) died at step {self.steps} (eof)")
+        self.steps += 1
+        return self.steps
+
+    def pop_finished(self):
+        return []
+
+    def close(self):
+        pass
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+class _Staleness:
+    """Reports staleness ``batch % 3`` as the server's learner does (the mean and the maximum of one step)."""
+
+    def update(self, batch: int) -> dict[str, float]:
+        return {"charts/staleness": float(batch % 3), "charts/staleness_max": float(batch % 3)}
+
+    def state_dict(self):
+        return {"weight": torch.ones(1)}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_the_loop_logs_the_maximum_of_a_max_metric_over_the_interval(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rlkit.loop import Loop, LoopConfig
+
+    Loop(_Staleness(), _Steps(), LoopConfig(total_steps=8, log_interval=4, progress=False), tmp_path, {}).run()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    # staleness 1 2 0 1 then 2 0 1 2: means 1 and 1.25, maxima 2 and 2
+    assert [(e.step, e.value) for e in events.Scalars("charts/staleness")] == [(4, 1.0), (8, 1.25)]
+    assert [(e.step, e.value) for e in events.Scalars("charts/staleness_max")] == [(4, 2.0), (8, 2.0)]
+
+
+def test_the_loop_saves_the_last_complete_step_when_its_source_loses_a_worker(tmp_path):
+    from rlkit.checkpoint import load_checkpoint
+    from rlkit.errors import SourceLost
+    from rlkit.loop import Loop, LoopConfig
+
+    loop = Loop(_Staleness(), _Steps(lost_at=5), LoopConfig(total_steps=100, progress=False), tmp_path, {})
+    with pytest.raises(SourceLost, match=r"^parameter-server worker 2 \(rank 2\) died at step 5 \(eof\); checkpoint "
+                                         rf"saved: --resume {re.escape(str(tmp_path))} continues from step 5$"):
+        loop.run()
+    assert load_checkpoint(tmp_path)["loop"]["steps"] == 5

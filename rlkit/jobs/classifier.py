@@ -211,20 +211,20 @@ class ClassifierJob(SupervisedJob):
         train = load_dataset(task.dataset, settings.data_dir, "train", task.label)
         # Worker w takes share w - 1 of every epoch, batch k of it at its k-th gradient (as DDP's rank w - 1).
         shard_steps = len(train.labels) // workers // config.batch_size
+        if shard_steps < 1:
+            raise UserError(f"the training set has {len(train.labels)} images, fewer than one batch of "
+                            f"{config.batch_size} per worker: lower --batch-size")
         synchronous = settings.distributed == "ps-sync"
         steps_per_epoch = shard_steps if synchronous else shard_steps * workers  # async: a step is one gradient
-        classifier, test, train_transform, eval_transform = self.parts(settings, config, max(steps_per_epoch, 1))
+        classifier, test, train_transform, eval_transform = self.parts(settings, config, steps_per_epoch)
         if rank != SERVER_RANK:
             shard = ImageBatchSource(train, config.batch_size, settings.seed, train_transform, device,
                                      rank=rank - 1, world_size=workers)
             init_rpc(settings.distributed)
             return Worker(rank, classifier, shard, settings.seed)
-        if shard_steps < 1:
-            raise UserError(f"the training set has {len(train.labels)} images, fewer than one batch of "
-                            f"{config.batch_size} per worker: lower --batch-size")
         server = ParameterServer(workers, synchronous)
         learner = ServerLearner(classifier, server)
-        source = GradientSource(server, steps_per_epoch)
+        source = GradientSource(server)
         loop = self.make_loop(learner, source, settings, config, run_dir,
                               self.loop_config(settings, config, steps_per_epoch), resume,
                               lambda: evaluate_classifier(classifier, test, eval_transform, device))

@@ -16,8 +16,8 @@ class GradientSource:
 
     recent_returns: tuple[float, ...] = ()
 
-    def __init__(self, server: ParameterServer, steps_per_epoch: int):
-        self.server, self.steps_per_epoch = server, steps_per_epoch
+    def __init__(self, server: ParameterServer):
+        self.server = server
         self.steps = 0
         self.applied = [0] * server.workers
 
