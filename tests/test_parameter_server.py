@@ -135,6 +135,29 @@ def test_async_applies_every_pushed_gradient_once_and_records_its_staleness(tmp_
     assert [m["charts/staleness_max"] for m in server["logged"]] == [float(s) for s in staleness]
 
 
+def test_the_server_steps_with_a_gradient_strided_unlike_its_parameter():
+    """autograd.grad can return a convolution's gradient in channels-last layout; the fused Adam reads .grad's
+    memory in the parameter's order, so the server lays it out as the parameter first."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(16, 3))
+    plain, strided = (Classifier(_copy(model), ClassifierConfig(), 1, torch.device("cpu")) for _ in range(2))
+    before = [p.detach().clone() for p in plain.params]
+    grads = [torch.randn_like(p) for p in plain.params]
+    channels_last = [g.contiguous(memory_format=torch.channels_last) if g.dim() == 4 else g for g in grads]
+    assert not channels_last[0].is_contiguous()
+    plain.apply_gradients(grads)
+    strided.apply_gradients(channels_last)
+    for p, q, start, g in zip(plain.params, strided.params, before, grads):
+        assert torch.equal(p, q)
+        torch.testing.assert_close(p - start, -1e-3 * g.sign(), rtol=0, atol=1e-6)  # Adam's first step: lr sign(g)
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
+
+
 # ---------------------------------------------------------------------------------------------------- train.py
 RUN = ["--task", "fashion-mnist", "--net", "cnn", "--width", "0.125", "--batch-size", "16", "--dropout", "0",
        "--no-progress"]

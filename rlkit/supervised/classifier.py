@@ -185,7 +185,9 @@ class Classifier:
         """The server's part: one scheduled optimizer step with ``grads`` (one per trainable parameter)."""
         lr = self._scheduled_learning_rate()
         for param, grad in zip(self.params, grads, strict=True):
-            param.grad = grad.to(param.device)
+            # laid out as its parameter: the fused optimizers read .grad's memory in the parameter's order, and a
+            # gradient from autograd.grad (a convolution's, in channels-last) may be strided otherwise
+            param.grad = torch.empty_like(param).copy_(grad)
         grad_norm = clip_and_step(self.optimizer, self.params, self.config.max_grad_norm)
         self.updates += 1
         return {"charts/learning_rate": lr, "losses/grad_norm": grad_norm}
