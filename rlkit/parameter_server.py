@@ -219,20 +219,25 @@ class Worker:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
         try:
-            while (pulled := pull(self.rank)) is not None:
+            while (pulled := self._reach(pull, self.rank)) is not None:
                 version, state, batch = pulled
                 self.learner.load_state_tensors(state)
                 self.source.load_state_dict({"steps": batch})
                 # Dropout's masks from (seed, worker, batch): the same in a resumed run as in an uninterrupted one.
                 torch.manual_seed(int(np.random.SeedSequence([self.seed, self.rank, batch]).generate_state(1)[0]))
                 grads, buffers, metrics = self.learner.gradients(self.source.next())
-                push(self.rank, version, batch, cpu(grads), cpu(buffers), metrics)
+                self._reach(push, self.rank, version, batch, cpu(grads), cpu(buffers), metrics)
                 self.pushed += 1
+        finally:
+            leave()
+
+    def _reach(self, call: Any, *args: Any) -> Any:
+        """``call(*args)`` on the server; its connection breaking is a one-line error."""
+        try:
+            return call(*args)
         except RuntimeError as error:  # what RPC raises when the server's process is gone
             raise UserError(f"parameter-server worker {self.rank} lost the server (rank {SERVER_RANK}: "
                             f"{_reason(error)}); the server's message says why it stopped") from None
-        finally:
-            leave()
 
 
 def _reason(error: BaseException) -> str:

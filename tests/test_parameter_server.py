@@ -331,7 +331,7 @@ class _Steps:
 
     recent_returns = ()
 
-    def __init__(self, lost_at: int = 0):
+    def __init__(self, lost_at: int | None = None):
         self.steps, self.lost_at = 0, lost_at
 
     def next(self) -> int:
