@@ -39,11 +39,16 @@ def init_distributed(device: torch.device, allreduce: str = "builtin") -> tuple[
     on: see :func:`use_allreduce`."""
     if not (dist.is_available() and dist.is_initialized()) and launched_by_torchrun():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        use_local_gpu(device)
         dist.init_process_group(backend)
     use_allreduce(allreduce)
     return world()
+
+
+def use_local_gpu(device: torch.device) -> None:
+    """On a GPU, each process of a machine takes its own (torchrun's ``LOCAL_RANK``)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def check_distributed(name: str) -> str:

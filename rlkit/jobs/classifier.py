@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from rlkit.data import ArrayDataset, load_dataset
 from rlkit.data import transforms as T
-from rlkit.distributed import SERVER_RANK, init_distributed, init_rpc, is_parameter_server, parameter_server_world
+from rlkit.distributed import (SERVER_RANK, init_distributed, init_rpc, is_parameter_server, parameter_server_world,
+                               use_local_gpu)
 from rlkit.errors import UserError
 from rlkit.jobs.base import load_learner, warn_non_finite_weights
 from rlkit.jobs.catalog import ImageNet, TaskInfo, get_net, get_task
@@ -207,6 +208,7 @@ class ClassifierJob(SupervisedJob):
             raise UserError(f"{settings.net} is a NumPy net and cannot train under a parameter server: pick a torch "
                             "net (cnn, resnet) or run it as one process")
         device = pick_device(settings.device)
+        use_local_gpu(device)
         task = get_task(settings.task)
         train = load_dataset(task.dataset, settings.data_dir, "train", task.label)
         # Worker w takes share w - 1 of every epoch, batch k of it at its k-th gradient (as DDP's rank w - 1).
