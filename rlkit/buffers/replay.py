@@ -184,29 +184,32 @@ class ReplayBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         next_obs: np.ndarray,
+        rings: np.ndarray | None = None,
     ) -> None:
-        """Add one step of every sub-env (arrays with a leading ``num_envs`` axis).
+        """Add one step of every sub-env (arrays with a leading ``num_envs`` axis), or of the sub-envs whose rings
+        ``rings`` lists (arrays with a leading ``len(rings)`` axis: remote actors each feed their own rings).
 
         ``next_obs`` is the true next observation (the last one of a finished game, not the reset one).
         """
-        for e in range(self.num_envs):
+        rings = range(self.num_envs) if rings is None else rings
+        for i, e in enumerate(rings):
             last = self._last_next[e]
-            if last is None or not np.array_equal(last, obs[e]):
-                self._push_stack(e, obs[e])
-            s = (self.cursor[e] - 1) % self.slots  # the slot now holding obs[e]
-            self.actions[e, s] = actions[e]
-            self.rewards[e, s] = rewards[e]
-            self.terminated[e, s] = terminated[e]
-            self.truncated[e, s] = truncated[e]
+            if last is None or not np.array_equal(last, obs[i]):
+                self._push_stack(e, obs[i])
+            s = (self.cursor[e] - 1) % self.slots  # the slot now holding obs[i]
+            self.actions[e, s] = actions[i]
+            self.rewards[e, s] = rewards[i]
+            self.terminated[e, s] = terminated[i]
+            self.truncated[e, s] = truncated[i]
             if self.masks is not None:
                 self.masks[e, s] = self.rng.random(self.bootstrap_heads) < self.bootstrap_prob
-            self._push_frame(e, next_obs[e][-1] if self.frame_stack > 1 else next_obs[e])
+            self._push_frame(e, next_obs[i][-1] if self.frame_stack > 1 else next_obs[i])
             self.valid[e, s] = True
             self.num_valid += 1
             if self.tree is not None:
                 self.tree.set(e * self.slots + s, self.max_priority**self.alpha)
-            self._last_next[e] = np.array(next_obs[e], copy=True)
-        self.added += self.num_envs
+            self._last_next[e] = np.array(next_obs[i], copy=True)
+        self.added += len(rings)
 
     def _push_stack(self, e: int, obs: np.ndarray) -> None:
         """Start a new sequence with ``obs``: zero history is implied by a start mark, any other is stored."""

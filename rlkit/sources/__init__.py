@@ -42,9 +42,12 @@ class Source(Protocol):
 def _replay_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
                    rank: int, env_fn: Callable[..., EpisodeSignals]) -> ReplaySource:
     env = env_fn(env_name, num_envs, seed=seed + 100_000 * rank, sticky_actions=sticky_actions)
-    # Atari observations stack 4 frames: replay then stores each frame once.
-    frame_stack = env.single_observation_space.shape[0] if env.resolved.family == "atari" else 1
-    return ReplaySource(env, agent, frame_stack, seed=seed)
+    return ReplaySource(env, agent, replay_frame_stack(env), seed=seed)
+
+
+def replay_frame_stack(env: EpisodeSignals) -> int:
+    """Atari observations stack 4 frames: replay then stores each frame once (1: observations are stored whole)."""
+    return env.single_observation_space.shape[0] if env.resolved.family == "atari" else 1
 
 
 def _rollout_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
@@ -75,5 +78,5 @@ def make_rl_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky
                                            env_fn)
 
 
-__all__ = ["Source", "make_rl_source", "SOURCE_KINDS", "Episodes", "ReplaySource", "RolloutSource", "RewardScaler",
+__all__ = ["Source", "make_rl_source", "replay_frame_stack", "SOURCE_KINDS", "Episodes", "ReplaySource", "RolloutSource", "RewardScaler",
            "A3CSource", "Segment", "WorkerReport"]
