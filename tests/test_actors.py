@@ -226,3 +226,13 @@ def test_actor_counts_below_one_are_refused(tmp_path, flag):
 
     with pytest.raises(UserError, match=f"{flag} must be at least 1"):
         train.main(["--agent", "dqn", "--env", "CartPole", flag, "0", "--run-dir", str(tmp_path / "run")])
+
+
+def test_saved_replay_of_another_ring_count_is_refused_with_the_reason(tmp_path):
+    from rlkit.buffers import ReplayBuffer
+    from rlkit.errors import UserError
+
+    four = ReplayBuffer(100, (3,), num_envs=4)
+    four.save(str(tmp_path / "replay.npz"))
+    with pytest.raises(UserError, match="4 sub-envs and this run feeds 2"):
+        ReplayBuffer(100, (3,), num_envs=2).load(str(tmp_path / "replay.npz"))

@@ -370,7 +370,14 @@ class ReplayBuffer:
         """Restore what :meth:`save` wrote; anything else (damaged, foreign, holding pickles) is a one-line error."""
         try:
             with np.load(path, allow_pickle=False) as data:
+                rings = data["cursor"].shape if "cursor" in data.files else None
+                if rings is not None and rings != (self.num_envs,):
+                    raise UserError(f"{path} holds replay of {rings[0]} sub-envs and this run feeds {self.num_envs} "
+                                    "(actors x --num-envs under torchrun): resume with the run's processes and "
+                                    "--num-envs, or delete it (replay then refills before updates resume)")
                 self.load_state_dict({key: data[key] for key in data.files})
+        except UserError:
+            raise
         except Exception as error:  # np.load raises many kinds on foreign bytes; allow_pickle=False runs none
             raise UserError(f"{path} is damaged or not a replay file written by rlkit ({type(error).__name__}): "
                             f"delete it to resume without it (replay then refills before updates resume)") from None
