@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -136,6 +137,7 @@ class ReplayBuffer:
         self.bootstrap_heads, self.bootstrap_prob = bootstrap_heads, bootstrap_prob
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()  # --overlap: an env thread adds while the update writes priorities
 
         frame_shape = self.obs_shape[1:] if frame_stack > 1 else self.obs_shape
         shape = (num_envs, self.slots)
@@ -192,6 +194,10 @@ class ReplayBuffer:
         ``next_obs`` is the true next observation (the last one of a finished game, not the reset one).
         """
         rings = range(self.num_envs) if rings is None else rings
+        with self.lock:
+            self._add(rings, obs, actions, rewards, terminated, truncated, next_obs)
+
+    def _add(self, rings, obs, actions, rewards, terminated, truncated, next_obs) -> None:
         for i, e in enumerate(rings):
             last = self._last_next[e]
             if last is None or not np.array_equal(last, obs[i]):
@@ -314,9 +320,10 @@ class ReplayBuffer:
         if isinstance(td_errors, torch.Tensor):
             td_errors = td_errors.detach().abs().cpu().numpy()
         priorities = np.abs(np.asarray(td_errors, dtype=np.float64)) + self.priority_eps
-        keep = self.valid.reshape(-1)[flat_indices]
-        self.max_priority = max(self.max_priority, float(priorities.max()))
-        self.tree.set(flat_indices[keep], priorities[keep] ** self.alpha)
+        with self.lock:
+            keep = self.valid.reshape(-1)[flat_indices]
+            self.max_priority = max(self.max_priority, float(priorities.max()))
+            self.tree.set(flat_indices[keep], priorities[keep] ** self.alpha)
 
     # ------------------------------------------------------------------ saving
     def state_dict(self) -> dict[str, Any]:

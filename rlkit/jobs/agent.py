@@ -48,6 +48,9 @@ WORKERS_PER_CORE = 4
 """A3C worker processes beyond this many per core only thrash."""
 
 
+OVERLAPS = ("off", "on")
+
+
 @dataclass
 class AgentSettings:
     """What a training run needs beyond the agent's config."""
@@ -83,6 +86,9 @@ class AgentSettings:
     allreduce: str = "builtin"
     """Under torchrun: how the processes sum gradients, metrics and observation statistics, builtin or ring
     (:data:`rlkit.distributed.ALLREDUCES`); a single process ignores it."""
+    overlap: str = "off"
+    """``on``: a thread plays the env steps between updates during the update before them, with weights one update
+    old (:mod:`rlkit.sources.overlap`); ``off``: one after the other, reproducible bit for bit."""
     actor_chunk_steps: int = 50
     """Under torchrun, a replay learner's actors send their transitions every this many vector steps (Ape-X's
     local buffer of 50)."""
@@ -93,6 +99,8 @@ class AgentSettings:
         self.schedule_steps = self.schedule_steps or self.total_steps
         self.env_kwargs = check_env_kwargs(self.env_kwargs)
         check_allreduce(self.allreduce)
+        if self.overlap not in OVERLAPS:
+            raise UserError(f"unknown --overlap {self.overlap!r}: use one of {', '.join(OVERLAPS)}")
         require_all((flag, value, COUNT) for flag, value in (
             ("--actor-chunk-steps", self.actor_chunk_steps), ("--actor-sync-updates", self.actor_sync_updates)))
 
@@ -396,6 +404,11 @@ class AgentJob(Job):
                          help="env steps to train for (default: the agent's preset for the env's family)")
         run.add_argument("--num-envs", type=int,
                          help="sub-environments stepped together (default: the agent's preset, e.g. 8 for PPO on Atari)")
+        run.add_argument("--overlap", choices=OVERLAPS,
+                         help="DQN family, DDPG, TD3, SAC: 'on' plays the env steps between two updates in a thread "
+                              "during the first of them, acting with weights one update old (faster on 2+ cores; "
+                              "not bit-for-bit reproducible; may end a few steps past --total-steps); 'off' is "
+                              "exact. Kept by --resume unless given (default: off)")
         run.add_argument("--actor-chunk-steps", type=int,
                          help="under torchrun, DQN-family, DDPG, TD3 and SAC runs are one learner (process 0) fed by "
                               "actors (the other processes): each actor sends its transitions every this many "
@@ -494,7 +507,7 @@ class AgentJob(Job):
             env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video), preset=args.preset or "",
             partially_observed=bool(args.partially_observed),
             allreduce=args.allreduce or "builtin",
-            **{name: getattr(args, name) for name in ("actor_chunk_steps", "actor_sync_updates")
+            **{name: getattr(args, name) for name in ("overlap", "actor_chunk_steps", "actor_sync_updates")
                if getattr(args, name) is not None},
         )
         # again with the run's budget, which fits the preset's warm-up to it
@@ -546,6 +559,11 @@ class AgentJob(Job):
         agent = build_agent(settings, config, spaces.single_observation_space, spaces.single_action_space, device)
         env_id, frame_stack = spaces.resolved.env_id, replay_frame_stack(spaces)
         spaces.close()
+        if settings.overlap == "on" and (with_actors or not agent_class.remote_actors):
+            where = ("is one learner fed by actors under torchrun, which act apart already" if with_actors
+                     else "learns from its own steps in turn")
+            raise UserError(f"--overlap on plays env steps during updates of a replay learner (the DQN family, DDPG, "
+                            f"TD3, SAC) in one process; {settings.agent} {where}: drop --overlap")
         if with_actors and rank > 0:
             return self.build_actor(settings, agent, env_fn, frame_stack, rank, world_size, resume)
         if settings.capture_video and is_main():
@@ -555,8 +573,10 @@ class AgentJob(Job):
                                        settings.actor_sync_updates)
             serve(source)
         else:
+            twin = (build_agent(settings, config, agent.obs_space, agent.action_space, device)
+                    if settings.overlap == "on" else None)
             source = make_rl_source(agent, settings.env, settings.num_envs, settings.seed, settings.sticky_actions,
-                                    settings.total_steps, rank, env_fn)
+                                    settings.total_steps, rank, env_fn, twin=twin)
 
         def evaluate() -> dict[str, float]:
             seed = settings.seed + EVAL_SEED_OFFSET
