@@ -15,34 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_rate import ROOT, train_rate  # noqa: E402
 
 
 def run(agent: str, env: str, actors: int, total_steps: int, learning_starts: int, directory: Path) -> dict:
-    run_dir = directory / f"{agent}-{actors}"
     flags = ["--agent", agent, "--env", env, "--total-steps", str(total_steps), "--learning-starts",
-             str(learning_starts), "--eval-episodes", "0", "--no-progress", "--threads", "1", "--run-dir", str(run_dir)]
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(actors + 1)]
-                if actors else [sys.executable])
-    start = time.perf_counter()
-    subprocess.run([*launcher, str(ROOT / "train.py"), *flags], check=True, capture_output=True, text=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
-    wall = time.perf_counter() - start
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    rates = [event.value for event in events.Scalars("time/sps") if event.step > learning_starts + 1_000]
-    return {"agent": agent, "env": env, "actors": actors, "total_steps": total_steps, "wall_s": round(wall, 1),
-            "sps_median": round(statistics.median(rates), 1), "sps_samples": len(rates)}
+             str(learning_starts), "--eval-episodes", "0"]
+    rate = train_rate(flags, directory / f"{agent}-{actors}", learning_starts, processes=actors + 1)
+    return {"agent": agent, "env": env, "actors": actors, "total_steps": total_steps, **rate}
 
 
 def main() -> None:
