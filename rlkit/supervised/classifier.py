@@ -238,13 +238,16 @@ class Classifier:
                 logits = self.train_model(images)
             loss = self.objective(logits, labels)
             loss.backward()
+            for p in self.params:  # LBFGS flattens gradients with view(), which channels-last conv weights refuse
+                if p.grad is not None:
+                    p.grad = p.grad.contiguous()
             if not first:
                 first.append((logits, float(nn.utils.get_total_norm([p.grad for p in self.params]))))
             return loss
 
         loss = self.optimizer.step(closure)
         (logits, grad_norm), = first
-        return logits, {"losses/loss": float(loss), "losses/grad_norm": grad_norm}
+        return logits, {"losses/loss": float(loss.detach()), "losses/grad_norm": grad_norm}
 
     def hessian_free_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         seed = int(torch.randint(2**31, ()))  # one set of dropout masks for every pass over this batch
