@@ -321,3 +321,13 @@ def test_a_crafted_lbfgs_state_of_the_wrong_length_is_one_line():
     learner.optimizer.state[learner.params[0]]["d"] = torch.zeros(5)
     with pytest.raises(UserError, match=r"d of parameter 0 has shape \(5,\)"):
         check_optimizer_states(learner)
+
+
+def test_a_net_without_forward_mode_derivatives_is_refused_in_one_line():
+    """PyTorch's CPU LSTM kernel has no forward-mode derivative, which the Gauss-Newton product needs."""
+    from rlkit.nets.recurrent import SequenceClassifier
+
+    net = SequenceClassifier(3, 1, 6, hidden=4, cell="lstm", dropout=0.0)
+    learner = Classifier(net, ClassifierConfig(optimizer="hessian-free", hf_cg_iterations=2), 1, torch.device("cpu"))
+    with pytest.raises(UserError, match="forward-mode derivatives .* pick another --optimizer"):
+        learner.update((torch.randn(4, 1, 6, 6), torch.randint(0, 3, (4,))))
