@@ -7,9 +7,9 @@ The net is 784-1000-500-250-30-250-500-1000-784 (``--sizes`` sets the encoder's 
 logistic hidden units, a linear 30-unit code layer, and logistic outputs trained by cross-entropy against the pixel
 intensities in [0, 1] (summed over pixels, averaged over images), as Martens. Every optimizer starts from Martens'
 sparse initialization (15 nonzero incoming weights per unit, drawn from N(0, 1); biases 0). Each optimizer trains
-for ``--seconds`` of wall time (evaluation not counted) on the first ``--train-images`` training images; every
-``--eval-seconds`` of training the reconstruction error, squared error per image summed over the 784 pixels (what the papers report), is
-measured on ``--eval-images`` of those training images and on as many test images.
+for ``--seconds`` of wall time (evaluation not counted) on the first ``--train-images`` training images. Every
+``--eval-seconds`` of training, the reconstruction error (squared error per image summed over the 784 pixels, as
+the papers report it) is measured on ``--eval-images`` of those training images and on as many test images.
 
 Writes ``benchmarks/hessian_free_autoencoder.jsonl`` (one line per evaluation) and ``.png`` (error against epochs
 and against seconds), and prints the last point of each optimizer.
@@ -85,7 +85,8 @@ def train(method: str, args: argparse.Namespace, train_images: torch.Tensor, eva
         optimizer, batch_size = torch.optim.SGD(params, lr=args.sgd_lr, momentum=0.9), args.batch
     def point(seen: int, seconds: float) -> dict:
         entry = {"method": method, "epoch": round(seen / len(train_images), 3), "seconds": round(seconds, 2),
-                 "train_error": reconstruction_error(net, eval_train), "test_error": reconstruction_error(net, eval_test)}
+                 "train_error": reconstruction_error(net, eval_train),
+                 "test_error": reconstruction_error(net, eval_test)}
         if method == "hessian-free":
             entry["damping"] = optimizer.param_groups[0]["damping"]
         print(json.dumps(entry), flush=True)
@@ -147,7 +148,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["hessian-free", "adam", "sgd"])
     parser.add_argument("--batch", type=int, default=100, help="Adam's and SGD's minibatch")
     parser.add_argument("--adam-lr", type=float, default=1e-3)
-    parser.add_argument("--sgd-lr", type=float, default=1e-3, help="SGD's learning rate (momentum 0.9)")
+    parser.add_argument("--sgd-lr", type=float, default=1e-2, help="SGD's learning rate (momentum 0.9)")
     parser.add_argument("--hf-batch", type=int, default=1000, help="Hessian-free's gradient minibatch")
     parser.add_argument("--hf-curvature-batch", type=int, default=200, help="its Gauss-Newton minibatch")
     parser.add_argument("--hf-cg-iterations", type=int, default=30)

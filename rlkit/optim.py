@@ -62,9 +62,9 @@ def make_adam(params: Any, lr: float, device: torch.device, **kwargs: Any) -> to
 
 def check_optimizer_states(owner: Any) -> None:
     """Every state tensor of every optimizer among ``owner``'s attributes has its parameter's shape (``step``: one
-    value; L-BFGS: one value or a flat vector over all the parameters). ``load_state_dict`` copies a loaded state as it is, and the fused Adam kernel trusts the shapes: a crafted
-    checkpoint whose ``exp_avg`` is shorter than its parameter makes the next step write out of bounds (heap
-    corruption, not an exception). Call this after loading, before any step.
+    value; L-BFGS: one value or a flat vector over all the parameters). ``load_state_dict`` copies a loaded state
+    as it is, and the fused Adam kernel trusts the shapes: a crafted checkpoint whose ``exp_avg`` is shorter than
+    its parameter makes the next step write out of bounds (heap corruption, not an exception). Call this after loading, before any step.
 
     Raises:
         UserError: naming the optimizer, the state and both shapes.

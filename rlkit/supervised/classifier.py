@@ -16,7 +16,7 @@ from rlkit.optim import optimizer_step
 from rlkit.distributed import ddp_comm_hook, world
 from rlkit.errors import UserError
 from rlkit.nets.pretrained import frozen_batchnorm_eval
-from rlkit.supervised.hessian_free import HessianFree, SoftmaxCrossEntropy, module_outputs
+from rlkit.supervised.hessian_free import HessianFree, SoftmaxCrossEntropy, fixed_randomness, module_outputs
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs", "hessian-free")
 SECOND_ORDER = ("lbfgs", "hessian-free")
@@ -176,6 +176,9 @@ class Classifier:
     """
 
     def __init__(self, model: nn.Module, config: ClassifierConfig, steps_per_epoch: int, device: torch.device):
+        if config.optimizer in SECOND_ORDER and world()[1] > 1:
+            raise UserError(f"--optimizer {config.optimizer} runs in one process (its line searches and CG would "
+                            "need every process's loss at every trial point): start it without torchrun")
         self.model, self.config, self.device = model, config, device
         self.steps_per_epoch = steps_per_epoch
         # Under torchrun, training goes through DDP (gradients averaged over processes in backward); evaluation
@@ -191,9 +194,6 @@ class Classifier:
             self.train_model = torch.compile(self.train_model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(config, self.params, device)
-        if config.optimizer in SECOND_ORDER and world()[1] > 1:
-            raise UserError(f"--optimizer {config.optimizer} runs in one process (its line searches and CG would "
-                            "need every process's loss at every trial point): start it without torchrun")
         self.output_loss = SoftmaxCrossEntropy(config.label_smoothing)
         self.updates = 0
 
@@ -233,8 +233,7 @@ class Classifier:
 
         def closure() -> torch.Tensor:  # the same batch and dropout masks at every point the line search tries
             self.optimizer.zero_grad(set_to_none=True)
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                torch.manual_seed(seed)
+            with fixed_randomness(seed, self.device):  # (batch-norm running statistics move at every call)
                 logits = self.train_model(images)
             loss = self.objective(logits, labels)
             loss.backward()
@@ -251,8 +250,7 @@ class Classifier:
 
     def hessian_free_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         seed = int(torch.randint(2**31, ()))  # one set of dropout masks for every pass over this batch
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with fixed_randomness(seed, self.device):
             logits = self.model(images)  # the plain pass: the gradient, and batch-norm statistics moved once
         loss = self.output_loss(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -268,7 +266,8 @@ class Classifier:
                             f"has one without ({str(error).splitlines()[0][:120]}): pick another --optimizer") from None
         return logits, {"losses/loss": loss.item(), "losses/grad_norm": grad_norm,
                         "charts/damping": info["damping"],
-                        "charts/reduction_ratio": info["reduction_ratio"], "charts/cg_iterations": info["cg_iterations"],
+                        "charts/reduction_ratio": info["reduction_ratio"],
+                        "charts/cg_iterations": info["cg_iterations"],
                         "charts/step_size": info["step_size"]}
 
     @torch.no_grad()

@@ -18,8 +18,8 @@ on the reduction ratio ρ; an optional Armijo line search scales the chosen step
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Protocol
 
 import torch
@@ -78,21 +78,27 @@ class SquaredError:
 
 
 # ---------------------------------------------------------------------------------------------------- the pieces
+@contextmanager
+def fixed_randomness(seed: int, device: torch.device) -> Iterator[None]:
+    """Random draws (dropout masks) from ``seed`` inside, the global generators untouched outside: every pass of a
+    step over one batch then sees the same function of the parameters."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def module_outputs(model: nn.Module, inputs: torch.Tensor, seed: int | None = None
                    ) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
     """``params -> model(inputs)`` as a function of the trainable parameters (in ``model.parameters()`` order).
 
     The buffers are copied at every call, so batch norm uses the batch's statistics without moving its running
-    ones; with ``seed`` every call draws the same dropout masks, so every pass of a step sees one function.
+    ones; with ``seed`` every call draws the same dropout masks (:func:`fixed_randomness`).
     """
     names = [name for name, p in model.named_parameters() if p.requires_grad]
     buffers = dict(model.named_buffers())
-    forks = [inputs.device] if inputs.device.type == "cuda" else []
 
     def outputs(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        with torch.random.fork_rng(devices=forks) if seed is not None else nullcontext():
-            if seed is not None:
-                torch.manual_seed(seed)
+        with fixed_randomness(seed, inputs.device) if seed is not None else nullcontext():
             state = {**dict(zip(names, params, strict=True)), **{k: b.clone() for k, b in buffers.items()}}
             return functional_call(model, state, (inputs,))
 
