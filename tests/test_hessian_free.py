@@ -20,6 +20,7 @@ from rlkit.checkpoint import load_checkpoint
 from rlkit.data import make_tiny_dataset
 from rlkit.errors import UserError
 from rlkit.optim import check_optimizer_states
+from rlkit.supervised import hessian_free
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
 from rlkit.supervised.hessian_free import (HessianFree, SigmoidCrossEntropy, SoftmaxCrossEntropy, SquaredError,
                                            adjust_damping, conjugate_gradient, flatten, gauss_newton_product,
@@ -61,6 +62,24 @@ def test_gauss_newton_product_of_a_linear_net_is_the_hessian_product(loss, targe
     for _ in range(3):
         v = torch.randn(H.shape[0], dtype=torch.float64)
         torch.testing.assert_close(G(v), H @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_gauss_newton_product_of_a_nonlinear_net_is_jacobian_transpose_loss_hessian_jacobian():
+    """A sigmoid net, where G differs from the Hessian: G v equals Jᵀ H_L J v with J and H_L formed explicitly by
+    reverse-mode autograd (the Jacobian of the outputs, the Hessian of the loss in the outputs)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 5), nn.Sigmoid(), nn.Linear(5, 4)).double()
+    x, y = torch.randn(7, 3, dtype=torch.float64), torch.rand(7, 4, dtype=torch.float64)
+    loss = SigmoidCrossEntropy()
+    params = tuple(p.detach() for p in net.parameters())
+    outputs = module_outputs(net, x)
+    z = outputs(params)
+    J = torch.autograd.functional.jacobian(lambda flat: outputs(unflatten(flat, params)).reshape(-1), flatten(params))
+    H_L = torch.autograd.functional.hessian(lambda out: loss(out.view_as(z), y), z.detach().reshape(-1))
+    G = gauss_newton_product(outputs, params, loss)
+    v = torch.randn(J.shape[1], dtype=torch.float64)
+    torch.testing.assert_close(G(v), J.T @ H_L @ J @ v, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(G(v), exact_hessian(net, loss, x, y) @ v)  # the term Gauss-Newton drops is not 0
 
 
 def test_gauss_newton_of_squared_error_is_jacobian_transpose_jacobian_by_hand():
@@ -190,26 +209,21 @@ def test_a_step_the_model_mispredicts_raises_the_damping_and_the_line_search_rej
         assert torch.equal(p.detach(), s)
 
 
-def test_the_next_cg_starts_from_the_decayed_last_solution():
+def test_the_next_cg_starts_from_the_decayed_last_solution(monkeypatch):
     net, x, y = _small_net()
     loss = SoftmaxCrossEntropy()
     optimizer = HessianFree(list(net.parameters()), max_cg_iterations=5, cg_decay=0.5)
     _step(optimizer, net, x, y, loss)
     last = flatten([optimizer.state[p]["direction"] for p in net.parameters()])
-    seen = []
-    original = conjugate_gradient
+    starts = []
 
     def spy(A, b, x0, *args, **kwargs):
-        seen.append(x0.clone())
-        return original(A, b, x0, *args, **kwargs)
+        starts.append(x0.clone())
+        return conjugate_gradient(A, b, x0, *args, **kwargs)
 
-    import rlkit.supervised.hessian_free as hf
-    hf.conjugate_gradient = spy
-    try:
-        _step(optimizer, net, x, y, loss)
-    finally:
-        hf.conjugate_gradient = original
-    torch.testing.assert_close(seen[0], 0.5 * last)
+    monkeypatch.setattr(hessian_free, "conjugate_gradient", spy)
+    _step(optimizer, net, x, y, loss)
+    torch.testing.assert_close(starts[0], 0.5 * last)
 
 
 def test_weight_decay_is_part_of_the_objective_and_its_curvature():
