@@ -94,6 +94,9 @@ class SupervisedJob(Job):
             ("--seed", args.seed), ("--max-steps", args.max_steps), ("--eval-interval", args.eval_interval),
             ("--checkpoint-interval", args.checkpoint_interval), ("--threads", args.threads)) if value is not None)
         get_net(args.net)  # an unknown net is named as such before its flags are judged
+        if getattr(args, "optimizer", None) == "hessian-free" and args.learning_rate is not None:
+            raise UserError("--optimizer hessian-free takes no learning rate (CG, its damping and its line search "
+                            "size each step): drop --learning-rate")
         check_shape_flags(args.net, args)
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)
