@@ -345,3 +345,16 @@ def test_a_net_without_forward_mode_derivatives_is_refused_in_one_line():
     learner = Classifier(net, ClassifierConfig(optimizer="hessian-free", hf_cg_iterations=2), 1, torch.device("cpu"))
     with pytest.raises(UserError, match="forward-mode derivatives .* pick another --optimizer"):
         learner.update((torch.randn(4, 1, 6, 6), torch.randint(0, 3, (4,))))
+
+
+def test_lbfgs_without_a_learning_rate_takes_torchs_step_of_one(tmp_path):
+    """Adam's 1e-3 as L-BFGS's first trial step made every line search start far too short."""
+    from rlkit.cli.train import prepare
+
+    run = prepare(["--task", "mnist", "--net", "cnn", "--optimizer", "lbfgs", "--run-dir", str(tmp_path / "r")])
+    assert run.config.learning_rate == 1.0
+    run = prepare(["--task", "mnist", "--net", "cnn", "--optimizer", "lbfgs", "--learning-rate", "0.5",
+                   "--run-dir", str(tmp_path / "s")])
+    assert run.config.learning_rate == 0.5
+    run = prepare(["--task", "mnist", "--net", "cnn", "--run-dir", str(tmp_path / "t")])
+    assert run.config.learning_rate != 1.0

@@ -38,8 +38,8 @@ class ClassifierConfig:
     """adam, rmsprop, sgd (with momentum), lbfgs (torch.optim.LBFGS with a strong-Wolfe line search, lbfgs_iterations
     per batch) or hessian-free (Martens 2010: conjugate gradient on Gauss-Newton products, hf_* fields)."""
     learning_rate: float = 1e-3
-    """Initial learning rate (lbfgs: the first trial step of each line search; hessian-free takes none: its steps
-    come from CG, damping and its line search)."""
+    """Initial learning rate (lbfgs: the first trial step of each line search, 1 unless given; hessian-free takes
+    none: its steps come from CG, damping and its line search)."""
     momentum: float = 0.9
     """SGD momentum (and RMSprop's momentum term)."""
     weight_decay: float = 0.0
