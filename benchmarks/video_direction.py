@@ -84,6 +84,7 @@ def main() -> None:
         rows.append(f"| {net} | {100 * result['accuracy']['top1']:.1f}% | {wall:.0f} s | "
                     f"`python train.py {shlex.join(argv[:-2])}` |")
         runs[net], walls[net] = run, wall
+        print(rows[-1], flush=True)  # each row as it is measured: a stopped benchmark keeps its finished rows
     if "frame-resnet18" in runs and "flow-resnet18" in runs:
         fuse = ["--fuse", str(runs["flow-resnet18"]), "--fuse-weight", str(args.fuse_weight)]
         with contextlib.redirect_stdout(io.StringIO()):

@@ -331,3 +331,25 @@ def test_feature_files_missing_and_non_frame_nets_are_one_line(ucf, features_dir
     one_line(error)
     assert {n for n, row in NETS.items() if getattr(row, "input", "") == "flow"} == {"flow-resnet18",
                                                                                     "flow-resnet50"}
+
+
+def test_damaged_flow_and_feature_files_are_one_line(flow_dir, tmp_path):
+    folder = tmp_path / "flow" / "Class" / "v_x"
+    folder.mkdir(parents=True)
+    image = next(flow_dir.glob("*/*/x_000001.png")).read_bytes()
+    for name in ("x_000001.png", "x_000002.png", "y_000001.png"):
+        (folder / name).write_bytes(image)
+    with pytest.raises(UserError, match="holds 2 x_ and 1 y_ images: delete it and extract the flow again") as error:
+        FlowReader().count(folder)
+    one_line(error)
+    (folder / "y_000002.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="cannot read flow image .*y_000002.png") as error:
+        FlowReader().read(folder, lambda n: np.array([1]))
+    one_line(error)
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot read feature file") as error:
+        FeatureReader().count(tmp_path / "bad.npy")
+    one_line(error)
+    np.save(tmp_path / "flat.npy", np.zeros(4, dtype=np.float32))
+    with pytest.raises(UserError, match=r"holds shape \(4,\), not \(frames, dim\)"):
+        FeatureReader().count(tmp_path / "flat.npy")
