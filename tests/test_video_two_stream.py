@@ -80,8 +80,8 @@ def test_quantization_by_hand():
     q = quantize(np.array([-25.0, -20.0, 0.0, 5.0, 20.0, 31.0]), bound=20)
     # (f + 20) * 255 / 40, rounded: 0, 0, 127.5 -> 128 (to even), 159.375 -> 159, 255, 255
     assert q.tolist() == [0, 0, 128, 159, 255, 255] and q.dtype == np.uint8
-    np.testing.assert_allclose(dequantize(q.astype(np.float64), 20), [-20, -20, 128 * 40 / 255 - 20, 159 * 40 / 255 - 20,
-                                                                       20, 20])
+    step = 40 / 255
+    np.testing.assert_allclose(dequantize(q.astype(np.float64), 20), [-20, -20, 128 * step - 20, 159 * step - 20, 20, 20])
     back = dequantize(quantize(np.linspace(-20, 20, 101), 20).astype(np.float64), 20)
     assert np.abs(back - np.linspace(-20, 20, 101)).max() <= 20 / 255 + 1e-9  # half a step
 
@@ -353,3 +353,22 @@ def test_damaged_flow_and_feature_files_are_one_line(flow_dir, tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros(4, dtype=np.float32))
     with pytest.raises(UserError, match=r"holds shape \(4,\), not \(frames, dim\)"):
         FeatureReader().count(tmp_path / "flat.npy")
+
+
+def test_flow_from_extracted_frames_equals_flow_from_the_videos(ucf, flow_dir, tmp_path):
+    frames = tmp_path / "frames"
+    V.extract_frames(ucf, frames, image_format="png")  # lossless: the decoded frames
+    out = tmp_path / "flow"
+    data_main(["extract-flow", "--data-dir", str(ucf), "--out", str(out), "--frames-dir", str(frames),
+               "--format", "png"])
+    for folder in sorted(flow_dir.glob("*/*"))[:3]:
+        mine = out / folder.relative_to(flow_dir)
+        assert torch.equal(FlowReader().read(mine, np.arange), FlowReader().read(folder, np.arange))
+    first = next(frames.glob("*/*"))
+    for file in first.iterdir():
+        file.unlink()
+    first.rmdir()
+    with pytest.raises(UserError, match="frame folder .* not found: run `python -m rlkit.data extract-frames") as error:
+        data_main(["extract-flow", "--data-dir", str(ucf), "--out", str(tmp_path / "again"), "--frames-dir",
+                   str(frames)])
+    one_line(error)

@@ -535,8 +535,9 @@ def all_frames(video: Path, frames_dir: str | Path | None = None) -> np.ndarray:
         return decode_video(video)
     folder = Path(frames_dir) / video.parent.name / video.stem
     if not folder.is_dir():
-        raise UserError(f"frame folder {folder} not found: run `{EXTRACT_COMMAND.format(root='ROOT', frames=frames_dir)}`"
-                        " first, or leave out --frames-dir to decode the videos")
+        command = EXTRACT_COMMAND.format(root=video.parent.parent, frames=frames_dir)
+        raise UserError(f"frame folder {folder} not found: run `{command}` first, or leave out --frames-dir to decode "
+                        "the videos")
     return read_frame_folder(folder, np.arange)[0]
 
 
