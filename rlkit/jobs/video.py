@@ -50,7 +50,8 @@ class VideoConfig(ClassifierConfig):
     """Frames (frame nets) or clips (clip nets) per update, one per video."""
     augment: bool = True
     """Per training video: a random crop of 70-100% of the frame area resized to --input-size, a horizontal flip
-    (unless --no-flip) and brightness +-20%, the same on every frame of a clip."""
+    (unless --no-flip) and brightness +-20%, the same on every frame of a clip (flow nets: the crop and the flip,
+    which negates the x flow; feature-lstm: none)."""
     dropout: float = 0.2
     """cnn-lstm: dropout after the encoder's stem and on the LSTM's last state; feature-lstm: on the features and
     the LSTM's last output (the ResNets have none)."""
