@@ -372,3 +372,25 @@ def test_flow_from_extracted_frames_equals_flow_from_the_videos(ucf, flow_dir, t
         data_main(["extract-flow", "--data-dir", str(ucf), "--out", str(tmp_path / "again"), "--frames-dir",
                    str(frames)])
     one_line(error)
+
+
+def test_features_of_a_fine_tuned_frame_net_run(ucf, tmp_path):
+    run = tmp_path / "spatial"
+    train.main(["--task", "ucf101", "--net", "frame-resnet18", "--data-dir", str(ucf), "--run-dir", str(run),
+                "--input-size", "32", "--batch-size", "4", "--test-frames", "2", "--max-steps", "1", "--no-progress"])
+    out = tmp_path / "features"
+    data_main(["extract-features", "--net", "frame-resnet18", "--weights", str(run), "--data-dir", str(ucf),
+               "--out", str(out), "--input-size", "32", "--stride", "8", "--device", "cpu"])
+    net = frame_resnet18(num_classes=3)
+    net.load_state_dict(read_checkpoint(run)["learner"]["model"])
+    video = sorted((ucf / "UCF-101").glob("*/*.avi"))[0]
+    frames = torch.from_numpy(V.decode_video(video)[::8]).movedim(-1, -3)[None]
+    with torch.no_grad():
+        expected = net.eval().features(T.make_video_transforms(32, augment=False)[1](frames)[0])
+    stored = np.load(out / video.parent.name / f"{video.stem}.npy")
+    assert stored.shape == (2, 512)
+    np.testing.assert_allclose(stored, expected.numpy(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(UserError, match="is a frame-resnet18 run, not a frame-resnet50 video run") as error:
+        data_main(["extract-features", "--net", "frame-resnet50", "--weights", str(run), "--data-dir", str(ucf),
+                   "--out", str(tmp_path / "other")])
+    one_line(error)

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "of float32 (frames, dim), and features.json")
     features.add_argument("--net", required=True, help="the frame net: frame-resnet50 or frame-resnet18")
     features.add_argument("--weights", default="", help="a state_dict file for it, e.g. torchvision's ImageNet "
-                          "resnet50-0676ba61.pth (its head is skipped; default: random weights)")
+                          "resnet50-0676ba61.pth, or the directory of a video run of that net (its fine-tuned "
+                          "weights); the head is skipped (default: random weights)")
     features.add_argument("--data-dir", required=True, help=f"the folder holding {VIDEO_FOLDER}/ (or the class "
                           "folders)")
     features.add_argument("--out", required=True, help="where the feature files go (<Class>/<video name>.npy)")

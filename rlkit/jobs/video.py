@@ -387,7 +387,8 @@ def frame_feature_extractor(net_name: str, weights: str = "", input_size: int = 
                             ) -> tuple[Any, Any, dict[str, Any], torch.device]:
     """What :func:`rlkit.data.features.extract_features` needs to encode frames with the frame net ``net_name``
     (``frame-resnet50``, ``frame-resnet18``; its head dropped): (encode, transform, meta, device). ``weights`` is a
-    state_dict file (an ImageNet ResNet's) loaded into it, the head skipped; without it the net is random."""
+    state_dict file (an ImageNet ResNet's) or the directory of a video run of that net (its fine-tuned weights),
+    loaded without the head; without it the net is random."""
     net = get_net(net_name)
     if not isinstance(net, VideoNet) or net.clips or net.input != "frames":
         frame_nets = ", ".join(n for n, row in NETS.items() if isinstance(row, VideoNet) and not row.clips
@@ -396,7 +397,16 @@ def frame_feature_extractor(net_name: str, weights: str = "", input_size: int = 
     if input_size < 1:
         raise UserError(f"--input-size must be positive, got {input_size}")
     model = net.build(VideoConfig(), 0)
-    if weights:
+    if weights and Path(weights).is_dir():
+        checkpoint = read_checkpoint(weights)
+        trained = checkpoint.get("settings", {}).get("net")
+        if checkpoint.get("job") != "video" or trained != net_name:
+            raise UserError(f"--weights {weights} is a {trained or checkpoint.get('job')} run, not a {net_name} "
+                            f"video run: pass --net {trained} or a weight file" if trained else
+                            f"--weights {weights} is not a video run: pass a {net_name} run or a weight file")
+        head = head_name(model) + "."
+        model.load_state_dict({k: v for k, v in checkpoint["learner"]["model"].items() if not k.startswith(head)})
+    elif weights:
         load_pretrained(model, weights, skip=(head_name(model) + ".",))
     where = pick_device(device)
     model = model.to(where).eval()
