@@ -45,6 +45,24 @@ def init_distributed(device: torch.device, allreduce: str = "builtin") -> tuple[
     return world()
 
 
+def init_actor_rpc(name: str) -> tuple[int, int]:
+    """(rank, world size) of this process in the rpc group torchrun describes (TensorPipe), joined as ``name``:
+    a replay learner and its actors (:mod:`rlkit.sources.actors`) talk over rpc only, with no process group, so
+    nothing else here waits for them in lockstep."""
+    global _rpc_joined
+    from torch.distributed import rpc
+
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    # one rpc thread per actor may wait for the learner to want its chunk: leave threads for the rest
+    options = rpc.TensorPipeRpcBackendOptions(num_worker_threads=max(16, 2 * world_size))
+    rpc.init_rpc(name, rank=rank, world_size=world_size, rpc_backend_options=options)
+    _rpc_joined = True
+    return rank, world_size
+
+
+_rpc_joined = False
+
+
 def use_local_gpu(device: torch.device) -> None:
     """On a GPU, each process of a machine takes its own (torchrun's ``LOCAL_RANK``)."""
     if device.type == "cuda":
@@ -81,13 +99,9 @@ def parameter_server_world(mode: str) -> tuple[int, int]:
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if world_size < 2:
         raise UserError(f"--distributed {mode} needs a server and at least one worker: start it under torchrun with "
-                        "2 or more processes (rank 0 is the server, the others workers), e.g. torchrun --standalone --nproc-per-node 3 "
-                        "train.py ..., or use --distributed ddp")
+                        "2 or more processes (rank 0 is the server, the others workers), e.g. torchrun --standalone "
+                        "--nproc-per-node 3 train.py ..., or use --distributed ddp")
     return rank, world_size
-
-
-_rpc_joined = False
-"""Whether this process joined an RPC group (:func:`shutdown` leaves it)."""
 
 
 def rpc_name(rank: int) -> str:
@@ -212,12 +226,14 @@ def shutdown() -> None:
     """Wait for every process to finish (the first one evaluates and saves last), then leave the group; leaving
     without it can abort a process while its peer still talks to it."""
     global _rpc_joined
-    if _rpc_joined:
-        rpc.shutdown()  # graceful: waits for every process's outstanding calls, like the barrier below
-        _rpc_joined = False
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    if _rpc_joined:
+        from torch.distributed import rpc
+
+        rpc.shutdown()  # graceful: waits for every process's outstanding calls
+        _rpc_joined = False
 
 
 def exit_without_teardown(code: int = 0) -> None:

@@ -207,6 +207,9 @@ class ClassifierJob(SupervisedJob):
         if get_net(settings.net).numpy:
             raise UserError(f"{settings.net} is a NumPy net and cannot train under a parameter server: pick a torch "
                             "net (cnn, resnet) or run it as one process")
+        if config.optimizer in ("lbfgs", "hessian-free"):
+            raise UserError(f"--optimizer {config.optimizer} evaluates the loss several times per step, which a "
+                            "parameter server's pushed gradients cannot: pick adam, rmsprop or sgd, or --distributed ddp")
         device = pick_device(settings.device)
         use_local_gpu(device)
         task = get_task(settings.task)
