@@ -391,3 +391,16 @@ def test_the_loop_saves_the_last_complete_step_when_its_source_loses_a_worker(tm
                                          rf"saved: --resume {re.escape(str(tmp_path))} continues from step 5$"):
         loop.run()
     assert load_checkpoint(tmp_path)["loop"]["steps"] == 5
+
+
+def test_second_order_optimizers_refuse_a_parameter_server(data, tmp_path, monkeypatch):
+    from rlkit.errors import UserError
+    from rlkit.jobs import JOBS
+    from rlkit.jobs.supervised import SupervisedSettings
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")  # refused before the data is read or any process is reached
+    settings = SupervisedSettings("fashion-mnist", "cnn", str(data), device="cpu", distributed="ps-sync")
+    for optimizer in ("lbfgs", "hessian-free"):
+        with pytest.raises(UserError, match=f"--optimizer {optimizer} evaluates the loss several times per step"):
+            JOBS["classifier"].build_parameter_server(settings, ClassifierConfig(optimizer=optimizer), tmp_path, None)
