@@ -106,8 +106,8 @@ def test_a_leaf_value_is_backed_up_from_the_movers_side():
     MCTS(Constant(0.5), 60).search([tree])
 
     def expected(node: Node, side: int) -> float:
-        if node.returns is not None:
-            return node.visits * node.returns[side]
+        if node.visits == 0 or node.returns is not None:  # never evaluated; or each visit is the game's end
+            return node.visits * (node.returns or (0, 0))[side]
         own = 0.5 if 1 - node.mover == side else -0.5
         return own + sum(expected(child, side) for child in node.children.values())
 
