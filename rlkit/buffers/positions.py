@@ -1,4 +1,7 @@
-"""Replay of self-play positions: (board planes, visit distribution, outcome), the newest ``capacity`` kept."""
+"""Replay of self-play positions: (board planes, visit distribution, outcome), the newest ``capacity`` kept.
+
+Board planes are 0/1 (a cell holds a piece or not, a player's index), so they are stored as bytes: a quarter of the
+memory, and of the checkpoint, which holds the replay."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ class PositionReplay:
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], num_actions: int, device: torch.device,
                  seed: int | None = None):
-        self.obs = np.zeros((capacity, *obs_shape), dtype=np.float32)
+        self.obs = np.zeros((capacity, *obs_shape), dtype=np.uint8)
         self.policy = np.zeros((capacity, num_actions), dtype=np.float32)
         self.outcome = np.zeros(capacity, dtype=np.float32)
         self.capacity, self.device = capacity, device
@@ -38,6 +41,9 @@ class PositionReplay:
         return self.size
 
     def add(self, obs: np.ndarray, policy: np.ndarray, outcome: float) -> None:
+        """Store one position; ``obs`` must hold small whole numbers (0 and 1 for the board games here)."""
+        if not np.array_equal(obs, obs.astype(np.uint8)):
+            raise ValueError("board planes must be whole numbers in 0..255 to be stored as bytes")
         i = self.cursor
         self.obs[i], self.policy[i], self.outcome[i] = obs, policy, outcome
         self.cursor = (i + 1) % self.capacity
@@ -50,7 +56,7 @@ class PositionReplay:
         def tensor(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(array[index]).to(self.device)
 
-        return PositionBatch(tensor(self.obs), tensor(self.policy), tensor(self.outcome), dict(arena or {}))
+        return PositionBatch(tensor(self.obs).float(), tensor(self.policy), tensor(self.outcome), dict(arena or {}))
 
     def state_dict(self) -> dict[str, Any]:
         """The stored positions (in ring order) and the sampler's state: small for board games, so a resumed run
