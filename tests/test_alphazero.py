@@ -15,10 +15,13 @@ import torch.nn.functional as F
 pyspiel = pytest.importorskip("pyspiel")
 
 import evaluate  # noqa: E402
+import rlkit  # noqa: E402
 import train  # noqa: E402
-from rlkit.agents.alphazero import AlphaZero, AlphaZeroConfig  # noqa: E402
+from rlkit.agents.alphazero import PRESETS, AlphaZero, AlphaZeroConfig  # noqa: E402
 from rlkit.buffers.positions import PositionBatch, PositionReplay  # noqa: E402
 from rlkit.checkpoint import save_checkpoint  # noqa: E402
+from rlkit.cli import runs  # noqa: E402
+from rlkit.config import unchecked_numbers  # noqa: E402
 from rlkit.errors import UserError  # noqa: E402
 from rlkit.jobs import JOBS, read_checkpoint, select_job  # noqa: E402
 from rlkit.planning import (MCTS, MCTSPlayer, Node, RandomPlayer, RolloutEvaluator, Tree, encode,  # noqa: E402
@@ -302,6 +305,15 @@ def same_state(a, b) -> None:
 def test_alphazero_selects_the_self_play_job():
     assert select_job("alphazero", None, None) is JOBS["selfplay"]
     assert select_job("dqn", None, None) is JOBS["agent"]
+    with pytest.raises(UserError, match="train.py --agent alphazero --env connect_four"):
+        rlkit.make("alphazero", "CartPole")
+
+
+def test_every_number_field_is_checked_and_every_preset_is_valid():
+    assert unchecked_numbers(AlphaZeroConfig) == []
+    for game, values in PRESETS.items():
+        load_game(game)
+        AlphaZeroConfig(**{k: v for k, v in values.items() if k != "total_steps"})
 
 
 def test_train_checkpoint_resume_and_evaluate(tmp_path, capsys):
@@ -328,6 +340,9 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path, capsys):
     out = capsys.readouterr().out
     assert set(text["opponents"]) == {"random", "mcts4", "mcts7"}
     assert "vs random player: win" in out and "vs pure MCTS, 7 simulations: win" in out
+    rows = {row["name"]: row for row in runs.main([str(tmp_path)])}
+    assert rows["straight"]["agent"] == "alphazero" and rows["straight"]["env"] == "tic_tac_toe"
+    assert rows["straight"]["status"] == "finished" and rows["straight"]["last"] == logged[-1]["eval/score"]
 
 
 def test_a_garbled_or_strangers_checkpoint_is_one_line(tmp_path):

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlkit.agents import SELF_PLAY_AGENTS
 from rlkit.errors import UserError
 from rlkit.jobs.agent import AgentJob
 from rlkit.jobs.base import Job
 from rlkit.jobs.catalog import NETS, TASKS, check_pair, get_net, get_task
 from rlkit.jobs.classifier import ClassifierJob
 from rlkit.jobs.gan import GANJob
-from rlkit.jobs.selfplay import AGENTS as SELF_PLAY_AGENTS
 from rlkit.jobs.selfplay import SelfPlayJob
 from rlkit.jobs.upgrade import read_checkpoint, upgrade
 from rlkit.jobs.video import VideoJob

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlkit.agents import SELF_PLAY_AGENTS as AGENTS
 from rlkit.agents.alphazero import PRESETS, RUN_KEYS, AlphaZero, AlphaZeroConfig
 from rlkit.config import COUNT, NON_NEGATIVE, require_all
 from rlkit.distributed import check_allreduce, launched_by_torchrun
@@ -22,9 +23,6 @@ from rlkit.planning.mcts import MCTS, RolloutEvaluator
 from rlkit.runtime import check_run_dir, pick_device, seed_everything, set_threads
 from rlkit.sources.selfplay import SelfPlaySource
 
-AGENTS = {"alphazero": "AlphaZero: PUCT search guided by a policy/value ResNet, trained on self-play "
-                       "(Silver et al. 2018), with AlphaGo Zero's arena"}
-"""The agents a self-play run trains (``--agent``)."""
 EVAL_SEED_OFFSET = 10_000
 """Evaluations during training are seeded ``seed + 10_000``; evaluate.py --seed of that value repeats them."""
 PURE_MCTS_C = 2.0
@@ -102,7 +100,7 @@ class SelfPlayJob(Job):
     best_metric = "eval/score"
 
     def add_flags(self, parser: argparse.ArgumentParser, run: argparse._ArgumentGroup) -> None:
-        parser.epilog = "games: " + "; ".join(f"{name}: {info.help}" for name, info in GAMES.items())
+        parser.epilog = "agents: " + "; ".join(f"{name}: {text}" for name, text in AGENTS.items()) + ". games: " + "; ".join(f"{name}: {info.help}" for name, info in GAMES.items())
         run.add_argument("--agent", help=f"self-play agent: {', '.join(AGENTS)}")
         run.add_argument("--env", help=f"the board game: {', '.join(GAMES)}")
         run.add_argument("--total-steps", type=int, help="training updates of the run (default: the game's preset)")
