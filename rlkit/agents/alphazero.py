@@ -49,15 +49,17 @@ class AlphaZeroConfig:
     """Weight of the noise in the root's priors during self-play (0: no noise)."""
     temperature_moves: int = 30
     """Self-play samples the first this many moves of a game in proportion to visit counts (temperature 1), then
-    plays the most visited move (temperature -> 0)."""
+    plays the most visited move (temperature -> 0). Arena games do the same (without noise), so that two fixed nets
+    do not play the same two games over and over; evaluation always plays the most visited move."""
     reuse_tree: bool = True
     """Keep the searched subtree below the move played for the next move's search."""
     games_per_iteration: int = 64
-    """Self-play games per iteration, played in lockstep so that the net evaluates their leaves as one batch."""
+    """Self-play games per iteration, played in lockstep so that the net evaluates their leaves as one batch (the
+    paper plays and trains asynchronously; iterations are AlphaGo Zero's and OpenSpiel's synchronous scheme)."""
     updates_per_iteration: int = 100
     """Training updates after each iteration's games (the run's steps count updates)."""
     buffer_size: int = 500_000
-    """Replay capacity in positions (the newest are kept)."""
+    """Replay capacity in positions, the newest kept (AlphaGo Zero kept the last 500,000 games)."""
     batch_size: int = 4096
     """Positions per update, drawn uniformly from replay."""
     channels: int = 256

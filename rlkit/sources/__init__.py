@@ -13,6 +13,7 @@ from rlkit.sources.async_ import A3CSource, Segment, WorkerReport
 from rlkit.sources.episodes import Episodes
 from rlkit.sources.replay import ReplaySource
 from rlkit.sources.rollout import RewardScaler, RolloutSource
+from rlkit.sources.selfplay import SelfPlaySource
 
 
 class Source(Protocol):
@@ -76,4 +77,4 @@ def make_rl_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky
 
 
 __all__ = ["Source", "make_rl_source", "SOURCE_KINDS", "Episodes", "ReplaySource", "RolloutSource", "RewardScaler",
-           "A3CSource", "Segment", "WorkerReport"]
+           "A3CSource", "Segment", "WorkerReport", "SelfPlaySource"]
