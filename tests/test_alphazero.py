@@ -26,7 +26,7 @@ from rlkit.errors import UserError  # noqa: E402
 from rlkit.jobs import JOBS, read_checkpoint, select_job  # noqa: E402
 from rlkit.planning import (MCTS, MCTSPlayer, Node, RandomPlayer, RolloutEvaluator, Tree, encode,  # noqa: E402
                             load_game, play_games, sample_action, visit_distribution, win_draw_loss)
-from rlkit.planning.games import input_shape  # noqa: E402
+from rlkit.planning.games import GAMES, input_shape  # noqa: E402
 from rlkit.planning.mcts import backup  # noqa: E402
 from rlkit.sources.selfplay import SelfPlaySource  # noqa: E402
 
@@ -343,6 +343,18 @@ def test_train_checkpoint_resume_and_evaluate(tmp_path, capsys):
     rows = {row["name"]: row for row in runs.main([str(tmp_path)])}
     assert rows["straight"]["agent"] == "alphazero" and rows["straight"]["env"] == "tic_tac_toe"
     assert rows["straight"]["status"] == "finished" and rows["straight"]["last"] == logged[-1]["eval/score"]
+
+
+@pytest.mark.parametrize("game", list(GAMES))
+def test_every_game_trains_checkpoints_and_evaluates(game, tmp_path):
+    run_dir = tmp_path / "run"
+    train.main(["--agent", "alphazero", "--env", game, "--simulations", "4", "--games-per-iteration", "2",
+                "--updates-per-iteration", "1", "--batch-size", "8", "--channels", "4", "--blocks", "1",
+                "--total-steps", "1", "--eval-games", "2", "--eval-mcts-simulations", "3", "--no-progress",
+                "--run-dir", str(run_dir)])
+    assert read_checkpoint(run_dir)["loop"]["steps"] == 1 and [e["step"] for e in evals(run_dir)] == [1]
+    result = evaluate.main([str(run_dir), "--json", "--games", "2"])
+    assert result["env"] == game and set(result["opponents"]) == {"random", "mcts3"}
 
 
 def test_a_garbled_or_strangers_checkpoint_is_one_line(tmp_path):

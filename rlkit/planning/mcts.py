@@ -132,7 +132,8 @@ class MCTS:
         simulations: simulations per search, beside the root's own expansion.
         rule: ``puct``, AlphaZero's ``Q(s,a) + C(s) P(s,a) sqrt(N(s)) / (1 + N(s,a))`` with
             ``C(s) = log((1 + N(s) + c_base) / c_base) + c_init``; or ``uct``, ``Q + c_init sqrt(ln N(s) / N(s,a))``
-            trying every move once first (the priors are not read).
+            trying every move once first (the priors are not read). ``N(s)`` counts the node's own evaluation
+            too (as OpenSpiel does), so a node's first simulation follows the priors rather than action order.
         c_init, c_base: the exploration constants (AlphaZero: 1.25 and 19652; with few simulations ``C(s)`` is
             about ``c_init``).
         dirichlet_alpha, dirichlet_epsilon: a search with ``explore`` mixes ``Dir(alpha)`` noise into the root's
