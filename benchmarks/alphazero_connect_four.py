@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=100, help="evaluation games per opponent (default: 100)")
     parser.add_argument("--mcts", type=int, nargs="+", default=[200, 1_000],
                         help="pure-MCTS opponents' simulations per move (default: 200 1000)")
+    parser.add_argument("--latest", action="store_true",
+                        help="evaluate the latest trained net, not the best one (the arena's winner)")
     parser.add_argument("extra", nargs="*", help="more train.py flags, after --")
     args = parser.parse_args()
 
@@ -66,11 +68,11 @@ def main() -> None:
                "training_seconds": round(loop.wall_time)}
     start = time.perf_counter()
     result = evaluate.main([str(args.run_dir), "--json", "--games", str(args.games), "--seed", "12345",
-                            "--mcts-simulations", *map(str, args.mcts)])
+                            "--mcts-simulations", *map(str, args.mcts), *(["--latest"] if args.latest else [])])
     eval_seconds = round(time.perf_counter() - start)
     print(f"\nAlphaZero on Connect Four, {args.minutes:g} min of training ({trained['training_seconds']} s): "
           f"{trained['updates']} updates, {trained['self_play_games']} self-play games, "
-          f"{trained['promotions']} promotions; {result['simulations']} simulations per move in evaluation")
+          f"{trained['promotions']} promotions; the {result['net']} net, {result['simulations']} simulations per move")
     print(f"{'opponent':<24} {'win':>6} {'draw':>6} {'loss':>6}   ({args.games} games each, {eval_seconds} s)")
     for name, wdl in result["opponents"].items():
         label = "random" if name == "random" else f"pure MCTS {name[4:]} sims"

@@ -74,17 +74,18 @@ def check_names(agent: str | None, env: str | None) -> None:
 
 
 def evaluate_player(learner: AlphaZero, game: Any, games: int, simulations: int, mcts: tuple[int, ...],
-                    seed: int) -> dict[str, float]:
-    """Win/draw/loss shares of the run's player (``learner.self_play_net`` searching ``simulations`` per move,
-    most visited move, no noise) against a uniformly random player and against pure MCTS at each count in
-    ``mcts``; ``score`` is the mean score (win 1, draw 1/2) over all opponents. Repeatable: seeded by ``seed``."""
+                    seed: int, latest: bool = False) -> dict[str, float]:
+    """Win/draw/loss shares of the run's player (``learner.self_play_net``, the best net, or with ``latest`` the
+    trained one, searching ``simulations`` per move, most visited move, no noise) against a uniformly random player
+    and against pure MCTS at each count in ``mcts``; ``score`` is the mean score (win 1, draw 1/2) over all
+    opponents. Repeatable: seeded by ``seed``."""
     num_actions = game.num_distinct_actions()
     opponents = {"random": RandomPlayer(seed)}
     for n in mcts:
         opponents[f"mcts{n}"] = MCTSPlayer(MCTS(RolloutEvaluator(num_actions, 1, seed + n), n, "uct", PURE_MCTS_C))
     metrics, scores = {}, []
     for name, opponent in opponents.items():
-        player = MCTSPlayer(learner.mcts(learner.self_play_net, simulations, seed))
+        player = MCTSPlayer(learner.mcts(learner.net if latest else learner.self_play_net, simulations, seed))
         result = win_draw_loss(play_games(game, [player, opponent], games, learner.config.reuse_tree))
         metrics.update({f"eval/{name}_{key}": value for key, value in result.items() if key != "score"})
         scores.append(result["score"])
@@ -196,6 +197,9 @@ class SelfPlayJob(Job):
         group.add_argument("--mcts-simulations", type=int, nargs="+", metavar="N",
                            help="pure-MCTS opponents' simulations per move, one opponent per count (default: the "
                                 "run's)")
+        group.add_argument("--latest", action="store_true",
+                           help="play the latest trained net instead of the best one (they differ where the last "
+                                "arena kept the older net)")
 
     def report(self, checkpoint: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         require_all([("--games", args.games, COUNT), ("--simulations", args.simulations, NON_NEGATIVE),
@@ -204,17 +208,18 @@ class SelfPlayJob(Job):
         warn_non_finite_weights(checkpoint)
         simulations = args.simulations or settings.eval_simulations or learner.config.simulations
         mcts = tuple(args.mcts_simulations or settings.eval_mcts)
-        metrics = evaluate_player(learner, game, args.games, simulations, mcts, args.seed)
+        metrics = evaluate_player(learner, game, args.games, simulations, mcts, args.seed, args.latest)
         opponents = ["random", *(f"mcts{n}" for n in mcts)]
         result = {"agent": settings.agent, "env": settings.env, "steps": checkpoint["loop"]["steps"],
-                  "games": args.games, "simulations": simulations, "score": metrics["eval/score"],
+                  "games": args.games, "simulations": simulations, "net": "latest" if args.latest else "best",
+                  "score": metrics["eval/score"],
                   "opponents": {name: {key: metrics[f"eval/{name}_{key}"] for key in ("win", "draw", "loss")}
                                 for name in opponents}}
         if args.json:
             print(json.dumps(result))
         else:
-            print(f"{settings.agent} on {settings.env} after {result['steps']} updates, {simulations} simulations "
-                  f"per move, {args.games} games per opponent:")
+            print(f"{settings.agent} on {settings.env} after {result['steps']} updates ({result['net']} net), "
+                  f"{simulations} simulations per move, {args.games} games per opponent:")
             for name, wdl in result["opponents"].items():
                 what = "random player" if name == "random" else f"pure MCTS, {name[4:]} simulations"
                 print(f"  vs {what}: win {100 * wdl['win']:.0f}%, draw {100 * wdl['draw']:.0f}%, "
