@@ -101,7 +101,8 @@ class SelfPlayJob(Job):
     best_metric = "eval/score"
 
     def add_flags(self, parser: argparse.ArgumentParser, run: argparse._ArgumentGroup) -> None:
-        parser.epilog = "agents: " + "; ".join(f"{name}: {text}" for name, text in AGENTS.items()) + ". games: " + "; ".join(f"{name}: {info.help}" for name, info in GAMES.items())
+        agents = "; ".join(f"{name}: {text}" for name, text in AGENTS.items())
+        parser.epilog = f"agents: {agents}. games: " + "; ".join(f"{name}: {info.help}" for name, info in GAMES.items())
         run.add_argument("--agent", help=f"self-play agent: {', '.join(AGENTS)}")
         run.add_argument("--env", help=f"the board game: {', '.join(GAMES)}")
         run.add_argument("--total-steps", type=int, help="training updates of the run (default: the game's preset)")

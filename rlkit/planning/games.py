@@ -64,9 +64,9 @@ def input_shape(game: Any) -> tuple[int, int, int]:
 
 def encode(state: Any) -> np.ndarray:
     """The net's input for ``state``: OpenSpiel's ``observation_tensor`` of the player to move, shaped as the game
-    says, and a plane of that player's index. The board planes are the same for both players in these games
-    (a plane per cell state: empty, or a piece of either player), so without the plane the net would have to count pieces to know
-    whose turn it is."""
+    says, and a plane of that player's index. The board planes are the same for both players in these games (a
+    plane per cell state: empty, or a piece of either player), so without the extra plane the net would have to
+    count pieces to know whose turn it is."""
     player = state.current_player()
     shape = state.get_game().observation_tensor_shape()
     planes = np.asarray(state.observation_tensor(player), dtype=np.float32).reshape(shape)
