@@ -36,6 +36,24 @@ def init_distributed(device: torch.device, allreduce: str = "builtin") -> tuple[
     return world()
 
 
+def init_actor_rpc(name: str) -> tuple[int, int]:
+    """(rank, world size) of this process in the rpc group torchrun describes (TensorPipe), joined as ``name``:
+    a replay learner and its actors (:mod:`rlkit.sources.actors`) talk over rpc only, with no process group, so
+    nothing else here waits for them in lockstep."""
+    global _rpc_joined
+    from torch.distributed import rpc
+
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    # one rpc thread per actor may wait for the learner to want its chunk: leave threads for the rest
+    options = rpc.TensorPipeRpcBackendOptions(num_worker_threads=max(16, 2 * world_size))
+    rpc.init_rpc(name, rank=rank, world_size=world_size, rpc_backend_options=options)
+    _rpc_joined = True
+    return rank, world_size
+
+
+_rpc_joined = False
+
+
 def use_allreduce(name: str) -> None:
     """Sum with ``name`` (one of :data:`ALLREDUCES`) in :func:`all_reduce_sum`, :func:`all_reduce_gradients`,
     :func:`average_metrics` and the DDP hook of :func:`ddp_comm_hook`. Every process must choose the same: in a
@@ -152,9 +170,15 @@ _ring_average_bucket.__annotations__ = {"state": Any, "bucket": dist.GradBucket,
 def shutdown() -> None:
     """Wait for every process to finish (the first one evaluates and saves last), then leave the group; leaving
     without it can abort a process while its peer still talks to it."""
+    global _rpc_joined
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    if _rpc_joined:
+        from torch.distributed import rpc
+
+        rpc.shutdown()  # graceful: waits for every process's outstanding calls
+        _rpc_joined = False
 
 
 def exit_without_teardown(code: int = 0) -> None:

@@ -331,6 +331,8 @@ class Loop:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_leftovers(self.run_dir)
         resumed_at = self.source.steps
+        if hasattr(self.source, "stop_at"):  # a source that steps ahead in a thread stops at the run's end
+            self.source.stop_at = cfg.total_steps
         if main and resumed_at:
             drop_later_evaluations(self.run_dir / "eval.jsonl", resumed_at)
         # A resumed run hides what a killed process logged after its checkpoint: those steps are played again.

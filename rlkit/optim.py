@@ -62,9 +62,9 @@ def make_adam(params: Any, lr: float, device: torch.device, **kwargs: Any) -> to
 
 def check_optimizer_states(owner: Any) -> None:
     """Every state tensor of every optimizer among ``owner``'s attributes has its parameter's shape (``step``: one
-    value). ``load_state_dict`` copies a loaded state as it is, and the fused Adam kernel trusts the shapes: a crafted
-    checkpoint whose ``exp_avg`` is shorter than its parameter makes the next step write out of bounds (heap
-    corruption, not an exception). Call this after loading, before any step.
+    value; L-BFGS: one value or a flat vector over all the parameters). ``load_state_dict`` copies a loaded state
+    as it is, and the fused Adam kernel trusts the shapes: a crafted checkpoint whose ``exp_avg`` is shorter than
+    its parameter makes the next step write out of bounds (heap corruption, not an exception). Call this after loading, before any step.
 
     Raises:
         UserError: naming the optimizer, the state and both shapes.
@@ -73,16 +73,23 @@ def check_optimizer_states(owner: Any) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             continue
         params = [p for group in optimizer.param_groups for p in group["params"]]
+        # L-BFGS keeps its state on the first parameter: flat vectors over all of them (and lists of those), scalars
+        flat = sum(p.numel() for p in params) if isinstance(optimizer, torch.optim.LBFGS) else 0
         for index, param in enumerate(params):
-            for key, value in optimizer.state.get(param, {}).items():
-                if not isinstance(value, torch.Tensor):
-                    continue
-                fits = value.numel() == 1 if key == "step" else value.shape == param.shape
-                if not fits:
-                    wanted = "one value" if key == "step" else f"shape {tuple(param.shape)}"
-                    raise UserError(f"the checkpoint's {name} state does not fit its parameters ({key} of parameter "
-                                    f"{index} has shape {tuple(value.shape)}, not {wanted}): pass a checkpoint "
-                                    "written by train.py")
+            for key, entry in optimizer.state.get(param, {}).items():
+                for value in entry if flat and isinstance(entry, list) else [entry]:
+                    if not isinstance(value, torch.Tensor):
+                        continue
+                    if flat:
+                        fits, wanted = value.numel() == 1 or value.shape == (flat,), f"one value or shape ({flat},)"
+                    elif key == "step":
+                        fits, wanted = value.numel() == 1, "one value"
+                    else:
+                        fits, wanted = value.shape == param.shape, f"shape {tuple(param.shape)}"
+                    if not fits:
+                        raise UserError(f"the checkpoint's {name} state does not fit its parameters ({key} of "
+                                        f"parameter {index} has shape {tuple(value.shape)}, not {wanted}): pass a "
+                                        "checkpoint written by train.py")
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -443,7 +443,7 @@ def test_command_line_makes_tiny_data_sets(tmp_path, capsys):
 def test_python_dash_m_runs_the_command_line():
     result = subprocess.run([sys.executable, "-m", "rlkit.data", "--help"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1], check=True)
-    for command in ("download", "verify", "extract-frames", "make-tiny"):
+    for command in ("download", "verify", "extract-frames", "extract-flow", "extract-features", "make-tiny"):
         assert command in result.stdout
 
 

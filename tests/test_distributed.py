@@ -59,8 +59,8 @@ def _process(rank: int, port: int, scenario: str, tmp: str) -> None:
             from rlkit.jobs.agent import AgentJob, AgentSettings
 
             try:
-                AgentJob().build(AgentSettings("dqn", "CartPole", 100), get_agent_spec("dqn").preset("other"),
-                                  Path(tmp) / "run")
+                AgentJob().build(AgentSettings("q-learning", "FrozenLake", 100),
+                                  get_agent_spec("q-learning").preset("other"), Path(tmp) / "run")
             except UserError as error:
                 torch.save({"error": str(error)}, Path(tmp) / f"rank{rank}.pt")
         else:
@@ -164,7 +164,9 @@ def test_ppo_update_under_two_processes_equals_one_process_on_the_whole_rollout(
     assert any(not torch.equal(ranks[0][key], before[key]) for key in before)
 
 
-def test_replay_agents_refuse_torchrun_with_one_line(tmp_path):
+def test_agents_of_one_process_refuse_torchrun_with_one_line(tmp_path):
+    """A tabular learner steps one table on one stream of experience: it refuses torchrun (the DQN family, DDPG,
+    TD3 and SAC run with actors there: tests/test_actors.py)."""
     ranks = _spawn("dqn", tmp_path)
     assert all("cannot run under torchrun" in r["error"] and "a2c, ppo" in r["error"] for r in ranks)
 

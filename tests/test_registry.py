@@ -164,6 +164,8 @@ SMALL_NET = {
     "densenet": ["--depth", "10", "--growth", "4"], "densenet121": ["--input-size", "32"],
     "frame-resnet18": [], "frame-resnet50": ["--freeze-except", "layer4", "fc"], "r3d18": ["--width", "0.125"],
     "cnn-lstm": ["--width", "0.125", "--lstm-hidden", "16"],
+    "flow-resnet18": ["--flow-stack", "4"], "flow-resnet50": ["--flow-stack", "4"],
+    "feature-lstm": ["--lstm-hidden", "16"],
 }
 """Per net, flags that make one update quick on a CPU; a net not listed here runs with its recipe's sizes."""
 VIDEO_FLAGS = ["--input-size", "32", "--clip-length", "8", "--test-frames", "4", "--test-clips", "2"]
@@ -183,6 +185,32 @@ def ucf(tmp_path_factory) -> Path:
     return make_tiny_ucf(tmp_path_factory.mktemp("ucf"), classes=3, videos_per_class=4, frames=16, size=32, seed=0)
 
 
+@pytest.fixture(scope="module")
+def ucf_flow(ucf, tmp_path_factory) -> list[str]:
+    """The flags of a flow net: the tiny UCF-101's optical flow."""
+    from rlkit.data.flow import extract_flow
+
+    out = tmp_path_factory.mktemp("flow")
+    extract_flow(ucf, out)
+    return ["--flow-dir", str(out)]
+
+
+@pytest.fixture(scope="module")
+def ucf_features(ucf, tmp_path_factory) -> list[str]:
+    """The flags of a feature net: the tiny UCF-101's frame-resnet18 features (random weights)."""
+    from rlkit.data.features import extract_features
+    from rlkit.jobs.video import frame_feature_extractor
+
+    out = tmp_path_factory.mktemp("features")
+    encode, transform, meta, device = frame_feature_extractor("frame-resnet18", input_size=32, device="cpu")
+    extract_features(ucf, out, encode, transform, meta, device=device)
+    return ["--features-dir", str(out)]
+
+
+INPUT_FIXTURES = {"flow": "ucf_flow", "features": "ucf_features"}
+"""Per kind of precomputed video input, the fixture giving its flags."""
+
+
 @pytest.mark.parametrize("net", list(NETS))
 def test_every_net_takes_one_update_saves_and_evaluates(net, request, tmp_path):
     """One update on tiny data in the official format, saved; evaluate.py rebuilds the net from the run directory,
@@ -190,9 +218,12 @@ def test_every_net_takes_one_update_saves_and_evaluates(net, request, tmp_path):
     deterministic in eval mode)."""
     video = is_video(NETS[net])
     task, data = ("ucf101", request.getfixturevalue("ucf")) if video else ("mnist", request.getfixturevalue("mnist"))
+    fixture = INPUT_FIXTURES.get(getattr(NETS[net], "input", ""))
+    inputs = request.getfixturevalue(fixture) if fixture else []
     run = tmp_path / "run"
     train.main(["--task", task, "--net", net, "--data-dir", str(data), "--max-steps", "1", "--batch-size", "4",
-                "--run-dir", str(run), "--no-progress", *SMALL_NET.get(net, []), *(VIDEO_FLAGS if video else [])])
+                "--run-dir", str(run), "--no-progress", *SMALL_NET.get(net, []), *(VIDEO_FLAGS if video else []),
+                *inputs])
     assert (run / "checkpoint.pt").is_file()
     first = evaluate.main([str(run), "--json"])
     assert first["net"] == net and first["task"] == task and first["steps"] == 1

@@ -85,7 +85,8 @@ def one_line(error: pytest.ExceptionInfo) -> str:
 
 def test_registries_agree():
     assert {name for name, row in NETS.items() if row.job == "video"} == {"frame-resnet50", "frame-resnet18", "r3d18",
-                                                                          "cnn-lstm", "resnet3d-50"}
+                                                                          "cnn-lstm", "resnet3d-50", "flow-resnet18",
+                                                                          "flow-resnet50", "feature-lstm"}
     assert TASKS["ucf101"].videos and not any(info.videos for name, info in TASKS.items() if name != "ucf101")
     help_text = build_parser(JOBS["video"], {"task": "ucf101"}).format_help()
     for text in ("--fold", "--frames-dir", "--no-flip", "--clip-length", "--test-frames", "--test-clips",

@@ -72,6 +72,8 @@ class Agent(ABC):
     """The env families whose observations it can read (a table reads only toy text's, in "other")."""
     data_parallel: ClassVar[bool] = False
     """Whether it may run under torchrun (each process collects its own data, gradients are averaged)."""
+    remote_actors: ClassVar[bool] = False
+    """Whether it may run under torchrun as one learner fed by actor processes (:mod:`rlkit.sources.actors`)."""
 
     def __init__(self, config: Any, obs_space: gym.Space, action_space: gym.Space, device: str | torch.device,
                  total_steps: int, seed: int | None):
@@ -122,6 +124,19 @@ class Agent(ABC):
     def new_episodes(self, mask: np.ndarray) -> None:
         """Evaluation calls this with a mask of its sub-envs that start a new game (all of them after a reset), so
         an agent with a memory of the game (a recurrent policy) forgets it. Most agents ignore it."""
+
+    def acting_state(self) -> dict[str, Any]:
+        """What an actor process needs to act as this agent does (:mod:`rlkit.sources.actors` sends it): the
+        policy's weights, not the optimizers and targets. Defaults to the whole :meth:`state_dict`."""
+        return self.state_dict()
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        """Take what :meth:`acting_state` returned."""
+        self.load_state_dict(state)
+
+    def use_actor_exploration(self, index: int, count: int) -> None:
+        """Make this copy actor ``index`` of ``count`` remote actors. Agents whose actors explore alike apart from
+        their random draws (seeded per actor) ignore it; the DQN family gives each its own epsilon (Ape-X)."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class DDPG(Agent):
     config_class = DDPGConfig
     action_spaces = (gym.spaces.Box,)
     source_kind = "replay"
+    remote_actors = True
 
     def __init__(self, config: DDPGConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
@@ -143,6 +144,12 @@ class DDPG(Agent):
             polyak_update(self.critic_target, self.critic, c.tau)
             metrics["losses/actor_loss"] = actor_loss.item()
         return metrics
+
+    def acting_state(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict()}
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
 
     def state_dict(self) -> dict[str, Any]:
         return {

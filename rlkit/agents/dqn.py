@@ -224,6 +224,10 @@ class QNetwork(nn.Module):
         return q.view(len(q), -1, self.n_actions)
 
 
+APEX_EPSILON, APEX_ALPHA = 0.4, 7.0
+"""Ape-X's per-actor exploration: epsilon_i = APEX_EPSILON ** (1 + APEX_ALPHA * i / (N - 1)) (Horgan et al. 2018)."""
+
+
 class DQN(Agent):
     """Q-learning with a target network, replay and epsilon-greedy exploration, and the options above.
 
@@ -233,6 +237,7 @@ class DQN(Agent):
     config_class = DQNConfig
     action_spaces = (gym.spaces.Discrete,)
     source_kind = "replay"
+    remote_actors = True
 
     def __init__(
         self,
@@ -256,12 +261,15 @@ class DQN(Agent):
                             f"{obs_space.shape}: drop --augment")
         self.updates = 0
         self.last_target_sync = 0
+        self.actor_epsilon: float | None = None  # a remote actor's fixed epsilon (Ape-X), else the schedule's
         self.active_heads = np.zeros(0, dtype=np.int64)  # the head each sub-env follows in this episode
 
     # ------------------------------------------------------------------ acting
     @property
     def epsilon(self) -> float:
         c = self.config
+        if self.actor_epsilon is not None:
+            return self.actor_epsilon
         return linear_schedule(c.start_e, c.end_e, int(c.exploration_fraction * self.total_steps), self.step)
 
     def episode_start(self, mask: np.ndarray) -> None:
@@ -384,6 +392,20 @@ class DQN(Agent):
         self.last_target_sync = self.step
 
     # ------------------------------------------------------------------ saving
+    def use_actor_exploration(self, index: int, count: int) -> None:
+        """Actor i of N explores with epsilon_i = 0.4 ** (1 + 7 i / (N - 1)) for its whole life (Horgan et al.
+        2018, Ape-X), so some actors explore a lot and others barely; noisy nets and bootstrapped heads keep their
+        own exploration."""
+        if self.config.noisy or self.config.bootstrapped:
+            return
+        self.actor_epsilon = APEX_EPSILON ** (1 + APEX_ALPHA * index / (count - 1)) if count > 1 else APEX_EPSILON
+
+    def acting_state(self) -> dict[str, Any]:
+        return {"q_net": self.q_net.state_dict()}
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "q_net": self.q_net.state_dict(),

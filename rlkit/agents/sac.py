@@ -67,6 +67,7 @@ class SAC(Agent):
     config_class = SACConfig
     action_spaces = (gym.spaces.Box,)
     source_kind = "replay"
+    remote_actors = True
 
     def __init__(self, config: SACConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
@@ -131,6 +132,12 @@ class SAC(Agent):
         polyak_update(self.critic_target, self.critic, c.tau)
         metrics["losses/alpha"] = self.alpha
         return metrics
+
+    def acting_state(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict()}
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
 
     def state_dict(self) -> dict[str, Any]:
         return {

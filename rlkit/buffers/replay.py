@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -136,6 +137,7 @@ class ReplayBuffer:
         self.bootstrap_heads, self.bootstrap_prob = bootstrap_heads, bootstrap_prob
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()  # --overlap: an env thread adds while the update writes priorities
 
         frame_shape = self.obs_shape[1:] if frame_stack > 1 else self.obs_shape
         shape = (num_envs, self.slots)
@@ -184,29 +186,36 @@ class ReplayBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         next_obs: np.ndarray,
+        rings: np.ndarray | None = None,
     ) -> None:
-        """Add one step of every sub-env (arrays with a leading ``num_envs`` axis).
+        """Add one step of every sub-env (arrays with a leading ``num_envs`` axis), or of the sub-envs whose rings
+        ``rings`` lists (arrays with a leading ``len(rings)`` axis: remote actors each feed their own rings).
 
         ``next_obs`` is the true next observation (the last one of a finished game, not the reset one).
         """
-        for e in range(self.num_envs):
+        rings = range(self.num_envs) if rings is None else rings
+        with self.lock:
+            self._add(rings, obs, actions, rewards, terminated, truncated, next_obs)
+
+    def _add(self, rings, obs, actions, rewards, terminated, truncated, next_obs) -> None:
+        for i, e in enumerate(rings):
             last = self._last_next[e]
-            if last is None or not np.array_equal(last, obs[e]):
-                self._push_stack(e, obs[e])
-            s = (self.cursor[e] - 1) % self.slots  # the slot now holding obs[e]
-            self.actions[e, s] = actions[e]
-            self.rewards[e, s] = rewards[e]
-            self.terminated[e, s] = terminated[e]
-            self.truncated[e, s] = truncated[e]
+            if last is None or not np.array_equal(last, obs[i]):
+                self._push_stack(e, obs[i])
+            s = (self.cursor[e] - 1) % self.slots  # the slot now holding obs[i]
+            self.actions[e, s] = actions[i]
+            self.rewards[e, s] = rewards[i]
+            self.terminated[e, s] = terminated[i]
+            self.truncated[e, s] = truncated[i]
             if self.masks is not None:
                 self.masks[e, s] = self.rng.random(self.bootstrap_heads) < self.bootstrap_prob
-            self._push_frame(e, next_obs[e][-1] if self.frame_stack > 1 else next_obs[e])
+            self._push_frame(e, next_obs[i][-1] if self.frame_stack > 1 else next_obs[i])
             self.valid[e, s] = True
             self.num_valid += 1
             if self.tree is not None:
                 self.tree.set(e * self.slots + s, self.max_priority**self.alpha)
-            self._last_next[e] = np.array(next_obs[e], copy=True)
-        self.added += self.num_envs
+            self._last_next[e] = np.array(next_obs[i], copy=True)
+        self.added += len(rings)
 
     def _push_stack(self, e: int, obs: np.ndarray) -> None:
         """Start a new sequence with ``obs``: zero history is implied by a start mark, any other is stored."""
@@ -311,9 +320,10 @@ class ReplayBuffer:
         if isinstance(td_errors, torch.Tensor):
             td_errors = td_errors.detach().abs().cpu().numpy()
         priorities = np.abs(np.asarray(td_errors, dtype=np.float64)) + self.priority_eps
-        keep = self.valid.reshape(-1)[flat_indices]
-        self.max_priority = max(self.max_priority, float(priorities.max()))
-        self.tree.set(flat_indices[keep], priorities[keep] ** self.alpha)
+        with self.lock:
+            keep = self.valid.reshape(-1)[flat_indices]
+            self.max_priority = max(self.max_priority, float(priorities.max()))
+            self.tree.set(flat_indices[keep], priorities[keep] ** self.alpha)
 
     # ------------------------------------------------------------------ saving
     def state_dict(self) -> dict[str, Any]:
@@ -367,7 +377,14 @@ class ReplayBuffer:
         """Restore what :meth:`save` wrote; anything else (damaged, foreign, holding pickles) is a one-line error."""
         try:
             with np.load(path, allow_pickle=False) as data:
+                rings = data["cursor"].shape if "cursor" in data.files else None
+                if rings is not None and rings != (self.num_envs,):
+                    raise UserError(f"{path} holds replay of {rings[0]} sub-envs and this run feeds {self.num_envs} "
+                                    "(actors x --num-envs under torchrun): resume with the run's processes and "
+                                    "--num-envs, or delete it (replay then refills before updates resume)")
                 self.load_state_dict({key: data[key] for key in data.files})
+        except UserError:
+            raise
         except Exception as error:  # np.load raises many kinds on foreign bytes; allow_pickle=False runs none
             raise UserError(f"{path} is damaged or not a replay file written by rlkit ({type(error).__name__}): "
                             f"delete it to resume without it (replay then refills before updates resume)") from None

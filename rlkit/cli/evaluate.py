@@ -6,7 +6,8 @@ raw returns. For a classifier: prints its top-1 and top-5 accuracy on the task's
 Monte Carlo dropout instead of the standard scaling rule). For a GAN: a sample grid, the critic's class accuracy and,
 with ``--judge``, the class-conditional accuracy of its samples. For a video classifier (UCF-101): top-1/5/10 per
 video, the best and worst classes and the most confused pairs, written with the confusion matrix to ``report.json``
-and ``confusion.png`` in the run directory (``--fuse RUN_DIR`` combines two runs' per-video scores).
+and ``confusion.png`` in the run directory (``--fuse RUN_DIR`` combines two runs' per-video scores, e.g. the
+spatial and the temporal stream of a two-stream net).
 ``python evaluate.py RUN1 RUN2 ... --ensemble`` averages classifier runs' probabilities (each run's scores and the
 ensemble's).
 ``python evaluate.py RUN_DIR --help`` lists the flags for that run's kind.

@@ -28,7 +28,7 @@ from rlkit.loop import Interrupted
 from rlkit.runlock import RunLock
 
 SELECTORS = ("agent", "env", "task", "net")
-ALWAYS_OVERRIDABLE = ("resume", "device", "threads", "allreduce", "no_progress", "print_config", "stretch_schedules")
+ALWAYS_OVERRIDABLE = ("resume", "device", "threads", "allreduce", "overlap", "no_progress", "print_config", "stretch_schedules")
 
 
 def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentParser:
@@ -82,6 +82,8 @@ def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> t
     settings.threads = args.threads or 0
     settings.progress = not args.no_progress
     settings.allreduce = args.allreduce or settings.allreduce  # how to sum, not what is trained: kept unless given
+    if getattr(args, "overlap", None):  # how to schedule acting, likewise
+        settings.overlap = args.overlap
     job.resume(settings, args, checkpoint.get("loop", {}).get("steps", 0))
     run_dir = args.resume if args.resume.is_dir() else args.resume.parent
     return settings, config, run_dir

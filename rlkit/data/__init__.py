@@ -5,10 +5,12 @@ clips, and tiny format-exact data sets for tests.
 * :mod:`rlkit.data.registry`: the image data sets (``DATASETS``), :func:`load_dataset`, :func:`verify`,
   :func:`download`.
 * :mod:`rlkit.data.ucf101`: UCF-101's split lists, videos and frame folders, frame sampling, :class:`VideoDataset`.
+* :mod:`rlkit.data.flow`: Farneback optical flow, stored quantized per video, read as stacks of flow fields.
+* :mod:`rlkit.data.features`: per-frame features of a frame net, one array per video.
 * :mod:`rlkit.data.transforms`: one transform library for image batches ``(B, C, H, W)`` and clips
   ``(B, ..., C, H, W)`` (imported as a module: ``from rlkit.data import transforms as T``).
 * :mod:`rlkit.data.fixtures`: writers of tiny data sets in the official formats.
-* ``python -m rlkit.data``: download, verify, extract-frames, make-tiny.
+* ``python -m rlkit.data``: download, verify, extract-frames, extract-flow, extract-features, make-tiny.
 
 Modules inside this package import from each other's submodules, never from this file, and nothing here imports
 the learners, agents, sources or jobs that use the data.

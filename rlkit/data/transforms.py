@@ -34,6 +34,8 @@ STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # what torchvision's pretrained weights expect
 }
+FLOW_STATS = ((0.5, 0.5), (0.5, 0.5))
+"""Quantized optical flow (x, y) scaled to [0, 1] -> [-1, 1], i.e. flow / bound: no motion is about 0."""
 KINETICS_STATS = ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989))
 """Mean and std of Kinetics-400 frames in [0, 1]: what torchvision's video weights (r3d_18, r2plus1d_18) expect."""
 
@@ -218,6 +220,34 @@ class RandomHorizontalFlip:
         return f"RandomHorizontalFlip(p={self.p})"
 
 
+class FlowHorizontalFlip:
+    """Mirror left-right the flow fields ``(B, ..., 2, H, W)`` (x component first, quantized flow in [0, 1]) of the
+    samples chosen by ``torch.rand(B, generator=generator) < p``: a mirrored video moves the other way, so the x
+    component also changes sign (``1 - x`` on the [0, 1] scale)."""
+
+    def __init__(self, p: float = 0.5):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        chosen = _rand(_check_batch(x, "FlowHorizontalFlip").shape[0], generator) < self.p
+        if x.shape[-3] != 2:
+            raise ValueError(f"FlowHorizontalFlip expects (x, y) flow at dimension -3, got shape {tuple(x.shape)}")
+        mirrored = x.flip(-1)
+        mirrored = torch.cat([1 - mirrored[..., :1, :, :], mirrored[..., 1:, :, :]], dim=-3)
+        return torch.where(_per_sample(chosen, x), mirrored, x)
+
+    def __repr__(self) -> str:
+        return f"FlowHorizontalFlip(p={self.p})"
+
+
+def stack_flow(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stacks of L flow fields ``(..., L, 2, H, W)`` -> ``(..., 2L, H, W)``, channels x1, y1, x2, y2, ...: the
+    temporal net's input (put it last)."""
+    return x.flatten(-4, -3)
+
+
 class RandomResizedCrop:
     """Cut from each sample a window of ``scale`` (70-100%) of the picture's area with an aspect ratio
     (width/height) in ``ratio``, the same window on every frame of a video, and resize it to ``size``. Float
@@ -360,4 +390,19 @@ def make_video_transforms(size: int | Sequence[int],
     tail: list[Any] = [Normalize(*stats)] + ([to_channels_first_clips] if channels_first_clips else [])
     augmentation = ([RandomResizedCrop(size), *([RandomHorizontalFlip()] if flip else []), BrightnessJitter()]
                     if augment else [Resize(size)])
+    return Compose([to_float, *augmentation, *tail]), Compose([to_float, Resize(size), *tail])
+
+
+def make_flow_transforms(size: int | Sequence[int], augment: bool = True, flip: bool = True
+                         ) -> tuple[Compose, Compose]:
+    """(training, evaluation) pipelines from uint8 stacks of flow fields ``(B, ..., L, 2, H, W)`` to the temporal
+    net's ``(B, ..., 2L, H, W)`` in [-1, 1] (:data:`FLOW_STATS`).
+
+    Training: random crop of 70-100% of the area resized to ``size`` (one per stack; the flow values are kept, as
+    in the two-stream papers' multi-scale crops), a horizontal flip that also negates x (unless ``flip`` is False).
+    No brightness jitter: flow values are motion, not light. Evaluation: the whole field resized to ``size``.
+    """
+    tail: list[Any] = [Normalize(*FLOW_STATS), stack_flow]
+    augmentation = ([RandomResizedCrop(size), *([FlowHorizontalFlip()] if flip else [])] if augment
+                    else [Resize(size)])
     return Compose([to_float, *augmentation, *tail]), Compose([to_float, Resize(size), *tail])

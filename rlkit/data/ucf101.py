@@ -24,13 +24,14 @@ of film. Tiny data sets in this layout come from :func:`rlkit.data.fixtures.make
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -140,15 +141,15 @@ def video_folder(root: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- reading frames
-def _natural_key(path: Path) -> tuple:
-    # frame_2 before frame_10, whatever the zero padding
+def natural_key(path: Path) -> tuple:
+    """Sort key of numbered files: frame_2 before frame_10, whatever the zero padding."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
 
 
 def list_frame_files(folder: str | Path) -> list[Path]:
     """The JPEG/PNG files of a frame folder in frame order (numbers in the names compared as numbers)."""
     folder = Path(folder)
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=natural_key)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -165,7 +166,7 @@ IndexPicker = Callable[[int], np.ndarray]
 """Given a video's frame count, the frame indices to read (any shape)."""
 
 
-def _gather(frames: dict[int, np.ndarray], indices: np.ndarray, where: Path) -> np.ndarray:
+def gather_frames(frames: dict[int, np.ndarray], indices: np.ndarray, where: Path) -> np.ndarray:
     """Stack ``frames[i]`` for every index; an index past the last frame read takes the last one (a container's
     header may promise a frame or two more than it decodes)."""
     if not frames:
@@ -183,7 +184,7 @@ def read_frame_folder(folder: str | Path, pick: IndexPicker) -> tuple[np.ndarray
         raise UserError(f"frame folder {folder} holds no .jpg or .png files: extract the video's frames again")
     indices = np.asarray(pick(len(files)))
     frames = {int(i): _read_image(files[int(i)]) for i in np.unique(indices)}
-    return _gather(frames, indices, folder), len(files)
+    return gather_frames(frames, indices, folder), len(files)
 
 
 def video_frame_count(path: str | Path) -> int:
@@ -231,7 +232,7 @@ def read_video(path: str | Path, pick: IndexPicker) -> tuple[np.ndarray, int]:
                 frames[previous[0]] = to_rgb.reformat(previous[1], format="rgb24").to_ndarray()
     except (av.error.FFmpegError, IndexError) as error:
         raise UserError(f"cannot decode video {path} ({error}): re-download it") from None
-    return _gather(frames, indices, path), count
+    return gather_frames(frames, indices, path), count
 
 
 def decode_video(path: str | Path) -> np.ndarray:
@@ -322,54 +323,110 @@ def _resize_uint8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(frames.float(), size).round_().clamp_(0, 255).to(torch.uint8)
 
 
+class SampleReader(Protocol):
+    """How a data set's sources (a video file, a folder of frames or of optical flow, a feature file) are read."""
+
+    def count(self, source: Path) -> int:
+        """Frames (or flow fields, or feature vectors) of ``source``."""
+        ...
+
+    def read(self, source: Path, pick: IndexPicker) -> torch.Tensor:
+        """Items ``pick(n)`` of ``source``: ``(*indices.shape, C, H, W)`` pictures or ``(*indices.shape, D)``
+        feature vectors."""
+        ...
+
+
+class MediaReader:
+    """Video files (decoded with PyAV) and frame folders (JPEG or PNG files), told apart by being a folder:
+    uint8 RGB ``(*indices.shape, 3, H, W)``."""
+
+    def count(self, source: Path) -> int:
+        return len(list_frame_files(source)) if source.is_dir() else video_frame_count(source)
+
+    def read(self, source: Path, pick: IndexPicker) -> torch.Tensor:
+        frames, _ = read_frame_folder(source, pick) if source.is_dir() else read_video(source, pick)
+        return torch.from_numpy(frames).movedim(-1, -3)
+
+
+MEDIA = MediaReader()
+
+
 class VideoDataset:
-    """Videos (files or frame folders) with labels; ``get(index, generator)`` -> (uint8 tensor, label).
+    """Videos (files or frame folders, or what ``reader`` reads) with labels; ``get(index, generator)`` ->
+    (tensor, label).
 
     Args:
-        sources: per video, a video file or a frame folder.
+        sources: per video, a video file or a frame folder (or a source of ``reader``).
         labels: per video, its 0-based class.
         classes: class names, indexed by label.
         sampling: which frames make a sample (:class:`RandomFrame`, :class:`EvenFrames`, :class:`RandomClip`,
             :class:`EvenClips`).
         size: ``(H, W)`` to resize every frame to when read (e.g. ``(128, 171)`` for the 3D nets' 112x112 crops),
             or None to keep it (UCF-101: 240x320).
+        reader: how a source is read (:data:`MEDIA`: video files and frame folders; optical flow and features have
+            their own, in :mod:`rlkit.data.flow` and :mod:`rlkit.data.features`).
     """
 
     def __init__(self, sources: Sequence[Path], labels: Sequence[int], classes: Sequence[str], sampling: Sampling,
-                 size: tuple[int, int] | None = None):
+                 size: tuple[int, int] | None = None, reader: SampleReader = MEDIA):
         if len(sources) != len(labels):
             raise ValueError(f"{len(sources)} sources but {len(labels)} labels")
         self.sources = [Path(s) for s in sources]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.classes = tuple(classes)
-        self.sampling, self.size = sampling, (tuple(size) if size else None)
+        self.sampling, self.size, self.reader = sampling, (tuple(size) if size else None), reader
 
     def __len__(self) -> int:
         return len(self.sources)
 
     def with_sampling(self, sampling: Sampling) -> VideoDataset:
         """The same videos, sampled another way."""
-        return VideoDataset(self.sources, self.labels, self.classes, sampling, self.size)
+        return VideoDataset(self.sources, self.labels, self.classes, sampling, self.size, self.reader)
+
+    def subset(self, rows: Sequence[int]) -> VideoDataset:
+        """The videos at ``rows``, sampled and read as these are."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return VideoDataset([self.sources[i] for i in rows], self.labels[rows], self.classes, self.sampling,
+                            self.size, self.reader)
 
     def num_frames(self, index: int) -> int:
         """Frames of video ``index``."""
-        source = self.sources[index]
-        return len(list_frame_files(source)) if source.is_dir() else video_frame_count(source)
+        return self.reader.count(self.sources[index])
 
     def read(self, index: int, pick: IndexPicker) -> torch.Tensor:
-        """Frames ``pick(n)`` of video ``index``: uint8 ``(*indices.shape, C, H, W)``."""
-        source = self.sources[index]
-        frames, _ = read_frame_folder(source, pick) if source.is_dir() else read_video(source, pick)
-        tensor = torch.from_numpy(frames).movedim(-1, -3)
+        """Frames ``pick(n)`` of video ``index``: ``(*indices.shape, C, H, W)`` (uint8 for frames)."""
+        tensor = self.reader.read(self.sources[index], pick)
         return _resize_uint8(tensor, self.size) if self.size else tensor.contiguous()
 
     def get(self, index: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
-        """Sample ``index``: (uint8 ``(*sampling shape, C, H, W)``, label). Random frame positions come from
+        """Sample ``index``: (``(*sampling shape, C, H, W)``, label). Random frame positions come from
         ``generator`` (the global one if None)."""
         return self.read(index, lambda n: self.sampling.indices(n, generator)), int(self.labels[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.get(index)
+
+
+def listed_sources(root: str | Path, split: str, fold: int, folder: str | Path, locate: Callable[[Path, str], Path],
+                   exists: Callable[[Path], bool], what: str, fix: str) -> tuple[list[Path], UCF101Split]:
+    """Where each video of a split list is under ``folder`` (``locate(folder, "Class/v_x.avi")``), every one
+    checked with ``exists``: (paths, the split).
+
+    Raises:
+        UserError: one line naming the first ``what`` missing, how many more are, and ``fix``.
+    """
+    listing = read_split(root, split, fold)
+    sources = [locate(Path(folder), entry.name) for entry in listing.videos]
+    missing = [s for s in sources if not exists(s)]
+    if missing:
+        more = f" (and {len(missing) - 1} more of the {len(sources)} listed)" if len(missing) > 1 else ""
+        raise UserError(f"UCF-101 {split} split {fold}: {what} {missing[0]} not found{more}: {fix}")
+    return sources, listing
+
+
+def folder_of(folder: Path, name: str) -> Path:
+    """Where a listed video (``Class/v_x.avi``) has its folder of frames or flow under ``folder``."""
+    return folder / Path(name).with_suffix("")
 
 
 def load_ucf101(root: str | Path, split: str, sampling: Sampling, fold: int = 1, frames_dir: str | Path | None = None,
@@ -390,22 +447,14 @@ def load_ucf101(root: str | Path, split: str, sampling: Sampling, fold: int = 1,
             the expected layout and where to get it).
     """
     root = Path(root)
-    listing = read_split(root, split, fold)
     if frames_dir is not None:
-        frames_dir = Path(frames_dir)
-        sources = [frames_dir / Path(entry.name).with_suffix("") for entry in listing.videos]
-        missing = [s for s in sources if not s.is_dir()]
         fix = (f"expected {frames_dir}/<Class>/<video name>/ of numbered .jpg or .png frames: run "
                f"`{EXTRACT_COMMAND.format(root=root, frames=frames_dir)}`")
-        what = "frame folder"
+        sources, listing = listed_sources(root, split, fold, frames_dir, folder_of, Path.is_dir, "frame folder",
+                                          fix)
     else:
-        folder = video_folder(root)
-        sources = [folder / entry.name for entry in listing.videos]
-        missing = [s for s in sources if not s.is_file()]
-        fix, what = _layout(root), "video"
-    if missing:
-        more = f" (and {len(missing) - 1} more of the {len(sources)} listed)" if len(missing) > 1 else ""
-        raise UserError(f"UCF-101 {split} split {fold}: {what} {missing[0]} not found{more}: {fix}")
+        sources, listing = listed_sources(root, split, fold, video_folder(root), lambda d, name: d / name,
+                                          Path.is_file, "video", _layout(root))
     return VideoDataset(sources, [entry.label for entry in listing.videos], listing.classes, sampling, size)
 
 
@@ -446,6 +495,52 @@ def predict_videos(score: Callable[[torch.Tensor], torch.Tensor], data: VideoDat
 
 
 # ---------------------------------------------------------------------------------------------------- frame folders
+def extract_per_video(root: str | Path, out: str | Path, write: Callable[[Path, Path], None], suffix: str = "") -> int:
+    """For every ``.avi`` under the class folders of ``root``, ``write(video, temp)`` writes what belongs to it into
+    ``temp``, which is renamed to ``out/<Class>/<video name><suffix>`` when complete: a folder (``suffix`` empty:
+    ``temp`` exists, empty) or a file (``temp`` is a path to create). What is already there is kept, so an
+    interrupted run resumes. Returns the number of videos done now."""
+    root, out = Path(root), Path(out)
+    videos = sorted(video_folder(root).glob("*/*.avi"))
+    if not videos:
+        raise UserError(f"no videos found under {video_folder(root)}: {_layout(root)}")
+    done = 0
+    for video in videos:
+        target = out / video.parent.name / (video.stem + suffix)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if suffix:
+            handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{video.stem}.", suffix=suffix)
+            os.close(handle)
+            temp = Path(name)
+        else:
+            temp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{video.stem}."))
+        try:
+            write(video, temp)
+            temp.rename(target)
+            done += 1
+        finally:
+            if temp.is_dir():
+                shutil.rmtree(temp)
+            elif temp.exists():
+                temp.unlink()
+    return done
+
+
+def all_frames(video: Path, frames_dir: str | Path | None = None) -> np.ndarray:
+    """Every frame of ``video``, uint8 ``(T, H, W, 3)`` RGB: decoded, or read from its folder under ``frames_dir``
+    (``frames_dir/<Class>/<video name>/``, as :func:`extract_frames` writes) when given."""
+    if frames_dir is None:
+        return decode_video(video)
+    folder = Path(frames_dir) / video.parent.name / video.stem
+    if not folder.is_dir():
+        command = EXTRACT_COMMAND.format(root=video.parent.parent, frames=frames_dir)
+        raise UserError(f"frame folder {folder} not found: run `{command}` first, or leave out --frames-dir to decode "
+                        "the videos")
+    return read_frame_folder(folder, np.arange)[0]
+
+
 def extract_frames(root: str | Path, out: str | Path, image_format: str = "jpg", quality: int = 95) -> int:
     """Decode every ``.avi`` under the class folders of ``root`` into ``out/<Class>/<video name>/frame_000001.jpg``...
     (the layout ``load_ucf101(..., frames_dir=out)`` reads). Folders already there are kept, so an interrupted
@@ -458,24 +553,10 @@ def extract_frames(root: str | Path, out: str | Path, image_format: str = "jpg",
 
     if image_format not in ("jpg", "png"):
         raise UserError(f"unknown frame format {image_format!r}: use jpg or png")
-    root, out = Path(root), Path(out)
-    videos = sorted(video_folder(root).glob("*/*.avi"))
-    if not videos:
-        raise UserError(f"no videos found under {video_folder(root)}: {_layout(root)}")
-    done = 0
-    for video in videos:
-        target = out / video.parent.name / video.stem
-        if target.is_dir():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{video.stem}."))
-        try:
-            for number, frame in enumerate(decode_video(video), start=1):
-                options = {"quality": quality} if image_format == "jpg" else {}
-                Image.fromarray(frame).save(temp / f"frame_{number:06d}.{image_format}", **options)
-            temp.rename(target)
-            done += 1
-        finally:
-            if temp.exists():
-                shutil.rmtree(temp)
-    return done
+    options = {"quality": quality} if image_format == "jpg" else {}
+
+    def write(video: Path, folder: Path) -> None:
+        for number, frame in enumerate(decode_video(video), start=1):
+            Image.fromarray(frame).save(folder / f"frame_{number:06d}.{image_format}", **options)
+
+    return extract_per_video(root, out, write)

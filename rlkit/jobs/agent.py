@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import torch
 
 from rlkit.agents import AGENTS, Agent, get_agent_spec
 from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all
-from rlkit.distributed import check_allreduce, init_distributed, is_main
+from rlkit.distributed import check_allreduce, init_actor_rpc, init_distributed, is_main, launched_by_torchrun
 from rlkit.envs import EpisodeSignals, Wrapper, make_env, parse_env_kwargs, resolve_env
 from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
 from rlkit.envs.custom import check_env_kwargs
@@ -31,7 +32,8 @@ from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
 from rlkit.loop import Loop, LoopConfig
 from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, pick_device, seed_everything,
                            set_threads)
-from rlkit.sources import make_rl_source
+from rlkit.sources import make_rl_source, replay_frame_stack
+from rlkit.sources.actors import Actor, ActorReplaySource, actor_name, serve
 from rlkit.video import add_video_gif
 
 REPLAY_FILE = "replay.npz"
@@ -44,6 +46,9 @@ ENVS_PER_CORE = 256
 CartPoles took minutes just to build."""
 WORKERS_PER_CORE = 4
 """A3C worker processes beyond this many per core only thrash."""
+
+
+OVERLAPS = ("off", "on")
 
 
 @dataclass
@@ -81,11 +86,23 @@ class AgentSettings:
     allreduce: str = "builtin"
     """Under torchrun: how the processes sum gradients, metrics and observation statistics, builtin or ring
     (:data:`rlkit.distributed.ALLREDUCES`); a single process ignores it."""
+    overlap: str = "off"
+    """``on``: a thread plays the env steps between updates during the update before them, with weights one update
+    old (:mod:`rlkit.sources.overlap`); ``off``: one after the other, reproducible bit for bit."""
+    actor_chunk_steps: int = 50
+    """Under torchrun, a replay learner's actors send their transitions every this many vector steps (Ape-X's
+    local buffer of 50)."""
+    actor_sync_updates: int = 100
+    """Under torchrun, a replay learner sends its actors new weights every this many updates."""
 
     def __post_init__(self) -> None:
         self.schedule_steps = self.schedule_steps or self.total_steps
         self.env_kwargs = check_env_kwargs(self.env_kwargs)
         check_allreduce(self.allreduce)
+        if self.overlap not in OVERLAPS:
+            raise UserError(f"unknown --overlap {self.overlap!r}: use one of {', '.join(OVERLAPS)}")
+        require_all((flag, value, COUNT) for flag, value in (
+            ("--actor-chunk-steps", self.actor_chunk_steps), ("--actor-sync-updates", self.actor_sync_updates)))
 
 
 def env_maker(settings: AgentSettings, wrappers: Sequence[Wrapper] = ()) -> Callable[..., EpisodeSignals]:
@@ -387,6 +404,18 @@ class AgentJob(Job):
                          help="env steps to train for (default: the agent's preset for the env's family)")
         run.add_argument("--num-envs", type=int,
                          help="sub-environments stepped together (default: the agent's preset, e.g. 8 for PPO on Atari)")
+        run.add_argument("--overlap", choices=OVERLAPS,
+                         help="DQN family, DDPG, TD3, SAC: 'on' plays the env steps between two updates in a thread "
+                              "during the first of them, acting with weights one update old (faster on 2+ cores; "
+                              "not bit-for-bit reproducible; may end a few steps past --total-steps); 'off' is "
+                              "exact. Kept by --resume unless given (default: off)")
+        run.add_argument("--actor-chunk-steps", type=int,
+                         help="under torchrun, DQN-family, DDPG, TD3 and SAC runs are one learner (process 0) fed by "
+                              "actors (the other processes): each actor sends its transitions every this many "
+                              "vector steps (default: 50)")
+        run.add_argument("--actor-sync-updates", type=int,
+                         help="under torchrun, the learner sends its actors new weights every this many updates "
+                              "(default: 100)")
         run.add_argument("--sticky-actions", action="store_true", default=None,
                          help="Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)")
         run.add_argument("--eval-episodes", type=int,
@@ -478,6 +507,8 @@ class AgentJob(Job):
             env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video), preset=args.preset or "",
             partially_observed=bool(args.partially_observed),
             allreduce=args.allreduce or "builtin",
+            **{name: getattr(args, name) for name in ("overlap", "actor_chunk_steps", "actor_sync_updates")
+               if getattr(args, name) is not None},
         )
         # again with the run's budget, which fits the preset's warm-up to it
         chosen = self.hyperparams({**names, "total_steps": total})
@@ -507,22 +538,45 @@ class AgentJob(Job):
         videos."""
         seed_everything(settings.seed)  # the same initial weights on every process under torchrun
         device = pick_device(settings.device)
-        rank, world_size = init_distributed(device, settings.allreduce)
         agent_class = get_agent_spec(settings.agent).agent_class
-        if world_size > 1 and not agent_class.data_parallel:
-            parallel = [name for name, spec in AGENTS.items() if spec.agent_class.data_parallel]
-            raise UserError(f"{settings.agent} learns from replay in one process and cannot run under torchrun: run "
-                            f"it without torchrun (data-parallel agents: {', '.join(parallel)})")
+        with_actors = launched_by_torchrun() and agent_class.remote_actors
+        if with_actors:
+            if settings.allreduce != "builtin":
+                raise UserError(f"--allreduce {settings.allreduce} sums the gradients of data-parallel runs; "
+                                f"{settings.agent} under torchrun is one learner fed by actors, which sums nothing: "
+                                "drop --allreduce")
+            rank, world_size = init_actor_rpc(actor_name(int(os.environ["RANK"])))
+        else:
+            rank, world_size = init_distributed(device, settings.allreduce)
+        if world_size > 1 and not (agent_class.data_parallel or with_actors):
+            parallel = [name for name, spec in AGENTS.items()
+                        if spec.agent_class.data_parallel or spec.agent_class.remote_actors]
+            raise UserError(f"{settings.agent} learns in one process and cannot run under torchrun: run it without "
+                            f"torchrun (agents that can: {', '.join(parallel)})")
         env_fn = env_maker(settings, wrappers)
         spaces = env_fn(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
         set_threads(settings.threads, large_convolutions=False)  # even the Nature CNN: see set_threads
         agent = build_agent(settings, config, spaces.single_observation_space, spaces.single_action_space, device)
-        env_id = spaces.resolved.env_id
+        env_id, frame_stack = spaces.resolved.env_id, replay_frame_stack(spaces)
         spaces.close()
+        if settings.overlap == "on" and (with_actors or not agent_class.remote_actors):
+            where = ("is one learner fed by actors under torchrun, which act apart already" if with_actors
+                     else "learns from its own steps in turn")
+            raise UserError(f"--overlap on plays env steps during updates of a replay learner (the DQN family, DDPG, "
+                            f"TD3, SAC) in one process; {settings.agent} {where}: drop --overlap")
+        if with_actors and rank > 0:
+            return self.build_actor(settings, agent, env_fn, frame_stack, rank, world_size, resume)
         if settings.capture_video and is_main():
             check_renders(settings.env, settings.env_kwargs, wrappers)  # before training, not at the first evaluation
-        source = make_rl_source(agent, settings.env, settings.num_envs, settings.seed, settings.sticky_actions,
-                                settings.total_steps, rank, env_fn)
+        if with_actors:
+            source = ActorReplaySource(agent, world_size - 1, settings.num_envs, frame_stack, settings.seed,
+                                       settings.actor_sync_updates)
+            serve(source)
+        else:
+            twin = (build_agent(settings, config, agent.obs_space, agent.action_space, device)
+                    if settings.overlap == "on" else None)
+            source = make_rl_source(agent, settings.env, settings.num_envs, settings.seed, settings.sticky_actions,
+                                    settings.total_steps, rank, env_fn, twin=twin)
 
         def evaluate() -> dict[str, float]:
             seed = settings.seed + EVAL_SEED_OFFSET
@@ -556,6 +610,16 @@ class AgentJob(Job):
             # The env's internal state is not in the checkpoint: start fresh games with a seed tied to the step.
             source.reset(seed=settings.seed + source.steps)
         return loop
+
+    def build_actor(self, settings: AgentSettings, agent: Agent, env_fn: Callable[..., EpisodeSignals],
+                    frame_stack: int, rank: int, world_size: int, resume: dict[str, Any] | None) -> Actor:
+        """Process ``rank`` > 0 of a replay learner under torchrun: an actor with envs and random draws of its own
+        (a resumed run's actors start new games, seeded by the step too); the learner sends it the weights."""
+        steps = resume["loop"]["steps"] if resume is not None else 0
+        seed = settings.seed + 100_000 * rank + steps
+        agent.rng = np.random.default_rng(seed)
+        env = env_fn(settings.env, settings.num_envs, seed=seed, sticky_actions=settings.sticky_actions)
+        return Actor(agent, env, frame_stack, rank - 1, world_size - 1, settings.actor_chunk_steps, seed)
 
     def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", wrappers: Sequence[Wrapper] = (),
                 **overrides: Any) -> tuple[Agent, AgentSettings]:

@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from rlkit.data.transforms import KINETICS_STATS, STATS
+from rlkit.data.features import read_feature_meta
+from rlkit.data.transforms import FLOW_STATS, KINETICS_STATS, STATS
 from rlkit.errors import UserError
 from rlkit.nets import densenet as densenets
 from rlkit.nets import recurrent
@@ -94,9 +95,18 @@ class VideoNet:
     """Accepts a --pretrained weight file (its head ``fc`` is replaced)."""
     reads: tuple[str, ...] = ()
     """The net-shape fields (:data:`SHAPE_FIELDS`) its builder reads; a flag for any other one is refused."""
+    input: str = "frames"
+    """What it reads: ``frames`` (video files or --frames-dir), ``flow`` (--flow-dir, stacks of --flow-stack flow
+    fields) or ``features`` (--features-dir, per-frame feature vectors)."""
+
+    @property
+    def unit(self) -> str:
+        """What one sample is called in metrics: frame, clip, stack (of flow fields) or sequence (of features)."""
+        return {"flow": "stack", "features": "sequence"}.get(self.input, "clip" if self.clips else "frame")
 
 
-SHAPE_FIELDS = ("width", "hidden", "conv_channels", "kernel_size", "depth", "growth", "lstm_hidden", "lstm_grid")
+SHAPE_FIELDS = ("width", "hidden", "conv_channels", "kernel_size", "depth", "growth", "lstm_hidden", "lstm_grid",
+                "flow_stack")
 """Config fields that shape one kind of net: a net that does not read one must not accept its flag silently."""
 
 
@@ -179,10 +189,25 @@ def _cnn_lstm(config: Any, classes: int) -> nn.Module:
                               grid=config.lstm_grid)
 
 
+def _flow_net(name: str) -> Callable[[Any, int], nn.Module]:
+    def build(config: Any, classes: int) -> nn.Module:
+        return getattr(video_nets, f"flow_{name}")(num_classes=classes, stack=config.flow_stack)
+
+    return build
+
+
+def _feature_lstm(config: Any, classes: int) -> nn.Module:
+    # The LSTM's input width is the features' own, recorded when they were extracted.
+    dim = int(read_feature_meta(config.features_dir)["dim"])
+    return video_nets.FeatureLSTM(dim, classes, hidden=config.lstm_hidden, dropout=config.dropout)
+
+
 _NUMPY_RECIPE = {"optimizer": "sgd", "momentum": 0.0, "schedule": "step", "step_epochs": 5, "gamma": 0.1,
                  "augment": False}
 _IMAGENET = {"epochs": 5, "learning_rate": 1e-4, "input_size": 224}
 _FRAMES = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-4, "input_size": 224}
+# Simonyan and Zisserman test each video on 25 stacks of 10 flow fields; the whole net is fine-tuned.
+_FLOW = {**_FRAMES, "test_clips": 25, "flow_stack": 10}
 
 NETS: dict[str, ImageNet | GANNet | VideoNet] = {
     "numpy-mlp": ImageNet(_numpy_mlp, {**_NUMPY_RECIPE, "epochs": 10, "batch_size": 32, "learning_rate": 0.1},
@@ -237,6 +262,18 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
     "cnn-lstm": VideoNet(_cnn_lstm, {"epochs": 20, "batch_size": 16, "input_size": 112},
                          "UCF-101 from clips: the course's ResNet per frame and an LSTM over the frames",
                          clips=True, pretrained=False, reads=("width", "lstm_hidden", "lstm_grid")),
+    **{f"flow-{name}": VideoNet(_flow_net(name), _FLOW,
+                                f"UCF-101's temporal stream (two-stream networks): an ImageNet {label} "
+                                "on stacks of --flow-stack optical-flow fields from --flow-dir (python -m rlkit.data "
+                                "extract-flow); --pretrained FILE initializes conv1 by cross-modality averaging",
+                                clips=True, stats=FLOW_STATS, input="flow", reads=("flow_stack",))
+       for name, label in (("resnet18", "ResNet-18"), ("resnet50", "ResNet-50"))},
+    # The course's earlier assignment 6: an LSTM over per-frame features (1024-d there) of a pretrained net.
+    "feature-lstm": VideoNet(_feature_lstm, {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "dropout": 0.5,
+                                             "lstm_hidden": 512, "clip_length": 16},
+                             "UCF-101 from per-frame features (python -m rlkit.data extract-features --net NET): an "
+                             "LSTM over --clip-length feature vectors from --features-dir",
+                             clips=True, pretrained=False, input="features", reads=("lstm_hidden",)),
 }
 
 

@@ -49,6 +49,10 @@ def default_data_dir(task: str) -> str:
     return str(Path("data") / get_task(task).dataset)
 
 
+LBFGS_LEARNING_RATE = 1.0
+"""--optimizer lbfgs without --learning-rate: torch.optim.LBFGS's default step."""
+
+
 class SupervisedJob(Job):
     """``--task DATASET --net NET``: the flags, settings and loop schedule of every supervised kind."""
 
@@ -94,6 +98,11 @@ class SupervisedJob(Job):
             ("--seed", args.seed), ("--max-steps", args.max_steps), ("--eval-interval", args.eval_interval),
             ("--checkpoint-interval", args.checkpoint_interval), ("--threads", args.threads)) if value is not None)
         get_net(args.net)  # an unknown net is named as such before its flags are judged
+        if getattr(args, "optimizer", None) == "hessian-free" and args.learning_rate is not None:
+            raise UserError("--optimizer hessian-free takes no learning rate (CG, its damping and its line search "
+                            "size each step): drop --learning-rate")
+        if getattr(args, "optimizer", None) == "lbfgs" and args.learning_rate is None:
+            args.learning_rate = LBFGS_LEARNING_RATE  # its line search's first trial step, not Adam's 1e-3
         check_shape_flags(args.net, args)
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)

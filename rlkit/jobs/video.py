@@ -1,6 +1,8 @@
 """UCF-101 action recognition runs (``--task ucf101``, assignment 6) on the shared loop: a video net trained as a
-classifier on single frames (``frame-resnet50``, ``frame-resnet18``) or clips (``r3d18``, ``cnn-lstm``), and scored
-per video by summing the log-probabilities of evenly spaced frames or clips.
+classifier on single frames (``frame-resnet50``, ``frame-resnet18``), clips (``r3d18``, ``cnn-lstm``), stacks of
+optical flow (``flow-resnet18``, ``flow-resnet50``: the temporal stream of a two-stream net) or sequences of
+precomputed frame features (``feature-lstm``), and scored per video by summing the log-probabilities of evenly
+spaced frames, clips, stacks or sequences.
 
 The learner is :class:`rlkit.supervised.classifier.Classifier` (cross-entropy, the optimizer and schedule of the
 config); what differs from an image run is the data (:mod:`rlkit.data.ucf101`), the nets
@@ -22,9 +24,11 @@ import torch
 from rlkit.analysis.metrics import classification_report, save_confusion_png, topk_accuracy
 from rlkit.data import transforms as T
 from rlkit.data import ucf101 as V
+from rlkit.data.features import load_ucf101_features
+from rlkit.data.flow import load_ucf101_flow
 from rlkit.errors import UserError
 from rlkit.jobs.base import load_learner
-from rlkit.jobs.catalog import VideoNet, check_pair, get_net
+from rlkit.jobs.catalog import NETS, VideoNet, check_pair, get_net
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
@@ -46,9 +50,11 @@ class VideoConfig(ClassifierConfig):
     """Frames (frame nets) or clips (clip nets) per update, one per video."""
     augment: bool = True
     """Per training video: a random crop of 70-100% of the frame area resized to --input-size, a horizontal flip
-    (unless --no-flip) and brightness +-20%, the same on every frame of a clip."""
+    (unless --no-flip) and brightness +-20%, the same on every frame of a clip (flow nets: the crop and the flip,
+    which negates the x flow; feature-lstm: none)."""
     dropout: float = 0.2
-    """cnn-lstm: dropout after the encoder's stem and on the LSTM's last state (the ResNets have none)."""
+    """cnn-lstm: dropout after the encoder's stem and on the LSTM's last state; feature-lstm: on the features and
+    the LSTM's last output (the ResNets have none)."""
     width: float = 1.0
     """r3d18, resnet3d-50 and cnn-lstm: multiplies every channel count (1: the published widths; the frame nets
     keep theirs)."""
@@ -63,11 +69,20 @@ class VideoConfig(ClassifierConfig):
     flip: bool = True
     """Mirror training videos at random (--no-flip where the label is a direction of motion)."""
     clip_length: int = 16
-    """Frames per clip (r3d18, resnet3d-50, cnn-lstm)."""
+    """Frames per clip (r3d18, resnet3d-50, cnn-lstm); feature vectors per sequence (feature-lstm)."""
+    flow_dir: str = ""
+    """Flow nets: the folder of optical flow written by python -m rlkit.data extract-flow (<Class>/<video
+    name>/x_000001.jpg, y_000001.jpg, ...)."""
+    flow_stack: int = 10
+    """Flow nets: consecutive flow fields per stack; the net's first layer takes twice as many channels."""
+    features_dir: str = ""
+    """feature-lstm: the folder of per-frame features written by python -m rlkit.data extract-features
+    (<Class>/<video name>.npy)."""
     test_frames: int = 25
     """Frame nets: evenly spaced frames whose log-probabilities are summed per test video."""
     test_clips: int = 10
-    """Clip nets: evenly spaced clips whose log-probabilities are summed per test video."""
+    """Clip, flow and feature nets: evenly spaced clips (stacks, sequences) whose log-probabilities are summed per
+    test video."""
     eval_videos: int = 0
     """Evaluate during training on this many evenly spaced test videos (0: all of them; evaluate.py always uses
     all)."""
@@ -86,7 +101,8 @@ class VideoConfig(ClassifierConfig):
             if getattr(self, name) != getattr(defaults, name):
                 raise UserError(f"--{name.replace('_', '-')} picks an image classifier's augmentation; video runs "
                                 f"crop, flip and jitter as --augment describes: drop --{name.replace('_', '-')}")
-        for name in ("input_size", "clip_length", "test_frames", "test_clips", "lstm_hidden", "lstm_grid"):
+        for name in ("input_size", "clip_length", "test_frames", "test_clips", "lstm_hidden", "lstm_grid",
+                     "flow_stack"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
 
@@ -108,11 +124,53 @@ class VideoParts:
 
 
 def samplings(net: VideoNet, config: VideoConfig) -> tuple[V.Sampling, V.Sampling]:
-    """(training, test) frame sampling: a random frame and evenly spaced ones, or a random clip and evenly
-    spaced ones."""
+    """(training, test) frame sampling: a random frame and evenly spaced ones, or a random clip (stack of flow
+    fields, sequence of features) and evenly spaced ones."""
+    if net.input == "flow":
+        return V.RandomClip(config.flow_stack), V.EvenClips(config.flow_stack, config.test_clips)
     if net.clips:
         return V.RandomClip(config.clip_length), V.EvenClips(config.clip_length, config.test_clips)
     return V.RandomFrame(), V.EvenFrames(config.test_frames)
+
+
+INPUT_FOLDERS = {"frames": "frames_dir", "flow": "flow_dir", "features": "features_dir"}
+"""The config field naming where each kind of net input lives."""
+
+
+def check_inputs(name: str, net: VideoNet, config: VideoConfig) -> None:
+    """A flow or feature net needs its folder; a folder the net does not read is refused (one line each)."""
+    own = INPUT_FOLDERS[net.input]
+    for kind, field in INPUT_FOLDERS.items():
+        flag = "--" + field.replace("_", "-")
+        if field != own and getattr(config, field):
+            users = ", ".join(n for n, row in NETS.items() if getattr(row, "input", None) == kind)
+            raise UserError(f"{flag} feeds {users}; {name} reads {net.input}: drop {flag}")
+    if net.input != "frames" and not getattr(config, own):
+        command = {"flow": "extract-flow --data-dir DATA_DIR --out FLOW_DIR",
+                   "features": "extract-features --net frame-resnet50 --data-dir DATA_DIR --out FEATURES_DIR"}
+        raise UserError(f"{name} reads precomputed {net.input}: pass --{own.replace('_', '-')} DIR, written by "
+                        f"`python -m rlkit.data {command[net.input]}`")
+
+
+def load_split(settings: SupervisedSettings, config: VideoConfig, net: VideoNet, split: str, sampling: V.Sampling
+               ) -> V.VideoDataset:
+    """A split of what the net reads: videos or frame folders, flow folders or feature files."""
+    if net.input == "flow":
+        return load_ucf101_flow(settings.data_dir, split, sampling, config.fold, config.flow_dir)
+    if net.input == "features":
+        return load_ucf101_features(settings.data_dir, split, sampling, config.fold, config.features_dir)
+    return V.load_ucf101(settings.data_dir, split, sampling, config.fold, config.frames_dir or None)
+
+
+def make_transforms(net: VideoNet, config: VideoConfig) -> tuple[Any, Any]:
+    """(training, evaluation) transforms of the net's input: frames and clips, flow stacks, or none for
+    features."""
+    if net.input == "features":
+        return None, None
+    if net.input == "flow":
+        return T.make_flow_transforms(config.input_size, augment=config.augment, flip=config.flip)
+    return T.make_video_transforms(config.input_size, net.stats, augment=config.augment, flip=config.flip,
+                                   channels_first_clips=net.channels_first)
 
 
 def build_parts(settings: SupervisedSettings, config: VideoConfig, train: V.VideoDataset | None = None
@@ -120,24 +178,23 @@ def build_parts(settings: SupervisedSettings, config: VideoConfig, train: V.Vide
     """Read the test list (and size the schedule from ``train`` if given), build the net, load ``--pretrained``
     and freeze what ``--freeze-except`` leaves out."""
     net = get_net(settings.net)
-    test = V.load_ucf101(settings.data_dir, "test", samplings(net, config)[1], config.fold,
-                         config.frames_dir or None)
+    check_inputs(settings.net, net, config)
+    test = load_split(settings, config, net, "test", samplings(net, config)[1])
     if train is not None and train.classes != test.classes:
         raise UserError(f"the train and test lists of {settings.data_dir} name different classes: re-download "
                         f"the split lists from {V.UCF101_URL}")
     model = net.build(config, len(test.classes))
     if config.pretrained:
         if not net.pretrained:
-            raise UserError(f"{settings.net} trains from scratch: drop --pretrained (frame-resnet50, "
-                            "frame-resnet18, r3d18 and resnet3d-50 load weight files)")
+            loaders = ", ".join(n for n, row in NETS.items() if getattr(row, "pretrained", False))
+            raise UserError(f"{settings.net} trains from scratch: drop --pretrained ({loaders} load weight files)")
         load_pretrained(model, config.pretrained, skip=(head_name(model) + ".",))
     if config.freeze_except:
         freeze(model, config.freeze_except)
     device = pick_device(settings.device)
     steps_per_epoch = len(train) // config.batch_size if train is not None else 1
     learner = Classifier(model.to(device), config, max(steps_per_epoch, 1), device)
-    train_transform, eval_transform = T.make_video_transforms(
-        config.input_size, net.stats, augment=config.augment, flip=config.flip, channels_first_clips=net.channels_first)
+    train_transform, eval_transform = make_transforms(net, config)
     return VideoParts(learner, net, train_transform, eval_transform, test, device, config.batch_size)
 
 
@@ -147,8 +204,7 @@ def evenly_spaced_videos(data: V.VideoDataset, count: int) -> V.VideoDataset:
     ``len(data)``: all of them."""
     if count <= 0 or count >= len(data):
         return data
-    rows = np.unique(np.rint(np.linspace(0, len(data) - 1, count)).astype(np.int64))
-    return V.VideoDataset([data.sources[i] for i in rows], data.labels[rows], data.classes, data.sampling, data.size)
+    return data.subset(np.unique(np.rint(np.linspace(0, len(data) - 1, count)).astype(np.int64)))
 
 
 class VideoScores(NamedTuple):
@@ -161,7 +217,7 @@ class VideoScores(NamedTuple):
     samples: int
     """Frames or clips summed per video."""
     unit: str
-    """frame or clip."""
+    """frame, clip, stack (of flow fields) or sequence (of features)."""
     sample_accuracy: float
     """Top-1 accuracy of the single frames or clips."""
     sample_nll: float
@@ -197,7 +253,7 @@ def evaluate_videos(job: VideoParts, data: V.VideoDataset | None = None) -> Vide
     count = len(data) * samples
     names = tuple(f"{source.parent.name}/{source.stem}" for source in data.sources)
     return VideoScores(torch.cat(scores).numpy(), torch.cat(labels).numpy(), samples,
-                       "clip" if job.net.clips else "frame", correct / count, nll / count, names)
+                       job.net.unit, correct / count, nll / count, names)
 
 
 def fuse_scores(a: VideoScores, b: VideoScores, weight: float = 0.5) -> np.ndarray:
@@ -242,8 +298,9 @@ class VideoJob(SupervisedJob):
         check_pair(settings.task, settings.net)
         set_threads(settings.threads, large_convolutions=True)
         seed_everything(settings.seed)
-        train = V.load_ucf101(settings.data_dir, "train", samplings(get_net(settings.net), config)[0], config.fold,
-                              config.frames_dir or None)
+        net = get_net(settings.net)
+        check_inputs(settings.net, net, config)
+        train = load_split(settings, config, net, "train", samplings(net, config)[0])
         parts = build_parts(settings, config, train)
         source = VideoBatchSource(train, config.batch_size, settings.seed, parts.train_transform, parts.device)
         during_training = evenly_spaced_videos(parts.test, config.eval_videos)
@@ -252,15 +309,20 @@ class VideoJob(SupervisedJob):
                               lambda: evaluate_videos(parts, during_training).metrics())
 
     def rebuild(self, checkpoint: dict[str, Any], device: str = "auto", data_dir: str | None = None,
-                frames_dir: str | None = None, **overrides: Any) -> TrainedVideoClassifier:
-        """``data_dir`` and ``frames_dir`` replace the run's own (``frames_dir=""`` decodes the videos)."""
+                frames_dir: str | None = None, flow_dir: str | None = None, features_dir: str | None = None,
+                **overrides: Any) -> TrainedVideoClassifier:
+        """``data_dir`` and the folder of what the net reads (``frames_dir``, ``flow_dir``, ``features_dir``)
+        replace the run's own (``frames_dir=""`` decodes the videos); a folder of another kind of input is
+        ignored, so one set of flags serves two fused runs."""
         settings = self.data_dir_of(self.settings_from(checkpoint), data_dir)
         settings.device = device
         config = self.config_from(checkpoint, settings)
         # The trained weights replace any pretrained file, which need not exist where the run is evaluated.
         changes: dict[str, Any] = {"pretrained": ""}
-        if frames_dir is not None:
-            changes["frames_dir"] = frames_dir
+        field = INPUT_FOLDERS[get_net(settings.net).input]
+        folder = {"frames_dir": frames_dir, "flow_dir": flow_dir, "features_dir": features_dir}[field]
+        if folder is not None:
+            changes[field] = folder
         parts = build_parts(settings, dataclasses.replace(config, **changes))
         load_learner(parts.learner, checkpoint)
         return TrainedVideoClassifier(parts, settings, config)
@@ -270,6 +332,9 @@ class VideoJob(SupervisedJob):
         group.add_argument("--data-dir", help="folder of the test set (default: the one the run trained on)")
         group.add_argument("--frames-dir", help="read pre-extracted frames from this folder ('' decodes the videos; "
                                                 "default: what the run trained on)")
+        group.add_argument("--flow-dir", help="flow nets: read optical flow from this folder (default: the run's)")
+        group.add_argument("--features-dir", help="feature-lstm: read features from this folder (default: the "
+                                                  "run's)")
         group.add_argument("--out", type=Path, metavar="DIR",
                            help="where report.json and confusion.png go (default: the run directory)")
         group.add_argument("--fuse", type=Path, metavar="RUN_DIR",
@@ -278,7 +343,8 @@ class VideoJob(SupervisedJob):
                            help="weight of this run in the fusion, the rest on the other (default: 0.5)")
 
     def report(self, checkpoint: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-        run = self.rebuild(checkpoint, args.device, args.data_dir, args.frames_dir)
+        folders = {"frames_dir": args.frames_dir, "flow_dir": args.flow_dir, "features_dir": args.features_dir}
+        run = self.rebuild(checkpoint, args.device, args.data_dir, **folders)
         settings, config = run.settings, run.config
         own = evaluate_videos(run.parts)  # per-video sums of frame (or clip) log-probabilities
         scores, prefix = own.scores, ""
@@ -290,7 +356,7 @@ class VideoJob(SupervisedJob):
             if other_checkpoint.get("job") != self.kind:
                 raise UserError(f"--fuse {args.fuse} is a {other_checkpoint.get('job')!r} run: fuse two video "
                                 "classifier runs (--task ucf101)")
-            other_run = self.rebuild(other_checkpoint, args.device, args.data_dir, args.frames_dir)
+            other_run = self.rebuild(other_checkpoint, args.device, args.data_dir, **folders)
             other = evaluate_videos(other_run.parts)
             scores, prefix = fuse_scores(own, other, args.fuse_weight), "fused_"
             result["fused"] = {"with": str(args.fuse), "net": other_run.settings.net, "weight": args.fuse_weight,
@@ -314,3 +380,36 @@ class VideoJob(SupervisedJob):
             print(f"single {own.unit}s: top-1 {own.sample_accuracy:.2%}; confusion matrix in "
                   f"{result['confusion_png']}, report in {result['report_json']}")
         return result
+
+
+# ---------------------------------------------------------------------------------------------------- features
+def frame_feature_extractor(net_name: str, weights: str = "", input_size: int = 224, device: str = "auto"
+                            ) -> tuple[Any, Any, dict[str, Any], torch.device]:
+    """What :func:`rlkit.data.features.extract_features` needs to encode frames with the frame net ``net_name``
+    (``frame-resnet50``, ``frame-resnet18``; its head dropped): (encode, transform, meta, device). ``weights`` is a
+    state_dict file (an ImageNet ResNet's) or the directory of a video run of that net (its fine-tuned weights),
+    loaded without the head; without it the net is random."""
+    net = get_net(net_name)
+    if not isinstance(net, VideoNet) or net.clips or net.input != "frames":
+        frame_nets = ", ".join(n for n, row in NETS.items() if isinstance(row, VideoNet) and not row.clips
+                               and row.input == "frames")
+        raise UserError(f"--net {net_name} is not a frame net: extract features with one of {frame_nets}")
+    if input_size < 1:
+        raise UserError(f"--input-size must be positive, got {input_size}")
+    model = net.build(VideoConfig(), 0)
+    if weights and Path(weights).is_dir():
+        checkpoint = read_checkpoint(weights)
+        trained = checkpoint.get("settings", {}).get("net")
+        if checkpoint.get("job") != "video" or trained != net_name:
+            raise UserError(f"--weights {weights} is a {trained or checkpoint.get('job')} run, not a {net_name} "
+                            f"video run: pass --net {trained} or a weight file" if trained else
+                            f"--weights {weights} is not a video run: pass a {net_name} run or a weight file")
+        head = head_name(model) + "."
+        model.load_state_dict({k: v for k, v in checkpoint["learner"]["model"].items() if not k.startswith(head)})
+    elif weights:
+        load_pretrained(model, weights, skip=(head_name(model) + ".",))
+    where = pick_device(device)
+    model = model.to(where).eval()
+    transform = T.make_video_transforms(input_size, net.stats, augment=False)[1]
+    meta = {"net": net_name, "weights": str(weights), "input_size": input_size}
+    return model.features, transform, meta, where

@@ -98,12 +98,15 @@ def load_pretrained(model: nn.Module, path: str | Path, skip: Sequence[str] = ()
     A file without ``num_batches_tracked`` counters (torchvision's weights from before PyTorch 0.4.1) is accepted:
     those counters only matter for BatchNorm with ``momentum=None`` and keep the model's value. A model with a
     ``rename_legacy_keys(state) -> state`` method has the file's keys renamed by it first (torchvision's DenseNet
-    files use module names from before PyTorch 0.4).
+    files use module names from before PyTorch 0.4). A model with ``adapt_pretrained(state) -> state`` converts
+    the file's tensors next (:class:`rlkit.nets.video.FlowResNet` makes an RGB ``conv1`` take optical flow).
     """
     path = Path(path)
     state = _read_state_dict(path, model)
     if hasattr(model, "rename_legacy_keys"):
         state = model.rename_legacy_keys(state)
+    if hasattr(model, "adapt_pretrained"):
+        state = model.adapt_pretrained(state)
     own = model.state_dict()
     for prefix in skip:
         if not any(_under(k, prefix) for k in (*own, *state)):

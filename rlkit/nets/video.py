@@ -8,6 +8,9 @@ Input layouts, each the one its published weights or its usual code expect:
 * :class:`FrameClassifier`: frames ``(B, C, H, W)`` -> ``(B, K)`` for training on single frames, and videos
   ``(B, T, C, H, W)`` -> per-frame logits ``(B, T, K)``.
 * :class:`CNNLSTM`: clips ``(B, T, C, H, W)`` -> ``(B, K)``.
+* :class:`FlowResNet` (the temporal stream of a two-stream net): stacks of L optical-flow fields ``(B, 2L, H, W)``
+  -> ``(B, K)``, an ImageNet ResNet whose first layer takes 2L channels.
+* :class:`FeatureLSTM`: sequences of precomputed per-frame features ``(B, T, D)`` -> ``(B, K)``.
 
 A video is scored from several frames or clips by summing their log-probabilities (:func:`sum_log_probs`,
 :func:`video_log_probs`): the product of the per-frame distributions, the course's recipe. Two models are combined
@@ -26,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.nets.resnet import CifarResNet, init_resnet_weights, make_stage, resnet18, resnet50
+from rlkit.nets.recurrent import RecurrentCore
+from rlkit.nets.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, init_resnet_weights, make_stage, resnet18, \
+    resnet50
 
 KINETICS_CLASSES = 400
 """Outputs of the published Kinetics-400 heads (torchvision's ``r3d_18-b3b3357e.pth``, ``r2plus1d_18-91a641e6.pth``)."""
@@ -424,6 +429,83 @@ class CNNLSTM(nn.Module):
         """``(B, T, C, H, W)`` -> the last layer's hidden state after the last frame, ``(B, hidden)``."""
         _, (hidden, _) = self.lstm(self.frame_features(x))
         return self.dropout(hidden[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+# ---------------------------------------------------------------------------------------------------- two-stream
+def cross_modality_weight(rgb: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Cross-modality initialization (Wang et al. 2016, "Temporal Segment Networks"): the first convolution of an
+    RGB net ``(out, 3, kh, kw)`` -> ``(out, in_channels, kh, kw)``, every input channel the mean of the three RGB
+    ones, so a flow net starts from ImageNet's filters."""
+    if rgb.ndim != 4 or rgb.shape[1] != 3:
+        raise ValueError(f"expected an RGB convolution weight (out, 3, kh, kw), got shape {tuple(rgb.shape)}")
+    return rgb.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
+
+
+class FlowResNet(ResNet):
+    """The temporal stream of a two-stream net (Simonyan and Zisserman 2014): an ImageNet ResNet on stacks of
+    ``stack`` optical-flow fields, ``(B, 2 * stack, H, W)`` (x1, y1, x2, y2, ...) -> logits ``(B, K)``.
+
+    Its keys are torchvision's; only ``conv1.weight`` is ``(64, 2 * stack, 7, 7)``. An ImageNet weight file loads
+    with :func:`rlkit.nets.pretrained.load_pretrained`, which calls :meth:`adapt_pretrained` to turn the file's RGB
+    ``conv1`` into 2L channels by :func:`cross_modality_weight`.
+    """
+
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], num_classes: int,
+                 stack: int = 10, arch: str = "flow-resnet"):
+        if stack < 1:
+            raise ValueError(f"a flow stack holds at least one field, got {stack}")
+        super().__init__(block, layers, num_classes, in_channels=2 * stack, arch=arch)
+        self.stack = stack
+
+    def adapt_pretrained(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A file's RGB ``conv1.weight`` made 2L-channel (files of a flow net of this stack pass unchanged)."""
+        rgb = state.get("conv1.weight")
+        if rgb is None or rgb.ndim != 4 or rgb.shape[1] != 3 or self.conv1.in_channels == 3:
+            return state
+        return {**state, "conv1.weight": cross_modality_weight(rgb, self.conv1.in_channels)}
+
+
+def flow_resnet18(num_classes: int = 101, stack: int = 10) -> FlowResNet:
+    """ResNet-18 on stacks of ``stack`` flow fields."""
+    return FlowResNet(BasicBlock, (2, 2, 2, 2), num_classes, stack, arch="flow-resnet18")
+
+
+def flow_resnet50(num_classes: int = 101, stack: int = 10) -> FlowResNet:
+    """ResNet-50 on stacks of ``stack`` flow fields."""
+    return FlowResNet(Bottleneck, (3, 4, 6, 3), num_classes, stack, arch="flow-resnet50")
+
+
+# ---------------------------------------------------------------------------------------------------- features
+class FeatureLSTM(nn.Module):
+    """An LSTM over a video's precomputed per-frame features and a head on its last output (the course's earlier
+    assignment 6: features of a pretrained frame net, then an LSTM classifies the sequence).
+
+    Args:
+        in_features: width of each frame's features (2048 for a ResNet-50's).
+        num_classes: outputs of ``fc``; 0 makes the net an encoder of ``out_features`` = ``hidden``.
+        hidden: LSTM units.
+        num_layers: stacked LSTM layers.
+        dropout: on the features entering the LSTM and on its last output.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 512, num_layers: int = 1,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.core = RecurrentCore(in_features, hidden, "lstm", num_layers)
+        self.dropout = nn.Dropout(dropout)
+        self.in_features, self.out_features = in_features, hidden
+        self.fc = nn.Linear(hidden, num_classes) if num_classes else nn.Identity()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, in_features)`` -> the last layer's output after the last frame, ``(B, hidden)``."""
+        if x.ndim != 3 or x.shape[-1] != self.in_features:
+            raise ValueError(f"expected features (B, T, {self.in_features}), got shape {tuple(x.shape)}")
+        steps = self.dropout(x).transpose(0, 1)  # the core is time-major
+        out, _ = self.core(steps, self.core.initial_state(x.shape[0], x.device))
+        return self.dropout(out[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))

@@ -11,6 +11,7 @@ from rlkit.agents.base import Agent
 from rlkit.envs import EpisodeSignals, make_env
 from rlkit.sources.async_ import A3CSource, Segment, WorkerReport
 from rlkit.sources.episodes import Episodes
+from rlkit.sources.overlap import OverlappedReplaySource
 from rlkit.sources.replay import ReplaySource
 from rlkit.sources.rollout import RewardScaler, RolloutSource
 from rlkit.sources.selfplay import SelfPlaySource
@@ -41,11 +42,16 @@ class Source(Protocol):
 
 
 def _replay_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
-                   rank: int, env_fn: Callable[..., EpisodeSignals]) -> ReplaySource:
+                   rank: int, env_fn: Callable[..., EpisodeSignals], twin: Agent | None = None) -> ReplaySource:
     env = env_fn(env_name, num_envs, seed=seed + 100_000 * rank, sticky_actions=sticky_actions)
-    # Atari observations stack 4 frames: replay then stores each frame once.
-    frame_stack = env.single_observation_space.shape[0] if env.resolved.family == "atari" else 1
-    return ReplaySource(env, agent, frame_stack, seed=seed)
+    if twin is not None:
+        return OverlappedReplaySource(env, agent, twin, replay_frame_stack(env), seed=seed)
+    return ReplaySource(env, agent, replay_frame_stack(env), seed=seed)
+
+
+def replay_frame_stack(env: EpisodeSignals) -> int:
+    """Atari observations stack 4 frames: replay then stores each frame once (1: observations are stored whole)."""
+    return env.single_observation_space.shape[0] if env.resolved.family == "atari" else 1
 
 
 def _rollout_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
@@ -68,13 +74,16 @@ SOURCE_KINDS: dict[str, Callable[..., Source]] = {
 
 
 def make_rl_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky_actions: bool, total_steps: int,
-                   rank: int = 0, env_fn: Callable[..., EpisodeSignals] = make_env) -> Source:
+                   rank: int = 0, env_fn: Callable[..., EpisodeSignals] = make_env,
+                   twin: Agent | None = None) -> Source:
     """The source ``agent`` learns from, with its env(s) (seeded by ``seed`` and ``rank``) and its storage.
     ``env_fn`` makes the envs like :func:`~rlkit.envs.make_env` (a partial of it carrying env kwargs and
-    wrappers)."""
+    wrappers). A ``twin`` (a second agent of the same class and config) makes a replay source act with it in a
+    thread during updates (:mod:`rlkit.sources.overlap`)."""
+    options = {} if twin is None else {"twin": twin}  # only replay sources take one
     return SOURCE_KINDS[agent.source_kind](agent, env_name, num_envs, seed, sticky_actions, total_steps, rank,
-                                           env_fn)
+                                           env_fn, **options)
 
 
-__all__ = ["Source", "make_rl_source", "SOURCE_KINDS", "Episodes", "ReplaySource", "RolloutSource", "RewardScaler",
+__all__ = ["Source", "make_rl_source", "replay_frame_stack", "SOURCE_KINDS", "Episodes", "ReplaySource", "RolloutSource", "RewardScaler",
            "A3CSource", "Segment", "WorkerReport", "SelfPlaySource"]

@@ -28,9 +28,11 @@ class ReplaySource:
         seed: of replay's sampling.
     """
 
-    def __init__(self, env: EpisodeSignals, agent: Agent, frame_stack: int = 1, seed: int | None = None):
+    def __init__(self, env: EpisodeSignals | None, agent: Agent, frame_stack: int = 1, seed: int | None = None,
+                 num_envs: int | None = None):
         self.env, self.agent = env, agent
-        self.buffer = agent.buffer_spec().build(env.num_envs, frame_stack, agent.device, seed)
+        num_envs = env.num_envs if num_envs is None else num_envs  # no env: remote actors feed the rings
+        self.buffer = agent.buffer_spec().build(num_envs, frame_stack, agent.device, seed)
         c = agent.config
         self.batch_size, self.learning_starts = c.batch_size, c.learning_starts
         self.train_frequency, self.gradient_steps = c.train_frequency, c.gradient_steps
@@ -75,15 +77,19 @@ class ReplaySource:
         next_obs, rewards, terminated, truncated, info = self.env.step(actions)
         self.buffer.add(self.obs, actions, rewards, terminated, truncated, info["final_obs"])
         self.obs = next_obs
-        self.steps += self.env.num_envs
-        if self._ready():
-            self._since_training += self.env.num_envs
-            phases, self._since_training = divmod(self._since_training, self.train_frequency)
-            self.pending_updates += phases * self.gradient_steps
+        self.count_steps(self.env.num_envs)
         self.episodes.record(self.steps, info)
         learner_episode_start = terminated | truncated
         if learner_episode_start.any():
             self.agent.episode_start(learner_episode_start)
+
+    def count_steps(self, n: int) -> None:
+        """``n`` more env steps are in replay: the training phases they complete are due."""
+        self.steps += n
+        if self._ready():
+            self._since_training += n
+            phases, self._since_training = divmod(self._since_training, self.train_frequency)
+            self.pending_updates += phases * self.gradient_steps
 
     def pop_finished(self) -> list[tuple[int, float, int]]:
         return self.episodes.pop_finished()

@@ -11,12 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlkit.config import COUNT, NON_NEGATIVE, POSITIVE, UNIT, require_all
 from rlkit.optim import optimizer_step
 from rlkit.distributed import ddp_comm_hook, world
 from rlkit.errors import UserError
 from rlkit.nets.pretrained import frozen_batchnorm_eval
+from rlkit.supervised.hessian_free import HessianFree, SoftmaxCrossEntropy, fixed_randomness, module_outputs
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs", "hessian-free")
+SECOND_ORDER = ("lbfgs", "hessian-free")
+"""Optimizers that evaluate the loss of a batch more than once per update (a closure)."""
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 AUGMENTATIONS = ("crop", "resized-crop-jitter")
 
@@ -31,9 +35,11 @@ class ClassifierConfig:
     batch_size: int = 128
     """Images per update."""
     optimizer: str = "adam"
-    """adam, rmsprop or sgd (with momentum)."""
+    """adam, rmsprop, sgd (with momentum), lbfgs (torch.optim.LBFGS with a strong-Wolfe line search, lbfgs_iterations
+    per batch) or hessian-free (Martens 2010: conjugate gradient on Gauss-Newton products, hf_* fields)."""
     learning_rate: float = 1e-3
-    """Initial learning rate."""
+    """Initial learning rate (lbfgs: the first trial step of each line search, 1 unless given; hessian-free takes
+    none: its steps come from CG, damping and its line search)."""
     momentum: float = 0.9
     """SGD momentum (and RMSprop's momentum term)."""
     weight_decay: float = 0.0
@@ -83,6 +89,25 @@ class ClassifierConfig:
     needs a C++ compiler) instead of eager PyTorch; evaluation and checkpoints use the eager module."""
     freeze_except: tuple[str, ...] = ()
     """Freeze every parameter except those under these name prefixes, e.g. layer4 fc (empty: train all)."""
+    hf_damping: float = 1.0
+    """hessian-free: initial Levenberg-Marquardt damping lambda (Martens 2010: 1), then x3/2 after a step the
+    quadratic model predicted badly (reduction ratio < 1/4) and x2/3 after one it predicted well (> 3/4)."""
+    hf_cg_iterations: int = 50
+    """hessian-free: conjugate-gradient iterations per update at most (Martens 2010: 250; 50 keeps a CPU update
+    short); CG also stops early on Martens' relative-progress rule."""
+    hf_cg_decay: float = 0.95
+    """hessian-free: CG starts from the previous update's last CG solution times this (Martens 2010: 0.95; 0: from
+    zero)."""
+    hf_curvature_batch: int = 0
+    """hessian-free: images of each batch the Gauss-Newton products use (Martens uses a curvature minibatch smaller
+    than the gradient's; 0: the whole batch)."""
+    hf_line_search: bool = True
+    """hessian-free: shrink the chosen step by 0.8 until the loss decreases enough (Armijo, as Martens and Sutskever
+    2012); --no-hf-line-search takes the CG iterate backtracking chose as it is (Martens 2010)."""
+    lbfgs_iterations: int = 20
+    """lbfgs: iterations on each batch (torch.optim.LBFGS's max_iter)."""
+    lbfgs_history: int = 100
+    """lbfgs: the most recent steps kept for the inverse-Hessian estimate (history_size)."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -95,6 +120,20 @@ class ClassifierConfig:
             raise UserError(f"--milestones must be increasing positive epochs, got {list(self.milestones)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError(f"--epochs and --batch-size must be positive (got {self.epochs}, {self.batch_size})")
+        require_all([("--hf-damping", self.hf_damping, POSITIVE), ("--hf-cg-iterations", self.hf_cg_iterations, COUNT),
+                     ("--hf-cg-decay", self.hf_cg_decay, UNIT),
+                     ("--hf-curvature-batch", self.hf_curvature_batch, NON_NEGATIVE),
+                     ("--lbfgs-iterations", self.lbfgs_iterations, COUNT),
+                     ("--lbfgs-history", self.lbfgs_history, COUNT)])
+        if self.optimizer in SECOND_ORDER and self.max_grad_norm > 0:
+            raise UserError(f"--optimizer {self.optimizer} steps along its own search direction, which clipping the "
+                            "gradient would make inconsistent with the loss: add --max-grad-norm 0")
+        if self.optimizer == "hessian-free" and self.schedule != "constant":
+            raise UserError("--optimizer hessian-free has no learning rate to schedule (its damping adapts itself): "
+                            "drop --schedule or use --schedule constant")
+        if self.optimizer == "hessian-free" and self.compile:
+            raise UserError("--optimizer hessian-free runs its forward- and reverse-mode passes eagerly, which "
+                            "torch.compile does not trace: drop --compile")
 
 
 def learning_rate_at(config: ClassifierConfig, epoch: float) -> float:
@@ -110,6 +149,13 @@ def learning_rate_at(config: ClassifierConfig, epoch: float) -> float:
 
 def make_optimizer(config: ClassifierConfig, params: list[nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
     fused = True if device.type in ("cpu", "cuda") else None
+    if config.optimizer == "hessian-free":
+        return HessianFree(params, damping=config.hf_damping, max_cg_iterations=config.hf_cg_iterations,
+                           cg_decay=config.hf_cg_decay, line_search=config.hf_line_search,
+                           weight_decay=config.weight_decay)
+    if config.optimizer == "lbfgs":  # its weight decay is a term of the closure's loss (Classifier.objective)
+        return torch.optim.LBFGS(params, lr=config.learning_rate, max_iter=config.lbfgs_iterations,
+                                 history_size=config.lbfgs_history, line_search_fn="strong_wolfe")
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
     if config.optimizer == "rmsprop":
@@ -130,6 +176,9 @@ class Classifier:
     """
 
     def __init__(self, model: nn.Module, config: ClassifierConfig, steps_per_epoch: int, device: torch.device):
+        if config.optimizer in SECOND_ORDER and world()[1] > 1:
+            raise UserError(f"--optimizer {config.optimizer} runs in one process (its line searches and CG would "
+                            "need every process's loss at every trial point): start it without torchrun")
         self.model, self.config, self.device = model, config, device
         self.steps_per_epoch = steps_per_epoch
         # Under torchrun, training goes through DDP (gradients averaged over processes in backward); evaluation
@@ -145,6 +194,7 @@ class Classifier:
             self.train_model = torch.compile(self.train_model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(config, self.params, device)
+        self.output_loss = SoftmaxCrossEntropy(config.label_smoothing)
         self.updates = 0
 
     def update(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
@@ -154,14 +204,71 @@ class Classifier:
             group["lr"] = lr
         self.model.train()
         frozen_batchnorm_eval(self.model)
-        logits = self.train_model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
-        grad_norm = optimizer_step(self.optimizer, loss, self.params, self.config.max_grad_norm,
-                                   averaged=self.train_model is not self.model)  # DDP averaged them
+        step = {"lbfgs": self.lbfgs_step, "hessian-free": self.hessian_free_step}.get(self.config.optimizer,
+                                                                                       self.first_order_step)
+        logits, metrics = step(images, labels)
         self.updates += 1
         accuracy = (logits.detach().argmax(1) == labels).float().mean()
-        return {"losses/loss": loss.item(), "charts/accuracy": accuracy.item(), "charts/learning_rate": lr,
-                "losses/grad_norm": grad_norm}
+        if self.config.optimizer != "hessian-free":
+            metrics["charts/learning_rate"] = lr
+        return {**metrics, "charts/accuracy": accuracy.item()}
+
+    def first_order_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = self.train_model(images)
+        loss = self.output_loss(logits, labels)
+        grad_norm = optimizer_step(self.optimizer, loss, self.params, self.config.max_grad_norm,
+                                   averaged=self.train_model is not self.model)  # DDP averaged them
+        return logits, {"losses/loss": loss.item(), "losses/grad_norm": grad_norm}
+
+    def objective(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss plus ½ weight_decay ||θ||²: what L-BFGS minimizes (the same gradient as coupled weight decay)."""
+        loss = self.output_loss(logits, labels)
+        if self.config.weight_decay:
+            loss = loss + 0.5 * self.config.weight_decay * sum(p.pow(2).sum() for p in self.params)
+        return loss
+
+    def lbfgs_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        first: list[tuple[torch.Tensor, float]] = []
+        seed = int(torch.randint(2**31, ()))
+
+        def closure() -> torch.Tensor:  # the same batch and dropout masks at every point the line search tries
+            self.optimizer.zero_grad(set_to_none=True)
+            with fixed_randomness(seed, self.device):  # (batch-norm running statistics move at every call)
+                logits = self.train_model(images)
+            loss = self.objective(logits, labels)
+            loss.backward()
+            for p in self.params:  # LBFGS flattens gradients with view(), which channels-last conv weights refuse
+                if p.grad is not None:
+                    p.grad = p.grad.contiguous()
+            if not first:
+                first.append((logits, float(nn.utils.get_total_norm([p.grad for p in self.params]))))
+            return loss
+
+        loss = self.optimizer.step(closure)
+        (logits, grad_norm), = first
+        return logits, {"losses/loss": float(loss.detach()), "losses/grad_norm": grad_norm}
+
+    def hessian_free_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        seed = int(torch.randint(2**31, ()))  # one set of dropout masks for every pass over this batch
+        with fixed_randomness(seed, self.device):
+            logits = self.model(images)  # the plain pass: the gradient, and batch-norm statistics moved once
+        loss = self.output_loss(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None]))
+        batch_outputs = module_outputs(self.model, images, seed)
+        curvature_images = images[:self.config.hf_curvature_batch or len(images)]
+        try:
+            info = self.optimizer.step(lambda: self.output_loss(batch_outputs(tuple(self.params)), labels),
+                                       module_outputs(self.model, curvature_images, seed), self.output_loss)
+        except NotImplementedError as error:  # a layer whose forward-mode derivative PyTorch lacks (CPU LSTMs)
+            raise UserError(f"--optimizer hessian-free needs forward-mode derivatives of every layer, and this net "
+                            f"has one without ({str(error).splitlines()[0][:120]}): pick another --optimizer") from None
+        return logits, {"losses/loss": loss.item(), "losses/grad_norm": grad_norm,
+                        "charts/damping": info["damping"],
+                        "charts/reduction_ratio": info["reduction_ratio"],
+                        "charts/cg_iterations": info["cg_iterations"],
+                        "charts/step_size": info["step_size"]}
 
     @torch.no_grad()
     def log_probs(self, images: torch.Tensor, mc_samples: int = 0) -> torch.Tensor:
