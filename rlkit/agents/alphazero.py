@@ -116,7 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "games_per_iteration": 32, "updates_per_iteration": 40, "buffer_size": 65_536,
                      "batch_size": 256, "channels": 32, "blocks": 4, "value_hidden": 64, "optimizer": "adam",
                      "learning_rate": 1e-3, "l2": 5e-5, "arena_games": 20, "arena_interval": 5,
-                     "total_steps": 20_000},
+                     "total_steps": 4_000},  # 100 iterations: hours on one CPU core
     # OpenSpiel's tic-tac-toe example (uct_c 1, 20 simulations, temperature drop at 4, lr 0.01, batch 128), with
     # alpha 1 and a small tower: learns to draw against perfect play in a few minutes.
     "tic_tac_toe": {"simulations": 25, "c_init": 1.0, "dirichlet_alpha": 1.0, "temperature_moves": 4,

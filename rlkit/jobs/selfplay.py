@@ -118,6 +118,12 @@ class SelfPlayJob(Job):
     def config_class(self, names: dict[str, Any]) -> type:
         return AlphaZeroConfig
 
+    def hyperparams(self, names: dict[str, Any]) -> Any:
+        if names.get("config_files"):
+            raise UserError(f"--config files hold gym agents' values; a self-play run (--agent "
+                            f"{names.get('agent')}) takes its values from the game's preset and flags: drop --config")
+        return super().hyperparams(names)
+
     def preset(self, names: dict[str, Any]) -> AlphaZeroConfig | None:
         if not names.get("env"):
             return None
