@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from rlkit.agents import a2c, a3c, ddpg, dqn, ppo, reinforce, sac, tabular, trpo
 from rlkit.agents.a2c import A2C, A2CConfig
+from rlkit.agents.alphazero import AlphaZero, AlphaZeroConfig
 from rlkit.agents.a3c import A3C, A3CConfig
 from rlkit.agents.base import AGENT_NAMES, Agent
 from rlkit.agents.ddpg import DDPG, DDPGConfig
@@ -117,12 +118,21 @@ AGENTS: dict[str, AgentSpec] = {
 
 AGENT_NAMES.update({name: spec.agent_class for name, spec in AGENTS.items()})
 
+SELF_PLAY_AGENTS: dict[str, str] = {
+    "alphazero": "AlphaZero: PUCT tree search guided by a policy/value ResNet, trained on self-play (Silver et al. "
+                 "2018), with AlphaGo Zero's arena",
+}
+"""Agents of board games, trained by self-play (:mod:`rlkit.jobs.selfplay`), not in a gym env."""
+
 
 def get_agent_spec(name: str) -> AgentSpec:
     """The spec for an agent name; an unknown name raises a :class:`UserError` with the closest names."""
     if name in AGENTS:
         return AGENTS[name]
-    close = difflib.get_close_matches(name, AGENTS, n=3, cutoff=0.4)
+    if name in SELF_PLAY_AGENTS:
+        raise UserError(f"{name} plays board games in a self-play run, not in a gym env: train it with train.py "
+                        f"--agent {name} --env connect_four (or tic_tac_toe)")
+    close = difflib.get_close_matches(name, [*AGENTS, *SELF_PLAY_AGENTS], n=3, cutoff=0.4)
     hint = f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(AGENTS)}"
     raise UserError(f"unknown agent {name!r}: {hint}")
 
@@ -131,5 +141,5 @@ __all__ = [
     "Agent", "AgentSpec", "AGENTS", "RunDefaults", "get_agent_spec", "PolicyAgent",
     "DQN", "DQNConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "A3C", "A3CConfig", "PPO", "PPOConfig",
     "TRPO", "TRPOConfig", "DDPG", "DDPGConfig", "SAC", "SACConfig",
-    "TabularQ", "TabularConfig",
+    "TabularQ", "TabularConfig", "AlphaZero", "AlphaZeroConfig", "SELF_PLAY_AGENTS",
 ]

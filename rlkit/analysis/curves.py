@@ -20,7 +20,7 @@ import numpy as np
 from rlkit.errors import UserError
 
 EVAL_METRICS = {"agent": "eval/mean_return", "classifier": "eval/accuracy", "gan": "eval/critic_class_accuracy",
-                "video": "eval/top1"}
+                "video": "eval/top1", "selfplay": "eval/score"}
 """The evaluation metric that ranks a run of each job kind (higher is better)."""
 TRAINING_RETURN = "charts/episodic_return"
 

@@ -62,7 +62,7 @@ def describe(run: RunInfo, root: Path) -> dict[str, Any]:
     else:
         status = "stopped"
     name = str(run.path.relative_to(root)) if run.path != root and run.path.is_relative_to(root) else run.path.name
-    keys = ("env", "agent") if run.job == "agent" else ("task", "net")
+    keys = ("env", "agent") if "agent" in run.settings else ("task", "net")
     return {"name": name, "path": str(run.path), "job": run.job, keys[0]: run.group[0], keys[1]: run.group[1],
             "seed": run.seed, "steps": progress["steps"], "total_steps": total, "metric": run.metric,
             **summarize(read_evaluations(run.path), run.metric), "wall_time": progress["wall_time"],
@@ -74,7 +74,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     header = ("run", "what", "steps", "best eval", "last eval", "time", "status")
     lines = [header]
     for row in rows:
-        what = f"{row['agent']}/{row['env']}" if row["job"] == "agent" else f"{row['net']}/{row['task']}"
+        what = f"{row['agent']}/{row['env']}" if "agent" in row else f"{row['net']}/{row['task']}"
         done = "-" if row["steps"] is None else f"{row['steps']:,}"
         steps = ("damaged checkpoint" if row["checkpoint"] == "damaged" else
                  f"{done} of {row['total_steps']:,}" if row["total_steps"] else f"{done} of ?")

@@ -40,7 +40,7 @@ def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentPar
     run = parser.add_argument_group("run")
     if job is None:
         run.add_argument("--agent", help="train an agent (see --agent NAME --env ENV --help)")
-        run.add_argument("--env", help="the agent's environment")
+        run.add_argument("--env", help="the agent's environment (for alphazero a board game: connect_four, tic_tac_toe)")
         run.add_argument("--task", help="train a classifier, GAN or video net on a data set (see --task T --net N --help)")
         run.add_argument("--net", help="the network for --task")
         add_run_flags(run, "steps")

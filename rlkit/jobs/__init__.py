@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlkit.agents import SELF_PLAY_AGENTS
 from rlkit.errors import UserError
 from rlkit.jobs.agent import AgentJob
 from rlkit.jobs.base import Job
 from rlkit.jobs.catalog import NETS, TASKS, check_pair, get_net, get_task
 from rlkit.jobs.classifier import ClassifierJob
 from rlkit.jobs.gan import GANJob
+from rlkit.jobs.selfplay import SelfPlayJob
 from rlkit.jobs.upgrade import read_checkpoint, upgrade
 from rlkit.jobs.video import VideoJob
 
-JOBS: dict[str, Job] = {job.kind: job for job in (AgentJob(), ClassifierJob(), GANJob(), VideoJob())}
+JOBS: dict[str, Job] = {job.kind: job for job in (AgentJob(), ClassifierJob(), GANJob(), VideoJob(), SelfPlayJob())}
 
 
 def select_job(agent: str | None, task: str | None, net: str | None) -> Job:
@@ -24,7 +26,7 @@ def select_job(agent: str | None, task: str | None, net: str | None) -> Job:
     if agent is not None:
         if task is not None or net is not None:
             raise UserError("--agent and --task/--net are two kinds of run: pass one of them")
-        return JOBS["agent"]
+        return JOBS["selfplay" if agent in SELF_PLAY_AGENTS else "agent"]
     if net is not None:
         kind = get_net(net).job
         if task is not None:

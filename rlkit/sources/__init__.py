@@ -14,6 +14,7 @@ from rlkit.sources.episodes import Episodes
 from rlkit.sources.overlap import OverlappedReplaySource
 from rlkit.sources.replay import ReplaySource
 from rlkit.sources.rollout import RewardScaler, RolloutSource
+from rlkit.sources.selfplay import SelfPlaySource
 
 
 class Source(Protocol):
@@ -85,4 +86,4 @@ def make_rl_source(agent: Agent, env_name: str, num_envs: int, seed: int, sticky
 
 
 __all__ = ["Source", "make_rl_source", "replay_frame_stack", "SOURCE_KINDS", "Episodes", "ReplaySource", "RolloutSource", "RewardScaler",
-           "A3CSource", "Segment", "WorkerReport"]
+           "A3CSource", "Segment", "WorkerReport", "SelfPlaySource"]
