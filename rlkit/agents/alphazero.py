@@ -111,18 +111,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     # OpenSpiel's AlphaZero example for Connect Four (open_spiel/python/examples/alpha_zero.py): uct_c 2, Dirichlet
     # alpha 1 and epsilon 0.25, temperature drop after 10 moves, Adam 1e-3 with weight decay 1e-4, batch 1024,
     # replay 2^16; its 300 simulations and 10 x 128 tower are cut to fit a CPU: 100 simulations, 4 x 32
-    # (benchmarks/alphazero_connect_four.py).
+    # (benchmarks/alphazero_connect_four.py). No arena, as AlphaZero and OpenSpiel: in a 10-minute run the arena kept
+    # the untrained net and took a third of the time (benchmarks/RESULTS.md); --arena-games N turns it on.
     "connect_four": {"simulations": 100, "c_init": 2.0, "dirichlet_alpha": 1.0, "temperature_moves": 10,
                      "games_per_iteration": 32, "updates_per_iteration": 40, "buffer_size": 65_536,
                      "batch_size": 256, "channels": 32, "blocks": 4, "value_hidden": 64, "optimizer": "adam",
-                     "learning_rate": 1e-3, "l2": 5e-5, "arena_games": 20, "arena_interval": 5,
+                     "learning_rate": 1e-3, "l2": 5e-5, "arena_games": 0, "arena_interval": 5,
                      "total_steps": 4_000},  # 100 iterations: hours on one CPU core
     # OpenSpiel's tic-tac-toe example (uct_c 1, 20 simulations, temperature drop at 4, lr 0.01, batch 128), with
     # alpha 1 and a small tower: learns to draw against perfect play in a few minutes.
     "tic_tac_toe": {"simulations": 25, "c_init": 1.0, "dirichlet_alpha": 1.0, "temperature_moves": 4,
                     "games_per_iteration": 32, "updates_per_iteration": 20, "buffer_size": 16_384,
                     "batch_size": 128, "channels": 32, "blocks": 2, "value_hidden": 32, "optimizer": "adam",
-                    "learning_rate": 1e-2, "l2": 5e-5, "arena_games": 20, "arena_interval": 5,
+                    "learning_rate": 1e-2, "l2": 5e-5, "arena_games": 0, "arena_interval": 5,
                     "total_steps": 2_000},
 }
 """Game -> config changes and the run's ``total_steps`` (updates)."""
