@@ -45,6 +45,12 @@ def init_distributed(device: torch.device, allreduce: str = "builtin") -> tuple[
     return world()
 
 
+SLEEPING_TRANSPORT = {"_transports": ["uv"], "_channels": ["basic"]}
+"""TensorPipe over TCP through libuv, which waits for messages asleep. Its shared-memory transport (the default on
+one machine) polls: actors kept waiting by their learner then took its cores (2 actors on 2 cores ran DQN Breakout at
+27 env steps/s against 97 with one; 100 with this)."""
+
+
 def init_actor_rpc(name: str) -> tuple[int, int]:
     """(rank, world size) of this process in the rpc group torchrun describes (TensorPipe), joined as ``name``:
     a replay learner and its actors (:mod:`rlkit.sources.actors`) talk over rpc only, with no process group, so
@@ -53,8 +59,8 @@ def init_actor_rpc(name: str) -> tuple[int, int]:
     from torch.distributed import rpc
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    # one rpc thread per actor may wait for the learner to want its chunk: leave threads for the rest
-    options = rpc.TensorPipeRpcBackendOptions(num_worker_threads=max(16, 2 * world_size))
+    # One rpc thread per actor may wait for the learner to want its chunk: leave threads for the rest.
+    options = rpc.TensorPipeRpcBackendOptions(num_worker_threads=max(16, 2 * world_size), **SLEEPING_TRANSPORT)
     rpc.init_rpc(name, rank=rank, world_size=world_size, rpc_backend_options=options)
     _rpc_joined = True
     return rank, world_size
