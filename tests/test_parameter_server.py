@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,7 @@ WORKERS = 2
 CONFIG = ClassifierConfig(optimizer="sgd", learning_rate=0.1, momentum=0.9)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tiny_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+from test_distributed import _free_port, _tiny_model  # noqa: E402  the data-parallel tests' net and port
 
 
 def _batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
