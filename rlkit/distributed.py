@@ -47,8 +47,8 @@ def init_distributed(device: torch.device, allreduce: str = "builtin") -> tuple[
 
 SLEEPING_TRANSPORT = {"_transports": ["uv"], "_channels": ["basic"]}
 """TensorPipe over TCP through libuv, which waits for messages asleep. Its shared-memory transport (the default on
-one machine) polls: actors kept waiting by their learner then took its cores (2 actors on 2 cores ran DQN Breakout at
-27 env steps/s against 97 with one; 100 with this)."""
+one machine) polls: actors kept waiting by their learner then took its cores (benchmarks/RESULTS.md, "distributed
+actors")."""
 
 
 def init_actor_rpc(name: str) -> tuple[int, int]:
