@@ -13,14 +13,12 @@ to ``benchmarks/overlap_speed.jsonl``.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_rate import ROOT, train_rate  # noqa: E402
+from train_rate import ROOT, alternate  # noqa: E402
 
 
 def main() -> None:
@@ -31,29 +29,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "overlap_speed.jsonl")
     args = parser.parse_args()
-    table = []
+    workloads = {}
+    for workload in args.workloads:
+        agent, env = workload.split(":")
+        workloads[f"{agent} {env}"] = (["--agent", agent, "--env", env, "--total-steps", str(args.total_steps),
+                                        "--learning-starts", str(args.learning_starts), "--eval-episodes", "0"],
+                                       args.learning_starts)
+    variants = {"off": (["--overlap", "off"], {}), "on": (["--overlap", "on"], {})}
     with tempfile.TemporaryDirectory() as directory:
-        for workload in args.workloads:
-            agent, env = workload.split(":")
-            rows = []
-            for repeat in range(args.repeats):
-                for overlap in ("off", "on"):
-                    flags = ["--agent", agent, "--env", env, "--total-steps", str(args.total_steps),
-                             "--learning-starts", str(args.learning_starts), "--eval-episodes", "0",
-                             "--overlap", overlap]
-                    rate = train_rate(flags, Path(directory) / f"{agent}-{env}-{overlap}-{repeat}",
-                                      args.learning_starts)
-                    rows.append({"agent": agent, "env": env, "overlap": overlap, "repeat": repeat, **rate})
-                    print(json.dumps(rows[-1]), flush=True)
-            with args.out.open("a") as out:
-                for row in rows:
-                    out.write(json.dumps(row) + "\n")
-            off = [r["sps_median"] for r in rows if r["overlap"] == "off"]
-            on = [r["sps_median"] for r in rows if r["overlap"] == "on"]
-            ratios = ", ".join(f"{b / a:.2f}" for a, b in zip(off, on))
-            table.append(f"| {agent} {env} | {statistics.median(off):.0f} | {statistics.median(on):.0f} | {ratios} |")
-    print("\n| workload | off (steps/s) | on (steps/s) | on/off per repeat |\n|---|---|---|---|")
-    print("\n".join(table))
+        print(alternate(workloads, variants, args.repeats, Path(directory), args.out))
 
 
 if __name__ == "__main__":

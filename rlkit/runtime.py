@@ -3,7 +3,9 @@ generators, check that the run directory and the machine can take the run."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import re
 from pathlib import Path
 
@@ -51,6 +53,47 @@ def set_threads(threads: int, large_convolutions: bool) -> int:
             threads = 1
     torch.set_num_threads(threads)
     return threads
+
+
+# glibc's mallopt parameters (malloc.h) and the values rlkit sets.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest: blocks above it still get their own mapping
+TRIM_THRESHOLD = 256 * 1024 * 1024  # free memory the heap may keep at its top before it gives some back
+_allocator_tuned: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's allocator reuse freed tensor memory instead of handing it back to the OS at once.
+
+    By default glibc serves a block over 128 KiB (a minibatch of Atari frames, an activation of a conv net) from a
+    fresh mapping, or trims the heap back after it is freed, so the next update's same-sized tensor takes a page
+    fault per 4 KiB page and is zeroed by the kernel again: on CPU that cost more than the convolutions it feeds
+    (benchmarks/RESULTS.md, "Allocator"). Raising the mapping and trim thresholds keeps those pages in the heap.
+    jemalloc and tcmalloc users get the same from their allocator.
+
+    Does nothing (returns False) off glibc, or when ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
+    ``MALLOC_TOP_PAD_`` or ``RLKIT_KEEP_FREED_MEMORY=0`` is set in the environment (the user's own choice stands).
+    The first call decides; later calls return its answer. Training jobs call it before they build anything.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is None:
+        _allocator_tuned = _tune_glibc_malloc()
+    return _allocator_tuned
+
+
+def _tune_glibc_malloc() -> bool:
+    own = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+    if os.environ.get("RLKIT_KEEP_FREED_MEMORY", "1") == "0" or any(name in os.environ for name in own):
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # mallopt returns 1 on success; setting the mmap threshold also stops glibc from moving it on its own
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
 
 
 def check_run_dir(run_dir: Path | None) -> None:

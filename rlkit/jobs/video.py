@@ -34,7 +34,7 @@ from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, head_name, load_pretrained
 from rlkit.nets.video import fuse_log_probs, sum_log_probs
-from rlkit.runtime import pick_device, seed_everything, set_threads
+from rlkit.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
 from rlkit.sources.batches import VideoBatchSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
 
@@ -297,6 +297,7 @@ class VideoJob(SupervisedJob):
         self.refuse_torchrun(settings)
         check_pair(settings.task, settings.net)
         set_threads(settings.threads, large_convolutions=True)
+        keep_freed_memory()
         seed_everything(settings.seed)
         net = get_net(settings.net)
         check_inputs(settings.net, net, config)
