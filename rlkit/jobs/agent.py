@@ -69,6 +69,8 @@ class AgentSettings:
     progress: bool = True
     threads: int = 0
     """Torch threads; 0: auto (see :func:`rlkit.runtime.set_threads`)."""
+    precision: str = "fp32"
+    """What the updates compute in (:data:`rlkit.runtime.PRECISIONS`, ``--precision``)."""
     schedule_steps: int = 0
     """The budget the schedules (epsilon, learning-rate annealing, PER beta) stretch over: the first run's
     ``total_steps``, kept when a resume extends the run (``--stretch-schedules`` re-stretches them). 0: total_steps
@@ -283,29 +285,31 @@ def _play_games(agent: Agent, env: EpisodeSignals, games: int, cap: int, epsilon
                 deterministic: bool) -> tuple[list[float], int]:
     """Plays up to ``games`` games on ``env``'s sub-envs, each sub-env going on to the next game (its own autoreset)
     while games remain to start; a sub-env with none left, or whose game reached ``cap`` steps, idles. Returns
-    the games' raw returns in the order they ended and how many of them were cut at the cap."""
+    the games' raw returns in the order they started (sub-env order for the first ones) and how many were cut at
+    the cap."""
     n = env.num_envs
     obs, _ = env.reset()
     _new_episodes(agent, np.ones(n, dtype=bool))
-    playing = np.ones(n, dtype=bool)  # a counted game runs in this sub-env
+    game = np.arange(n)  # the game each sub-env plays; -1: none that counts
     steps, running = np.zeros(n, dtype=np.int64), np.zeros(n)
-    to_start, returns, capped = games - n, [], 0
-    while playing.any():  # a done mask, not a NaN sentinel: a NaN return is a finished game too
+    started, returns, capped = n, {}, 0
+    while (game >= 0).any():  # a done mask, not a NaN sentinel: a NaN return is a finished game too
         actions = _with_random_actions(agent.act(obs, explore=False, deterministic=deterministic),
                                        env.single_action_space, epsilon, rng)
         obs, rewards, terminated, truncated, info = env.step(actions)
         _new_episodes(agent, terminated | truncated)  # the vector env reset those games
+        playing = game >= 0
         steps += playing
         running += np.where(playing, rewards, 0.0)
         for i in np.flatnonzero(playing & (info["episode_done"] | (steps >= cap))):
             ended = bool(info["episode_done"][i])
-            returns.append(float(info["episode_return"][i]) if ended else float(running[i]))
+            returns[int(game[i])] = float(info["episode_return"][i]) if ended else float(running[i])
             capped += not ended
-            if ended and to_start > 0:  # the autoreset game is the next one counted
-                to_start, steps[i], running[i] = to_start - 1, 0, 0.0
+            if ended and started < games:  # the autoreset game is the next one counted
+                game[i], started, steps[i], running[i] = started, started + 1, 0, 0.0
             else:
-                playing[i] = False
-    return returns, capped
+                game[i] = -1
+    return [returns[g] for g in sorted(returns)], capped
 
 
 def _new_episodes(agent: Agent, mask: np.ndarray) -> None:
@@ -527,6 +531,7 @@ class AgentJob(Job):
             checkpoint_interval=(args.checkpoint_interval if args.checkpoint_interval is not None
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
+            precision=args.precision or "fp32",
             env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video), preset=args.preset or "",
             partially_observed=bool(args.partially_observed),
             allreduce=args.allreduce or "builtin",
