@@ -11,6 +11,7 @@ Metrics whose tag ends in ``_max`` are logged as their maximum over the log inte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -86,6 +87,9 @@ class LoopConfig:
     """Show a progress bar; without it each evaluation prints a line."""
     best_metric: str | None = None
     """The evaluation metric (higher is better) whose best value keeps a copy of the checkpoint in ``best.pt``."""
+    autocast: str | None = None
+    """The device type (``cpu``, ``cuda``) whose updates run under bf16 autocast (:func:`rlkit.runtime.update_autocast`,
+    ``--precision``); None: fp32."""
 
 
 class Callback:
@@ -359,6 +363,8 @@ class Loop:
         self.stopped_early = False
         in_update = False
         distributed = world()[1] > 1
+        updating = ((lambda: torch.autocast(cfg.autocast, dtype=torch.bfloat16)) if cfg.autocast
+                    else contextlib.nullcontext)
         previous_handlers = self._install_handlers()
         try:
             while self.source.steps < cfg.total_steps:
@@ -366,7 +372,9 @@ class Loop:
                 in_update = True
                 batch = self.source.next()
                 if batch is not None:
-                    for tag, value in self.learner.update(batch).items():
+                    with updating():
+                        metrics = self.learner.update(batch)
+                    for tag, value in metrics.items():
                         if not math.isfinite(value) and tag.startswith("losses/") and tag not in UNDEFINED_OK:
                             raise self._diverged(f"{tag} is {value}")
                         if tag.endswith("_max"):  # the largest over the interval, not the mean

@@ -31,6 +31,47 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("fp32", "bf16", "auto")
+"""``--precision``: what the learner's updates compute in. ``bf16`` runs them under ``torch.autocast`` with
+bfloat16 (matrix products and convolutions in bf16, reductions and losses in fp32, weights and optimizer state
+fp32); acting and evaluation stay fp32. ``auto`` is bf16 where the device multiplies bf16 natively
+(:func:`has_fast_bf16`), else fp32."""
+
+BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+"""CPU flags (Linux's ``/proc/cpuinfo``) of native bf16 matrix arithmetic; without them bf16 is emulated, slower
+than fp32."""
+
+
+def has_fast_bf16(device: torch.device, cpuinfo: str | None = None) -> bool:
+    """Whether ``device`` multiplies bf16 matrices natively: a CUDA GPU that supports bf16, or a CPU whose flags in
+    ``cpuinfo`` (default: ``/proc/cpuinfo``; where there is none, the answer is no) include AMX or AVX512-BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "flags"
+             for flag in line.split(":", 1)[1].split()}
+    return bool(flags & BF16_CPU_FLAGS)
+
+
+def update_autocast(precision: str, device: torch.device) -> str | None:
+    """The device type whose updates run under bf16 autocast for ``--precision precision``, or None for fp32."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown --precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = "bf16" if has_fast_bf16(device) else "fp32"
+    if precision == "fp32":
+        return None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--precision bf16 runs on cpu or cuda, not {device.type}: use --precision fp32")
+    return device.type
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch (and its cuDNN choices) for repeatable runs; numpy randomness uses per-object generators."""
     torch.manual_seed(seed)

@@ -18,7 +18,8 @@ import evaluate
 import train
 from rlkit.agents import AGENTS
 from rlkit.data import make_tiny_dataset
-from rlkit.envs import make_env, resolve_env
+from counter_envs import Counter
+from rlkit.envs import EpisodeSignals, make_env, resolve_env
 from rlkit.errors import UserError
 from rlkit.jobs import agent as agent_job
 
@@ -130,6 +131,38 @@ def test_a_policy_that_never_fires_ends_its_breakout_game():
     ppo = Scripted(0, limit=8_000, config=AGENTS["ppo"].preset("atari"))
     returns = agent_job.evaluate_agent(ppo, "Breakout", episodes=1, seed=0)
     assert len(returns) == 1 and ppo.calls < 8_000
+
+
+def counters(lengths):
+    """make_env's stand-in: sub-env i plays deterministic games of ``lengths[i]`` steps (rewards 1, 2, 3, ...)."""
+    def make(name, n, **kwargs):
+        vec = gym.vector.SyncVectorEnv([lambda length=length: Counter(length, False) for length in lengths[:n]],
+                                       autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        return EpisodeSignals(vec)
+    return make
+
+
+def test_a_long_game_holds_up_only_its_own_sub_env(monkeypatch):
+    """Sub-env 0 plays 12-step games, the others 2-step ones. Of 8 games on 4 sub-envs, the short ones go on in
+    sub-envs 1-3 while the long one runs: 12 steps in all, one long game counted. (Batches of 4 that each wait for
+    their slowest game took 24 steps and counted two long games.)"""
+    monkeypatch.setattr(agent_job, "make_env", counters([12, 2, 2, 2]))
+    agent = Scripted(0)
+    returns = agent_job.evaluate_agent(agent, "CartPole", episodes=8, seed=0, max_envs=4)
+    assert sorted(returns) == [3.0] * 7 + [78.0]  # 1 + 2 and 1 + ... + 12
+    assert agent.calls == 12
+
+
+def test_games_past_the_cap_free_no_sub_env_and_the_rest_start_afresh(monkeypatch, capsys):
+    """Both sub-envs' games run past the cap of 5: they count with their return so far (15), and the third game
+    is played on a new env, so evaluation ends with 3 returns after 10 steps and says so once."""
+    monkeypatch.setattr(agent_job, "make_env", counters([100, 100]))
+    monkeypatch.setattr(agent_job, "evaluation_step_cap", lambda resolved: 5)
+    agent = Scripted(0)
+    assert agent_job.evaluate_agent(agent, "CartPole", episodes=3, seed=0, max_envs=2) == [15.0] * 3
+    assert agent.calls == 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "3 of 3 games" in err[0] and "5 steps" in err[0]
 
 
 # ---------------------------------------------------------------------------------------------- D4

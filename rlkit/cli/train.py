@@ -28,7 +28,8 @@ from rlkit.loop import Interrupted
 from rlkit.runlock import RunLock
 
 SELECTORS = ("agent", "env", "task", "net")
-ALWAYS_OVERRIDABLE = ("resume", "device", "threads", "allreduce", "overlap", "no_progress", "print_config", "stretch_schedules")
+ALWAYS_OVERRIDABLE = ("resume", "device", "threads", "precision", "allreduce", "overlap", "no_progress", "print_config",
+                      "stretch_schedules")
 
 
 def build_parser(job: Job | None, names: dict[str, Any]) -> argparse.ArgumentParser:
@@ -80,6 +81,7 @@ def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> t
                             f"settings and config; drop {flag} (or start a new run)")
     settings.device = args.device or "auto"
     settings.threads = args.threads or 0
+    settings.precision = args.precision or settings.precision  # how to compute, not what: kept unless given
     settings.progress = not args.no_progress
     settings.allreduce = args.allreduce or settings.allreduce  # how to sum, not what is trained: kept unless given
     if getattr(args, "overlap", None):  # how to schedule acting, likewise

@@ -69,6 +69,8 @@ class AgentSettings:
     progress: bool = True
     threads: int = 0
     """Torch threads; 0: auto (see :func:`rlkit.runtime.set_threads`)."""
+    precision: str = "fp32"
+    """What the updates compute in (:data:`rlkit.runtime.PRECISIONS`, ``--precision``)."""
     schedule_steps: int = 0
     """The budget the schedules (epsilon, learning-rate annealing, PER beta) stretch over: the first run's
     ``total_steps``, kept when a resume extends the run (``--stretch-schedules`` re-stretches them). 0: total_steps
@@ -242,12 +244,14 @@ def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky
                    partially_observed: bool = False) -> list[float]:
     """Raw returns of ``episodes`` whole games played by ``agent.act(obs, explore=False, deterministic)``.
 
-    Each sub-env contributes its first game only, so short games are not over-counted. Random draws come from
-    generators seeded by ``seed`` alone, so evaluating never changes training. With ``video``, one game is played
-    alone and recorded to that file. On Atari a random action replaces the policy's with probability
-    :func:`evaluation_epsilon`. Evaluation always ends: a game still running after :func:`evaluation_step_cap` steps
-    counts with its return so far (said on stderr), and a NaN return is reported as NaN. ``env_kwargs`` and
-    ``wrappers`` and ``partially_observed`` go to every :func:`make_env` (those the agent was trained with).
+    Up to ``max_envs`` games run at once, one per sub-env; a sub-env whose game ends starts the next game until
+    ``episodes`` have started, and every game started is counted (so short games are not over-counted). A long game
+    therefore holds up only its own sub-env, not a batch of finished ones. Random draws come from generators seeded
+    by ``seed`` alone, so evaluating never changes training. With ``video``, one game is played alone and recorded
+    to that file. On Atari a random action replaces the policy's with probability :func:`evaluation_epsilon`.
+    Evaluation always ends: a game still running after :func:`evaluation_step_cap` steps counts with its return so
+    far (said on stderr), and a NaN return is reported as NaN. ``env_kwargs`` and ``wrappers`` and
+    ``partially_observed`` go to every :func:`make_env` (those the agent was trained with).
     """
     agent.seed_evaluation(seed)
     resolved = resolve_env(env_name)
@@ -262,30 +266,50 @@ def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky
             return [_record_episode(agent, env_name, seed, sticky_actions, Path(video), deterministic, cap,
                                     epsilon, rng, env_kwargs, wrappers, partially_observed)]
         returns: list[float] = []
-        while len(returns) < episodes:
+        capped = 0
+        while len(returns) < episodes:  # once, unless games past the cap left sub-envs that cannot start another
             n = min(max_envs, episodes - len(returns))
             env = make_env(env_name, n, seed=seed + len(returns), training=False, sticky_actions=sticky_actions,
                            env_kwargs=env_kwargs, wrappers=wrappers, partially_observed=partially_observed)
-            obs, _ = env.reset()
-            _new_episodes(agent, np.ones(n, dtype=bool))
-            result, done, running = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n)
-            for _ in range(cap):  # a done mask, not a NaN sentinel: a NaN return is a finished game too
-                actions = _with_random_actions(agent.act(obs, explore=False, deterministic=deterministic),
-                                               env.single_action_space, epsilon, rng)
-                obs, rewards, terminated, truncated, info = env.step(actions)
-                _new_episodes(agent, terminated | truncated)  # the vector env reset those games
-                running += np.where(done, 0.0, rewards)
-                first = info["episode_done"] & ~done
-                result[first], done = info["episode_return"][first], done | first
-                if done.all():
-                    break
-            else:
-                result[~done] = running[~done]
-                print(f"evaluation: {int((~done).sum())} of {n} games of {env_name} still running after {cap} "
-                      "steps (the env's own limit) count with their return so far", file=sys.stderr)
+            played, unfinished = _play_games(agent, env, episodes - len(returns), cap, epsilon, rng, deterministic)
             env.close()
-            returns.extend(result.tolist())
+            returns.extend(played)
+            capped += unfinished
+        if capped:
+            print(f"evaluation: {capped} of {episodes} games of {env_name} still running after {cap} steps (the "
+                  "env's own limit) count with their return so far", file=sys.stderr)
         return returns
+
+
+def _play_games(agent: Agent, env: EpisodeSignals, games: int, cap: int, epsilon: float, rng: np.random.Generator,
+                deterministic: bool) -> tuple[list[float], int]:
+    """Plays up to ``games`` games on ``env``'s sub-envs, each sub-env going on to the next game (its own autoreset)
+    while games remain to start; a sub-env with none left, or whose game reached ``cap`` steps, idles. Returns
+    the games' raw returns in the order they started (sub-env order for the first ones) and how many were cut at
+    the cap."""
+    n = env.num_envs
+    obs, _ = env.reset()
+    _new_episodes(agent, np.ones(n, dtype=bool))
+    game = np.arange(n)  # the game each sub-env plays; -1: none that counts
+    steps, running = np.zeros(n, dtype=np.int64), np.zeros(n)
+    started, returns, capped = n, {}, 0
+    while (game >= 0).any():  # a done mask, not a NaN sentinel: a NaN return is a finished game too
+        actions = _with_random_actions(agent.act(obs, explore=False, deterministic=deterministic),
+                                       env.single_action_space, epsilon, rng)
+        obs, rewards, terminated, truncated, info = env.step(actions)
+        _new_episodes(agent, terminated | truncated)  # the vector env reset those games
+        playing = game >= 0
+        steps += playing
+        running += np.where(playing, rewards, 0.0)
+        for i in np.flatnonzero(playing & (info["episode_done"] | (steps >= cap))):
+            ended = bool(info["episode_done"][i])
+            returns[int(game[i])] = float(info["episode_return"][i]) if ended else float(running[i])
+            capped += not ended
+            if ended and started < games:  # the autoreset game is the next one counted
+                game[i], started, steps[i], running[i] = started, started + 1, 0, 0.0
+            else:
+                game[i] = -1
+    return [returns[g] for g in sorted(returns)], capped
 
 
 def _new_episodes(agent: Agent, mask: np.ndarray) -> None:
@@ -507,6 +531,7 @@ class AgentJob(Job):
             checkpoint_interval=(args.checkpoint_interval if args.checkpoint_interval is not None
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
+            precision=args.precision or "fp32",
             env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video), preset=args.preset or "",
             partially_observed=bool(args.partially_observed),
             allreduce=args.allreduce or "builtin",

@@ -21,8 +21,9 @@ from rlkit.errors import UserError
 from rlkit.hyperparams import Resolved
 from rlkit.loop import Loop, LoopConfig
 from rlkit.optim import check_optimizer_states
+from rlkit.runtime import PRECISIONS, pick_device, update_autocast
 
-RUN_FLAGS = ("seed", "device", "allreduce", "distributed", "run_dir", "resume", "eval_interval",
+RUN_FLAGS = ("seed", "device", "precision", "allreduce", "distributed", "run_dir", "resume", "eval_interval",
              "checkpoint_interval", "no_progress", "print_config", "config_file")
 """Flags every job shares (parsed by :func:`add_run_flags`)."""
 
@@ -34,6 +35,12 @@ def add_run_flags(group: argparse._ArgumentGroup, unit: str, eval_default: str =
     group.add_argument("--threads", type=int, help="torch threads (default: 0, auto: OMP_NUM_THREADS if set, else "
                                                    "one for agents and every core for supervised conv nets; runs side "
                                                    "by side want one each)")
+    group.add_argument("--precision", choices=PRECISIONS,
+                       help="what the updates compute in: fp32, bf16 (torch.autocast: matrix products and "
+                            "convolutions in bfloat16, weights, losses and optimizer state fp32; acting and "
+                            "evaluation stay fp32) or auto (bf16 on a GPU that supports it or a CPU with AMX or "
+                            "AVX512-BF16, else fp32). --resume keeps the run's unless given (default: fp32, until "
+                            "bf16 has shown equal learning on the benchmarks)")
     group.add_argument("--allreduce", choices=ALLREDUCES,
                        help="applies under torchrun only: how the processes of a data-parallel run sum their "
                             "gradients, metrics and statistics, builtin (torch.distributed.all_reduce) or ring "
@@ -134,6 +141,7 @@ class Job(ABC):
         """The shared loop around a built learner and source; writes ``config.json`` and restores ``resume``."""
         header = self.header(settings, config, **header_extra)
         loop_config.best_metric = loop_config.best_metric or self.best_metric
+        loop_config.autocast = update_autocast(settings.precision, pick_device(settings.device))
         loop = Loop(learner, source, loop_config, run_dir, header, evaluate=evaluate, save_extra=save_extra)
         if resume is not None:
             restore(loop, resume)

@@ -55,6 +55,8 @@ class SelfPlaySettings:
     """Updates between checkpoints (0: every iteration)."""
     progress: bool = True
     threads: int = 0
+    precision: str = "fp32"
+    """What the updates compute in (:data:`rlkit.runtime.PRECISIONS`, ``--precision``)."""
     allreduce: str = "builtin"
     """Kept for the shared run flags; a self-play run is one process."""
 
@@ -148,7 +150,7 @@ class SelfPlayJob(Job):
             eval_interval=args.eval_interval or 0, eval_games=20 if args.eval_games is None else args.eval_games,
             eval_simulations=args.eval_simulations or 0, eval_mcts=tuple(args.eval_mcts or EVAL_MCTS[args.env]),
             checkpoint_interval=args.checkpoint_interval or 0, progress=not args.no_progress,
-            threads=args.threads or 0, allreduce=args.allreduce or "builtin")
+            threads=args.threads or 0, precision=args.precision or "fp32", allreduce=args.allreduce or "builtin")
 
     def resume(self, settings: SelfPlaySettings, args: argparse.Namespace, steps_taken: int) -> None:
         if settings.total_steps < steps_taken:

@@ -35,6 +35,8 @@ class SupervisedSettings:
     progress: bool = True
     threads: int = 0
     """Torch threads; 0: auto (see :func:`rlkit.runtime.set_threads`)."""
+    precision: str = "fp32"
+    """What the updates compute in (:data:`rlkit.runtime.PRECISIONS`, ``--precision``)."""
     judge: str = ""
     """GAN runs: a classifier run whose net scores the generated samples of each class at every evaluation."""
     allreduce: str = "builtin"
@@ -118,7 +120,8 @@ class SupervisedJob(Job):
             task=args.task, net=args.net, data_dir=args.data_dir or default_data_dir(args.task),
             seed=1 if args.seed is None else args.seed, device=args.device or "auto", max_steps=args.max_steps or 0,
             eval_interval=args.eval_interval or 0, checkpoint_interval=args.checkpoint_interval or 0,
-            progress=not args.no_progress, threads=args.threads or 0, allreduce=args.allreduce or "builtin",
+            progress=not args.no_progress, threads=args.threads or 0,
+            precision=args.precision or "fp32", allreduce=args.allreduce or "builtin",
             distributed=args.distributed or "ddp",
         )
 
