@@ -74,11 +74,12 @@ def build_plan(games: list[str], seeds: list[int], agent: str, extra: tuple[str,
     return [r for r in runs if r.key not in done], [r for r in runs if r.key in done]
 
 
-def execute(run: Run) -> dict[str, Any]:
-    """Train one run in a scratch folder and return its results entry."""
+def execute(run: Run, runs_dir: Path | None = None) -> dict[str, Any]:
+    """Train one run (in ``runs_dir``, kept for evaluate.py, or in a scratch folder) and return its results
+    entry."""
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rlkit-atari100k-") as folder:
-        run_dir = Path(folder) / "run"
+        run_dir = (runs_dir / f"{run.agent}_{run.game}_s{run.seed}" if runs_dir else Path(folder) / "run")
         done = subprocess.run(command(run, run_dir), cwd=ROOT, env=sweep.single_thread_env(), capture_output=True,
                               text=True, check=False)
         if done.returncode != 0:
@@ -87,23 +88,25 @@ def execute(run: Run) -> dict[str, Any]:
     agent, game, seed, extra = run.key
     return {"agent": agent, "game": game, "seed": seed, "extra": extra, "mean": final["eval/mean_return"],
             "steps": final["step"], "wall_s": round(time.monotonic() - began, 1),
+            "eval_s": round(final.get("eval_seconds", float("nan")), 1),
             "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}"}
 
 
-def run_all(todo: list[Run], jobs: int, results_path: Path) -> None:
+def run_all(todo: list[Run], jobs: int, results_path: Path, runs_dir: Path | None = None) -> None:
     """Run ``todo`` ``jobs`` at a time, appending each finished run to ``results_path`` as soon as it ends."""
     results_path.parent.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
 
     def one(run: Run) -> None:
         try:
-            entry = execute(run)
+            entry = execute(run, runs_dir)
         except RuntimeError as error:
             print(f"FAILED {run.game} seed {run.seed}: {error}", flush=True)
             return
         with lock, results_path.open("a") as out:
             out.write(json.dumps(entry) + "\n")
-        print(f"{run.game:15} seed {run.seed}: {entry['mean']:9.1f} in {entry['wall_s']:6.0f} s", flush=True)
+        print(f"{run.game:15} seed {run.seed}: {entry['mean']:9.1f} in {entry['wall_s']:6.0f} s "
+              f"({entry['eval_s']:.0f} s of it evaluating)", flush=True)
 
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, todo))
@@ -137,6 +140,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replicates of the report")
     parser.add_argument("--report", action="store_true", help="print the table of the results so far; run nothing")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    parser.add_argument("--runs-dir", type=Path, help="keep each run in RUNS_DIR/AGENT_GAME_sSEED, for evaluate.py "
+                                                      "and TensorBoard (default: scratch folders, deleted)")
     args = parser.parse_args(argv)
     try:
         args.games = [atari_scores.canonical_game(game) for game in args.games]
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         for run in todo:
             print(shlex.join(command(run, Path("RUN_DIR"))))
         return
-    run_all(todo, args.jobs, args.results)
+    run_all(todo, args.jobs, args.results, args.runs_dir)
     print()
     print_report(sweep.load_results(args.results), args.games, args.seeds, args.agent, args.extra, args.reps)
 

@@ -287,13 +287,15 @@ class Loop:
         if self.evaluate_fn is None or step == self._last_eval_step or not is_main():
             return True
         self._last_eval_step = step
+        began = time.perf_counter()
         metrics = self.evaluate_fn()
+        spent = time.perf_counter() - began
         self.last_evaluation = {"step": step, **metrics}
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)
         with open(self.run_dir / "eval.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, "wall_time": round(self.wall_time + self._elapsed(), 3), **metrics})
-                    + "\n")
+            f.write(json.dumps({"step": step, "wall_time": round(self.wall_time + self._elapsed(), 3),
+                                "eval_seconds": round(spent, 3), **metrics}) + "\n")
         value = metrics.get(self.config.best_metric) if self.config.best_metric else None
         if value is not None and math.isfinite(value) and (self.best is None or value > self.best["value"]):
             self._save_best(step, value)
