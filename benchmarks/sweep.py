@@ -178,11 +178,12 @@ def rlkit_fingerprint(agent: str, env_id: str, steps: int) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{agent} on {env_id}: --print-config failed: {done.stderr.strip()[-300:]}")
     resolved = json.loads(done.stdout)
-    # Nor how it is scheduled: torchrun's actor settings (the sweep runs one process) and overlap when off (the
-    # only way runs went before the flag existed).
+    # Nor how it is scheduled: torchrun's actor settings (the sweep runs one process), and overlap and precision
+    # at their defaults (the only way runs went before those flags existed).
+    before_flags = {"overlap": "off", "precision": "fp32"}
     settings = {k: v for k, v in resolved["settings"].items()
                 if k not in ("seed", "progress", "threads", "device", "checkpoint_interval", "actor_chunk_steps",
-                             "actor_sync_updates") and not (k == "overlap" and v == "off")}
+                             "actor_sync_updates") and not (k in before_flags and v == before_flags[k])}
     text = json.dumps({"settings": settings, "config": resolved["config"]}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
