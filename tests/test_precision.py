@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,31 @@ def test_an_unknown_precision_is_refused_with_the_choices(capsys):
         train.main(["--agent", "dqn", "--env", "CartPole", "--precision", "fp16"])
     assert exit_info.value.code == 2
     assert "fp32" in capsys.readouterr().err
+
+
+def _precision_benchmark():
+    import importlib
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    return importlib.import_module("precision_learning")
+
+
+def test_the_precision_benchmark_table_by_hand():
+    """Seeds' means 10, 12 (fp32) and 11, 13 (bf16): a gap of +1 within the spread of 1.4 is a tie."""
+    bench = _precision_benchmark()
+    rows = [{"precision": p, "seed": s, "mean": m, "wall_s": 5.0}
+            for p, s, m in (("fp32", 1, 10.0), ("fp32", 2, 12.0), ("bf16", 1, 11.0), ("bf16", 2, 13.0))]
+    report = bench.table(rows, [1, 2])
+    assert "| fp32 | 10.0 | 12.0 | 11.0 ± 1.4 (2) | 10 |" in report
+    assert "| bf16 | 11.0 | 13.0 | 12.0 ± 1.4 (2) | 10 |" in report
+    assert report.endswith("bf16 against fp32: tie (gap of the means +1.0)")
+
+
+def test_the_precision_benchmark_runs_both_precisions(tmp_path):
+    bench = _precision_benchmark()
+    out = tmp_path / "rows.jsonl"
+    bench.main(["--agent", "dqn", "--env", "CartPole", "--total-steps", "300", "--seeds", "1", "--out", str(out),
+                "--extra", "--learning-starts 100 --eval-episodes 2"])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(row["precision"] for row in rows) == ["bf16", "fp32"]
+    assert all(row["steps"] == 300 and row["mean"] > 0 for row in rows)
