@@ -287,7 +287,7 @@ def run(tmp_path: Path, name: str, *extra: str) -> Path:
 
 
 def evals(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "wall_time"}
+    return [{k: v for k, v in json.loads(line).items() if k not in ("wall_time", "eval_seconds")}
             for line in (run_dir / "eval.jsonl").read_text().splitlines()]
 
 

@@ -95,7 +95,7 @@ def agent_runs(tmp_path_factory):
 
 def evals(run: Path) -> list[dict[str, float]]:
     """The run's evaluations without their wall time (the one thing a same-seed run does not repeat)."""
-    return [{k: v for k, v in json.loads(line).items() if k != "wall_time"}
+    return [{k: v for k, v in json.loads(line).items() if k not in ("wall_time", "eval_seconds")}
             for line in (run / "eval.jsonl").read_text().splitlines()]
 
 

@@ -100,7 +100,7 @@ def test_each_net_trains_evaluates_per_video_and_writes_the_report(runs, net, tm
     unit = "clip" if NETS[net].clips else "frame"
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [2, 3]
-    assert set(evals[-1]) == {"step", "wall_time", "eval/top1", "eval/top5", "eval/top10", f"eval/{unit}_accuracy",
+    assert set(evals[-1]) == {"step", "wall_time", "eval_seconds", "eval/top1", "eval/top5", "eval/top10", f"eval/{unit}_accuracy",
                               "eval/nll"}
     assert 0 <= evals[-1]["eval/top1"] <= evals[-1]["eval/top5"] <= evals[-1]["eval/top10"] == 1.0  # 3 classes
     header = json.loads((run / "config.json").read_text())
