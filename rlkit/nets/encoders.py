@@ -76,7 +76,8 @@ class NatureCNN(nn.Module):
         self.convs.to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = (obs.float() / 255.0).contiguous(memory_format=torch.channels_last)
+        # Reorder the uint8 frames, a quarter of the bytes of their float copy; the values are the same either way.
+        x = obs.contiguous(memory_format=torch.channels_last).float() / 255.0
         return self.fc(self.convs(x))
 
 
