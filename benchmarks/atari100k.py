@@ -20,9 +20,7 @@ import concurrent.futures
 import datetime
 import json
 import shlex
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -32,7 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sweep  # train.py's single-thread environment, its final evaluation, the results file's reader
+import runner  # train.py on one thread, its evaluations back
+import sweep  # the results file's reader
 
 from rlkit.analysis import atari_scores
 
@@ -57,9 +56,9 @@ class Run:
         return (self.agent, self.game, self.seed, shlex.join(self.extra))
 
 
-def command(run: Run, run_dir: Path) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), "--agent", run.agent, "--env", run.game, "--seed",
-            str(run.seed), *PRESET_FLAG, "--run-dir", str(run_dir), "--no-progress", *run.extra]
+def arguments(run: Run) -> list[str]:
+    """train.py's arguments for ``run`` (the runner adds the run directory and ``--no-progress``)."""
+    return ["--agent", run.agent, "--env", run.game, "--seed", str(run.seed), *PRESET_FLAG, *run.extra]
 
 
 def key_of(entry: dict[str, Any]) -> tuple[str, str, int, str]:
@@ -78,13 +77,7 @@ def execute(run: Run, runs_dir: Path | None = None) -> dict[str, Any]:
     """Train one run (in ``runs_dir``, kept for evaluate.py, or in a scratch folder) and return its results
     entry."""
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="rlkit-atari100k-") as folder:
-        run_dir = (runs_dir / f"{run.agent}_{run.game}_s{run.seed}" if runs_dir else Path(folder) / "run")
-        done = subprocess.run(command(run, run_dir), cwd=ROOT, env=sweep.single_thread_env(), capture_output=True,
-                              text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-500:]}")
-        final = sweep.final_evaluation(run_dir)
+    final = runner.train(arguments(run), runs_dir / f"{run.agent}_{run.game}_s{run.seed}" if runs_dir else None)[-1]
     agent, game, seed, extra = run.key
     return {"agent": agent, "game": game, "seed": seed, "extra": extra, "mean": final["eval/mean_return"],
             "steps": final["step"], "wall_s": round(time.monotonic() - began, 1),
@@ -164,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.jobs} at a time", flush=True)
     if args.dry_run:
         for run in todo:
-            print(shlex.join(command(run, Path("RUN_DIR"))))
+            print(shlex.join(["python", "train.py", *arguments(run), "--run-dir", "RUN_DIR", "--no-progress"]))
         return
     run_all(todo, args.jobs, args.results, args.runs_dir)
     print()

@@ -19,15 +19,14 @@ import datetime
 import json
 import shlex
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sweep  # noqa: E402  (its single-thread environment, final evaluation, verdict)
+import runner  # train.py on one thread, its evaluations back
+import sweep  # its verdict and mean ± sd
 
 ROOT = Path(__file__).resolve().parents[1]
 PRECISIONS = ("fp32", "bf16")
@@ -36,16 +35,8 @@ PRECISIONS = ("fp32", "bf16")
 def run_one(agent: str, env: str, steps: int, seed: int, precision: str, extra: list[str]) -> dict[str, Any]:
     """Train one run in a scratch folder; its final evaluation and wall time."""
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="rlkit-precision-") as folder:
-        run_dir = Path(folder) / "run"
-        command = [sys.executable, str(ROOT / "train.py"), "--agent", agent, "--env", env, "--total-steps",
-                   str(steps), "--seed", str(seed), "--precision", precision, "--threads", "1", "--no-progress",
-                   "--run-dir", str(run_dir), *extra]
-        done = subprocess.run(command, cwd=ROOT, env=sweep.single_thread_env(), capture_output=True, text=True,
-                              check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{precision} seed {seed}: exit {done.returncode}: {done.stderr.strip()[-500:]}")
-        final = sweep.final_evaluation(run_dir)
+    final = runner.train(["--agent", agent, "--env", env, "--total-steps", str(steps), "--seed", str(seed),
+                          "--precision", precision, "--threads", "1", *extra], label=f"{precision} seed {seed}")[-1]
     return {"agent": agent, "env": env, "steps": steps, "seed": seed, "precision": precision,
             "extra": shlex.join(extra), "mean": final["eval/mean_return"], "wall_s": round(time.monotonic() - began, 1),
             "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}"}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
+sys.path.insert(0, str(SCRIPT.parent))
+import runner  # train.py on one thread, its evaluations back
+
 RESULTS = SCRIPT.parent / "recurrent" / "results.jsonl"
 PLOT = SCRIPT.parent / "recurrent_ppo.png"
 SB3_CONTRIB = "sb3-contrib==2.9.2"
@@ -60,26 +62,16 @@ METHODS = ("rlkit-lstm", "rlkit-ppo", "sb3-lstm")
 """rlkit recurrent, rlkit feed-forward (the same values without memory), sb3-contrib's RecurrentPPO."""
 
 
-def single_thread_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-
-
 # ---------------------------------------------------------------------------------------------------- rlkit
 def run_rlkit(env: str, method: str, seed: int, steps: int, interval: int) -> dict[str, Any]:
     env_id, _, flags = ENVS[env]
     memory = ["--recurrent", "lstm", "--recurrent-hidden", "64"] if method == "rlkit-lstm" else []
-    with tempfile.TemporaryDirectory(prefix="rlkit-recurrent-") as folder:
-        run_dir = Path(folder) / "run"
-        command = [sys.executable, str(ROOT / "train.py"), "--agent", "ppo", "--env", env_id, "--partially-observed",
-                   "--total-steps", str(steps), "--seed", str(seed), "--eval-interval", str(interval),
-                   "--eval-episodes", str(EVAL_EPISODES), "--run-dir", str(run_dir), "--no-progress", "--threads", "1",
-                   *flags, *SHARED_RLKIT, *memory]
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, env=single_thread_env(), capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise RuntimeError(f"{env} {method} seed {seed}: exit {done.returncode}: {done.stderr.strip()[-500:]}")
-        records = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    arguments = ["--agent", "ppo", "--env", env_id, "--partially-observed", "--total-steps", str(steps), "--seed",
+                 str(seed), "--eval-interval", str(interval), "--eval-episodes", str(EVAL_EPISODES), "--threads", "1",
+                 *flags, *SHARED_RLKIT, *memory]
+    start = time.perf_counter()
+    records = runner.train(arguments, label=f"{env} {method} seed {seed}")
+    wall = time.perf_counter() - start
     curve = [(r["step"], r["eval/mean_return"]) for r in records]
     return {"curve": curve, "final": curve[-1][1], "wall_s": wall}
 
@@ -150,7 +142,7 @@ def sb3_worker(env: str, seed: int, steps: int, interval: int) -> dict[str, Any]
 def run_sb3(env: str, seed: int, steps: int, interval: int, python: Path) -> dict[str, Any]:
     command = [str(python), str(SCRIPT), "--worker", "--envs", env, "--seeds", str(seed), "--steps", str(steps),
                "--interval", str(interval)]
-    done = subprocess.run(command, env=single_thread_env(), capture_output=True, text=True, check=False,
+    done = subprocess.run(command, env=runner.single_thread_env(), capture_output=True, text=True, check=False,
                           cwd=tempfile.gettempdir())
     if done.returncode != 0:
         raise RuntimeError(f"{env} sb3-lstm seed {seed}: exit {done.returncode}: {done.stderr.strip()[-500:]}")

@@ -33,7 +33,6 @@ import concurrent.futures
 import datetime
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
 sys.path.insert(0, str(SCRIPT.parent))
+import runner  # train.py on one thread, its evaluations back
 import vs_sb3  # noqa: E402  (the shared SB3 venv and the machine's description)
 
 DEFAULT_RESULTS = SCRIPT.parent / "sweep" / "results.jsonl"
@@ -159,22 +159,16 @@ def random_worker(env_id: str) -> dict[str, Any]:
     return {"returns": play(lambda obs, env: env.action_space.sample(), env_id, RANDOM_EPISODES, 0)}
 
 
-def rlkit_command(agent: str, env_id: str, steps: int, seed: int, run_dir: Path | None = None) -> list[str]:
-    command = [sys.executable, str(ROOT / "train.py"), "--agent", agent, "--env", env_id, "--total-steps", str(steps),
-               "--seed", str(seed)]
-    if run_dir is None:
-        return [*command, "--print-config"]
-    return [*command, "--run-dir", str(run_dir), "--no-progress", "--threads", "1"]
-
-
-def single_thread_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+def rlkit_arguments(agent: str, env_id: str, steps: int, seed: int) -> list[str]:
+    """train.py's arguments for a cell's run: rlkit's defaults, only the budget and the seed given."""
+    return ["--agent", agent, "--env", env_id, "--total-steps", str(steps), "--seed", str(seed)]
 
 
 def rlkit_fingerprint(agent: str, env_id: str, steps: int) -> str:
     """A digest of everything in the resolved config that changes what a run learns (not its seed or threads)."""
-    done = subprocess.run(rlkit_command(agent, env_id, steps, 0), capture_output=True, text=True, cwd=ROOT,
-                          env=single_thread_env(), check=False)
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *rlkit_arguments(agent, env_id, steps, 0),
+                           "--print-config"], capture_output=True, text=True, cwd=ROOT, env=runner.single_thread_env(),
+                          check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{agent} on {env_id}: --print-config failed: {done.stderr.strip()[-300:]}")
     resolved = json.loads(done.stdout)
@@ -196,26 +190,16 @@ def fingerprints_of(plan: list[Run], jobs: int) -> dict[tuple[str, str, int], st
         return dict(zip(cells, pool.map(lambda cell: rlkit_fingerprint(*cell), cells)))
 
 
-def final_evaluation(run_dir: Path) -> dict[str, Any]:
-    """The last record of a train.py run's ``eval.jsonl``: its final evaluation."""
-    return json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
-
-
 def run_rlkit(run: Run, timeout: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="rlkit-sweep-") as folder:
-        run_dir = Path(folder) / "run"
-        done = subprocess.run(rlkit_command(run.agent, run.env.id, run.budget, run.seed, run_dir), cwd=ROOT,
-                              env=single_thread_env(), capture_output=True, text=True, timeout=timeout, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-500:]}")
-        final = final_evaluation(run_dir)
+    final = runner.train(rlkit_arguments(run.agent, run.env.id, run.budget, run.seed) + ["--threads", "1"],
+                         timeout=timeout)[-1]
     return {"mean": final["eval/mean_return"], "std": final["eval/std_return"], "steps": final["step"]}
 
 
 def run_sb3(run: Run, python: Path, timeout: float) -> dict[str, Any]:
     command = [str(python), str(SCRIPT), "--worker", "sb3", "--agent", run.agent, "--env", run.env.id,
                "--steps", str(run.budget), "--seed", str(run.seed)]
-    done = subprocess.run(command, env=single_thread_env(), capture_output=True, text=True, timeout=timeout,
+    done = subprocess.run(command, env=runner.single_thread_env(), capture_output=True, text=True, timeout=timeout,
                           check=False, cwd=tempfile.gettempdir())
     if done.returncode != 0:
         raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-500:]}")
@@ -225,7 +209,7 @@ def run_sb3(run: Run, python: Path, timeout: float) -> dict[str, Any]:
 
 def random_baseline(env_id: str) -> dict[str, Any]:
     done = subprocess.run([sys.executable, str(SCRIPT), "--worker", "random", "--env", env_id], cwd=ROOT,
-                          env=single_thread_env(), capture_output=True, text=True, check=True, timeout=600)
+                          env=runner.single_thread_env(), capture_output=True, text=True, check=True, timeout=600)
     returns = json.loads(done.stdout.strip().splitlines()[-1])["returns"]
     return {"side": "random", "env": env_id, "returns": returns, "mean": statistics.fmean(returns),
             "std": statistics.pstdev(returns)}
