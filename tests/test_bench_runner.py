@@ -43,6 +43,6 @@ def test_the_child_runs_on_one_thread_with_this_checkout_importable(runner, monk
 
 def test_a_scratch_run_directory_is_removed_afterwards(runner, tmp_path, monkeypatch):
     monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
-    records = runner.train(["--agent", "ppo", "--env", "CartPole-v1", "--total-steps", "128", "--seed", "1",
+    records = runner.train(["--agent", "ppo", "--env", "CartPole-v1", "--total-steps", "256", "--seed", "1",
                             "--eval-episodes", "1", "--threads", "1"])
-    assert records[-1]["step"] == 128 and list(tmp_path.iterdir()) == []
+    assert records[-1]["step"] == 256 and list(tmp_path.iterdir()) == []
