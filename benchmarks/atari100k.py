@@ -38,12 +38,6 @@ from rlkit.analysis import atari_scores
 PRESET_FLAG = ("--preset", "atari100k")
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "atari100k" / "results.jsonl"
 
-PUBLISHED: dict[str, float] = {}
-"""Published per-game raw scores to print beside ours (game -> score); empty, so no comparison column is printed.
-DER's (van Hasselt et al. 2019) Atari 100k scores are in Table 4 of the SPR paper (Schwarzer et al. 2021,
-arXiv:2007.05929), the "DER" column; copy them from there, game by game."""
-
-
 @dataclass(frozen=True)
 class Run:
     agent: str
@@ -116,7 +110,8 @@ def print_report(results: list[dict[str, Any]], games: list[str], seeds: list[in
     if not complete:
         print(f"no game has all of seeds {seeds} for {agent} in the results yet")
         return
-    print(atari_scores.format_table(atari_scores.report(complete, reps=reps), PUBLISHED))
+    print(atari_scores.format_table(atari_scores.report(complete, reps=reps),
+                                    list(atari_scores.PUBLISHED.values())))
     if missing:
         print(f"\nleft out (not every seed has run): {', '.join(missing)}")
 

@@ -15,6 +15,7 @@ from rlkit.analysis import atari_scores as scores
 from rlkit.analysis.atari_scores import (
     ATARI_100K_GAMES,
     HUMAN_SCORES,
+    PUBLISHED,
     RANDOM_SCORES,
     STATISTICS,
     aggregate,
@@ -135,6 +136,25 @@ def test_report_and_table():
     table = format_table(result)
     assert "| Breakout | 2 | 16.1 | 0.500 |" in table and "| iqm | 0.500 |" in table
     assert "published" not in table
+
+
+@pytest.mark.parametrize("agent, mean, median", [("DER", 0.285, 0.161), ("DrQ(eps)", 0.465, 0.313)])
+def test_published_scores_give_the_aggregates_their_sources_print(agent, mean, median):
+    # a mistyped game moves these: CURL's text gives DER's mean and median, BBF's Table A.1 DrQ(eps)'s
+    published = PUBLISHED[agent].scores
+    assert set(published) == set(ATARI_100K_GAMES)
+    normalized = np.array([human_normalized(game, published[game]) for game in ATARI_100K_GAMES])
+    assert normalized.mean() == pytest.approx(mean, abs=5e-4)
+    assert np.median(normalized) == pytest.approx(median, abs=5e-4)
+
+
+def test_table_sets_published_scores_beside_the_run():
+    result = report({"Breakout": [1.7, 30.5], "Pong": [-20.7, -19.9]})  # Breakout 16.1, Pong -20.3
+    table = format_table(result, [PUBLISHED["DER"], PUBLISHED["DrQ(eps)"]])
+    assert "| game | runs | raw mean | normalized | DER | DER normalized | DrQ(eps) | DrQ(eps) normalized |" in table
+    assert "| Breakout | 2 | 16.1 | 0.500 | 1.9 | 0.007 | 19.8 | 0.627 |" in table
+    assert "At or above DER on 1 of 2 games." in table and "At or above DrQ(eps) on 0 of 2 games." in table
+    assert "DER: van Hasselt et al. (2019)" in table
 
 
 def test_score_matrix_needs_as_many_runs_in_every_game():

@@ -42,6 +42,39 @@ HUMAN_SCORES: dict[str, float] = {
     "UpNDown": 11693.2,
 }
 
+
+@dataclass(frozen=True)
+class PublishedScores:
+    """One published agent's Atari 100k scores: the mean raw score per game, and where they were read."""
+
+    agent: str
+    source: str
+    scores: dict[str, float]
+
+
+PUBLISHED: dict[str, PublishedScores] = {
+    "DER": PublishedScores(
+        "DER", "van Hasselt et al. (2019)'s scores as printed in Srinivas et al. (2020, CURL, ICML), Table 2, column "
+        "'Eff. Rainbow'; their human-normalized mean 0.285 and median 0.161 are the ones CURL's text gives",
+        {"Alien": 739.9, "Amidar": 188.6, "Assault": 431.2, "Asterix": 470.8, "BankHeist": 51.0,
+         "BattleZone": 10124.6, "Boxing": 0.2, "Breakout": 1.9, "ChopperCommand": 861.8, "CrazyClimber": 16185.3,
+         "DemonAttack": 508.0, "Freeway": 27.9, "Frostbite": 866.8, "Gopher": 349.5, "Hero": 6857.0,
+         "Jamesbond": 301.6, "Kangaroo": 779.3, "Krull": 2851.5, "KungFuMaster": 14346.1, "MsPacman": 1204.1,
+         "Pong": -19.3, "PrivateEye": 97.8, "Qbert": 1152.9, "RoadRunner": 9600.0, "Seaquest": 354.1,
+         "UpNDown": 2877.4}),
+    "DrQ(eps)": PublishedScores(
+        "DrQ(eps)", "Agarwal et al. (2021)'s 100 runs per game (rliable's atari_100k 'DrQ(eps).json'), the mean over "
+        "the runs; their human-normalized mean 0.465, median 0.313 and IQM 0.280 are those of Schwarzer et al. "
+        "(2023, BBF), Table A.1",
+        {"Alien": 865.16, "Amidar": 137.83, "Assault": 579.6, "Asterix": 763.59, "BankHeist": 232.89,
+         "BattleZone": 10165.3, "Boxing": 9.04, "Breakout": 19.76, "ChopperCommand": 844.57, "CrazyClimber": 21539.0,
+         "DemonAttack": 1321.55, "Freeway": 20.26, "Frostbite": 1014.2, "Gopher": 621.56, "Hero": 4167.89,
+         "Jamesbond": 349.1, "Kangaroo": 1088.38, "Krull": 4402.07, "KungFuMaster": 11467.41, "MsPacman": 1218.11,
+         "Pong": -9.06, "PrivateEye": 3.53, "Qbert": 1810.73, "RoadRunner": 11211.43, "Seaquest": 352.28,
+         "UpNDown": 4324.5}),
+}
+"""Published per-game scores to set beside a run's (DER's has no per-run data, so both are per-game means)."""
+
 # "breakout", "Breakout", "up_n_down" and "UpNDown" all name one game.
 _BY_KEY = {game.lower(): game for game in ATARI_100K_GAMES}
 
@@ -174,17 +207,29 @@ def report(raw: Mapping[str, Sequence[float]], reps: int = 2000, confidence: flo
     return Report(games, aggregates, confidence)
 
 
-def format_table(result: Report, published: Mapping[str, float] | None = None) -> str:
-    """The report as two markdown tables: per game, then the aggregates. ``published`` (game -> raw score) adds a
-    comparison column with that score and its normalized value."""
-    header = ["game", "runs", "raw mean", "normalized"] + (["published", "published normalized"] if published else [])
+def format_table(result: Report, published: Sequence[PublishedScores] = ()) -> str:
+    """The report as markdown: the per-game table, a line per published agent saying on how many games the run is
+    at or above it, and the aggregates. Each of ``published`` adds its raw and normalized score per game."""
+    header = ["game", "runs", "raw mean", "normalized"]
+    for theirs in published:
+        header += [f"{theirs.agent}", f"{theirs.agent} normalized"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    at_or_above = {theirs.agent: [0, 0] for theirs in published}
     for row in result.games:
         cells = [row.game, str(row.runs), f"{row.raw_mean:.1f}", f"{row.normalized_mean:.3f}"]
-        if published:
-            theirs = published.get(row.game)
-            cells += ["-", "-"] if theirs is None else [f"{theirs:.1f}", f"{human_normalized(row.game, theirs):.3f}"]
+        for theirs in published:
+            score = theirs.scores.get(row.game)
+            if score is None:
+                cells += ["-", "-"]
+                continue
+            cells += [f"{score:.1f}", f"{human_normalized(row.game, score):.3f}"]
+            at_or_above[theirs.agent][0] += row.raw_mean >= score
+            at_or_above[theirs.agent][1] += 1
         lines.append("| " + " | ".join(cells) + " |")
+    if published:
+        lines.append("")
+        lines += [f"At or above {agent} on {wins} of {games} games." for agent, (wins, games) in at_or_above.items()]
+        lines += [f"{theirs.agent}: {theirs.source}." for theirs in published]
     percent = f"{100 * result.confidence:g}%"
     lines += ["", f"| aggregate ({len(result.games)} games) | point | {percent} interval |", "|---|---|---|"]
     for name, estimate in result.aggregates.items():
