@@ -96,6 +96,14 @@ def set_threads(threads: int, large_convolutions: bool) -> int:
     return threads
 
 
+def prepare_process(threads: int, large_convolutions: bool) -> int:
+    """A training job's first step, before it builds anything: torch's threads (:func:`set_threads`, whose number
+    it returns) and an allocator that keeps freed tensor memory (:func:`keep_freed_memory`)."""
+    chosen = set_threads(threads, large_convolutions)
+    keep_freed_memory()
+    return chosen
+
+
 # glibc's mallopt parameters (malloc.h) and the values rlkit sets.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest: blocks above it still get their own mapping

@@ -65,24 +65,36 @@ def test_off_glibc_it_does_nothing(monkeypatch):
     monkeypatch.setattr(runtime, "_allocator_tuned", None)  # the process's real answer is decided again later
 
 
-def test_every_training_job_tunes_the_allocator_as_it_builds():
-    """Each job module that sets threads also keeps freed memory (the jobs' shared start-up)."""
+@pytest.mark.parametrize("kind", sorted(__import__("rlkit.jobs", fromlist=["JOBS"]).JOBS))
+def test_every_registered_job_starts_its_process_through_prepare_process(kind):
+    """Each job's module sets threads and the allocator with the one shared call, never by halves."""
     import inspect
 
-    from rlkit.jobs import agent, classifier, gan, selfplay, video
+    from rlkit.jobs import JOBS
 
-    for module in (agent, classifier, gan, selfplay, video):
-        source = inspect.getsource(module)
-        assert source.count("set_threads(") == source.count("keep_freed_memory()") == 1, module.__name__
+    source = inspect.getsource(sys.modules[type(JOBS[kind]).__module__])
+    assert source.count("prepare_process(") == 1
+    assert "set_threads(" not in source and "keep_freed_memory(" not in source
+
+
+def test_prepare_process_sets_the_threads_and_keeps_freed_memory(monkeypatch):
+    from rlkit import runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append("tuned") or True)
+    monkeypatch.setattr(runtime.torch, "set_num_threads", lambda n: calls.append(n))
+    assert runtime.prepare_process(3, large_convolutions=False) == 3
+    assert calls == [3, "tuned"]
 
 
 def test_a_training_run_tunes_the_allocator_before_it_builds_the_agent(monkeypatch, tmp_path):
+    from rlkit import runtime
     from rlkit.cli import train
     from rlkit.jobs import agent as agent_job
 
     calls = []
     real_build_agent = agent_job.build_agent
-    monkeypatch.setattr(agent_job, "keep_freed_memory", lambda: calls.append("tuned") or True)
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append("tuned") or True)
     monkeypatch.setattr(agent_job, "build_agent", lambda *a, **k: calls.append("built") or real_build_agent(*a, **k))
     train.main(["--agent", "dqn", "--env", "CartPole", "--total-steps", "64", "--eval-episodes", "1",
                 "--run-dir", str(tmp_path / "run"), "--no-progress"])

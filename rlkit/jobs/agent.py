@@ -30,8 +30,8 @@ from rlkit.errors import UserError
 from rlkit.hyperparams import Layer, Resolved, budgeted, layers_for, preset_names, protocol, resolve
 from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
 from rlkit.loop import Loop, LoopConfig
-from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, keep_freed_memory, pick_device,
-                           seed_everything, set_threads)
+from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_bytes, pick_device, prepare_process,
+                           seed_everything)
 from rlkit.sources import make_rl_source, replay_frame_stack
 from rlkit.sources.actors import Actor, ActorReplaySource, actor_name, serve
 from rlkit.video import add_video_gif
@@ -583,8 +583,7 @@ class AgentJob(Job):
                             f"torchrun (agents that can: {', '.join(parallel)})")
         env_fn = env_maker(settings, wrappers)
         spaces = env_fn(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
-        set_threads(settings.threads, large_convolutions=False)  # even the Nature CNN: see set_threads
-        keep_freed_memory()
+        prepare_process(settings.threads, large_convolutions=False)  # even the Nature CNN: see set_threads
         agent = build_agent(settings, config, spaces.single_observation_space, spaces.single_action_space, device)
         env_id, frame_stack = spaces.resolved.env_id, replay_frame_stack(spaces)
         spaces.close()

@@ -26,7 +26,7 @@ from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, head_name, load_pretrained
 from rlkit.parameter_server import ParameterServer, Worker, serve
-from rlkit.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
+from rlkit.runtime import pick_device, prepare_process, seed_everything
 from rlkit.sources.batches import ImageBatchSource
 from rlkit.sources.gradients import GradientSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
@@ -176,8 +176,7 @@ class ClassifierJob(SupervisedJob):
 
     def build(self, settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
               resume: dict[str, Any] | None = None) -> Loop | Worker:
-        set_threads(settings.threads, large_convolutions=not get_net(settings.net).numpy)
-        keep_freed_memory()
+        prepare_process(settings.threads, large_convolutions=not get_net(settings.net).numpy)
         seed_everything(settings.seed)  # the same initial weights on every process (DDP also broadcasts them)
         device = pick_device(settings.device)
         net = get_net(settings.net)

@@ -26,7 +26,7 @@ from rlkit.jobs.classifier import ClassifierJob, evaluate_classifier
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
-from rlkit.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
+from rlkit.runtime import pick_device, prepare_process, seed_everything
 from rlkit.sources.batches import ImageBatchSource
 from rlkit.supervised.gan import ACGAN, ACGANConfig, class_conditional_accuracy, save_samples
 
@@ -106,8 +106,7 @@ class GANJob(SupervisedJob):
     def build(self, settings: SupervisedSettings, config: ACGANConfig, run_dir: Path,
               resume: dict[str, Any] | None = None) -> Loop:
         self.refuse_torchrun(settings)
-        set_threads(settings.threads, large_convolutions=True)
-        keep_freed_memory()
+        prepare_process(settings.threads, large_convolutions=True)
         seed_everything(settings.seed)
         device = pick_device(settings.device)
         task = get_task(settings.task)

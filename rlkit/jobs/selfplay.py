@@ -20,7 +20,7 @@ from rlkit.loop import Loop, LoopConfig
 from rlkit.planning.arena import MCTSPlayer, RandomPlayer, play_games, win_draw_loss
 from rlkit.planning.games import GAMES, input_shape, load_game
 from rlkit.planning.mcts import MCTS, RolloutEvaluator
-from rlkit.runtime import check_run_dir, keep_freed_memory, pick_device, seed_everything, set_threads
+from rlkit.runtime import check_run_dir, pick_device, prepare_process, seed_everything
 from rlkit.sources.selfplay import SelfPlaySource
 
 EVAL_SEED_OFFSET = 10_000
@@ -172,8 +172,7 @@ class SelfPlayJob(Job):
               resume: dict[str, Any] | None = None) -> Loop:
         if launched_by_torchrun():
             raise UserError(f"{settings.agent} self-play runs in one process: start it without torchrun")
-        set_threads(settings.threads, large_convolutions=False)
-        keep_freed_memory()
+        prepare_process(settings.threads, large_convolutions=False)
         seed_everything(settings.seed)
         learner, game = self.learner(settings, config)
         source = SelfPlaySource(learner, game, settings.seed)

@@ -34,7 +34,7 @@ from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
 from rlkit.nets.pretrained import freeze, head_name, load_pretrained
 from rlkit.nets.video import fuse_log_probs, sum_log_probs
-from rlkit.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
+from rlkit.runtime import pick_device, prepare_process, seed_everything
 from rlkit.sources.batches import VideoBatchSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
 
@@ -296,8 +296,7 @@ class VideoJob(SupervisedJob):
               resume: dict[str, Any] | None = None) -> Loop:
         self.refuse_torchrun(settings)
         check_pair(settings.task, settings.net)
-        set_threads(settings.threads, large_convolutions=True)
-        keep_freed_memory()
+        prepare_process(settings.threads, large_convolutions=True)
         seed_everything(settings.seed)
         net = get_net(settings.net)
         check_inputs(settings.net, net, config)
