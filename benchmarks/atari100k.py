@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.jobs} at a time", flush=True)
     if args.dry_run:
         for run in todo:
-            print(shlex.join(["python", "train.py", *arguments(run), "--run-dir", "RUN_DIR", "--no-progress"]))
+            print(shlex.join(runner.command(arguments(run), Path("RUN_DIR"))))
         return
     run_all(todo, args.jobs, args.results, args.runs_dir)
     print()

@@ -25,9 +25,10 @@ def evaluations(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line.strip()]
 
 
-def final_evaluation(run_dir: Path) -> dict[str, Any]:
-    """The last record of a run's ``eval.jsonl``: its final evaluation."""
-    return evaluations(run_dir)[-1]
+def command(arguments: Sequence[str], run_dir: Path | None = None) -> list[str]:
+    """``train.py ARGUMENTS`` as a child process runs it; with ``run_dir``, a run there without a progress bar."""
+    where = ["--run-dir", str(run_dir), "--no-progress"] if run_dir is not None else []
+    return [sys.executable, str(ROOT / "train.py"), *arguments, *where]
 
 
 def train(arguments: Sequence[str], run_dir: Path | None = None, timeout: float | None = None,
@@ -40,8 +41,7 @@ def train(arguments: Sequence[str], run_dir: Path | None = None, timeout: float 
     """
     with tempfile.TemporaryDirectory(prefix="rlkit-bench-") as folder:
         where = run_dir if run_dir is not None else Path(folder) / "run"
-        command = [sys.executable, str(ROOT / "train.py"), *arguments, "--run-dir", str(where), "--no-progress"]
-        done = subprocess.run(command, cwd=ROOT, env=single_thread_env(), capture_output=True, text=True,
+        done = subprocess.run(command(arguments, where), cwd=ROOT, env=single_thread_env(), capture_output=True, text=True,
                               timeout=timeout, check=False)
         if done.returncode != 0:
             prefix = f"{label}: " if label else ""

@@ -166,9 +166,8 @@ def rlkit_arguments(agent: str, env_id: str, steps: int, seed: int) -> list[str]
 
 def rlkit_fingerprint(agent: str, env_id: str, steps: int) -> str:
     """A digest of everything in the resolved config that changes what a run learns (not its seed or threads)."""
-    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *rlkit_arguments(agent, env_id, steps, 0),
-                           "--print-config"], capture_output=True, text=True, cwd=ROOT, env=runner.single_thread_env(),
-                          check=False)
+    done = subprocess.run(runner.command([*rlkit_arguments(agent, env_id, steps, 0), "--print-config"]),
+                          capture_output=True, text=True, cwd=ROOT, env=runner.single_thread_env(), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{agent} on {env_id}: --print-config failed: {done.stderr.strip()[-300:]}")
     resolved = json.loads(done.stdout)

@@ -25,7 +25,7 @@ def test_a_kept_run_directory_holds_the_evaluations_returned(runner, tmp_path):
     run_dir = tmp_path / "run"
     records = runner.train(["--agent", "ppo", "--env", "CartPole-v1", "--total-steps", "256", "--seed", "1",
                             "--eval-episodes", "2", "--threads", "1"], run_dir)
-    assert records == runner.evaluations(run_dir) and records[-1] == runner.final_evaluation(run_dir)
+    assert records == runner.evaluations(run_dir)
     assert records[-1]["step"] == 256 and records[-1]["eval/mean_return"] >= 8  # a CartPole game lasts 8+ steps
     assert (run_dir / "checkpoint.pt").exists()
 

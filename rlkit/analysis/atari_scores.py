@@ -52,8 +52,8 @@ class PublishedScores:
     scores: dict[str, float]
 
 
-PUBLISHED: dict[str, PublishedScores] = {
-    "DER": PublishedScores(
+PUBLISHED: dict[str, PublishedScores] = {published.agent: published for published in (
+    PublishedScores(
         "DER", "van Hasselt et al. (2019)'s scores as printed in Srinivas et al. (2020, CURL, ICML), Table 2, column "
         "'Eff. Rainbow'; their human-normalized mean 0.285 and median 0.161 are the ones CURL's text gives",
         {"Alien": 739.9, "Amidar": 188.6, "Assault": 431.2, "Asterix": 470.8, "BankHeist": 51.0,
@@ -62,7 +62,7 @@ PUBLISHED: dict[str, PublishedScores] = {
          "Jamesbond": 301.6, "Kangaroo": 779.3, "Krull": 2851.5, "KungFuMaster": 14346.1, "MsPacman": 1204.1,
          "Pong": -19.3, "PrivateEye": 97.8, "Qbert": 1152.9, "RoadRunner": 9600.0, "Seaquest": 354.1,
          "UpNDown": 2877.4}),
-    "DrQ(eps)": PublishedScores(
+    PublishedScores(
         "DrQ(eps)", "Agarwal et al. (2021)'s 100 runs per game (rliable's atari_100k 'DrQ(eps).json'), the mean over "
         "the runs; their human-normalized mean 0.465, median 0.313 and IQM 0.280 are those of Schwarzer et al. "
         "(2023, BBF), Table A.1",
@@ -72,7 +72,7 @@ PUBLISHED: dict[str, PublishedScores] = {
          "Jamesbond": 349.1, "Kangaroo": 1088.38, "Krull": 4402.07, "KungFuMaster": 11467.41, "MsPacman": 1218.11,
          "Pong": -9.06, "PrivateEye": 3.53, "Qbert": 1810.73, "RoadRunner": 11211.43, "Seaquest": 352.28,
          "UpNDown": 4324.5}),
-}
+)}
 """Published per-game scores to set beside a run's (DER's has no per-run data, so both are per-game means)."""
 
 # "breakout", "Breakout", "up_n_down" and "UpNDown" all name one game.
@@ -212,7 +212,7 @@ def format_table(result: Report, published: Sequence[PublishedScores] = ()) -> s
     at or above it, and the aggregates. Each of ``published`` adds its raw and normalized score per game."""
     header = ["game", "runs", "raw mean", "normalized"]
     for theirs in published:
-        header += [f"{theirs.agent}", f"{theirs.agent} normalized"]
+        header += [theirs.agent, f"{theirs.agent} normalized"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     at_or_above = {theirs.agent: [0, 0] for theirs in published}
     for row in result.games:
