@@ -8,13 +8,19 @@ The budget is wall-clock training time on one process with ``--threads`` torch t
 updates; no evaluations during training, so all of it goes to learning); the run stops at the first update past it,
 saved, and can be continued with ``train.py --resume``. The final evaluation plays ``--games`` games per opponent,
 each side moving first in half, and is not counted in the budget. Extra arguments after ``--`` go to train.py
-(``-- --simulations 50``). A smoke run: ``--minutes 1 --games 2``. Prints the table and one JSON line.
+(``-- --simulations 50``). A smoke run: ``--minutes 1 --games 2 --snapshot-minutes 0.5 --curve-games 2``.
+
+The curve over training: every ``--snapshot-minutes`` of training the checkpoint is copied to
+``RUN_DIR/snapshots/``; after training each snapshot (and the final net) plays ``--curve-games`` games against
+random and against the first ``--mcts`` opponent, written to ``RUN_DIR/curve.jsonl``. Prints the tables and one
+JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,19 +28,43 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import evaluate  # noqa: E402
 from rlkit import Callback  # noqa: E402
+from rlkit.checkpoint import CHECKPOINT_NAME  # noqa: E402
 from rlkit.cli.train import prepare  # noqa: E402
 from rlkit.loop import Loop  # noqa: E402
 from rlkit.runlock import RunLock  # noqa: E402
 
 
 class TimeBudget(Callback):
-    """Stop the run once its training time (carried over a resume) passes ``seconds``."""
+    """Stop the run once its training time (carried over a resume) passes ``seconds``; every ``snapshot_seconds``
+    of training, save and copy the checkpoint into ``folder`` (named by its training seconds)."""
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
+    def __init__(self, seconds: float, snapshot_seconds: float, folder: Path):
+        self.seconds, self.snapshot_seconds, self.folder = seconds, snapshot_seconds, folder
 
     def on_step(self, loop: Loop, step: int) -> bool:
-        return loop.wall_time + loop._elapsed() < self.seconds
+        trained = loop.wall_time + loop._elapsed()
+        if self.snapshot_seconds > 0 and trained < self.seconds:
+            mark = int(trained // self.snapshot_seconds)
+            target = self.folder / f"trained_{round(mark * self.snapshot_seconds):05d}s.pt"
+            if mark > 0 and not target.exists() and loop.save():
+                self.folder.mkdir(exist_ok=True)
+                shutil.copyfile(loop.run_dir / CHECKPOINT_NAME, target)
+        return trained < self.seconds
+
+
+def curve(run_dir: Path, games: int, mcts: int) -> list[dict]:
+    """Each snapshot's and the final net's score against random and pure MCTS, in training order."""
+    rows = []
+    (run_dir / "curve.jsonl").unlink(missing_ok=True)
+    for path in [*sorted((run_dir / "snapshots").glob("trained_*s.pt")), run_dir / CHECKPOINT_NAME]:
+        result = evaluate.main([str(path), "--json", "--games", str(games), "--seed", "12345",
+                                "--mcts-simulations", str(mcts), "--latest"])
+        row = {"snapshot": path.name, "updates": result["steps"],
+               **{name: wdl for name, wdl in result["opponents"].items()}}
+        rows.append(row)
+        with open(run_dir / "curve.jsonl", "a") as out:
+            out.write(json.dumps(row) + "\n")
+    return rows
 
 
 def main() -> None:
@@ -48,6 +78,10 @@ def main() -> None:
                         help="pure-MCTS opponents' simulations per move (default: 200 1000)")
     parser.add_argument("--latest", action="store_true",
                         help="evaluate the latest trained net, not the best one (the arena's winner)")
+    parser.add_argument("--snapshot-minutes", type=float, default=20.0,
+                        help="copy the checkpoint every this many training minutes, for the curve (0: none)")
+    parser.add_argument("--curve-games", type=int, default=20,
+                        help="games per opponent for each point of the curve (default: 20; 0: no curve)")
     parser.add_argument("extra", nargs="*", help="more train.py flags, after --")
     args = parser.parse_args()
 
@@ -58,7 +92,7 @@ def main() -> None:
     lock = RunLock(run.run_dir)
     try:
         loop = run.job.build(run.settings, run.config, run.run_dir)
-        loop.callbacks.append(TimeBudget(60 * args.minutes))
+        loop.callbacks.append(TimeBudget(60 * args.minutes, 60 * args.snapshot_minutes, run.run_dir / "snapshots"))
         loop.run()
     finally:
         lock.release()
@@ -77,7 +111,15 @@ def main() -> None:
     for name, wdl in result["opponents"].items():
         label = "random" if name == "random" else f"pure MCTS {name[4:]} sims"
         print(f"{label:<24} {100 * wdl['win']:>5.0f}% {100 * wdl['draw']:>5.0f}% {100 * wdl['loss']:>5.0f}%")
-    print(json.dumps({"minutes": args.minutes, **trained, "evaluation": result, "eval_seconds": eval_seconds}))
+    points = curve(run.run_dir, args.curve_games, args.mcts[0]) if args.curve_games > 0 else []
+    if points:
+        print(f"\nthe curve ({args.curve_games} games per opponent, the latest net at each point): win/draw/loss %")
+        for point in points:
+            cells = "  ".join(f"{name} {100 * w['win']:.0f}/{100 * w['draw']:.0f}/{100 * w['loss']:.0f}"
+                              for name, w in point.items() if isinstance(w, dict))
+            print(f"{point['snapshot']:<20} {cells}")
+    print(json.dumps({"minutes": args.minutes, **trained, "evaluation": result, "eval_seconds": eval_seconds,
+                      "curve": points}))
 
 
 if __name__ == "__main__":
