@@ -4,6 +4,7 @@ evaluations, a scratch one goes, and a failed run raises with its label and the 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -46,3 +47,19 @@ def test_a_scratch_run_directory_is_removed_afterwards(runner, tmp_path, monkeyp
     records = runner.train(["--agent", "ppo", "--env", "CartPole-v1", "--total-steps", "256", "--seed", "1",
                             "--eval-episodes", "1", "--threads", "1"])
     assert records[-1]["step"] == 256 and list(tmp_path.iterdir()) == []
+
+
+def test_learning_curve_reports_each_seed_from_its_evaluations(tmp_path):
+    spec = importlib.util.spec_from_file_location("learning_curve", ROOT / "benchmarks" / "learning_curve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--agent", "ppo", "--env", "CartPole-v1", "--steps", "512", "--seeds", "1",
+                        "--eval-interval", "256", "--eval-episodes", "2", "--threshold", "0",
+                        "--runs-dir", str(tmp_path), "--", "--num-envs", "1", "--num-steps", "256"])
+    lines = (tmp_path / "ppo_CartPole-v1_s1" / "eval.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    (row,) = rows
+    assert [step for step, _, _ in row["curve"]] == [record["step"] for record in records] == [256, 512]
+    assert row["final"] == round(records[-1]["eval/mean_return"], 1)
+    # threshold 0: the first evaluation reaches it, at its step and training time
+    assert (row["first_step_at_threshold"], row["first_trained_s_at_threshold"]) == (256, row["curve"][0][1])
