@@ -340,3 +340,25 @@ def test_episode_signals_report_raw_return_and_dense_final_obs(training):
     assert not any(info["episode_return"].any() for info in infos[:3])
     np.testing.assert_array_equal(infos[3]["final_obs"], [[-1.0], [4.0]])
     np.testing.assert_array_equal(infos[2]["final_obs"], results[2][0])
+
+
+def test_channels_last_images_come_channels_first():
+    """CarRacing's (96, 96, 3) frames crashed the CNN, which read them as 96 channels (the bug this fixes)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlkit.envs.custom import channels_first_images, is_channels_last_image
+
+    class Camera(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (6, 5, 3), np.uint8)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            return np.arange(90, dtype=np.uint8).reshape(6, 5, 3), {}
+
+    env = channels_first_images(Camera())
+    assert env.observation_space.shape == (3, 6, 5) and env.observation_space.dtype == np.uint8
+    obs, _ = env.reset()
+    assert obs.shape == (3, 6, 5) and obs[2, 1, 0] == 1 * 15 + 0 * 3 + 2  # pixel (row 1, col 0), channel 2
+    assert not is_channels_last_image(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8))  # Atari stacks: as they are
+    assert not is_channels_last_image(gym.spaces.Box(0, 1, (6, 5, 3), np.float32))

@@ -12,8 +12,8 @@ from gymnasium.wrappers.vector import RescaleAction
 from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import FRAME_STACK, make_ale_vector, make_gymnasium_atari
-from rlkit.envs.custom import (check_env_kwargs, check_observation_space, env_kwargs_error, one_hot_observations,
-                               parse_env_kwargs)
+from rlkit.envs.custom import (channels_first_images, check_env_kwargs, check_observation_space, env_kwargs_error,
+                               one_hot_observations, parse_env_kwargs)
 from rlkit.envs.partial import VELOCITY_ENTRIES, MaskVelocity
 from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
@@ -61,7 +61,8 @@ def make_env(
 
     Observations must be one array (a Box space). Wholly discrete ones (``Discrete``, ``MultiDiscrete``, a
     ``Tuple`` or ``Dict`` of them: the toy-text envs) become float32 one-hot codes; other spaces are refused with
-    the wrapper to use.
+    the wrapper to use. Channels-last uint8 images (CarRacing's (96, 96, 3)) come channels first, (3, 96, 96), as
+    the convolutional torsos take them.
     Box actions with finite bounds are rescaled to [-1, 1] (the env maps them back to its bounds).
 
     Returns:
@@ -73,8 +74,9 @@ def make_env(
         raise UserError(f"unknown env backend {backend!r}: use one of {', '.join(BACKENDS)}")
     env_kwargs = check_env_kwargs(env_kwargs)
     resolved = resolve_env(name)
-    # Atari's observations are frames (and a wrapper would cost it ale-py's native vector env)
-    wrappers = list(wrappers) if resolved.family == "atari" else [*wrappers, one_hot_observations]
+    # Atari's observations are frames already in channel order (and a wrapper would cost it ale-py's native vector env)
+    wrappers = (list(wrappers) if resolved.family == "atari" else
+                [*wrappers, one_hot_observations, channels_first_images])
     if partially_observed and resolved.family != "atari":
         if resolved.env_id not in VELOCITY_ENTRIES:
             raise UserError(f"--partially-observed hides the velocities of {', '.join(VELOCITY_ENTRIES)} and shows "

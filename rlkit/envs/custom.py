@@ -175,6 +175,28 @@ def one_hot_observations(env: gym.Env) -> gym.Env:
     return gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), space)
 
 
+def is_channels_last_image(space: gym.Space) -> bool:
+    """Whether ``space`` holds uint8 images in height-width-channel order (gymnasium's convention: CarRacing's
+    (96, 96, 3), a user's camera): the channel axis is last and strictly the smallest, as in SB3's check."""
+    if not (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3):
+        return False
+    height, width, channels = space.shape
+    return channels < height and channels < width
+
+
+def channels_first_images(env: gym.Env) -> gym.Env:
+    """Wrap one env whose observations are channels-last images (:func:`is_channels_last_image`) so they come as
+    (C, H, W), the order the convolutional torsos take (SB3's ``VecTransposeImage``); any other env is returned as
+    it is."""
+    space = env.observation_space
+    if not is_channels_last_image(space):
+        return env
+    transposed = gym.spaces.Box(np.transpose(space.low, (2, 0, 1)), np.transpose(space.high, (2, 0, 1)),
+                                dtype=np.uint8)
+    return gym.wrappers.TransformObservation(
+        env, lambda obs: np.ascontiguousarray(np.transpose(obs, (2, 0, 1))), transposed)
+
+
 def check_observation_space(space: gym.Space, env_id: str = "this env") -> None:
     """Refuse, in one line naming the wrapper to use, an observation space rlkit's agents cannot read: they take
     one array (a ``Box``); a ``Dict`` or ``Tuple`` with a ``Box`` part becomes one with ``FlattenObservation``
