@@ -59,8 +59,7 @@ def curve(run_dir: Path, games: int, mcts: int) -> list[dict]:
     for path in [*sorted((run_dir / "snapshots").glob("trained_*s.pt")), run_dir / CHECKPOINT_NAME]:
         result = evaluate.main([str(path), "--json", "--games", str(games), "--seed", "12345",
                                 "--mcts-simulations", str(mcts), "--latest"])
-        row = {"snapshot": path.name, "updates": result["steps"],
-               **{name: wdl for name, wdl in result["opponents"].items()}}
+        row = {"snapshot": path.name, "updates": result["steps"], **result["opponents"]}
         rows.append(row)
         with open(run_dir / "curve.jsonl", "a") as out:
             out.write(json.dumps(row) + "\n")

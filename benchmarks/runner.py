@@ -41,8 +41,8 @@ def train(arguments: Sequence[str], run_dir: Path | None = None, timeout: float 
     """
     with tempfile.TemporaryDirectory(prefix="rlkit-bench-") as folder:
         where = run_dir if run_dir is not None else Path(folder) / "run"
-        done = subprocess.run(command(arguments, where), cwd=ROOT, env=single_thread_env(), capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(command(arguments, where), cwd=ROOT, env=single_thread_env(), capture_output=True,
+                              text=True, timeout=timeout, check=False)
         if done.returncode != 0:
             prefix = f"{label}: " if label else ""
             raise RuntimeError(f"{prefix}exit {done.returncode}: {done.stderr.strip()[-500:]}")

@@ -3,9 +3,7 @@ bootstrap) and benchmarks/atari100k.py's plan and resume logic, which run no tra
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,12 +162,8 @@ def test_score_matrix_needs_as_many_runs_in_every_game():
 
 # ---------------------------------------------------------------------------------------------------- the benchmark
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("atari100k", ROOT / "benchmarks" / "atari100k.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["atari100k"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("atari100k")
 
 
 def run_lines(bench, capsys, monkeypatch, results: Path) -> list[str]:

@@ -3,8 +3,6 @@ and copies the checkpoint once per snapshot period (the points of the curve), ne
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,13 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("alphazero_connect_four", ROOT / "benchmarks" /
-                                                  "alphazero_connect_four.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["alphazero_connect_four"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("alphazero_connect_four")
 
 
 class FakeLoop:

@@ -3,9 +3,7 @@ evaluations, a scratch one goes, and a failed run raises with its label and the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def runner():
-    spec = importlib.util.spec_from_file_location("runner", ROOT / "benchmarks" / "runner.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["runner"] = module
-    spec.loader.exec_module(module)
-    return module
+def runner(load_benchmark):
+    return load_benchmark("runner")
 
 
 def test_a_kept_run_directory_holds_the_evaluations_returned(runner, tmp_path):
@@ -49,11 +43,8 @@ def test_a_scratch_run_directory_is_removed_afterwards(runner, tmp_path, monkeyp
     assert records[-1]["step"] == 256 and list(tmp_path.iterdir()) == []
 
 
-def test_learning_curve_reports_each_seed_from_its_evaluations(tmp_path):
-    spec = importlib.util.spec_from_file_location("learning_curve", ROOT / "benchmarks" / "learning_curve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rows = module.main(["--agent", "ppo", "--env", "CartPole-v1", "--steps", "512", "--seeds", "1",
+def test_learning_curve_reports_each_seed_from_its_evaluations(load_benchmark, tmp_path):
+    rows = load_benchmark("learning_curve").main(["--agent", "ppo", "--env", "CartPole-v1", "--steps", "512", "--seeds", "1",
                         "--eval-interval", "256", "--eval-episodes", "2", "--threshold", "0",
                         "--runs-dir", str(tmp_path), "--", "--num-envs", "1", "--num-steps", "256"])
     lines = (tmp_path / "ppo_CartPole-v1_s1" / "eval.jsonl").read_text().splitlines()

@@ -4,7 +4,6 @@ and fingerprint work on a tiny budget."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,12 +17,8 @@ SCRIPT = ROOT / "benchmarks" / "sweep.py"
 
 
 @pytest.fixture(scope="module")
-def sweep():
-    spec = importlib.util.spec_from_file_location("sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sweep"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+def sweep(load_benchmark):
+    return load_benchmark("sweep")
 
 
 def test_dry_run_prints_the_plan_and_installs_nothing(tmp_path):

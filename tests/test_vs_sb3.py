@@ -52,16 +52,12 @@ def test_rlkit_worker_prints_a_positive_rate():
     assert result["threads"] == 1
 
 
-def test_no_workload_takes_a_value_from_a_shipped_per_env_file():
+def test_no_workload_takes_a_value_from_a_shipped_per_env_file(load_benchmark):
     """Both sides must run the workload's hyperparameters: a value the rlkit side took from rlkit/hyperparams (rl-zoo's
     HalfCheetah entry: 256x256 ReLU nets against SB3's 64x64 tanh) made the PPO HalfCheetah ratio meaningless."""
     import dataclasses
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("vs_sb3", SCRIPT)
-    vs_sb3 = importlib.util.module_from_spec(spec)
-    sys.modules["vs_sb3"] = vs_sb3
-    spec.loader.exec_module(vs_sb3)
+    vs_sb3 = load_benchmark("vs_sb3")
     for workload in vs_sb3.WORKLOADS.values():
         vs_sb3.check_same_config(workload)
     cheetah = vs_sb3.WORKLOADS["ppo-halfcheetah"]
