@@ -26,7 +26,6 @@ from rlkit.analysis.atari_scores import (
     trimmed_mean,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------------------------------- normalization
