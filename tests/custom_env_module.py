@@ -3,6 +3,7 @@
 ``Tiny-v0``: games of exactly ``length`` steps whatever the actions (reward 1 per step for action 1); every instance
 records the keyword arguments it was built with in :data:`CREATED`, so tests see what reached the env. It renders
 small RGB frames whose red channel is the step count. ``TinyDict-v0``: the same game with Dict observations.
+``TinyPixels-v0``: a continuous-action game seen as channels-last uint8 frames (the layout of CarRacing).
 """
 
 from __future__ import annotations
@@ -57,5 +58,29 @@ class TinyDict(Tiny):
         return {"t": np.array([self.t], np.float32), "phase": self.t % 3}
 
 
+class TinyPixels(gym.Env):
+    """Games of ``length`` steps on a 36x36 RGB frame (the Nature CNN's smallest input) whose brightness is the step
+    count; the reward is ``-|action|``, so the best policy holds still."""
+
+    def __init__(self, length: int = 10):
+        self.length = length
+        self.observation_space = gym.spaces.Box(0, 255, (36, 36, 3), np.uint8)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.full((36, 36, 3), min(255, 20 * self.t), np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), -float(np.abs(action).sum()), self.t >= self.length, False, {}
+
+
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
 gym.register(id="TinyDict-v0", entry_point=TinyDict, max_episode_steps=50)
+gym.register(id="TinyPixels-v0", entry_point=TinyPixels, max_episode_steps=50)

@@ -21,6 +21,7 @@ from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import make_env
 from rlkit.errors import UserError
 from rlkit.nets.continuous import QEnsemble, SquashedGaussianActor, tanh_log_det
+from rlkit.nets.encoders import NatureCNN
 
 from by_hand import returns_by_hand
 
@@ -370,6 +371,21 @@ def test_q_ensemble_columns_are_independent_critics():
     assert not torch.allclose(out[:, 0], out[:, 1])
 
 
+def test_q_ensemble_on_images_shares_one_cnn():
+    """On (C, H, W) uint8 images every critic reads the same Nature CNN features: column k equals critic k's
+    MLP applied to [cnn(obs), a]; a vector ensemble has no CNN."""
+    torch.manual_seed(0)
+    ensemble = QEnsemble((3, 36, 36), 2, hidden=(5,), num_critics=2)
+    assert isinstance(ensemble.encoder, NatureCNN) and QEnsemble(3, 2).encoder is None
+    obs = torch.randint(0, 256, (4, 3, 36, 36), dtype=torch.uint8)
+    actions = torch.rand(4, 2) * 2 - 1
+    features = torch.cat([ensemble.encoder(obs), actions], dim=1)
+    first, _, last = ensemble.layers
+    for k in range(2):
+        hidden = torch.relu(features @ first.weight[k] + first.bias[k])
+        torch.testing.assert_close(ensemble(obs, actions)[:, k], (hidden @ last.weight[k] + last.bias[k])[:, 0])
+
+
 # ---------------------------------------------------------------------------------------------- save / load
 @pytest.mark.parametrize("name", CONTINUOUS_AGENTS)
 def test_save_load_round_trip(name):
@@ -444,3 +460,25 @@ def test_every_continuous_agent_trains_and_evaluates(tmp_path, agent, env_name, 
         assert result["agent"] == agent and result["episodes"] == 1 and np.isfinite(result["mean_return"])
     if env_name == "Pendulum":  # the deterministic policy's game, played again by hand in a plain gymnasium env
         assert results[0]["returns"] == pytest.approx(returns_by_hand(run, 1, seed=7), rel=1e-6)
+
+
+@pytest.mark.parametrize("agent", CONTINUOUS_AGENTS)
+def test_continuous_agents_learn_from_pixels_through_a_cnn(tmp_path, agent):
+    """Channels-last uint8 frames (as CarRacing's) reach DDPG, TD3 and SAC as (C, H, W) images: actor and critic
+    each read them through a Nature CNN (not an MLP over raw pixels), replay keeps them as uint8 (what the memory
+    check counts), and the run trains and evaluates through the CLI."""
+    run = tmp_path / "run"
+    train.main(["--agent", agent, "--env", "custom_env_module:TinyPixels-v0", "--total-steps", "60",
+                "--learning-starts", "40", "--batch-size", "8", "--buffer-size", "100", "--eval-episodes", "0",
+                "--no-progress", "--run-dir", str(run)])
+    checkpoint = load_checkpoint(run)
+    assert checkpoint["learner"]["counters"] == {"updates": 21}
+    for net in ("actor", "critic"):
+        assert checkpoint["learner"][net]["encoder.convs.0.weight"].shape == (32, 3, 8, 8)
+    spec = AGENTS[agent]
+    env = make_env("custom_env_module:TinyPixels-v0", 1, seed=0)
+    learner = spec.agent_class(spec.preset("other"), env.single_observation_space, env.single_action_space)
+    replay = learner.buffer_spec()
+    assert replay.obs_shape == (3, 36, 36) and replay.obs_dtype == np.uint8
+    result = evaluate.main([str(run), "--episodes", "1", "--json"])
+    assert result["episodes"] == 1 and -10 <= result["mean_return"] <= 0

@@ -277,6 +277,21 @@ def test_capture_video_needs_evaluations(capsys, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- Box2D
+def test_an_env_without_render_mode_is_made_and_refused_for_video(capsys, tmp_path):
+    """A user's env whose constructor takes no ``render_mode`` (TinyPixels-v0) is made, trains and evaluates: rlkit
+    passes render_mode only when it films. With --capture-video it is one line naming the fix, exit 2."""
+    pixels = "custom_env_module:TinyPixels-v0"
+    env = make_env(pixels, 2, seed=0)
+    assert env.reset(seed=0)[0].shape == (2, 3, 36, 36)
+    env.close()
+    run = tmp_path / "run"
+    short = ["--agent", "ppo", "--env", pixels, "--total-steps", "64", "--num-envs", "2", "--num-steps", "32"]
+    train.main([*short, "--eval-episodes", "1", "--no-progress", "--run-dir", str(run)])
+    assert evaluate.main([str(run), "--episodes", "1", "--json"])["episodes"] == 1
+    line = one_line_error(capsys, train.main, [*short, "--capture-video", "--run-dir", str(tmp_path / "video")])
+    assert "takes no render_mode" in line and "--capture-video" in line
+
+
 def test_lunar_lander_continuous_builds_and_steps():
     """LunarLanderContinuous-v3 (Box2D) builds with make_env; its actions are [-1, 1] (its own bounds, so they reach
     the env unchanged); env kwargs reach the Box2D world."""

@@ -68,10 +68,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def continuous_replay(agent: Agent) -> ReplaySpec:
-    """Replay for float observations and [-1, 1] actions."""
+    """Replay for [-1, 1] actions and float observations, or uint8 ones for images (a quarter of the memory;
+    the CNN scales them)."""
     c = agent.config
-    return ReplaySpec(c.buffer_size, agent.obs_space.shape, np.float32, agent.action_space.shape, np.float32,
-                      gamma=c.gamma)
+    image = len(agent.obs_space.shape) == 3 and agent.obs_space.dtype == np.uint8
+    return ReplaySpec(c.buffer_size, agent.obs_space.shape, np.uint8 if image else np.float32,
+                      agent.action_space.shape, np.float32, gamma=c.gamma)
 
 
 def warm_up_actions(agent: Agent, n: int) -> np.ndarray | None:
@@ -92,9 +94,9 @@ class DDPG(Agent):
 
     def __init__(self, config: DDPGConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
-        obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
-        self.actor = DeterministicActor(obs_dim, act_dim, config.hidden).to(self.device)
-        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2 if config.twin_critics else 1).to(self.device)
+        act_dim = int(np.prod(action_space.shape))
+        self.actor = DeterministicActor(obs_space.shape, act_dim, config.hidden).to(self.device)
+        self.critic = QEnsemble(obs_space.shape, act_dim, config.hidden, 2 if config.twin_critics else 1).to(self.device)
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_target.requires_grad_(False)
         self.critic_target.requires_grad_(False)

@@ -71,9 +71,9 @@ class SAC(Agent):
 
     def __init__(self, config: SACConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
-        obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(action_space.shape))
-        self.actor = SquashedGaussianActor(obs_dim, act_dim, config.hidden).to(self.device)
-        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, num_critics=2).to(self.device)
+        act_dim = int(np.prod(action_space.shape))
+        self.actor = SquashedGaussianActor(obs_space.shape, act_dim, config.hidden).to(self.device)
+        self.critic = QEnsemble(obs_space.shape, act_dim, config.hidden, num_critics=2).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), config.policy_lr, self.device)
         self.critic_optimizer = make_adam(self.critic.parameters(), config.q_lr, self.device)

@@ -89,6 +89,10 @@ def make_env(
         vec = _make_vector(resolved, num_envs, sticky_actions, backend, render, env_kwargs, wrappers,
                            frame_stack=1 if partially_observed else FRAME_STACK)
     except (TypeError, ValueError, AssertionError) as error:
+        if render and "render_mode" in str(error):
+            raise UserError(f"{resolved.env_id} takes no render_mode, so its episodes cannot be filmed: give its "
+                            "constructor a render_mode argument and a render() that returns RGB frames, or drop "
+                            "--capture-video") from None
         if not env_kwargs:
             raise
         raise env_kwargs_error(resolved.env_id, env_kwargs, error) from None
@@ -131,7 +135,8 @@ def _make_vector(resolved: ResolvedEnv, num_envs: int, sticky_actions: bool, bac
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
         wrappers=wrappers,
-        render_mode="rgb_array" if render else None,
+        # Only when frames are wanted: a user's env whose constructor takes no render_mode is then still made.
+        **({"render_mode": "rgb_array"} if render else {}),
         **env_kwargs,
     )
 

@@ -1,5 +1,9 @@
 """Networks for continuous control off-policy: deterministic tanh actor, squashed Gaussian actor, and an ensemble
-of Q(s, a) critics evaluated in one batched pass. Actions live in [-1, 1]; the env maps them to its bounds."""
+of Q(s, a) critics evaluated in one batched pass. Actions live in [-1, 1]; the env maps them to its bounds.
+
+Observations are vectors (an int or a 1-d shape: the MLPs read them flattened) or uint8 images (C, H, W): then
+each network reads them through its own Nature CNN, as Stable-Baselines3's ``CnnPolicy`` does for SAC and TD3
+(the actor's torso and the critics' shared one are separate networks)."""
 
 from __future__ import annotations
 
@@ -10,32 +14,50 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.nets.encoders import MLP
+from rlkit.nets.encoders import MLP, NatureCNN
 from rlkit.nets.heads import ParallelLinear
 
 
-class DeterministicActor(nn.Module):
-    """``a = tanh(MLP(s))`` in [-1, 1]: (B, obs_dim) -> (B, act_dim)."""
+def image_encoder(obs_shape: int | Sequence[int]) -> NatureCNN | None:
+    """The Nature CNN for image observations (C, H, W); None for vectors, which the MLPs flatten themselves."""
+    shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+    return NatureCNN(*shape) if len(shape) == 3 else None
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
+
+def observation_width(obs_shape: int | Sequence[int], encoder: nn.Module | None) -> int:
+    """Width of the features an MLP reads: the encoder's output, or the flattened vector."""
+    if encoder is not None:
+        return encoder.out_features
+    return obs_shape if isinstance(obs_shape, int) else math.prod(obs_shape)
+
+
+class DeterministicActor(nn.Module):
+    """``a = tanh(MLP(s))`` in [-1, 1]: (B, *obs_shape) -> (B, act_dim)."""
+
+    def __init__(self, obs_shape: int | Sequence[int], act_dim: int, hidden: Sequence[int] = (256, 256)):
         super().__init__()
-        self.torso = MLP(obs_dim, hidden)
+        self.encoder = image_encoder(obs_shape)
+        self.torso = MLP(observation_width(obs_shape, self.encoder), hidden)
         self.out = nn.Linear(self.torso.out_features, act_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.out(self.torso(obs)))
+        features = obs if self.encoder is None else self.encoder(obs)
+        return torch.tanh(self.out(self.torso(features)))
 
 
 class QEnsemble(nn.Module):
     """K independent Q(s, a) networks (K = 2: TD3's and SAC's twin critics) run as one batched MLP.
 
-    ``(B, obs_dim), (B, act_dim) -> (B, K)``. One set of matrix products instead of K keeps the update lean.
+    ``(B, *obs_shape), (B, act_dim) -> (B, K)``. One set of matrix products instead of K keeps the update lean.
+    Image observations pass through one CNN whose features all K critics read.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), num_critics: int = 2):
+    def __init__(self, obs_shape: int | Sequence[int], act_dim: int, hidden: Sequence[int] = (256, 256),
+                 num_critics: int = 2):
         super().__init__()
+        self.encoder = image_encoder(obs_shape)
         layers: list[nn.Module] = []
-        width = obs_dim + act_dim
+        width = observation_width(obs_shape, self.encoder) + act_dim
         for size in hidden:
             layers += [ParallelLinear(num_critics, width, size), nn.ReLU()]
             width = size
@@ -44,7 +66,8 @@ class QEnsemble(nn.Module):
         self.num_critics = num_critics
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.layers(torch.cat([obs.flatten(1).float(), actions], dim=-1)).squeeze(-1).transpose(0, 1)
+        features = obs.flatten(1).float() if self.encoder is None else self.encoder(obs)
+        return self.layers(torch.cat([features, actions], dim=-1)).squeeze(-1).transpose(0, 1)
 
 
 class SquashedGaussianActor(nn.Module):
@@ -53,15 +76,16 @@ class SquashedGaussianActor(nn.Module):
 
     LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
+    def __init__(self, obs_shape: int | Sequence[int], act_dim: int, hidden: Sequence[int] = (256, 256)):
         super().__init__()
-        self.torso = MLP(obs_dim, hidden)
+        self.encoder = image_encoder(obs_shape)
+        self.torso = MLP(observation_width(obs_shape, self.encoder), hidden)
         self.mean = nn.Linear(self.torso.out_features, act_dim)
         self.log_std = nn.Linear(self.torso.out_features, act_dim)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions in [-1, 1] and their log-probabilities (B,). Deterministic: ``tanh(mu)``."""
-        features = self.torso(obs)
+        features = self.torso(obs if self.encoder is None else self.encoder(obs))
         mean = self.mean(features)
         # Squash the log std into its range smoothly (as CleanRL and SpinningUp do), keeping gradients alive.
         log_std = torch.tanh(self.log_std(features))
