@@ -33,12 +33,23 @@ BREAKOUT_LIVES = 5
         ("LunarLander", "LunarLander-v3", "other", None),  # Box2D: the 'other' family's presets
         ("LunarLanderContinuous", "LunarLanderContinuous-v3", "other", None),
         ("BipedalWalker", "BipedalWalker-v3", "other", None),
+        ("BreakoutNoFrameskip-v4", "BreakoutNoFrameskip-v4", "atari", "breakout"),
+        ("Blackjack-v1", "Blackjack-v1", "other", None),  # toy text, beside ALE's Blackjack
+        ("ALE/Blackjack-v5", "ALE/Blackjack-v5", "atari", "blackjack"),
     ],
 )
 def test_resolve_env(name, env_id, family, game):
     """Short names resolve to the newest id (ALE namespace first) with family and ROM name; full ids pass through."""
     resolved = resolve_env(name)
     assert (resolved.env_id, resolved.family, resolved.game) == (env_id, family, game)
+
+
+@pytest.mark.parametrize("name", ["Blackjack", "blackjack"])
+def test_a_short_name_of_an_atari_game_and_another_env_is_refused(name):
+    """'Blackjack' is ALE's game and gymnasium's toy text: it used to resolve silently to the Atari game (a tabular
+    or PPO run then played Atari). Now it is a UserError naming both full ids."""
+    with pytest.raises(UserError, match=r"names both the Atari game ALE/Blackjack-v5 and Blackjack-v1: give the full id"):
+        resolve_env(name)
 
 
 def test_resolve_env_unknown_name_suggests_close_matches():

@@ -57,9 +57,11 @@ def _family(env_id: str) -> Family:
     return "other"
 
 
-def _short_names() -> dict[str, str]:
-    """Short name -> newest full id: ``Breakout`` -> ``ALE/Breakout-v5``, ``HalfCheetah`` -> ``HalfCheetah-v5``."""
-    newest: dict[str, tuple[int, str]] = {}
+def _short_names() -> dict[str, tuple[str, ...]]:
+    """Short name -> newest full id: ``Breakout`` -> ``ALE/Breakout-v5``, ``HalfCheetah`` -> ``HalfCheetah-v5``.
+    A name that an Atari game and another env share (``Blackjack``: ALE's and gymnasium's toy text) maps to both
+    newest ids, Atari's first, for :func:`resolve_env` to refuse."""
+    newest: dict[tuple[str, bool], tuple[int, str]] = {}
     for env_id in _registry():
         match = re.fullmatch(r"(?:ALE/)?([A-Za-z0-9_]+)-v(\d+)", env_id)
         if match is None:
@@ -67,9 +69,13 @@ def _short_names() -> dict[str, str]:
         name, version = match.group(1), int(match.group(2))
         if env_id.startswith("ALE/"):
             version += 1000  # the ALE namespace wins over the legacy 'BreakoutNoFrameskip-v4' style ids
-        if name not in newest or version > newest[name][0]:
-            newest[name] = (version, env_id)
-    return {name: env_id for name, (_, env_id) in newest.items()}
+        key = (name, _family(env_id) == "atari")
+        if key not in newest or version > newest[key][0]:
+            newest[key] = (version, env_id)
+    names: dict[str, tuple[str, ...]] = {}
+    for (name, _), (_, env_id) in sorted(newest.items(), key=lambda item: not item[0][1]):  # Atari's first
+        names[name] = (*names.get(name, ()), env_id)
+    return names
 
 
 def resolve_env(name: str) -> ResolvedEnv:
@@ -90,7 +96,11 @@ def resolve_env(name: str) -> ResolvedEnv:
     else:
         short = _short_names()
         lowered = {key.lower(): value for key, value in short.items()}
-        env_id = short.get(name) or lowered.get(name.lower().replace("-", "").replace("_", ""))
+        ids = short.get(name) or lowered.get(name.lower().replace("-", "").replace("_", ""))
+        if ids is not None and len(ids) > 1:
+            raise UserError(f"{name!r} names both the Atari game {ids[0]} and {', '.join(ids[1:])}: give the full "
+                            "id to --env")
+        env_id = ids[0] if ids else None
         if env_id is None:
             own = registered_by(module) if module else []
             candidates = own or sorted(short) + sorted(registry)
