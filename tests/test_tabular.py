@@ -12,6 +12,7 @@ import evaluate
 import train
 from rlkit.agents.tabular import TabularConfig, TabularQ, TransitionQueue, step_size
 from rlkit.analysis.mdp import toy_text_mdp, value_iteration
+from rlkit.envs.custom import OneHotBox, discrete_parts
 from rlkit.errors import UserError
 from rlkit.jobs import read_checkpoint
 
@@ -154,3 +155,37 @@ def test_an_env_without_discrete_observations_is_refused(tmp_path):
     with pytest.raises(UserError, match="one-hot codes of a Discrete observation space.*such as dqn"):
         train.main(["--agent", "q-learning", "--env", "CartPole", "--total-steps", "100", "--no-progress",
                     "--run-dir", str(tmp_path / "run")])
+
+
+def test_a_tuple_of_discrete_spaces_numbers_its_states_in_mixed_radix():
+    """make_env's codes of Tuple(Discrete(3), MultiBinary(2), Discrete(2, start=1)) carry their layout; the table
+    has 3 x 2 x 2 x 2 = 24 rows and state (2, [1, 0], 2) is row ((2 * 2 + 1) * 2 + 0) * 2 + (2 - 1) = 21."""
+    space = gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.MultiBinary(2), gym.spaces.Discrete(2, start=1)))
+    box = OneHotBox(discrete_parts(space))
+    assert box.parts == ((3, 3), (1, 2), (1, 2), (2, 2)) and box.shape == (7,)
+    code = gym.spaces.flatten(space, (2, np.array([1, 0], np.int8), 2)).astype(np.float32)
+    agent = TabularQ(TabularConfig(), box, gym.spaces.Discrete(2), seed=0)
+    assert agent.q.shape == (24, 2)
+    assert agent.states(np.stack([code, gym.spaces.flatten(space, (0, np.array([0, 0], np.int8), 1))])).tolist() \
+        == [21, 0]
+    with pytest.raises(UserError, match="one-hot codes of discrete observations"):
+        agent.states(np.ones((1, 7), np.float32))
+
+
+def test_a_table_too_large_is_refused():
+    """Tuple(Discrete(10_000) x 3): 10^12 states is refused in one line, before any table is allocated."""
+    box = OneHotBox([(10_000, 10_000)] * 3)
+    with pytest.raises(UserError, match="would need a table of 1,000,000,000,000 states x 2 actions"):
+        TabularQ(TabularConfig(), box, gym.spaces.Discrete(2), seed=0)
+
+
+def test_blackjack_trains_and_evaluates_through_the_cli(tmp_path):
+    """Blackjack-v1's Tuple observation (player sum, dealer card, usable ace): 32 x 11 x 2 = 704 table rows; the
+    run learns from every step and evaluates (the old code refused its codes at the first step)."""
+    run = tmp_path / "run"
+    train.main(["--agent", "q-learning", "--env", "Blackjack-v1", "--total-steps", "3000", "--seed", "1",
+                "--no-progress", "--eval-episodes", "5", "--run-dir", str(run)])
+    learner = read_checkpoint(run)["learner"]
+    assert learner["q"].shape == (704, 2) and learner["counters"]["updates"] == learner["visits"].sum().item() == 3000
+    result = evaluate.main([str(run), "--json", "--episodes", "20"])
+    assert result["episodes"] == 20 and -1 <= result["mean_return"] <= 1

@@ -1,13 +1,16 @@
 """Tabular TD control: Q-learning (Watkins 1989) and SARSA (Rummery & Niranjan 1994), with a Q table indexed by
 state and epsilon-greedy behaviour (Sutton & Barto 2018, sections 6.4-6.5).
 
-The agent reads the one-hot codes :func:`rlkit.envs.make_env` gives toy-text envs; the state is the code's index.
+The agent reads the one-hot codes :func:`rlkit.envs.make_env` gives toy-text envs; the state is the code's index,
+or for a Tuple of discrete spaces (Blackjack's player sum, dealer card, usable ace) the mixed-radix number of the
+parts' indices, one table row per combination.
 It is driven by the replay source, but its "replay" is a queue: each env transition reaches exactly one update, in
 the order it arrived, and is then forgotten. For SARSA the queue holds a transition back until its sub-env's next
 action has been chosen, so the target uses the action actually taken."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -87,6 +90,16 @@ def step_size(schedule: str, alpha: float, omega: float, visits: int) -> float:
     if schedule == "1/n":
         return 1.0 / visits
     return visits ** -omega
+
+
+MAX_TABLE_ENTRIES = 50_000_000
+"""The largest Q table (states x actions) the tabular agents build: 800 MB with its visit counts."""
+
+
+def table_parts(space: gym.Space) -> tuple[tuple[int, int], ...]:
+    """The ``(width, radix)`` parts of a table space's codes: :class:`~rlkit.envs.custom.OneHotBox`'s, or one
+    one-hot block over the whole vector (a user's own code)."""
+    return getattr(space, "parts", None) or ((int(space.shape[0]), int(space.shape[0])),)
 
 
 def is_table_space(space: gym.Space) -> bool:
@@ -205,7 +218,8 @@ class TabularQ(Agent):
     def __init__(self, config: TabularConfig, obs_space: gym.Space, action_space: gym.Space,
                  device: str | torch.device = "cpu", total_steps: int = 100_000, seed: int | None = None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
-        self.n_states, self.n_actions = int(obs_space.shape[0]), int(action_space.n)
+        self.parts = table_parts(obs_space)
+        self.n_states, self.n_actions = math.prod(radix for _, radix in self.parts), int(action_space.n)
         # The table stays on the host whatever the device: a lookup per step is cheaper than a transfer.
         self.q = torch.full((self.n_states, self.n_actions), float(config.q_init), dtype=torch.float64)
         self.visits = torch.zeros((self.n_states, self.n_actions), dtype=torch.int64)
@@ -218,14 +232,28 @@ class TabularQ(Agent):
             raise UserError(f"{cls.__name__} indexes a table by state and needs the one-hot codes of a Discrete "
                             f"observation space (toy text: FrozenLake, Taxi, CliffWalking), but this env has "
                             f"{obs_space}: use a function-approximation agent such as dqn")
+        states = math.prod(radix for _, radix in table_parts(obs_space))
+        if states * int(action_space.n) > MAX_TABLE_ENTRIES:
+            raise UserError(f"{cls.__name__} would need a table of {states:,} states x {action_space.n} actions, "
+                            f"more than {MAX_TABLE_ENTRIES:,} entries: use a function-approximation agent such as dqn")
 
     def states(self, obs: np.ndarray) -> np.ndarray:
-        """The state index of each one-hot row of ``obs`` (B, S) -> (B,)."""
+        """The state index of each row of ``obs`` (B, S) -> (B,): the one-hot code's index, or the mixed-radix
+        number of the parts' values (the first part most significant)."""
         obs = np.asarray(obs)
-        if not (np.all(obs.sum(-1) == 1) and np.all(obs.max(-1) == 1)):
-            raise UserError(f"{type(self).__name__} needs one-hot codes of one Discrete space, got rows like "
-                            f"{obs[0].tolist()}: a Tuple of Discrete spaces (Blackjack) has no single state index")
-        return obs.argmax(-1)
+        index, start = np.zeros(len(obs), dtype=np.int64), 0
+        for width, radix in self.parts:
+            block = obs[:, start:start + width]
+            start += width
+            if width == 1:  # a 0/1 entry
+                valid, value = np.isin(block[:, 0], (0, 1)), block[:, 0]
+            else:
+                valid, value = (block.sum(-1) == 1) & (block.max(-1) == 1), block.argmax(-1)
+            if not valid.all():
+                raise UserError(f"{type(self).__name__} needs the one-hot codes of discrete observations, got a row "
+                                f"{obs[~valid][0].tolist()[:20]}... that is none")
+            index = index * radix + value.astype(np.int64)
+        return index
 
     # ------------------------------------------------------------------ acting
     @property

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -164,14 +164,38 @@ def is_one_hot_space(space: gym.Space) -> bool:
     return False
 
 
+class OneHotBox(gym.spaces.Box):
+    """The [0, 1] float32 Box of :func:`one_hot_observations`, which also tells how its codes are laid out:
+    ``parts`` holds one ``(width, radix)`` pair per discrete value in gymnasium's flattened order, a one-hot block
+    of ``width == radix`` entries (a ``Discrete`` space, a ``MultiDiscrete`` entry) or one 0/1 entry of radix 2 (a
+    ``MultiBinary`` bit). A table-based agent numbers the states with it."""
+
+    def __init__(self, parts: Sequence[tuple[int, int]]):
+        self.parts = tuple((int(width), int(radix)) for width, radix in parts)
+        super().__init__(0.0, 1.0, (sum(width for width, _ in self.parts),), np.float32)
+
+
+def discrete_parts(space: gym.Space) -> list[tuple[int, int]]:
+    """The ``(width, radix)`` parts (see :class:`OneHotBox`) of a wholly discrete space's flattened form."""
+    if isinstance(space, gym.spaces.Discrete):
+        return [(int(space.n), int(space.n))]
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return [(int(n), int(n)) for n in space.nvec.flatten()]
+    if isinstance(space, gym.spaces.MultiBinary):
+        return [(1, 2)] * int(np.prod(space.n))
+    parts = space.spaces.values() if isinstance(space, gym.spaces.Dict) else space.spaces
+    return [part for sub in parts for part in discrete_parts(sub)]
+
+
 def one_hot_observations(env: gym.Env) -> gym.Env:
     """Wrap one env whose observations are wholly discrete (:func:`is_one_hot_space`) so they come as float32
     one-hot codes (gymnasium's ``FlattenObservation`` in the dtype the agents compute in: replay buffers then store
-    4 bytes per entry, not int64's 8); any other env is returned as it is."""
+    4 bytes per entry, not int64's 8) in a :class:`OneHotBox`; any other env is returned as it is."""
     if not is_one_hot_space(env.observation_space):
         return env
+    space = OneHotBox(discrete_parts(env.observation_space))
     env = gym.wrappers.FlattenObservation(env)
-    space = gym.spaces.Box(0.0, 1.0, env.observation_space.shape, np.float32)
+    assert env.observation_space.shape == space.shape  # the parts follow gymnasium's own flattening
     return gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), space)
 
 
