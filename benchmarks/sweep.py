@@ -18,7 +18,8 @@ one torch thread (``--jobs`` runs at a time, two by default):
 
 Every finished run is appended to ``--results`` at once, so a sweep stopped anywhere (``--max-minutes``, Ctrl-C, the
 end of a session) continues where it stopped. An rlkit run is keyed by the fingerprint of the resolved config that
-``--print-config`` shows: when the defaults change, the runs they made are stale and run again.
+``--print-config`` shows: when the defaults change, the runs they made are stale and run again (a field added
+later, at the value that means "as before", changes no digest: ``INERT_CONFIG``).
 
 The verdict of a cell compares the seeds' mean returns: a tie when they differ by no more than the larger of the two
 sides' standard deviations over seeds, else a win or a loss. A cell "learns" when rlkit's mean is above the random
@@ -164,24 +165,52 @@ def rlkit_arguments(agent: str, env_id: str, steps: int, seed: int) -> list[str]
     return ["--agent", agent, "--env", env_id, "--total-steps", str(steps), "--seed", str(seed)]
 
 
-def rlkit_fingerprint(agent: str, env_id: str, steps: int) -> str:
-    """A digest of everything in the resolved config that changes what a run learns (not its seed or threads)."""
+SCHEDULING = ("seed", "progress", "threads", "device", "checkpoint_interval", "actor_chunk_steps", "actor_sync_updates")
+"""Run settings that change how a run is scheduled, not what it learns: never in the fingerprint."""
+INERT_SETTINGS: dict[str, Any] = {"overlap": "off", "precision": "fp32", "partially_observed": False,
+                                  "allreduce": "builtin", "preset": ""}
+INERT_CONFIG: dict[str, Any] = {
+    "recurrent": "none", "recurrent_hidden": 64, "sequence_length": 0,  # PPO/A2C before recurrent policies
+    "distributional": False, "num_atoms": 51, "v_min": -10.0, "v_max": 10.0, "noisy": False, "noisy_std": 0.5,
+    "augment": "none", "augment_pad": 4, "cnn_hidden": 512, "adam_eps": 1e-8,  # the DQN family before Rainbow
+}
+"""Fields added after stored runs were made, at the values that reproduce those runs (checked by diffing each
+stored run's ``--print-config`` at its commit against today's). A field holding its value here is left out of the
+fingerprint, so adding a field does not make every stored run stale; leaving out a fixed value keeps the digest
+one-to-one. Never change a value here: add a field with the value that means "as before"."""
+
+
+LEGACY_INERT = ("overlap", "precision")
+"""The inert settings the fingerprint of runs stored before :data:`INERT_CONFIG` existed left out (every other
+field of their time was in their digest)."""
+
+
+def _digest(resolved: dict[str, Any], inert_settings: dict[str, Any], inert_config: dict[str, Any]) -> str:
+    settings = {k: v for k, v in resolved["settings"].items()
+                if k not in SCHEDULING and not (k in inert_settings and v == inert_settings[k])}
+    config = {k: v for k, v in resolved["config"].items() if not (k in inert_config and v == inert_config[k])}
+    text = json.dumps({"settings": settings, "config": config}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fingerprints(resolved: dict[str, Any]) -> tuple[str, str]:
+    """Digests of everything in a ``--print-config`` that changes what a run learns (not its seed or threads): the
+    one new runs record (the inert fields left out), then the legacy one (only :data:`LEGACY_INERT` left out) that
+    runs stored since those fields existed carry. A stored run whose digest is either ran this config."""
+    legacy = {k: INERT_SETTINGS[k] for k in LEGACY_INERT}
+    return _digest(resolved, INERT_SETTINGS, INERT_CONFIG), _digest(resolved, legacy, {})
+
+
+def rlkit_fingerprint(agent: str, env_id: str, steps: int) -> tuple[str, str]:
+    """:func:`fingerprints` of a cell's resolved config, as ``train.py --print-config`` shows it."""
     done = subprocess.run(runner.command([*rlkit_arguments(agent, env_id, steps, 0), "--print-config"]),
                           capture_output=True, text=True, cwd=ROOT, env=runner.single_thread_env(), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{agent} on {env_id}: --print-config failed: {done.stderr.strip()[-300:]}")
-    resolved = json.loads(done.stdout)
-    # Nor how it is scheduled: torchrun's actor settings (the sweep runs one process), and overlap and precision
-    # at their defaults (the only way runs went before those flags existed).
-    before_flags = {"overlap": "off", "precision": "fp32"}
-    settings = {k: v for k, v in resolved["settings"].items()
-                if k not in ("seed", "progress", "threads", "device", "checkpoint_interval", "actor_chunk_steps",
-                             "actor_sync_updates") and not (k in before_flags and v == before_flags[k])}
-    text = json.dumps({"settings": settings, "config": resolved["config"]}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return fingerprints(json.loads(done.stdout))
 
 
-def fingerprints_of(plan: list[Run], jobs: int) -> dict[tuple[str, str, int], str]:
+def fingerprints_of(plan: list[Run], jobs: int) -> dict[tuple[str, str, int], tuple[str, ...]]:
     """:func:`rlkit_fingerprint` of every cell of ``plan``, ``jobs`` at a time (each is a process of a few
     seconds: a whole plan's would take minutes one by one)."""
     cells = list(dict.fromkeys(run.cell for run in plan))
@@ -241,13 +270,13 @@ def load_results(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def is_done(run: Run, results: list[dict[str, Any]], fingerprints: dict[tuple[str, str, int], str],
+def is_done(run: Run, results: list[dict[str, Any]], fingerprints: dict[tuple[str, str, int], tuple[str, ...]],
             sb3_version: str | None) -> bool:
     for r in results:
         if (r.get("side"), r.get("agent"), r.get("env"), r.get("budget"), r.get("seed")) != \
                 (run.side, run.agent, run.env.id, run.budget, run.seed):
             continue
-        if run.side == "rlkit" and r.get("fingerprint") == fingerprints.get(run.cell):
+        if run.side == "rlkit" and r.get("fingerprint") in fingerprints.get(run.cell, ()):
             return True
         if run.side == "sb3" and (sb3_version is None or r.get("sb3") == sb3_version):
             return True
@@ -280,7 +309,8 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.fmean(values):.1f} ± {sd:.1f} ({len(values)})"
 
 
-def current(results: list[dict[str, Any]], fingerprints: dict[tuple[str, str, int], str] | None) -> list[dict]:
+def current(results: list[dict[str, Any]], fingerprints: dict[tuple[str, str, int], tuple[str, ...]] | None
+            ) -> list[dict]:
     """The runs that still stand: rlkit runs of the current defaults (when fingerprints are known), the newest
     record of each (side, cell, seed)."""
     latest: dict[tuple, dict] = {}
@@ -289,14 +319,14 @@ def current(results: list[dict[str, Any]], fingerprints: dict[tuple[str, str, in
             continue
         cell = (r["agent"], r["env"], r["budget"])
         if r["side"] == "rlkit" and fingerprints is not None and cell in fingerprints \
-                and r.get("fingerprint") != fingerprints[cell]:
+                and r.get("fingerprint") not in fingerprints[cell]:
             continue
         latest[(r["side"], *cell, r["seed"])] = r
     return list(latest.values())
 
 
 def summarize(results: list[dict[str, Any]], plan: list[Run],
-              fingerprints: dict[tuple[str, str, int], str] | None = None) -> list[dict[str, Any]]:
+              fingerprints: dict[tuple[str, str, int], tuple[str, ...]] | None = None) -> list[dict[str, Any]]:
     standing = current(results, fingerprints)
     randoms = {r["env"]: r for r in results if r.get("side") == "random"}
     rows, seen = [], set()
@@ -443,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
         entry = {"side": run.side, "agent": run.agent, "env": run.env.id, "budget": run.budget, "seed": run.seed,
                  **result, "wall_s": round(wall, 1), "cpu": cpu["model"],
                  "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}"}
-        entry.update({"fingerprint": fingerprints[run.cell], "commit": commit} if run.side == "rlkit"
+        entry.update({"fingerprint": fingerprints[run.cell][0], "commit": commit} if run.side == "rlkit"
                      else {"sb3": versions["stable-baselines3"]})
         record(entry)
         print(f"{run.side:5} {run.agent:5} {run.env.id:26} {run.budget:>7,} seed {run.seed}: "

@@ -4,6 +4,7 @@ and fingerprint work on a tiny budget."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -68,11 +69,11 @@ def test_stale_rlkit_runs_do_not_count_and_are_run_again(sweep):
     plan = sweep.build_plan(["ppo"], ["classic"], ["short"], [1, 2], ["CartPole-v1"])
     results = [entry("rlkit", 1, 50.0, "old"), entry("rlkit", 2, 60.0, "old"), entry("sb3", 1, 100.0),
                entry("sb3", 2, 102.0), {"side": "random", "env": "CartPole-v1", "mean": 20.0, "std": 10.0}]
-    fingerprints = {("ppo", "CartPole-v1", 20480): "new"}
+    fingerprints = {("ppo", "CartPole-v1", 20480): ("new", "new-legacy")}
     assert [run.side for run in plan if not sweep.is_done(run, results, fingerprints, "2.9.2")] == ["rlkit", "rlkit"]
     row, = sweep.summarize(results, plan, fingerprints)
     assert row["rlkit"] == [] and row["sb3"] == [100.0, 102.0]
-    results += [entry("rlkit", 1, 500.0, "new"), entry("rlkit", 2, 480.0, "new")]
+    results += [entry("rlkit", 1, 500.0, "new"), entry("rlkit", 2, 480.0, "new-legacy")]  # either digest stands
     row, = sweep.summarize(results, plan, fingerprints)
     assert row["rlkit"] == [500.0, 480.0] and row["verdict"] == "win" and row["learns"] == "yes"
     assert not [run for run in plan if not sweep.is_done(run, results, fingerprints, "2.9.2")]
@@ -88,6 +89,28 @@ def test_report_counts_verdicts_and_names_the_cells_not_run(sweep, capsys):
     assert "| ppo | CartPole-v1 | 20,480 | 495.0 ± 7.1 (2) | 205.0 ± 7.1 (2) | - | win |" in out
     assert "wins 1, ties 0, losses 0" in out and "1 of 2 cells not (fully) run" in out
     assert "not run: a2c/CartPole-v1/20480" in out
+
+
+def test_fields_added_at_their_inert_values_keep_the_fingerprint(sweep):
+    """A run stored before a field existed (recurrent, distributional, allreduce...) stays current while the field
+    holds the value that means "as before"; any other value, or any other change, is a new digest. The legacy
+    digest (only overlap and precision left out) is the one runs stored since those fields existed carry."""
+    before = {"settings": {"agent": "dqn", "env": "CartPole-v1", "total_steps": 20480, "seed": 0, "threads": 1},
+              "config": {"learning_rate": 0.0023, "double": False}}
+    after = {"settings": {**before["settings"], "allreduce": "builtin", "partially_observed": False, "preset": "",
+                          "overlap": "off", "precision": "fp32", "actor_chunk_steps": 50},
+             "config": {**before["config"], "distributional": False, "num_atoms": 51, "noisy": False,
+                        "adam_eps": 1e-8, "recurrent": "none"}}
+    new, legacy = sweep.fingerprints(after)
+    assert new == sweep.fingerprints(before)[0] and legacy != new
+    legacy_settings = {k: v for k, v in after["settings"].items() if k not in ("overlap", "precision", *sweep.SCHEDULING)}
+    text = json.dumps({"settings": legacy_settings, "config": after["config"]}, sort_keys=True)
+    assert legacy == hashlib.sha256(text.encode()).hexdigest()[:16]
+    for part, key, value in [("config", "distributional", True), ("config", "num_atoms", 101),
+                             ("settings", "precision", "bf16"), ("config", "learning_rate", 1e-3)]:
+        changed = {**after, part: {**after[part], key: value}}
+        assert sweep.fingerprints(changed)[0] != new, key
+    assert sweep.fingerprints({**after, "settings": {**after["settings"], "seed": 5, "threads": 2}})[0] == new
 
 
 def test_the_rlkit_side_runs_and_fingerprints_its_config(sweep):
