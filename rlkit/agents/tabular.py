@@ -250,8 +250,8 @@ class TabularQ(Agent):
             else:
                 valid, value = (block.sum(-1) == 1) & (block.max(-1) == 1), block.argmax(-1)
             if not valid.all():
-                raise UserError(f"{type(self).__name__} needs the one-hot codes of discrete observations, got a row "
-                                f"{obs[~valid][0].tolist()[:20]}... that is none")
+                raise UserError(f"{type(self).__name__} needs the one-hot codes of discrete observations; this row is "
+                                f"not one: {obs[~valid][0].tolist()[:20]}")
             index = index * radix + value.astype(np.int64)
         return index
 
