@@ -58,11 +58,13 @@ class TinyDict(Tiny):
         return {"t": np.array([self.t], np.float32), "phase": self.t % 3}
 
 
-class TinyPixels(gym.Env):
+class TinyPixels(Tiny):
     """Games of ``length`` steps on a 36x36 RGB frame (the Nature CNN's smallest input) whose brightness is the step
-    count; the reward is ``-|action|``, so the best policy holds still."""
+    count; the reward is ``-|action|``, so the best policy holds still. Its constructor takes no render_mode."""
 
-    def __init__(self, length: int = 10):
+    metadata = {"render_modes": []}
+
+    def __init__(self, length: int = 10):  # Tiny's reset; not Tiny's constructor, which records its kwargs
         self.length = length
         self.observation_space = gym.spaces.Box(0, 255, (36, 36, 3), np.uint8)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -70,11 +72,6 @@ class TinyPixels(gym.Env):
 
     def _obs(self) -> np.ndarray:
         return np.full((36, 36, 3), min(255, 20 * self.t), np.uint8)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
 
     def step(self, action):
         self.t += 1

@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.nets.encoders import MLP, NatureCNN
+from rlkit.nets.encoders import MLP, NatureCNN, make_encoder
 from rlkit.nets.heads import ParallelLinear
 
 
 def image_encoder(obs_shape: int | Sequence[int]) -> NatureCNN | None:
     """The Nature CNN for image observations (C, H, W); None for vectors, which the MLPs flatten themselves."""
     shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
-    return NatureCNN(*shape) if len(shape) == 3 else None
+    return make_encoder(shape, "nature-cnn") if len(shape) == 3 else None
 
 
 def observation_width(obs_shape: int | Sequence[int], encoder: nn.Module | None) -> int:
