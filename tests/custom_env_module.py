@@ -3,7 +3,8 @@
 ``Tiny-v0``: games of exactly ``length`` steps whatever the actions (reward 1 per step for action 1); every instance
 records the keyword arguments it was built with in :data:`CREATED`, so tests see what reached the env. It renders
 small RGB frames whose red channel is the step count. ``TinyDict-v0``: the same game with Dict observations.
-``TinyPixels-v0``: a continuous-action game seen as channels-last uint8 frames (the layout of CarRacing).
+``TinyShifted-v0``: Tiny with actions
+``Discrete(3, start=-1)``. ``TinyPixels-v0``: a continuous-action game seen as channels-last uint8 frames (the layout of CarRacing).
 """
 
 from __future__ import annotations
@@ -78,6 +79,21 @@ class TinyPixels(Tiny):
         return self._obs(), -float(np.abs(action).sum()), self.t >= self.length, False, {}
 
 
+class TinyShifted(Tiny):
+    """Tiny whose actions are ``Discrete(3, start=-1)`` (left, stay, right) and pay their own value: the best
+    policy always plays +1. It refuses an action outside its space, as gymnasium's own envs assert."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.action_space = gym.spaces.Discrete(3, start=-1)
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is outside {self.action_space}")
+        return super().step(action)
+
+
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
 gym.register(id="TinyDict-v0", entry_point=TinyDict, max_episode_steps=50)
+gym.register(id="TinyShifted-v0", entry_point=TinyShifted, max_episode_steps=50)
 gym.register(id="TinyPixels-v0", entry_point=TinyPixels, max_episode_steps=50)

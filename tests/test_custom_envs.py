@@ -292,6 +292,26 @@ def test_an_env_without_render_mode_is_made_and_refused_for_video(capsys, tmp_pa
     assert "takes no render_mode" in line and "--capture-video" in line
 
 
+def test_discrete_actions_that_start_elsewhere_are_chosen_from_zero():
+    env = make_env("custom_env_module:TinyShifted-v0", num_envs=1, seed=0)
+    assert env.single_action_space == gym.spaces.Discrete(3)
+    env.reset(seed=0)
+    rewards = [env.step(np.array([choice]))[1][0] for choice in (0, 1, 2)]
+    assert rewards == [-1.0, 0.0, 1.0]  # choice k reaches the env as k - 1
+    env.close()
+
+
+@pytest.mark.parametrize("agent", ["dqn", "ppo"])
+def test_an_agent_learns_discrete_actions_that_start_elsewhere(tmp_path, capsys, agent):
+    run = tmp_path / agent
+    train.main(["--agent", agent, "--env", "custom_env_module:TinyShifted-v0", "--total-steps", "3000",
+                "--env-kwargs", "length=10", "--eval-episodes", "2", "--no-progress", "--seed", "1",
+                "--run-dir", str(run)])
+    capsys.readouterr()
+    evaluate.main([str(run), "--episodes", "2"])
+    assert ": 10.00 ± 0.00 over 2 episodes" in capsys.readouterr().out  # +1 on each of the 10 steps
+
+
 def test_lunar_lander_continuous_builds_and_steps():
     """LunarLanderContinuous-v3 (Box2D) builds with make_env; its actions are [-1, 1] (its own bounds, so they reach
     the env unchanged); env kwargs reach the Box2D world."""

@@ -244,3 +244,14 @@ def check_observation_space(space: gym.Space, env_id: str = "this env") -> None:
     raise UserError(f"{env_id} has {kind} observations but rlkit's agents take one array (a Box space), and "
                     f"{kind} has no flat form: write a gymnasium.ObservationWrapper that maps it to a Box and pass "
                     "it in make_env(..., wrappers=[...])")
+
+
+def zero_based_actions(env: gym.Env) -> gym.Env:
+    """Wrap one env whose ``Discrete`` actions start elsewhere than 0 (``Discrete(3, start=-1)``: left, stay,
+    right) so the agents choose among ``0 .. n-1``, as every policy head and Q head counts, and the env gets
+    ``start + choice``; any other env is returned as it is."""
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Discrete) or int(space.start) == 0:
+        return env
+    start = int(space.start)
+    return gym.wrappers.TransformAction(env, lambda action: start + int(action), gym.spaces.Discrete(int(space.n)))
