@@ -4,7 +4,8 @@
 records the keyword arguments it was built with in :data:`CREATED`, so tests see what reached the env. It renders
 small RGB frames whose red channel is the step count. ``TinyDict-v0``: the same game with Dict observations.
 ``TinyShifted-v0``: Tiny with actions
-``Discrete(3, start=-1)``. ``TinyPixels-v0``: a continuous-action game seen as channels-last uint8 frames (the layout of CarRacing).
+``Discrete(3, start=-1)``; ``TinyMulti-v0`` and ``TinyBits-v0``: with ``MultiDiscrete`` and ``MultiBinary``
+actions. ``TinyPixels-v0``: a continuous-action game seen as channels-last uint8 frames (the layout of CarRacing).
 """
 
 from __future__ import annotations
@@ -93,7 +94,36 @@ class TinyShifted(Tiny):
         return super().step(action)
 
 
+class TinyMulti(Tiny):
+    """Tiny whose actions are ``MultiDiscrete([2, 3], start=[0, 1])``, paying 1 for each entry at its best value,
+    ``[1, 3]``: the best policy earns 2 a step."""
+
+    best = np.array([1, 3])
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.action_space = gym.spaces.MultiDiscrete([2, 3], start=[0, 1])
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is outside {self.action_space}")
+        self.t += 1
+        return self._obs(), float((np.asarray(action) == self.best).sum()), self.t >= self.length, False, {}
+
+
+class TinyBits(TinyMulti):
+    """Tiny whose actions are ``MultiBinary(3)``, paying 1 for each bit of ``[1, 0, 1]``: at best 3 a step."""
+
+    best = np.array([1, 0, 1])
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.action_space = gym.spaces.MultiBinary(3)
+
+
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
 gym.register(id="TinyDict-v0", entry_point=TinyDict, max_episode_steps=50)
 gym.register(id="TinyShifted-v0", entry_point=TinyShifted, max_episode_steps=50)
+gym.register(id="TinyMulti-v0", entry_point=TinyMulti, max_episode_steps=50)
+gym.register(id="TinyBits-v0", entry_point=TinyBits, max_episode_steps=50)
 gym.register(id="TinyPixels-v0", entry_point=TinyPixels, max_episode_steps=50)

@@ -23,7 +23,7 @@ from gymnasium.wrappers import FlattenObservation, TransformReward
 import custom_env_module
 import evaluate
 import train
-from rlkit.agents import get_agent_spec
+from rlkit.agents import AGENTS, get_agent_spec
 from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import make_env, parse_env_kwargs, resolve_env
 from rlkit.errors import UserError, run_command
@@ -310,6 +310,38 @@ def test_an_agent_learns_discrete_actions_that_start_elsewhere(tmp_path, capsys,
     capsys.readouterr()
     evaluate.main([str(run), "--episodes", "2"])
     assert ": 10.00 ± 0.00 over 2 episodes" in capsys.readouterr().out  # +1 on each of the 10 steps
+
+
+MULTI_ACTION_AGENTS = [name for name, spec in AGENTS.items()
+                       if gym.spaces.MultiDiscrete in spec.agent_class.action_spaces]
+
+
+def test_the_policy_gradient_agents_take_multi_actions():
+    assert set(MULTI_ACTION_AGENTS) == {"reinforce", "a2c", "ppo", "trpo", "a3c"}
+
+
+@pytest.mark.parametrize("agent, env, best", [*((agent, "TinyMulti-v0", 20) for agent in MULTI_ACTION_AGENTS),
+                                              ("ppo", "TinyBits-v0", 30)])  # the heads are one code for both
+def test_an_agent_learns_multi_discrete_and_multi_binary_actions(tmp_path, capsys, agent, env, best):
+    """One categorical per entry: the best policy plays each entry's best value on each of the 10 steps; a
+    uniform one earns half of that or less."""
+    run = tmp_path / agent
+    train.main(["--agent", agent, "--env", f"custom_env_module:{env}", "--total-steps", "5000",
+                "--env-kwargs", "length=10", "--eval-episodes", "2", "--no-progress", "--seed", "1",
+                "--run-dir", str(run)])
+    capsys.readouterr()
+    evaluate.main([str(run), "--episodes", "2", "--json"])
+    assert json.loads(capsys.readouterr().out)["mean_return"] >= 0.9 * best
+
+
+def test_a_recurrent_policy_learns_multi_discrete_actions(tmp_path, capsys):
+    run = tmp_path / "lstm"
+    train.main(["--agent", "ppo", "--recurrent", "lstm", "--env", "custom_env_module:TinyMulti-v0",
+                "--total-steps", "3000", "--env-kwargs", "length=10", "--eval-episodes", "2", "--no-progress",
+                "--seed", "1", "--run-dir", str(run)])
+    capsys.readouterr()
+    evaluate.main([str(run), "--episodes", "2"])
+    assert ": 20.00 ± 0.00 over 2 episodes" in capsys.readouterr().out
 
 
 def test_lunar_lander_continuous_builds_and_steps():

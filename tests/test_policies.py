@@ -11,7 +11,9 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, Normal
 
-from rlkit.nets import ActorCritic, CategoricalHead, DiagGaussian, GaussianHead, RunningMeanStd, kl_divergence
+from rlkit.nets import (ActorCritic, CategoricalHead, DiagGaussian, GaussianHead, MultiCategorical, RunningMeanStd,
+                        kl_divergence)
+from rlkit.nets.policies import frozen
 from rlkit.sources import RewardScaler
 
 BOX_OBS = (5,)
@@ -72,6 +74,51 @@ def test_categorical_kl_divergence_is_torchs():
     p, q = Categorical(logits=torch.randn(4, 3, generator=g)), Categorical(logits=torch.randn(4, 3, generator=g))
     expected = (p.probs * (p.probs.log() - q.probs.log())).sum(-1)
     torch.testing.assert_close(kl_divergence(p, q), expected)
+
+
+# ---------------------------------------------------------------------------------------------- MultiCategorical
+def test_multi_categorical_sums_its_entries_by_hand():
+    """Entries of 2 and 3 choices: log-prob, entropy and KL are the sums of the entries' own, computed here from
+    the softmax of each block of logits."""
+    logits = torch.tensor([[0.0, math.log(3.0), 0.0, 0.0, math.log(2.0)]])  # p = [1/4, 3/4], [1/4, 1/4, 1/2]
+    dist = MultiCategorical(logits, (2, 3))
+    p0, p1 = torch.tensor([0.25, 0.75]), torch.tensor([0.25, 0.25, 0.5])
+    torch.testing.assert_close(dist.log_prob(torch.tensor([[1, 2]])), torch.tensor([math.log(0.75 * 0.5)]))
+    torch.testing.assert_close(dist.log_prob(torch.tensor([[0, 0]])), torch.tensor([math.log(0.25 * 0.25)]))
+    entropy = -(p0 * p0.log()).sum() - (p1 * p1.log()).sum()
+    torch.testing.assert_close(dist.entropy(), entropy.unsqueeze(0))
+    assert dist.mode.tolist() == [[1, 2]]
+    uniform = MultiCategorical(torch.zeros(1, 5), (2, 3))
+    kl = (p0 * (p0 / 0.5).log()).sum() + (p1 * (p1 * 3).log()).sum()
+    torch.testing.assert_close(kl_divergence(dist, uniform), kl.unsqueeze(0))
+
+
+def test_multi_categorical_samples_each_entry_from_its_own_block():
+    """Sampled entries follow their own block's probabilities; frozen() keeps the numbers and drops the graph."""
+    logits = torch.tensor([[0.0, math.log(3.0), 0.0, 0.0, math.log(2.0)]], requires_grad=True)
+    dist = MultiCategorical(logits.expand(40000, 5), (2, 3))
+    torch.manual_seed(0)
+    samples = dist.sample()
+    assert samples.shape == (40000, 2) and samples.dtype == torch.int64
+    torch.testing.assert_close(samples[:, 0].float().mean(), torch.tensor(0.75), atol=0.01, rtol=0)
+    torch.testing.assert_close(torch.bincount(samples[:, 1], minlength=3) / 40000.0,
+                               torch.tensor([0.25, 0.25, 0.5]), atol=0.01, rtol=0)
+    still = frozen(dist)
+    assert isinstance(still, MultiCategorical) and not still.logits.requires_grad
+    torch.testing.assert_close(still.log_prob(samples), dist.log_prob(samples).detach())
+
+
+@pytest.mark.parametrize("space, entries", [(gym.spaces.MultiDiscrete([2, 3]), 2),
+                                            (gym.spaces.MultiDiscrete([[2, 2], [3, 4]]), 4),
+                                            (gym.spaces.MultiBinary(3), 3)])
+def test_actor_critic_has_one_categorical_per_entry_of_a_multi_action(space, entries):
+    """MultiDiscrete and MultiBinary actions get one categorical per entry (flattened), near uniform at first."""
+    net = ActorCritic(BOX_OBS, space, hidden=(8,))
+    dist = net.distribution(torch.randn(4, 5))
+    assert isinstance(dist, MultiCategorical) and len(dist.nvec) == entries
+    assert dist.sample().shape == (4, entries)
+    uniform = sum(math.log(n) for n in dist.nvec)
+    torch.testing.assert_close(dist.entropy(), torch.full((4,), uniform), atol=0.01, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------- heads

@@ -437,10 +437,10 @@ def test_trpo_has_no_flags_it_would_ignore():
 
 
 def test_unsupported_action_space_names_the_fitting_agents():
-    """A MultiDiscrete action space is refused with a UserError; a Box refused by DQN lists the agents for Box."""
-    with pytest.raises(UserError, match="use an agent for MultiDiscrete actions") as refused:
-        PPO(PPOConfig(), VECTOR_OBS, gym.spaces.MultiDiscrete([3, 3]))
-    assert "PPO needs a Discrete or Box action space" in str(refused.value)
+    """A Tuple action space is refused with a UserError; a Box refused by DQN lists the agents for Box."""
+    with pytest.raises(UserError, match=r"use an agent for Tuple actions \(none yet\)") as refused:
+        PPO(PPOConfig(), VECTOR_OBS, gym.spaces.Tuple([gym.spaces.Discrete(2), gym.spaces.Discrete(3)]))
+    assert "PPO needs a Discrete, Box, MultiDiscrete or MultiBinary action space" in str(refused.value)
     with pytest.raises(UserError, match=r"use an agent for Box actions \(reinforce, a2c, ppo, trpo\b") as refused:
         DQN.check_spaces(VECTOR_OBS, gym.spaces.Box(-1.0, 1.0, (2,), np.float32))
     assert "dqn" not in str(refused.value).split("use an agent for")[1]

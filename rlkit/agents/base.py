@@ -95,7 +95,8 @@ class Agent(ABC):
         """Raise a :class:`UserError` naming the problem if this agent cannot act in ``action_space`` or read
         ``obs_space`` (:func:`rlkit.envs.check_observation_space`, which :func:`~rlkit.envs.make_env` applies too)."""
         if not isinstance(action_space, cls.action_spaces):
-            wanted = " or ".join(space.__name__ for space in cls.action_spaces)
+            names = [space.__name__ for space in cls.action_spaces]
+            wanted = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
             fitting = [name for name, agent_class in AGENT_NAMES.items()
                        if isinstance(action_space, agent_class.action_spaces)]
             raise UserError(

@@ -11,15 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch.distributions import Categorical
-
 from rlkit.agents.base import Agent
 from rlkit.buffers.rollout import RolloutBatch, RolloutSpec
 from rlkit.config import COUNT, DISCOUNT, FINITE, NON_NEGATIVE, POSITIVE, UNIT, Constraint, OneOf, check
 from rlkit.distributed import sum_over_processes
 from rlkit.errors import UserError
 from rlkit.nets import ActorCritic, RunningMeanStd, kl_divergence
-from rlkit.nets.policies import DiagGaussian
+from rlkit.nets.policies import ActionDistribution, action_choices
 from rlkit.nets.recurrent import CELLS, RecurrentActorCritic
 from rlkit.optim import set_learning_rate
 
@@ -129,7 +127,7 @@ class PolicyStep(NamedTuple):
 class PolicyAgent(Agent):
     """Shared machinery of the policy-gradient agents. Subclasses define ``update`` and optimizers."""
 
-    action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
+    action_spaces = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
     source_kind = "rollout"
     mask_unfinished_episodes = False
     """REINFORCE: steps of episodes still running at the end of a rollout have no Monte Carlo return yet."""
@@ -162,6 +160,7 @@ class PolicyAgent(Agent):
         self.obs_norm = (RunningMeanStd(obs_space.shape, all_reduce=sum_over_processes()).to(self.device)
                          if normalize_obs else None)
         self.continuous = isinstance(action_space, gym.spaces.Box)
+        self.choices = action_choices(action_space)  # MultiDiscrete, MultiBinary: choices of each entry
         if self.continuous:
             self.action_low = np.asarray(action_space.low, dtype=np.float32)
             self.action_high = np.asarray(action_space.high, dtype=np.float32)
@@ -179,6 +178,8 @@ class PolicyAgent(Agent):
 
     def _to_env(self, actions: torch.Tensor) -> np.ndarray:
         actions = actions.cpu().numpy()
+        if self.choices is not None:  # the env's own shape and dtype (MultiBinary's int8)
+            return actions.reshape(len(actions), *self.action_space.shape).astype(self.action_space.dtype)
         # np.minimum/np.maximum: what np.clip computes, without its ~5 us of Python wrappers per step
         return np.minimum(np.maximum(actions, self.action_low), self.action_high) if self.continuous else actions
 
@@ -236,7 +237,7 @@ class PolicyAgent(Agent):
         self.eval_starts = torch.zeros(n, device=self.device)
         return self._to_env(dist.mode if deterministic and not explore else dist.sample())
 
-    def outputs(self, batch: RolloutBatch) -> tuple[DiagGaussian | Categorical, torch.Tensor]:
+    def outputs(self, batch: RolloutBatch) -> tuple[ActionDistribution, torch.Tensor]:
         """The policy's distribution and V(s) on a batch's rows; a recurrent policy runs the batch's sequences from
         their stored memory, resetting it where episodes start."""
         if batch.memory is None:
@@ -248,7 +249,8 @@ class PolicyAgent(Agent):
     def buffer_spec(self) -> RolloutSpec:
         """The (num_steps x num_envs) storage this configuration asks for."""
         obs_dtype = torch.uint8 if self.obs_space.dtype == np.uint8 and self.obs_norm is None else torch.float32
-        action_shape = self.action_space.shape if self.continuous else ()
+        action_shape = (self.action_space.shape if self.continuous else
+                        (len(self.choices),) if self.choices is not None else ())
         action_dtype = torch.float32 if self.continuous else torch.int64
         memory_shape = ()
         if self.recurrent:

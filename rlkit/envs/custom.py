@@ -247,11 +247,15 @@ def check_observation_space(space: gym.Space, env_id: str = "this env") -> None:
 
 
 def zero_based_actions(env: gym.Env) -> gym.Env:
-    """Wrap one env whose ``Discrete`` actions start elsewhere than 0 (``Discrete(3, start=-1)``: left, stay,
-    right) so the agents choose among ``0 .. n-1``, as every policy head and Q head counts, and the env gets
-    ``start + choice``; any other env is returned as it is."""
+    """Wrap one env whose ``Discrete`` or ``MultiDiscrete`` actions start elsewhere than 0 (``Discrete(3,
+    start=-1)``: left, stay, right) so the agents choose among ``0 .. n-1``, as every policy head and Q head
+    counts, and the env gets ``start + choice``; any other env is returned as it is."""
     space = env.action_space
-    if not isinstance(space, gym.spaces.Discrete) or int(space.start) == 0:
-        return env
-    start = int(space.start)
-    return gym.wrappers.TransformAction(env, lambda action: start + int(action), gym.spaces.Discrete(int(space.n)))
+    if isinstance(space, gym.spaces.Discrete) and int(space.start) != 0:
+        start = int(space.start)
+        return gym.wrappers.TransformAction(env, lambda action: start + int(action), gym.spaces.Discrete(int(space.n)))
+    if isinstance(space, gym.spaces.MultiDiscrete) and space.start.any():
+        starts = space.start.copy()
+        return gym.wrappers.TransformAction(env, lambda action: (starts + action).astype(space.dtype),
+                                            gym.spaces.MultiDiscrete(space.nvec, dtype=space.dtype))
+    return env

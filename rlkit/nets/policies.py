@@ -48,18 +48,50 @@ class DiagGaussian:
         return 0.5 * (var_ratio + mean_term - 1.0 - var_ratio.log()).sum(-1)
 
 
-def kl_divergence(p: DiagGaussian | Categorical, q: DiagGaussian | Categorical) -> torch.Tensor:
-    """KL(p || q) per row, for either kind of action distribution."""
-    if isinstance(p, DiagGaussian):
+class MultiCategorical:
+    """Independent categoricals, one per entry of a ``MultiDiscrete`` action (a ``MultiBinary`` one is entries of 2
+    choices): ``logits`` (B, sum(nvec)) hold one block per entry, actions are (B, len(nvec)) choices, and
+    log-probs, entropies and KLs are sums over the entries (the factorised policy of SB3 and CleanRL)."""
+
+    def __init__(self, logits: torch.Tensor, nvec: Sequence[int]):
+        self.logits, self.nvec = logits, tuple(int(n) for n in nvec)
+        self.parts = [Categorical(logits=block) for block in logits.split(self.nvec, dim=-1)]
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.stack([part.mode for part in self.parts], dim=-1)
+
+    def sample(self) -> torch.Tensor:
+        return torch.stack([part.sample() for part in self.parts], dim=-1)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return sum(part.log_prob(choice) for part, choice in zip(self.parts, actions.unbind(-1)))
+
+    def entropy(self) -> torch.Tensor:
+        return sum(part.entropy() for part in self.parts)
+
+    def kl(self, other: "MultiCategorical") -> torch.Tensor:
+        """KL(self || other), (B,)."""
+        return sum(torch.distributions.kl_divergence(p, q) for p, q in zip(self.parts, other.parts))
+
+
+ActionDistribution = DiagGaussian | Categorical | MultiCategorical
+
+
+def kl_divergence(p: ActionDistribution, q: ActionDistribution) -> torch.Tensor:
+    """KL(p || q) per row, for any kind of action distribution."""
+    if isinstance(p, (DiagGaussian, MultiCategorical)):
         return p.kl(q)
     return torch.distributions.kl_divergence(p, q)
 
 
-def frozen(dist: DiagGaussian | Categorical) -> DiagGaussian | Categorical:
+def frozen(dist: ActionDistribution) -> ActionDistribution:
     """A copy of ``dist`` that later parameter updates leave alone (a Gaussian's state-independent log std is a
     view of the live parameter)."""
     if isinstance(dist, DiagGaussian):
         return DiagGaussian(dist.mean.detach(), dist.log_std.detach().clone())
+    if isinstance(dist, MultiCategorical):
+        return MultiCategorical(dist.logits.detach(), dist.nvec)
     return Categorical(logits=dist.logits.detach())
 
 
@@ -81,6 +113,34 @@ class CategoricalHead(nn.Module):
         log_pmf = logits - logits.logsumexp(dim=-1, keepdim=True)  # Categorical.logits
         actions = torch.multinomial(torch.softmax(log_pmf, dim=-1), 1, True).squeeze(-1)  # Categorical.sample
         return actions, log_pmf.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+class MultiCategoricalHead(nn.Module):
+    """Features -> a :class:`MultiCategorical` over entries of ``nvec`` choices each."""
+
+    def __init__(self, in_features: int, nvec: Sequence[int]):
+        super().__init__()
+        self.nvec = tuple(int(n) for n in nvec)
+        self.logits = nn.Linear(in_features, sum(self.nvec))
+
+    def forward(self, features: torch.Tensor) -> MultiCategorical:
+        return MultiCategorical(self.logits(features), self.nvec)
+
+    def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions sampled from ``forward(features)``, (B, len(nvec)), and their log-probs."""
+        dist = self(features)
+        actions = dist.sample()
+        return actions, dist.log_prob(actions)
+
+
+def action_choices(action_space: gym.Space) -> tuple[int, ...] | None:
+    """The number of choices of each entry of a ``MultiDiscrete`` or ``MultiBinary`` action, flattened in C
+    order; None for any other space."""
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return tuple(int(n) for n in action_space.nvec.flatten())
+    if isinstance(action_space, gym.spaces.MultiBinary):
+        return (2,) * int(np.prod(action_space.n))
+    return None
 
 
 class GaussianHead(nn.Module):
@@ -116,9 +176,12 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def policy_head(in_features: int, action_space: gym.Space, log_std_init: float = 0.0) -> nn.Module:
-    """Discrete -> :class:`CategoricalHead`, Box -> :class:`GaussianHead`."""
+    """Discrete -> :class:`CategoricalHead`, MultiDiscrete and MultiBinary -> :class:`MultiCategoricalHead`,
+    Box -> :class:`GaussianHead`."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalHead(in_features, int(action_space.n))
+    if action_choices(action_space) is not None:
+        return MultiCategoricalHead(in_features, action_choices(action_space))
     return GaussianHead(in_features, int(math.prod(action_space.shape)), log_std_init)
 
 
@@ -137,7 +200,7 @@ def orthogonal_init(net: nn.Module) -> None:
                 else:
                     nn.init.zeros_(param)
     head = net.policy_head
-    _orthogonal((head.logits if isinstance(head, CategoricalHead) else head.mean).weight, 0.01)
+    _orthogonal((head.mean if isinstance(head, GaussianHead) else head.logits).weight, 0.01)
     _orthogonal(net.value_head.linear.weight, 1.0)
 
 
@@ -146,7 +209,8 @@ class ActorCritic(nn.Module):
 
     Args:
         obs_shape: one observation; (C, H, W) stacks get the Nature CNN, vectors an MLP.
-        action_space: Discrete -> categorical policy, Box -> Gaussian policy.
+        action_space: Discrete -> categorical policy, MultiDiscrete or MultiBinary -> one categorical per
+            entry, Box -> Gaussian policy.
         hidden, activation: MLP widths and activation (``tanh`` or ``relu``).
         shared: one torso for both heads (the usual choice for images) or two (the usual choice for MuJoCo).
         log_std_init: initial log std of a Gaussian policy.
@@ -179,7 +243,7 @@ class ActorCritic(nn.Module):
         own = [p for p in self.critic_torso.parameters() if id(p) not in shared]
         return own + list(self.value_head.parameters())
 
-    def distribution(self, obs: torch.Tensor) -> DiagGaussian | Categorical:
+    def distribution(self, obs: torch.Tensor) -> ActionDistribution:
         return self.policy_head(self.actor_torso(obs))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
@@ -191,7 +255,7 @@ class ActorCritic(nn.Module):
         actions, log_probs = self.policy_head.sample(features)
         return actions, log_probs, self.value_head(features if self.shared else self.critic_torso(obs))
 
-    def forward(self, obs: torch.Tensor) -> tuple[DiagGaussian | Categorical, torch.Tensor]:
+    def forward(self, obs: torch.Tensor) -> tuple[ActionDistribution, torch.Tensor]:
         if self.shared:
             features = self.actor_torso(obs)
             return self.policy_head(features), self.value_head(features)
