@@ -5,7 +5,8 @@ records the keyword arguments it was built with in :data:`CREATED`, so tests see
 small RGB frames whose red channel is the step count. ``TinyDict-v0``: the same game with Dict observations.
 ``TinyShifted-v0``: Tiny with actions
 ``Discrete(3, start=-1)``; ``TinyMulti-v0`` and ``TinyBits-v0``: with ``MultiDiscrete`` and ``MultiBinary``
-actions. ``TinyPixels-v0``: a continuous-action game seen as channels-last uint8 frames (the layout of CarRacing).
+actions. ``TinyPixels-v0``: a continuous-action game seen as channels-last uint8 frames (the layout of CarRacing);
+``TinyGrid-v0``: a discrete one seen as 7x7 frames.
 """
 
 from __future__ import annotations
@@ -61,19 +62,19 @@ class TinyDict(Tiny):
 
 
 class TinyPixels(Tiny):
-    """Games of ``length`` steps on a 36x36 RGB frame (the Nature CNN's smallest input) whose brightness is the step
-    count; the reward is ``-|action|``, so the best policy holds still. Its constructor takes no render_mode."""
+    """Games of ``length`` steps on a ``size`` x ``size`` RGB frame (36: the Nature CNN's smallest input) whose
+    brightness is the step count; the reward is ``-|action|``, so the best policy holds still. Its constructor takes no render_mode."""
 
     metadata = {"render_modes": []}
 
-    def __init__(self, length: int = 10):  # Tiny's reset; not Tiny's constructor, which records its kwargs
-        self.length = length
-        self.observation_space = gym.spaces.Box(0, 255, (36, 36, 3), np.uint8)
+    def __init__(self, length: int = 10, size: int = 36):  # Tiny's reset; not Tiny's constructor (it records kwargs)
+        self.length, self.size = length, size
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.t = 0
 
     def _obs(self) -> np.ndarray:
-        return np.full((36, 36, 3), min(255, 20 * self.t), np.uint8)
+        return np.full((self.size, self.size, 3), min(255, 20 * self.t), np.uint8)
 
     def step(self, action):
         self.t += 1
@@ -121,9 +122,23 @@ class TinyBits(TinyMulti):
         self.action_space = gym.spaces.MultiBinary(3)
 
 
+class TinyGrid(TinyPixels):
+    """TinyPixels with a 7x7 view (a grid world's, too small for the Nature CNN) and ``Discrete(2)`` actions paying
+    their value: the best policy earns ``length``."""
+
+    def __init__(self, length: int = 10, size: int = 7):
+        super().__init__(length, size)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), float(action), self.t >= self.length, False, {}
+
+
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
 gym.register(id="TinyDict-v0", entry_point=TinyDict, max_episode_steps=50)
 gym.register(id="TinyShifted-v0", entry_point=TinyShifted, max_episode_steps=50)
 gym.register(id="TinyMulti-v0", entry_point=TinyMulti, max_episode_steps=50)
 gym.register(id="TinyBits-v0", entry_point=TinyBits, max_episode_steps=50)
 gym.register(id="TinyPixels-v0", entry_point=TinyPixels, max_episode_steps=50)
+gym.register(id="TinyGrid-v0", entry_point=TinyGrid, max_episode_steps=50)

@@ -482,3 +482,28 @@ def test_continuous_agents_learn_from_pixels_through_a_cnn(tmp_path, agent):
     assert replay.obs_shape == (3, 36, 36) and replay.obs_dtype == np.uint8
     result = evaluate.main([str(run), "--episodes", "1", "--json"])
     assert result["episodes"] == 1 and -10 <= result["mean_return"] <= 0
+
+
+@pytest.mark.parametrize("agent", CONTINUOUS_AGENTS)
+def test_continuous_agents_flatten_images_too_small_for_the_cnn(tmp_path, agent):
+    """7x7 frames (a grid world's view) would crash the Nature CNN: actor and critic read them flattened, as bytes
+    on the unit scale, and replay keeps them as uint8."""
+    run = tmp_path / "run"
+    train.main(["--agent", agent, "--env", "custom_env_module:TinyPixels-v0", "--env-kwargs", "size=7",
+                "--total-steps", "60", "--learning-starts", "40", "--batch-size", "8", "--buffer-size", "100",
+                "--eval-episodes", "0", "--no-progress", "--run-dir", str(run)])
+    checkpoint = load_checkpoint(run)
+    assert checkpoint["learner"]["counters"] == {"updates": 21}
+    for net in ("actor", "critic"):
+        assert not any(key.startswith("encoder.") for key in checkpoint["learner"][net])
+    spec = AGENTS[agent]
+    env = make_env("custom_env_module:TinyPixels-v0", 1, seed=0, env_kwargs={"size": 7})
+    learner = spec.agent_class(spec.preset("other"), env.single_observation_space, env.single_action_space)
+    assert learner.buffer_spec().obs_dtype == np.uint8
+    critic = learner.critic if hasattr(learner, "critic") else learner.critics
+    frames = torch.full((2, 3, 7, 7), 255, dtype=torch.uint8)
+    actions = torch.zeros(2, 1)
+    torch.testing.assert_close(critic(frames, actions), critic(torch.ones(2, 3, 7, 7), actions))
+    result = evaluate.main([str(run), "--episodes", "1", "--json"])
+    assert result["episodes"] == 1 and -10 <= result["mean_return"] <= 0
+

@@ -344,6 +344,17 @@ def test_a_recurrent_policy_learns_multi_discrete_actions(tmp_path, capsys):
     assert ": 20.00 ± 0.00 over 2 episodes" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("agent, steps", [("dqn", 3000), ("ppo", 5000)])
+def test_an_agent_learns_from_images_too_small_for_the_cnn(tmp_path, capsys, agent, steps):
+    """7x7 frames crashed the Nature CNN's first convolution: ``auto`` now reads them with an MLP."""
+    run = tmp_path / agent
+    train.main(["--agent", agent, "--env", "custom_env_module:TinyGrid-v0", "--total-steps", str(steps),
+                "--eval-episodes", "2", "--no-progress", "--seed", "1", "--run-dir", str(run)])
+    capsys.readouterr()
+    evaluate.main([str(run), "--episodes", "2", "--json", "--best"])
+    assert json.loads(capsys.readouterr().out)["mean_return"] == 10.0  # action 1 on each of the 10 steps
+
+
 def test_lunar_lander_continuous_builds_and_steps():
     """LunarLanderContinuous-v3 (Box2D) builds with make_env; its actions are [-1, 1] (its own bounds, so they reach
     the env unchanged); env kwargs reach the Box2D world."""

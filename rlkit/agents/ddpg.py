@@ -68,11 +68,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def continuous_replay(agent: Agent) -> ReplaySpec:
-    """Replay for [-1, 1] actions and float observations, or uint8 ones for images (a quarter of the memory;
-    the CNN scales them)."""
+    """Replay for [-1, 1] actions and float observations, or uint8 ones as they come (images: a quarter of the
+    memory; the networks scale bytes themselves)."""
     c = agent.config
-    image = len(agent.obs_space.shape) == 3 and agent.obs_space.dtype == np.uint8
-    return ReplaySpec(c.buffer_size, agent.obs_space.shape, np.uint8 if image else np.float32,
+    byte_obs = agent.obs_space.dtype == np.uint8
+    return ReplaySpec(c.buffer_size, agent.obs_space.shape, np.uint8 if byte_obs else np.float32,
                       agent.action_space.shape, np.float32, gamma=c.gamma)
 
 
@@ -109,7 +109,7 @@ class DDPG(Agent):
         if explore and (warmup := warm_up_actions(self, len(obs))) is not None:
             return warmup
         with torch.inference_mode():
-            actions = self.actor(torch.as_tensor(obs, device=self.device, dtype=torch.float32)).cpu().numpy()
+            actions = self.actor(torch.as_tensor(obs, device=self.device)).cpu().numpy()
         if explore:
             actions = actions + self.rng.normal(0.0, self.config.exploration_noise, actions.shape)
         return np.clip(actions, -1.0, 1.0).astype(np.float32)

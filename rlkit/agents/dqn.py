@@ -23,7 +23,7 @@ from rlkit.envs import Family
 from rlkit.errors import UserError
 from rlkit.nets import (BootstrappedQHeads, DuelingQHead, QHead, make_encoder, noise_off, random_shift,
                         reset_noise)
-from rlkit.nets.encoders import ENCODERS
+from rlkit.nets.encoders import ENCODERS, encoder_kind
 from rlkit.optim import linear_schedule, make_adam, optimizer_step, polyak_update
 
 
@@ -60,9 +60,9 @@ class DQNConfig(ReplayConfig):
     hidden: tuple[int, ...] = (256, 256)
     """MLP encoder widths for vector observations (image stacks use the Nature CNN)."""
     encoder: str = "auto"
-    """auto: Nature CNN for image stacks, MLP for vectors; or nature-cnn, der-cnn (the data-efficient Rainbow's two
-    5x5/5 convolutions, van Hasselt et al. 2019), mlp, resnet (the course's 12-block ResNet at half width, for image
-    stacks)."""
+    """auto: Nature CNN for image stacks of at least 36x36 pixels, MLP for vectors and smaller images; or
+    nature-cnn, der-cnn (the data-efficient Rainbow's two 5x5/5 convolutions, van Hasselt et al. 2019), mlp, resnet
+    (the course's 12-block ResNet at half width, for image stacks)."""
     cnn_hidden: int = 512
     """Units of the fully connected layer after the convolutions (image observations; each dueling stream has its
     own)."""
@@ -188,7 +188,7 @@ class QNetwork(nn.Module):
         self.distributional = config.distributional
         atoms = config.num_atoms if config.distributional else 1
         noisy_std = config.noisy_std if config.noisy else 0.0
-        images = len(obs_shape) == 3
+        images = encoder_kind(obs_shape, config.encoder) != "mlp"  # small images are flattened
         # The torso and the width of the layer the head owns, when it owns one.
         cnn = config.cnn_hidden
         torso, stream = (config.hidden, cnn) if images else (config.hidden[:-1], (config.hidden or (0,))[-1])

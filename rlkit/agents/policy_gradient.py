@@ -17,6 +17,7 @@ from rlkit.config import COUNT, DISCOUNT, FINITE, NON_NEGATIVE, POSITIVE, UNIT, 
 from rlkit.distributed import sum_over_processes
 from rlkit.errors import UserError
 from rlkit.nets import ActorCritic, RunningMeanStd, kl_divergence
+from rlkit.nets.encoders import encoder_kind
 from rlkit.nets.policies import ActionDistribution, action_choices
 from rlkit.nets.recurrent import CELLS, RecurrentActorCritic
 from rlkit.optim import set_learning_rate
@@ -144,7 +145,7 @@ class PolicyAgent(Agent):
         normalize_obs: bool = False,
     ):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
-        images = len(obs_space.shape) == 3
+        images = encoder_kind(obs_space.shape) != "mlp"
         shared = images if shared is None else shared
         self.recurrent = getattr(config, "recurrent", "none") != "none"
         if self.recurrent:

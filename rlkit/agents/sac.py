@@ -92,7 +92,7 @@ class SAC(Agent):
         if explore and (warmup := warm_up_actions(self, len(obs))) is not None:
             return warmup
         with torch.inference_mode():
-            x = torch.as_tensor(obs, device=self.device, dtype=torch.float32)
+            x = torch.as_tensor(obs, device=self.device)  # bytes stay bytes: the networks scale them
             actions, _ = self.actor(x, deterministic=deterministic and not explore)
         return actions.cpu().numpy()
 

@@ -14,14 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.nets.encoders import MLP, NatureCNN, make_encoder
+from rlkit.nets.encoders import MLP, NatureCNN, as_unit_scale, encoder_kind, make_encoder
 from rlkit.nets.heads import ParallelLinear
 
 
 def image_encoder(obs_shape: int | Sequence[int]) -> NatureCNN | None:
-    """The Nature CNN for image observations (C, H, W); None for vectors, which the MLPs flatten themselves."""
+    """The Nature CNN for image observations (C, H, W); None for vectors and images too small for it, which the
+    MLPs flatten themselves."""
     shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
-    return make_encoder(shape, "nature-cnn") if len(shape) == 3 else None
+    return make_encoder(shape, "nature-cnn") if encoder_kind(shape) == "nature-cnn" else None
 
 
 def observation_width(obs_shape: int | Sequence[int], encoder: nn.Module | None) -> int:
@@ -66,7 +67,7 @@ class QEnsemble(nn.Module):
         self.num_critics = num_critics
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        features = obs.flatten(1).float() if self.encoder is None else self.encoder(obs)
+        features = as_unit_scale(obs).flatten(1) if self.encoder is None else self.encoder(obs)
         return self.layers(torch.cat([features, actions], dim=-1)).squeeze(-1).transpose(0, 1)
 
 

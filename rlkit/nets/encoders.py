@@ -13,8 +13,25 @@ from rlkit.nets.densenet import densenet_bc_cifar
 from rlkit.nets.resnet import CifarResNet
 
 
+def as_unit_scale(obs: torch.Tensor) -> torch.Tensor:
+    """Observations as float32 on the scale the networks learn from: uint8 ones are bytes (Atari's frames, a
+    camera's, a console's RAM) and are divided by 255 into [0, 1]; float ones are taken as they come, already on
+    the user's scale (SB3 likewise scales uint8 images only). The caller's tensor is never changed."""
+    if obs.dtype == torch.uint8:
+        return obs.to(torch.float32).div_(255.0)  # a new tensor, so scaling in place is safe
+    return obs.float()
+
+
+class UnitScaleFlatten(nn.Module):
+    """``(B, *shape)`` observations -> ``(B, prod(shape))`` float32 on the networks' scale (:func:`as_unit_scale`)."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return as_unit_scale(obs).flatten(1)
+
+
 class MLP(nn.Module):
-    """Flatten, then fully connected layers with an activation after each.
+    """Flatten, then fully connected layers with an activation after each; uint8 inputs are read as x / 255
+    (:func:`as_unit_scale`).
 
     Args:
         in_features: width of the flattened input.
@@ -38,7 +55,7 @@ class MLP(nn.Module):
         self.out_features = width
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float().flatten(1)  # the nn.Flatten at layers[0]
+        x = as_unit_scale(obs).flatten(1)  # the nn.Flatten at layers[0]
         for linear, act in self._pairs:  # what self.layers(x) computes, without the per-module call overhead
             x = act.forward(F.linear(x, linear.weight, linear.bias))
         return x
@@ -51,12 +68,22 @@ DATA_EFFICIENT_CONVS = ((32, 5, 5), (64, 5, 5))
 about a fifth of the Nature network's compute, for the many updates per step of the Atari 100k regime."""
 
 
+def convolved_size(size: int, convs: Sequence[tuple[int, int, int]]) -> int:
+    """Pixels left on a side of ``size`` after unpadded ``(channels, kernel, stride)`` convolutions (< 1: none)."""
+    for _, kernel, stride in convs:
+        if size < kernel:
+            return 0
+        size = (size - kernel) // stride + 1
+    return size
+
+
 class NatureCNN(nn.Module):
     """The DQN torso of Mnih et al. (2015): three convolutions and a 512-unit layer (or, with ``convs``, another
     stack of ReLU convolutions such as :data:`DATA_EFFICIENT_CONVS`).
 
-    Takes ``(B, C, 84, 84)`` uint8 frames and scales them to [0, 1] inside, so replay can keep bytes.
-    ``features=0`` stops after the convolutions (``out_features`` is then the flattened conv output).
+    Takes ``(B, C, 84, 84)`` uint8 frames and scales them to [0, 1] inside, so replay can keep bytes (float images
+    are taken as they come: :func:`as_unit_scale`); a side must keep at least one pixel through the convolutions
+    (36 for the Nature stack). ``features=0`` stops after the convolutions (``out_features`` is then the flattened conv output).
     """
 
     def __init__(self, in_channels: int = 4, height: int = 84, width: int = 84, features: int = 512,
@@ -76,16 +103,16 @@ class NatureCNN(nn.Module):
         self.convs.to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        # Scale a float copy in place (never the caller's tensor), then reorder it: PyTorch's channels-last copy
-        # of uint8 is slower than of float despite the bytes (benchmarks/frame_scaling.py). Same values either way.
-        x = obs.to(torch.float32, copy=True).div_(255.0).contiguous(memory_format=torch.channels_last)
+        # Scale to float first, then reorder: PyTorch's channels-last copy of uint8 is slower than of float
+        # despite the bytes (benchmarks/frame_scaling.py). Same values either way.
+        x = as_unit_scale(obs).contiguous(memory_format=torch.channels_last)
         return self.fc(self.convs(x))
 
 
 class ResNetEncoder(nn.Module):
     """The course's :class:`~rlkit.nets.resnet.CifarResNet` (12 residual blocks) as a torso for image stacks.
 
-    Takes ``(B, C, H, W)`` uint8 frames and scales them to [0, 1] inside like :class:`NatureCNN`. Changes from
+    Takes ``(B, C, H, W)`` frames and scales uint8 ones to [0, 1] inside like :class:`NatureCNN`. Changes from
     the classifier, for 84x84 Atari frames and for Q-learning:
 
     - ``width=0.5`` and a stride-2 stem: a full-width net at 84x84 costs ~15x the compute (about 3 s for one
@@ -103,14 +130,14 @@ class ResNetEncoder(nn.Module):
         self.out_features = self.net.out_features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float() / 255.0)
+        return self.net(as_unit_scale(obs))
 
 
 class DenseNetEncoder(nn.Module):
     """A small DenseNet-BC (:func:`~rlkit.nets.densenet.densenet_bc_cifar`, depth 40, growth 12: three blocks of
     six bottleneck layers) as a torso for image stacks; ``out_features`` 132.
 
-    Takes ``(B, C, H, W)`` uint8 frames and scales them to [0, 1] inside like :class:`NatureCNN`. As in
+    Takes ``(B, C, H, W)`` frames and scales uint8 ones to [0, 1] inside like :class:`NatureCNN`. As in
     :class:`ResNetEncoder`: a stride-2 stem (84x84 frames run at 42 -> 21 -> 10 pixels, about the compute of
     that encoder) and GroupNorm, since the agent acts on single observations and never switches to eval mode.
     """
@@ -123,10 +150,39 @@ class DenseNetEncoder(nn.Module):
         self.out_features = self.net.out_features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float() / 255.0)
+        return self.net(as_unit_scale(obs))
 
 
 ENCODERS = ("auto", "nature-cnn", "der-cnn", "mlp", "resnet", "densenet")
+
+
+CONVOLUTIONS = {"nature-cnn": NATURE_CONVS, "der-cnn": DATA_EFFICIENT_CONVS}
+"""The encoders whose unpadded convolutions need images of at least some size."""
+
+
+def encoder_kind(obs_shape: Sequence[int], kind: str = "auto") -> str:
+    """The encoder ``kind`` stands for on ``obs_shape``: ``auto`` is the Nature CNN for images (C, H, W) that
+    keep a pixel through its convolutions, else an MLP over the flattened observation (a 7x7 grid world's view, a
+    stack of feature maps). An image encoder for vectors, or a convolution stack for images too small for it, is a
+    :class:`UserError` naming the fix (the kind comes from a command-line flag)."""
+    if kind not in ENCODERS:
+        raise UserError(f"unknown encoder {kind!r}: use {', '.join(ENCODERS)}")
+    if kind == "auto":
+        return "nature-cnn" if len(obs_shape) == 3 and fits(obs_shape, NATURE_CONVS) else "mlp"
+    if kind != "mlp" and len(obs_shape) != 3:
+        raise UserError(f"the {kind} encoder needs image observations (C, H, W), this env has shape "
+                        f"{tuple(obs_shape)}: use --encoder mlp or auto")
+    if kind in CONVOLUTIONS and not fits(obs_shape, CONVOLUTIONS[kind]):
+        least = next(size for size in range(1, 1000) if convolved_size(size, CONVOLUTIONS[kind]) >= 1)
+        raise UserError(f"the {kind} encoder needs images of at least {least}x{least} pixels, this env's are "
+                        f"{obs_shape[1]}x{obs_shape[2]}: use --encoder mlp (or auto, which picks it for small "
+                        "images), resnet or densenet")
+    return kind
+
+
+def fits(obs_shape: Sequence[int], convs: Sequence[tuple[int, int, int]]) -> bool:
+    """Whether (C, H, W) images keep at least one pixel through ``convs``."""
+    return min(convolved_size(obs_shape[1], convs), convolved_size(obs_shape[2], convs)) >= 1
 
 
 def make_encoder(
@@ -139,15 +195,12 @@ def make_encoder(
     """An encoder for observations of ``obs_shape``.
 
     ``kind``: ``nature-cnn``, ``der-cnn`` (:data:`DATA_EFFICIENT_CONVS`), ``resnet`` (:class:`ResNetEncoder`)
-    or ``densenet`` (:class:`DenseNetEncoder`) for image stacks (C, H, W), ``mlp`` for vectors, ``auto`` picks by rank (Nature CNN for images). ``hidden`` and ``activation`` shape the MLP;
-    ``cnn_features`` sizes the Nature CNN's last layer (0: convolutions only). An unknown ``kind``, or an image
-    encoder for vector observations, is a :class:`UserError` (it comes from a command-line flag).
+    or ``densenet`` (:class:`DenseNetEncoder`) for image stacks (C, H, W), ``mlp`` for vectors (and anything
+    flattened), ``auto`` as :func:`encoder_kind` picks. ``hidden`` and ``activation`` shape the MLP;
+    ``cnn_features`` sizes the Nature CNN's last layer (0: convolutions only). An unknown ``kind``, or one that
+    cannot read ``obs_shape``, is a :class:`UserError` (it comes from a command-line flag).
     """
-    if kind == "auto":
-        kind = "nature-cnn" if len(obs_shape) == 3 else "mlp"
-    if kind in ("nature-cnn", "der-cnn", "resnet", "densenet") and len(obs_shape) != 3:
-        raise UserError(f"the {kind} encoder needs image observations (C, H, W), this env has shape "
-                        f"{tuple(obs_shape)}: use --encoder mlp or auto")
+    kind = encoder_kind(obs_shape, kind)
     if kind == "nature-cnn":
         return NatureCNN(*obs_shape, features=cnn_features)
     if kind == "der-cnn":
@@ -156,6 +209,4 @@ def make_encoder(
         return ResNetEncoder(obs_shape[0])
     if kind == "densenet":
         return DenseNetEncoder(obs_shape[0])
-    if kind == "mlp":
-        return MLP(int(torch.Size(obs_shape).numel()), hidden, activation)
-    raise UserError(f"unknown encoder {kind!r}: use {', '.join(ENCODERS)}")
+    return MLP(int(torch.Size(obs_shape).numel()), hidden, activation)

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from rlkit.nets.encoders import make_encoder
+from rlkit.nets.encoders import UnitScaleFlatten, encoder_kind, make_encoder
 from rlkit.nets.policies import ACTIVATIONS, ValueHead, orthogonal_init, policy_head
 
 CELLS = ("lstm", "gru")
@@ -117,10 +117,10 @@ class RecurrentActorCritic(nn.Module):
                  log_std_init: float = 0.0, cell: str = "lstm", recurrent_hidden: int = 256):
         super().__init__()
         act = ACTIVATIONS[activation]
-        images = len(obs_shape) == 3
+        images = encoder_kind(obs_shape) != "mlp"  # small images are flattened like vectors
 
         def branch() -> tuple[nn.Module, RecurrentCore, nn.Module]:
-            torso = make_encoder(obs_shape, activation=act) if images else nn.Flatten()
+            torso = make_encoder(obs_shape, activation=act) if images else UnitScaleFlatten()
             width = torso.out_features if images else math.prod(obs_shape)
             core = RecurrentCore(width, recurrent_hidden, cell)
             after = nn.Identity() if images else make_encoder((recurrent_hidden,), hidden=hidden, activation=act)
