@@ -43,6 +43,25 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def whole_number(text: str) -> int:
+    """An argparse type for counts: ``1000000``, ``1_000_000`` or ``1e6`` (how step budgets are written in SB3 and
+    rl-zoo), but not ``2.5``."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (write e.g. 100000 or 1e5)") from None
+    if not math.isfinite(value) or not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (write e.g. 100000 or 1e5)")
+    return int(value)
+
+
+whole_number.__name__ = "int"  # argparse names the type in its messages and rlkit's metavars read INT
+
+
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
@@ -67,9 +86,10 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str, def
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is tuple:
-            kwargs.update(nargs="+", type=typing.get_args(hint)[0], metavar="N")
+            item = typing.get_args(hint)[0]
+            kwargs.update(nargs="+", type=whole_number if item is int else item, metavar="N")
         else:
-            kwargs["type"] = hint
+            kwargs["type"] = whole_number if hint is int else hint
             kwargs["metavar"] = hint.__name__.upper()
         group.add_argument(flag_name(field.name), **kwargs)
 

@@ -130,6 +130,9 @@ def test_evaluate_video(tmp_path):
     (["train.py", "--agent", "dqn", "--env", "CartPol"], "unknown environment 'CartPol': did you mean CartPole"),
     (["train.py", "--agent", "dqn", "--env", "Pendulum"], "DQN needs a Discrete action space"),
     (["evaluate.py", "/nonexistent/run"], "no checkpoint file"),
+    (["train.py", "--agent", "ppo", "--env", "CartPole", "--total-steps", "2.5"],
+     "argument --total-steps: '2.5' is not a whole number (write e.g. 100000 or 1e5)"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--batch-size", "1e400"], "'1e400' is not a whole number"),
 ])
 def test_errors_are_one_line(args, message):
     """Bad input: exit status 2, one line on stderr naming the problem, no traceback."""
@@ -160,6 +163,16 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     train.main([*CARTPOLE, "--total-steps", "600", "--run-dir", str(run), "--eval-episodes", "0"])
     result = run_cli("train.py", *CARTPOLE, "--total-steps", "600", "--run-dir", str(run))
     assert result.returncode == 2 and "--resume" in result.stderr
+
+
+@pytest.mark.parametrize("written", ["100000", "1e5", "1_00_000", "1.0e5"])
+def test_counts_are_read_as_sb3_and_rl_zoo_write_them(capsys, written):
+    """Step budgets in scientific notation (SB3's ``learn(1e5)``, rl-zoo's ``n_timesteps: 1e5``) are whole numbers,
+    for run flags and config fields alike."""
+    train.main(["--agent", "dqn", "--env", "CartPole", "--total-steps", written, "--batch-size", written,
+                "--print-config"])
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["settings"]["total_steps"] == 100_000 and resolved["config"]["batch_size"] == 100_000
 
 
 def test_help_lists_config_fields():

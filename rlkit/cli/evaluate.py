@@ -24,6 +24,7 @@ from rlkit.cli import command
 from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import JOBS, Job, load_run
 from rlkit.loop import BEST_NAME
+from rlkit.config import whole_number
 
 
 def build_parser(job: Job | None) -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
                         help="classifier runs of one task: average their class probabilities on the test set and "
                              "report each run and the ensemble")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--seed", type=int, default=12345,
+    parser.add_argument("--seed", type=whole_number, default=12345,
                         help="seeds the evaluation: env seeds, dropout masks, GAN noise (default: 12345)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--best", action="store_true",

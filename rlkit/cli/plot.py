@@ -17,6 +17,7 @@ from typing import Any
 from rlkit.analysis.curves import find_runs
 from rlkit.analysis.plots import collect_lines, draw
 from rlkit.errors import OneLineParser, UserError
+from rlkit.config import whole_number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what to plot, one panel each (repeat the flag for more): an eval.jsonl key "
                              "(eval/mean_return) or a TensorBoard tag (charts/episodic_return, losses/td_loss) "
                              "(default: the evaluation metric and, for agents, charts/episodic_return)")
-    parser.add_argument("--window", type=int, default=10,
+    parser.add_argument("--window", type=whole_number, default=10,
                         help="training curves (not evaluations) are averaged over this many values (default: 10)")
     parser.add_argument("--band", choices=("std", "minmax"), default="std",
                         help="the shaded spread over seeds: mean ± std, or min to max (default: std)")

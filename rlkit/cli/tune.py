@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rlkit.errors import OneLineParser, UserError, run_command
 from rlkit.loop import Interrupted
+from rlkit.config import whole_number
 
 OPTUNA_MISSING = 'rlkit tune needs optuna: pip install -e ".[tune]"'
 
@@ -32,12 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a field to search: NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=choice:A,B,C")
     group.add_argument("--params", type=Path, metavar="FILE",
                        help="a YAML/TOML file of search spaces: field: {low: L, high: H, log: true} or field: [A, B]")
-    group.add_argument("--trials", type=int, default=20, help="trials to run (default: 20)")
+    group.add_argument("--trials", type=whole_number, default=20, help="trials to run (default: 20)")
     group.add_argument("--timeout", type=float, help="stop starting trials after this many seconds (default: none)")
     group.add_argument("--study-dir", type=Path, default=Path("studies/rlkit"),
                        help="where the trials' runs, study.db, trials.json and best.yml go (default: studies/rlkit)")
-    group.add_argument("--seed", type=int, default=1, help="seeds the sampler and every trial's run (default: 1)")
-    group.add_argument("--startup-trials", type=int, default=5,
+    group.add_argument("--seed", type=whole_number, default=1, help="seeds the sampler and every trial's run (default: 1)")
+    group.add_argument("--startup-trials", type=whole_number, default=5,
                        help="trials run to the end before pruning starts (default: 5)")
     group.add_argument("--no-pruning", action="store_true", help="run every trial to the end")
     return parser

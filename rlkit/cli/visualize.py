@@ -27,6 +27,7 @@ from rlkit.errors import UserError, run_command
 from rlkit.jobs import NETS, get_task
 from rlkit.jobs import load_run as load_job_run
 from rlkit.jobs.gan import GAN_SIDE
+from rlkit.config import whole_number
 
 
 @dataclass
@@ -111,25 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--out-dir", type=Path, help="where the PNG goes (default: the run directory)")
         sub.add_argument("--data-dir", help="folder of the test set (default: the one the run trained on)")
         sub.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-        sub.add_argument("--seed", type=int, default=0, help="picks the test images (default: 0)")
+        sub.add_argument("--seed", type=whole_number, default=0, help="picks the test images (default: 0)")
         if command != "perturb":
-            sub.add_argument("--steps", type=int, default=200, help="gradient-ascent steps (default: 200)")
+            sub.add_argument("--steps", type=whole_number, default=200, help="gradient-ascent steps (default: 200)")
             sub.add_argument("--lr", type=float, default=0.1, help="gradient-ascent step size (default: 0.1)")
             sub.add_argument("--l2", type=float, default=1e-3, help="pull toward gray per step (default: 0.001)")
     perturb_sub = subs["perturb"]
-    perturb_sub.add_argument("--images", type=int, default=100, help="test images to perturb (default: 100)")
+    perturb_sub.add_argument("--images", type=whole_number, default=100, help="test images to perturb (default: 100)")
     perturb_sub.add_argument("--epsilon", type=float, default=8 / 255,
                              help="largest change of a pixel, in [0, 1] units (default: 8/255)")
-    perturb_sub.add_argument("--steps", type=int, default=1, help="signed-gradient steps; 1 is FGSM (default: 1)")
+    perturb_sub.add_argument("--steps", type=whole_number, default=1, help="signed-gradient steps; 1 is FGSM (default: 1)")
     perturb_sub.add_argument("--from-noise", action="store_true",
                              help="start from uniform noise images instead of test images and push each toward a "
                                   "class (image i toward class i mod K; the earlier edition's variant); prints how "
                                   "many the discriminator gives their target class before and after")
     perturb_sub.add_argument("--step-size", type=float, default=None,
                              help="per step, in [0, 1] units (default: epsilon for one step, else 2.5 epsilon/steps)")
-    subs["feature-max"].add_argument("--layers", type=int, nargs="+", default=[4, 8], metavar="L",
+    subs["feature-max"].add_argument("--layers", type=whole_number, nargs="+", default=[4, 8], metavar="L",
                                      help="convolution layers, numbered 1..8 (default: 4 8)")
-    subs["feature-max"].add_argument("--channels", type=int, default=16,
+    subs["feature-max"].add_argument("--channels", type=whole_number, default=16,
                                      help="channels per layer, the first ones (default: 16)")
     return parser
 

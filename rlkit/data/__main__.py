@@ -24,6 +24,7 @@ from rlkit.errors import UserError, run_command
 # The command line sits above the nets: extract-features runs a catalog net (rlkit.jobs imports rlkit.data, never
 # this module).
 from rlkit.jobs.video import frame_feature_extractor
+from rlkit.config import whole_number
 
 TINY_SETS = (*DATASETS, "ucf101")
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--data-dir", required=True, help=f"the folder holding {VIDEO_FOLDER}/ (or the class folders)")
     extract.add_argument("--out", required=True, help="where the frame folders go (<Class>/<video name>/)")
     extract.add_argument("--format", default="jpg", choices=("jpg", "png"), help="jpg (small) or png (lossless)")
-    extract.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    extract.add_argument("--quality", type=whole_number, default=95, help="JPEG quality")
 
     text = "compute dense optical flow (Farneback, OpenCV) between consecutive frames of every UCF-101 video"
     flow = commands.add_parser("extract-flow", help=text, description=text + ": <Class>/<video name>/x_000001.jpg "
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--bound", type=float, default=FLOW_BOUND, help=f"clip flow to +-BOUND pixels (default: "
                       f"{FLOW_BOUND:g})")
     flow.add_argument("--format", default="jpg", choices=("jpg", "png"), help="jpg (small) or png (lossless)")
-    flow.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    flow.add_argument("--quality", type=whole_number, default=95, help="JPEG quality")
 
     text = "encode every frame of every UCF-101 video with a frame net into one feature array per video"
     features = commands.add_parser("extract-features", help=text, description=text + ": <Class>/<video name>.npy "
@@ -76,23 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
                           "folders)")
     features.add_argument("--out", required=True, help="where the feature files go (<Class>/<video name>.npy)")
     features.add_argument("--frames-dir", help="read frames extracted by extract-frames instead of decoding")
-    features.add_argument("--input-size", type=int, default=224, help="frames are resized to this square "
+    features.add_argument("--input-size", type=whole_number, default=224, help="frames are resized to this square "
                           "(default: 224)")
-    features.add_argument("--stride", type=int, default=1, help="encode every STRIDE-th frame (default: 1)")
-    features.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default: 64)")
+    features.add_argument("--stride", type=whole_number, default=1, help="encode every STRIDE-th frame (default: 1)")
+    features.add_argument("--batch-size", type=whole_number, default=64, help="frames per forward pass (default: 64)")
     features.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
 
     text = "write a tiny learnable data set in the official layout and format of NAME"
     tiny = commands.add_parser("make-tiny", help=text, description=text)
     tiny.add_argument("name", choices=TINY_SETS, metavar="NAME", help=f"one of {', '.join(TINY_SETS)}")
     tiny.add_argument("--out", required=True, help="the data set's folder")
-    tiny.add_argument("--seed", type=int, default=0, help="random seed")
-    tiny.add_argument("--train", type=int, default=200, help="training images (image sets)")
-    tiny.add_argument("--test", type=int, default=100, help="test images (image sets)")
-    tiny.add_argument("--classes", type=int, default=4, help="number of classes (ucf101)")
-    tiny.add_argument("--videos-per-class", type=int, default=12, help="videos per class (ucf101)")
-    tiny.add_argument("--frames", type=int, default=16, help="frames per video (ucf101)")
-    tiny.add_argument("--size", type=int, default=32, help="frame side in pixels, even (ucf101)")
+    tiny.add_argument("--seed", type=whole_number, default=0, help="random seed")
+    tiny.add_argument("--train", type=whole_number, default=200, help="training images (image sets)")
+    tiny.add_argument("--test", type=whole_number, default=100, help="test images (image sets)")
+    tiny.add_argument("--classes", type=whole_number, default=4, help="number of classes (ucf101)")
+    tiny.add_argument("--videos-per-class", type=whole_number, default=12, help="videos per class (ucf101)")
+    tiny.add_argument("--frames", type=whole_number, default=16, help="frames per video (ucf101)")
+    tiny.add_argument("--size", type=whole_number, default=32, help="frame side in pixels, even (ucf101)")
     tiny.add_argument("--motion", default="appearance", choices=MOTIONS, help="what tells the classes apart (ucf101)")
     return parser
 

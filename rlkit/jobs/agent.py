@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rlkit.agents import AGENTS, Agent, get_agent_spec
-from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all
+from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all, whole_number
 from rlkit.distributed import check_allreduce, init_actor_rpc, init_distributed, is_main, launched_by_torchrun
 from rlkit.envs import EpisodeSignals, Wrapper, make_env, parse_env_kwargs, resolve_env
 from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
@@ -424,25 +424,25 @@ class AgentJob(Job):
         run.add_argument("--agent", help=f"algorithm: {', '.join(AGENTS)}")
         run.add_argument("--env", help="short name (Breakout, CartPole, HalfCheetah), a gymnasium id, or "
                                        "module:EnvId for an env registered by your own module")
-        run.add_argument("--total-steps", type=int,
+        run.add_argument("--total-steps", type=whole_number,
                          help="env steps to train for (default: the agent's preset for the env's family)")
-        run.add_argument("--num-envs", type=int,
+        run.add_argument("--num-envs", type=whole_number,
                          help="sub-environments stepped together (default: the agent's preset, e.g. 8 for PPO on Atari)")
         run.add_argument("--overlap", choices=OVERLAPS,
                          help="DQN family, DDPG, TD3, SAC: 'on' plays the env steps between two updates in a thread "
                               "during the first of them, acting with weights one update old (faster on 2+ cores; "
                               "not bit-for-bit reproducible; may end a few steps past --total-steps); 'off' is "
                               "exact. Kept by --resume unless given (default: off)")
-        run.add_argument("--actor-chunk-steps", type=int,
+        run.add_argument("--actor-chunk-steps", type=whole_number,
                          help="under torchrun, DQN-family, DDPG, TD3 and SAC runs are one learner (process 0) fed by "
                               "actors (the other processes): each actor sends its transitions every this many "
                               "vector steps (default: 50)")
-        run.add_argument("--actor-sync-updates", type=int,
+        run.add_argument("--actor-sync-updates", type=whole_number,
                          help="under torchrun, the learner sends its actors new weights every this many updates "
                               "(default: 100)")
         run.add_argument("--sticky-actions", action="store_true", default=None,
                          help="Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)")
-        run.add_argument("--eval-episodes", type=int,
+        run.add_argument("--eval-episodes", type=whole_number,
                          help="games per evaluation; 0 disables (default: 10). On Atari every agent evaluates with "
                               f"a {ATARI_EVAL_EPSILON} chance of a random action per step (the DQN family: its "
                               "--eval-epsilon), so a policy that never presses FIRE cannot stall a game")
@@ -663,7 +663,7 @@ class AgentJob(Job):
 
     def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("agents")
-        group.add_argument("--episodes", type=int, default=10,
+        group.add_argument("--episodes", type=whole_number, default=10,
                            help=f"games to play (default: 10); on Atari with a {ATARI_EVAL_EPSILON} chance of a "
                                 "random action per step (the DQN family: its eval_epsilon), as in training's "
                                 "evaluations")

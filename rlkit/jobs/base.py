@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 
 from rlkit.checkpoint import CHECKPOINT_NAME, non_finite_tensors
-from rlkit.config import config_from_dict, config_to_dict
+from rlkit.config import config_from_dict, config_to_dict, whole_number
 from rlkit.distributed import ALLREDUCES, DISTRIBUTED, is_main
 from rlkit.errors import UserError
 from rlkit.hyperparams import Resolved
@@ -30,9 +30,9 @@ RUN_FLAGS = ("seed", "device", "precision", "allreduce", "distributed", "run_dir
 
 def add_run_flags(group: argparse._ArgumentGroup, unit: str, eval_default: str = "the job's") -> None:
     """The flags every kind of run has; ``unit`` names what the intervals count (env steps, updates)."""
-    group.add_argument("--seed", type=int, help="seeds initialization, data order, exploration and envs (default: 1)")
+    group.add_argument("--seed", type=whole_number, help="seeds initialization, data order, exploration and envs (default: 1)")
     group.add_argument("--device", help="auto, cpu or cuda (default: auto: a GPU if there is one)")
-    group.add_argument("--threads", type=int, help="torch threads (default: 0, auto: OMP_NUM_THREADS if set, else "
+    group.add_argument("--threads", type=whole_number, help="torch threads (default: 0, auto: OMP_NUM_THREADS if set, else "
                                                    "one for agents and every core for supervised conv nets; runs side "
                                                    "by side want one each)")
     group.add_argument("--precision", choices=PRECISIONS,
@@ -55,8 +55,8 @@ def add_run_flags(group: argparse._ArgumentGroup, unit: str, eval_default: str =
                             "Saved with the run (default: ddp)")
     group.add_argument("--run-dir", type=Path, help="where the run is written (default: runs/NAME__SEED__TIME)")
     group.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
-    group.add_argument("--eval-interval", type=int, help=f"{unit} between evaluations (default: {eval_default})")
-    group.add_argument("--checkpoint-interval", type=int, help=f"{unit} between checkpoints (default: the job's)")
+    group.add_argument("--eval-interval", type=whole_number, help=f"{unit} between evaluations (default: {eval_default})")
+    group.add_argument("--checkpoint-interval", type=whole_number, help=f"{unit} between checkpoints (default: the job's)")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     group.add_argument("--print-config", action="store_true",
                        help="print the resolved settings and config as JSON, with where each value came from, and "

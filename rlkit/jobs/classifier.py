@@ -32,6 +32,7 @@ from rlkit.sources.gradients import GradientSource
 from rlkit.supervised.classifier import Classifier, ClassifierConfig
 from rlkit.supervised.numpy_learner import NumpyLearner
 from rlkit.supervised.server_learner import ServerLearner
+from rlkit.config import whole_number
 
 
 class RepeatChannels:
@@ -252,7 +253,7 @@ class ClassifierJob(SupervisedJob):
     def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("classifiers")
         group.add_argument("--data-dir", help="folder of the test set (default: the one the run trained on)")
-        group.add_argument("--mc-samples", type=int, default=0,
+        group.add_argument("--mc-samples", type=whole_number, default=0,
                            help="Monte Carlo dropout: average this many dropout masks per image (default: 0, the "
                                 "scaling rule: dropout off)")
 

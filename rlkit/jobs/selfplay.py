@@ -12,7 +12,7 @@ from typing import Any
 
 from rlkit.agents import SELF_PLAY_AGENTS as AGENTS
 from rlkit.agents.alphazero import PRESETS, RUN_KEYS, AlphaZero, AlphaZeroConfig
-from rlkit.config import COUNT, NON_NEGATIVE, require_all
+from rlkit.config import COUNT, NON_NEGATIVE, require_all, whole_number
 from rlkit.distributed import check_allreduce, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job, load_learner, warn_non_finite_weights
@@ -107,13 +107,13 @@ class SelfPlayJob(Job):
         parser.epilog = f"agents: {agents}. games: " + "; ".join(f"{name}: {info.help}" for name, info in GAMES.items())
         run.add_argument("--agent", help=f"self-play agent: {', '.join(AGENTS)}")
         run.add_argument("--env", help=f"the board game: {', '.join(GAMES)}")
-        run.add_argument("--total-steps", type=int, help="training updates of the run (default: the game's preset)")
-        run.add_argument("--eval-games", type=int,
+        run.add_argument("--total-steps", type=whole_number, help="training updates of the run (default: the game's preset)")
+        run.add_argument("--eval-games", type=whole_number,
                          help="games against each opponent per evaluation, each side first in half (default: 20; "
                               "0: no evaluation)")
-        run.add_argument("--eval-simulations", type=int,
+        run.add_argument("--eval-simulations", type=whole_number,
                          help="the trained player's simulations per move in evaluation (default: --simulations)")
-        run.add_argument("--eval-mcts-simulations", type=int, nargs="+", dest="eval_mcts", metavar="N",
+        run.add_argument("--eval-mcts-simulations", type=whole_number, nargs="+", dest="eval_mcts", metavar="N",
                          help="pure-MCTS opponents, one per count of simulations per move (random rollouts) "
                               f"(default: {DEFAULT_MCTS_HELP})")
 
@@ -199,11 +199,11 @@ class SelfPlayJob(Job):
 
     def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("self-play (board games)")
-        group.add_argument("--games", type=int, default=20,
+        group.add_argument("--games", type=whole_number, default=20,
                            help="games against each opponent, the trained player moving first in half (default: 20)")
-        group.add_argument("--simulations", type=int, default=0,
+        group.add_argument("--simulations", type=whole_number, default=0,
                            help="the trained player's simulations per move (default: the run's evaluation setting)")
-        group.add_argument("--mcts-simulations", type=int, nargs="+", metavar="N",
+        group.add_argument("--mcts-simulations", type=whole_number, nargs="+", metavar="N",
                            help="pure-MCTS opponents' simulations per move, one opponent per count (default: the "
                                 "run's)")
         group.add_argument("--latest", action="store_true",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rlkit.config import NON_NEGATIVE, require_all
+from rlkit.config import NON_NEGATIVE, require_all, whole_number
 from rlkit.distributed import check_allreduce, check_distributed, is_parameter_server, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job
@@ -85,7 +85,7 @@ class SupervisedJob(Job):
         run.add_argument("--net", help=f"network: {', '.join(nets)}")
         run.add_argument("--data-dir", help="folder holding the data set's official files (default: data/DATASET); "
                                             "fetch them with python -m rlkit.data download DATASET")
-        run.add_argument("--max-steps", type=int, help="stop after this many updates, e.g. for a smoke run "
+        run.add_argument("--max-steps", type=whole_number, help="stop after this many updates, e.g. for a smoke run "
                                                        "(default: 0, train every epoch)")
 
     def accepts(self, task: Any) -> bool:
