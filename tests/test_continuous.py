@@ -507,3 +507,14 @@ def test_continuous_agents_flatten_images_too_small_for_the_cnn(tmp_path, agent)
     result = evaluate.main([str(run), "--episodes", "1", "--json"])
     assert result["episodes"] == 1 and -10 <= result["mean_return"] <= 0
 
+
+
+@pytest.mark.parametrize("low, high", [(-np.inf, np.inf), ([0.0, -np.inf], [1.0, 5.0])])
+@pytest.mark.parametrize("agent", CONTINUOUS_AGENTS)
+def test_squashing_agents_refuse_actions_without_finite_bounds(agent, low, high):
+    """tanh's [-1, 1] is mapped onto the bounds; without them DDPG, TD3 and SAC acted in [-1, 1] alone, silently."""
+    spec = AGENTS[agent]
+    actions = gym.spaces.Box(np.broadcast_to(np.float32(low), (2,)), np.broadcast_to(np.float32(high), (2,)),
+                             dtype=np.float32)
+    with pytest.raises(UserError, match="has no finite bounds: give its action_space the range .* or use ppo"):
+        spec.agent_class(spec.preset("other"), gym.spaces.Box(-1.0, 1.0, (3,), np.float32), actions)

@@ -15,6 +15,7 @@ from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplaySpec
 from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, POSITIVE, Constraint
 from rlkit.envs import Family
+from rlkit.errors import UserError
 from rlkit.nets.continuous import DeterministicActor, QEnsemble
 from rlkit.optim import make_adam, optimizer_step, polyak_update
 
@@ -84,6 +85,16 @@ def warm_up_actions(agent: Agent, n: int) -> np.ndarray | None:
     return None
 
 
+def check_bounded_actions(agent_name: str, action_space: gym.Space) -> None:
+    """Refuse a Box without finite bounds on every entry: a squashed policy's [-1, 1] is mapped onto the bounds
+    (:func:`rlkit.envs.make_env`), and with none it would silently act in [-1, 1] alone."""
+    if isinstance(action_space, gym.spaces.Box) and not (np.isfinite(action_space.low).all()
+                                                         and np.isfinite(action_space.high).all()):
+        raise UserError(f"{agent_name} squashes its actions into the action space's bounds, but this env's "
+                        f"{action_space} has no finite bounds: give its action_space the range the env can take, or "
+                        "use ppo, a2c or trpo, whose Gaussian policies need none")
+
+
 class DDPG(Agent):
     """Actor ``mu(s)`` trained to maximize ``Q(s, mu(s))``; critic(s) trained on ``r + gamma Q'(s', mu'(s'))``."""
 
@@ -91,6 +102,11 @@ class DDPG(Agent):
     action_spaces = (gym.spaces.Box,)
     source_kind = "replay"
     remote_actors = True
+
+    @classmethod
+    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:
+        super().check_spaces(obs_space, action_space)
+        check_bounded_actions(cls.__name__, action_space)
 
     def __init__(self, config: DDPGConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rlkit.agents.base import Agent, ReplayConfig
-from rlkit.agents.ddpg import continuous_replay, warm_up_actions
+from rlkit.agents.ddpg import check_bounded_actions, continuous_replay, warm_up_actions
 from rlkit.buffers import Batch, ReplaySpec
 from rlkit.config import COUNT, DISCOUNT, FINITE, POSITIVE, Constraint
 from rlkit.envs import Family
@@ -68,6 +68,11 @@ class SAC(Agent):
     action_spaces = (gym.spaces.Box,)
     source_kind = "replay"
     remote_actors = True
+
+    @classmethod
+    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:
+        super().check_spaces(obs_space, action_space)
+        check_bounded_actions(cls.__name__, action_space)
 
     def __init__(self, config: SACConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)
