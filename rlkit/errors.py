@@ -36,6 +36,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}: {self.hint}\n")
 
 
+class BadEnvOutput(UserError):
+    """An env returned a reward or an observation no agent can learn from (NaN, infinity). Raised by the env's
+    step, before any of it reaches a learner: the loop stops with this message, its last checkpoint intact."""
+
+
 class SourceLost(UserError):
     """A source can give no more batches (a parameter server's worker died). Raised by ``source.next()`` before it
     takes anything, so the loop saves the step it is at, then stops with this message."""

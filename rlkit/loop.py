@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from rlkit.checkpoint import CHECKPOINT_NAME, non_finite_tensors, save_checkpoint, temporary_path
 from rlkit.distributed import average_metrics, is_main, world
-from rlkit.errors import SourceLost, UserError
+from rlkit.errors import BadEnvOutput, SourceLost, UserError
 from rlkit.sources import Source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -430,6 +430,9 @@ class Loop:
                 self._evaluate(self.source.steps)
             if main:
                 print(self._summary(), flush=True)
+        except BadEnvOutput as bad:
+            bar.close()
+            raise BadEnvOutput(f"{bad}; {self._kept()}") from None
         except SourceLost as lost:
             # Raised by source.next() before it took anything: the state is that of the last complete step.
             bar.close()

@@ -3,7 +3,7 @@
 ``Tiny-v0``: games of exactly ``length`` steps whatever the actions (reward 1 per step for action 1); every instance
 records the keyword arguments it was built with in :data:`CREATED`, so tests see what reached the env. It renders
 small RGB frames whose red channel is the step count. ``TinyDict-v0``: the same game with Dict observations.
-``TinyShifted-v0``: Tiny with actions
+``TinyBroken-v0``: Tiny returning a NaN reward or observation once. ``TinyShifted-v0``: Tiny with actions
 ``Discrete(3, start=-1)``; ``TinyMulti-v0`` and ``TinyBits-v0``: with ``MultiDiscrete`` and ``MultiBinary``
 actions. ``TinyPixels-v0``: a continuous-action game seen as channels-last uint8 frames (the layout of CarRacing);
 ``TinyGrid-v0``: a discrete one seen as 7x7 frames.
@@ -81,6 +81,28 @@ class TinyPixels(Tiny):
         return self._obs(), -float(np.abs(action).sum()), self.t >= self.length, False, {}
 
 
+class TinyBroken(Tiny):
+    """Tiny that returns NaN as its ``broken`` output ("reward" or "observation") at step ``at`` of the ``episode``-th
+    episode it plays (counting from 1)."""
+
+    def __init__(self, broken: str = "reward", at: int = 3, episode: int = 1, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.broken, self.at, self.episode, self.episodes = broken, at, episode, 0
+
+    def reset(self, *, seed=None, options=None):
+        self.episodes += 1
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.t == self.at and self.episodes == self.episode:
+            if self.broken == "reward":
+                reward = float("nan")
+            else:
+                obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
 class TinyShifted(Tiny):
     """Tiny whose actions are ``Discrete(3, start=-1)`` (left, stay, right) and pay their own value: the best
     policy always plays +1. It refuses an action outside its space, as gymnasium's own envs assert."""
@@ -137,6 +159,7 @@ class TinyGrid(TinyPixels):
 
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
 gym.register(id="TinyDict-v0", entry_point=TinyDict, max_episode_steps=50)
+gym.register(id="TinyBroken-v0", entry_point=TinyBroken, max_episode_steps=50)
 gym.register(id="TinyShifted-v0", entry_point=TinyShifted, max_episode_steps=50)
 gym.register(id="TinyMulti-v0", entry_point=TinyMulti, max_episode_steps=50)
 gym.register(id="TinyBits-v0", entry_point=TinyBits, max_episode_steps=50)

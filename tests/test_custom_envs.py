@@ -355,6 +355,30 @@ def test_an_agent_learns_from_images_too_small_for_the_cnn(tmp_path, capsys, age
     assert json.loads(capsys.readouterr().out)["mean_return"] == 10.0  # action 1 on each of the 10 steps
 
 
+@pytest.mark.parametrize("broken", ["reward", "observation"])
+@pytest.mark.parametrize("agent", ["dqn", "ppo"])
+def test_a_non_finite_env_output_is_one_line_naming_it(capsys, tmp_path, agent, broken):
+    """A NaN from the env crashed PPO with a torch traceback and read as 'training diverged: lower the learning
+    rate' for DQN; it is now refused where it arises, naming the env, the output and the step."""
+    line = one_line_error(capsys, train.main, [
+        "--agent", agent, "--env", "custom_env_module:TinyBroken-v0", "--env-kwargs", f"broken={broken}",
+        "--total-steps", "512", "--no-progress", "--run-dir", str(tmp_path / "run")])
+    assert line.startswith(f"error: TinyBroken-v0 returned a non-finite {broken} (nan) at step 3 of an episode "
+                           "(sub-env 0)"), line
+    assert line.endswith("no checkpoint was written")
+
+
+def test_a_non_finite_env_output_keeps_the_last_checkpoint(capsys, tmp_path):
+    run = tmp_path / "run"
+    line = one_line_error(capsys, train.main, [
+        "--agent", "ppo", "--env", "custom_env_module:TinyBroken-v0", "--env-kwargs", "episode=100", "length=5",
+        "--num-envs", "1", "--num-steps", "64", "--total-steps", "1024", "--checkpoint-interval", "128",
+        "--eval-episodes", "0", "--no-progress", "--run-dir", str(run)])
+    assert "returned a non-finite reward (nan) at step 3 of an episode" in line
+    saved = load_checkpoint(run)["loop"]["steps"]
+    assert saved == 384 and line.endswith(f"--resume {run} continues from the checkpoint at step {saved}")
+
+
 def test_lunar_lander_continuous_builds_and_steps():
     """LunarLanderContinuous-v3 (Box2D) builds with make_env; its actions are [-1, 1] (its own bounds, so they reach
     the env unchanged); env kwargs reach the Box2D world."""

@@ -13,6 +13,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlkit.errors import BadEnvOutput
+
 
 class EpisodeSignals(gym.vector.VectorWrapper):
     """Reward clipping and life-loss terminals for training, raw episode statistics always.
@@ -47,6 +49,7 @@ class EpisodeSignals(gym.vector.VectorWrapper):
         if seed is None and self._first_seed is not None:
             seed, self._first_seed = self._first_seed, None  # make_env's seed applies to the first reset
         obs, info = self.env.reset(seed=seed, options=options)
+        self._check_finite("observation", obs)
         self._returns[:] = 0.0
         self._lengths[:] = 0
         self._lives = np.asarray(info["lives"]).copy() if "lives" in info else None
@@ -55,6 +58,8 @@ class EpisodeSignals(gym.vector.VectorWrapper):
     def step(self, actions):
         obs, reward, terminated, truncated, info = self.env.step(actions)
         reward = np.asarray(reward, dtype=np.float64)
+        self._check_finite("reward", reward, self._lengths + 1)
+        self._check_finite("observation", obs, self._lengths + 1)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         done = terminated | truncated
@@ -68,6 +73,8 @@ class EpisodeSignals(gym.vector.VectorWrapper):
         self._returns[done] = 0.0
         self._lengths[done] = 0
         info["final_obs"] = _dense_final_obs(obs, info.get("final_obs"), done)
+        if done.any():
+            self._check_finite("observation", info["final_obs"], np.where(done, info["episode_length"], 0))
 
         if self._lives is not None and "lives" in info:
             lives = np.asarray(info["lives"])
@@ -78,6 +85,22 @@ class EpisodeSignals(gym.vector.VectorWrapper):
         if self.clip_rewards:
             reward = np.sign(reward)
         return obs, reward.astype(np.float32), terminated, truncated, info
+
+
+    def _check_finite(self, what: str, values: np.ndarray, steps: np.ndarray | None = None) -> None:
+        """Refuse NaN or infinity from the env where it arises, not as a NaN loss many updates later. ``values``
+        has one row per sub-env; ``steps`` tells each sub-env's step in its episode (None: a reset)."""
+        values = np.asarray(values)
+        if values.dtype.kind != "f" or np.isfinite(values).all():
+            return
+        env_id = getattr(getattr(self, "resolved", None), "env_id", "the env")
+        rows = ~np.isfinite(values.reshape(len(values), -1))
+        i = int(np.flatnonzero(rows.any(axis=1))[0])
+        bad = values.reshape(len(values), -1)[i][rows[i]][0]
+        when = "its reset" if steps is None else f"step {int(steps[i])} of an episode"
+        raise BadEnvOutput(f"{env_id} returned a non-finite {what} ({bad}) at {when} (sub-env {i}): an agent "
+                           "cannot learn from it; fix the env, or replace such values in a wrapper "
+                           "(make_env(..., wrappers=[...]))")
 
 
 def _dense_final_obs(obs: np.ndarray, final_obs: Any, done: np.ndarray) -> np.ndarray:
