@@ -344,11 +344,13 @@ def test_a_recurrent_policy_learns_multi_discrete_actions(tmp_path, capsys):
     assert ": 20.00 ± 0.00 over 2 episodes" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("agent, steps", [("dqn", 3000), ("ppo", 5000)])
-def test_an_agent_learns_from_images_too_small_for_the_cnn(tmp_path, capsys, agent, steps):
-    """7x7 frames crashed the Nature CNN's first convolution: ``auto`` now reads them with an MLP."""
+@pytest.mark.parametrize("agent, steps, extra", [("dqn", 3000, []), ("ppo", 5000, []),
+                                                ("ppo", 3000, ["--recurrent", "lstm"])])
+def test_an_agent_learns_from_images_too_small_for_the_cnn(tmp_path, capsys, agent, steps, extra):
+    """7x7 frames crashed the Nature CNN's first convolution: ``auto`` now reads them with an MLP (a recurrent
+    policy's core reads them flattened)."""
     run = tmp_path / agent
-    train.main(["--agent", agent, "--env", "custom_env_module:TinyGrid-v0", "--total-steps", str(steps),
+    train.main(["--agent", agent, *extra, "--env", "custom_env_module:TinyGrid-v0", "--total-steps", str(steps),
                 "--eval-episodes", "2", "--no-progress", "--seed", "1", "--run-dir", str(run)])
     capsys.readouterr()
     evaluate.main([str(run), "--episodes", "2", "--json", "--best"])
