@@ -115,8 +115,18 @@ class CategoricalHead(nn.Module):
         return actions, log_pmf.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
 
-class MultiCategoricalHead(nn.Module):
-    """Features -> a :class:`MultiCategorical` over entries of ``nvec`` choices each."""
+class SampledHead(nn.Module):
+    """A head whose ``forward`` gives a distribution object; ``sample`` draws from it."""
+
+    def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions sampled from ``forward(features)`` and their log-probs."""
+        dist = self(features)
+        actions = dist.sample()
+        return actions, dist.log_prob(actions)
+
+
+class MultiCategoricalHead(SampledHead):
+    """Features -> a :class:`MultiCategorical` over entries of ``nvec`` choices each; actions (B, len(nvec))."""
 
     def __init__(self, in_features: int, nvec: Sequence[int]):
         super().__init__()
@@ -125,12 +135,6 @@ class MultiCategoricalHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> MultiCategorical:
         return MultiCategorical(self.logits(features), self.nvec)
-
-    def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actions sampled from ``forward(features)``, (B, len(nvec)), and their log-probs."""
-        dist = self(features)
-        actions = dist.sample()
-        return actions, dist.log_prob(actions)
 
 
 def action_choices(action_space: gym.Space) -> tuple[int, ...] | None:
@@ -143,7 +147,7 @@ def action_choices(action_space: gym.Space) -> tuple[int, ...] | None:
     return None
 
 
-class GaussianHead(nn.Module):
+class GaussianHead(SampledHead):
     """Features -> a diagonal Gaussian whose log std is a learned parameter independent of the state."""
 
     def __init__(self, in_features: int, action_dim: int, log_std_init: float = 0.0):
@@ -153,12 +157,6 @@ class GaussianHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> DiagGaussian:
         return DiagGaussian(self.mean(features), self.log_std)
-
-    def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actions sampled from ``forward(features)`` and their log-probs."""
-        dist = self(features)
-        actions = dist.sample()
-        return actions, dist.log_prob(actions)
 
 
 class ValueHead(nn.Module):
