@@ -30,6 +30,7 @@ from rlkit.checkpoint import non_finite_tensors, save_checkpoint
 from rlkit.cli.train import build_parser
 from rlkit.config import apply_flags
 from rlkit.envs import Wrapper
+from rlkit.envs.custom import ZeroBasedActions, starts_elsewhere
 from rlkit.errors import UserError
 from rlkit.jobs import JOBS, load_run
 from rlkit.jobs.agent import EVAL_SEED_OFFSET, AgentJob, AgentSettings, build_agent, env_maker, evaluate_agent
@@ -237,11 +238,13 @@ class Model:
 
     def _in_env_units(self, actions: np.ndarray) -> np.ndarray:
         """Agents act in [-1, 1] for bounded Box actions (make_env rescales them to the env's bounds): map them
-        back as the env would, and clip to its bounds."""
+        back as the env would, and clip to its bounds. Discrete choices count from 0: add the env's start."""
         if self._env_space is None:
             self._env_space = env_action_space(env_maker(self.settings, self.wrappers)(self.settings.env, 1,
                                                                                           training=False))
         space = self._env_space
+        if starts_elsewhere(space):
+            return (np.asarray(actions) + space.start).astype(space.dtype)
         if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and
                                                          np.isfinite(space.high).all()):
             return actions
@@ -259,10 +262,14 @@ class Model:
 
 
 def env_action_space(env: gym.vector.VectorEnv) -> gym.Space:
-    """The env's own action space, before make_env normalized bounded Box actions to [-1, 1] (closes ``env``)."""
+    """The env's own action space, before make_env normalized bounded Box actions to [-1, 1] and counted discrete
+    ones from 0 (closes ``env``)."""
     inner: Any = env
     while isinstance(getattr(inner, "env", None), gym.vector.VectorEnv):
         inner = inner.env
     space = inner.single_action_space
+    first = (getattr(inner, "envs", None) or [None])[0]
+    if isinstance(first, ZeroBasedActions):
+        space = first.env.action_space
     env.close()
     return space

@@ -132,3 +132,18 @@ def test_make_reads_hyperparameter_files_as_config_does(tmp_path):
     from rlkit.cli.train import prepare
 
     assert shipped.config == prepare(["--agent", "dqn", "--env", "Acrobot"]).config  # the env's shipped file
+
+
+@pytest.mark.parametrize("env, best", [("TinyShifted-v0", 1), ("TinyMulti-v0", [1, 3])])
+def test_predict_gives_discrete_actions_that_start_elsewhere_in_the_envs_units(tmp_path, env, best):
+    """Agents count choices from 0; predict adds the env's start back (Discrete(3, start=-1): -1, 0, 1;
+    MultiDiscrete([2, 3], start=[0, 1])), so its actions go into the env as they are."""
+    import custom_env_module  # noqa: F401 - registers the envs
+
+    model = rlkit.make("ppo", f"custom_env_module:{env}", env_kwargs={"length": 10}, seed=1, eval_episodes=1)
+    model.learn(5000, run_dir=tmp_path / "run")
+    game = gym.make(env, length=10)
+    obs, _ = game.reset(seed=0)
+    action = model.predict(obs)
+    assert np.asarray(action).tolist() == best and game.action_space.contains(action)
+    game.step(action)  # TinyShifted and TinyMulti refuse an action outside their space

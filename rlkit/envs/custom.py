@@ -246,16 +246,31 @@ def check_observation_space(space: gym.Space, env_id: str = "this env") -> None:
                     "it in make_env(..., wrappers=[...])")
 
 
+class ZeroBasedActions(gym.ActionWrapper):
+    """Actions chosen as ``0 .. n-1`` (``Discrete``) or from 0 in every entry (``MultiDiscrete``) reach an env whose
+    actions start elsewhere (``Discrete(3, start=-1)``: left, stay, right) as ``start + choice``: every policy head and
+    Q head counts from 0. ``env.action_space`` beneath stays the env's own."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.action_space
+        self.start = space.start
+        self.action_space = (gym.spaces.Discrete(int(space.n)) if isinstance(space, gym.spaces.Discrete) else
+                             gym.spaces.MultiDiscrete(space.nvec, dtype=space.dtype))
+
+    def action(self, action: Any) -> Any:
+        if isinstance(self.env.action_space, gym.spaces.Discrete):
+            return int(self.start) + int(action)
+        return (self.start + np.asarray(action)).astype(self.env.action_space.dtype)
+
+
+def starts_elsewhere(space: gym.Space) -> bool:
+    """Whether ``space`` holds ``Discrete`` or ``MultiDiscrete`` actions that do not start at 0."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.start) != 0
+    return isinstance(space, gym.spaces.MultiDiscrete) and bool(space.start.any())
+
+
 def zero_based_actions(env: gym.Env) -> gym.Env:
-    """Wrap one env whose ``Discrete`` or ``MultiDiscrete`` actions start elsewhere than 0 (``Discrete(3,
-    start=-1)``: left, stay, right) so the agents choose among ``0 .. n-1``, as every policy head and Q head
-    counts, and the env gets ``start + choice``; any other env is returned as it is."""
-    space = env.action_space
-    if isinstance(space, gym.spaces.Discrete) and int(space.start) != 0:
-        start = int(space.start)
-        return gym.wrappers.TransformAction(env, lambda action: start + int(action), gym.spaces.Discrete(int(space.n)))
-    if isinstance(space, gym.spaces.MultiDiscrete) and space.start.any():
-        starts = space.start.copy()
-        return gym.wrappers.TransformAction(env, lambda action: (starts + action).astype(space.dtype),
-                                            gym.spaces.MultiDiscrete(space.nvec, dtype=space.dtype))
-    return env
+    """``env`` in :class:`ZeroBasedActions` when its actions start elsewhere than 0; any other env as it is."""
+    return ZeroBasedActions(env) if starts_elsewhere(env.action_space) else env
