@@ -81,6 +81,8 @@ class WorkerFailure(NamedTuple):
 
     rank: int
     traceback: str
+    user_error: UserError | None = None
+    """A refusal of the user's input (a non-finite reward from their env): one line, no traceback."""
 
 
 def reserve_steps(counter: Any, total_steps: int, num_steps: int, num_envs: int) -> int:
@@ -194,6 +196,8 @@ def run_worker(rank: int, agent: Agent, env_fn: Callable[..., EpisodeSignals], e
                 sums, updates, steps, episodes, last_report = defaultdict(float), 0, 0, [], time.monotonic()
         messages.put(WorkerReport(rank, updates, steps, {k: v / max(updates, 1) for k, v in sums.items()}, episodes))
         env.close()
+    except UserError as error:  # the input's fault, not the code's: the main process reports it in one line
+        messages.put(WorkerFailure(rank, "", error))
     except BaseException:
         messages.put(WorkerFailure(rank, traceback.format_exc()))
         raise  # multiprocessing prints the traceback and the exit code becomes 1
@@ -291,6 +295,8 @@ class A3CSource:
         if self._failures:
             failure = self._failures[0]
             self.close()
+            if failure.user_error is not None:  # raised again as its own class (the loop adds what was kept)
+                raise type(failure.user_error)(f"A3C worker {failure.rank}: {failure.user_error}")
             last_line = failure.traceback.strip().splitlines()[-1]
             raise UserError(f"A3C worker {failure.rank} failed: {last_line} (its traceback is printed above)")
         if dead:
