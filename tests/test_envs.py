@@ -52,6 +52,13 @@ def test_a_short_name_of_an_atari_game_and_another_env_is_refused(name):
         resolve_env(name)
 
 
+@pytest.mark.parametrize("name", ["CartPole", "Pendulum", "FrozenLake-v1"])
+def test_sticky_actions_on_an_env_that_is_no_atari_game_are_refused(name):
+    """--sticky-actions on CartPole was accepted and did nothing: only ALE has repeat_action_probability."""
+    with pytest.raises(UserError, match=r"--sticky-actions repeats Atari actions .* is no Atari game: drop the flag"):
+        make_env(name, num_envs=1, sticky_actions=True)
+
+
 def test_resolve_env_unknown_name_suggests_close_matches():
     """An unknown name raises a UserError that names it and lists the closest known names."""
     with pytest.raises(UserError, match=r"unknown environment 'Breakot': did you mean .*\bBreakout\b"):

@@ -78,6 +78,9 @@ def make_env(
     # Atari's observations are frames already in channel order (and a wrapper would cost it ale-py's native vector env)
     wrappers = (list(wrappers) if resolved.family == "atari" else
                 [*wrappers, one_hot_observations, channels_first_images, zero_based_actions])
+    if sticky_actions and resolved.family != "atari":
+        raise UserError(f"--sticky-actions repeats Atari actions (ALE's repeat_action_probability); "
+                        f"{resolved.env_id} is no Atari game: drop the flag")
     if partially_observed and resolved.family != "atari":
         if resolved.env_id not in VELOCITY_ENTRIES:
             raise UserError(f"--partially-observed hides the velocities of {', '.join(VELOCITY_ENTRIES)} and shows "
