@@ -13,6 +13,7 @@ import torch
 
 import evaluate
 import train
+from rlkit.errors import UserError
 from rlkit.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +134,12 @@ def test_evaluate_video(tmp_path):
     (["train.py", "--agent", "ppo", "--env", "CartPole", "--total-steps", "2.5"],
      "argument --total-steps: '2.5' is not a whole number (write e.g. 100000 or 1e5)"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--batch-size", "1e400"], "'1e400' is not a whole number"),
+    (["train.py", "--agent", "ppo", "--env", "CartPole", "--save-buffer", "--total-steps", "256"],
+     "--save-buffer saves the replay of the DQN family, DDPG, TD3 and SAC; ppo keeps none: drop --save-buffer"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--actor-chunk-steps", "10", "--total-steps", "256"],
+     "--actor-chunk-steps tunes the actors that feed one learner under torchrun"),
+    (["train.py", "--agent", "sac", "--env", "Pendulum", "--actor-sync-updates", "5", "--total-steps", "256"],
+     "this run of sac has none: drop it"),
 ])
 def test_errors_are_one_line(args, message):
     """Bad input: exit status 2, one line on stderr naming the problem, no traceback."""
@@ -141,6 +148,19 @@ def test_errors_are_one_line(args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_refused_before_it_wrote_anything_leaves_no_directory(tmp_path, capsys):
+    """A refused flag (here --save-buffer on PPO) used to leave an empty run directory behind, one per try."""
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match="drop --save-buffer"):
+        train.main(["--agent", "ppo", "--env", "CartPole", "--save-buffer", "--run-dir", str(run)])
+    assert not run.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()  # a directory the user made stays
+    with pytest.raises(UserError, match="drop --save-buffer"):
+        train.main(["--agent", "ppo", "--env", "CartPole", "--save-buffer", "--run-dir", str(mine)])
+    assert mine.is_dir()
 
 
 def test_truncated_and_foreign_checkpoints(tmp_path):

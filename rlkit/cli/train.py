@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"job": job.kind, "settings": dataclasses.asdict(settings),
                           "config": config_to_dict(config), "sources": run.resolved.by_source()}, indent=2))
         return
+    existed = run_dir.exists()
     lock = RunLock(run_dir) if is_main() else None  # one training per run directory (the first process holds it)
     try:
         if checkpoint is None:
@@ -158,7 +159,16 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if lock is not None:
             lock.release()
+            if not existed:
+                remove_if_empty(run_dir)  # a run refused before it wrote anything leaves no directory behind
     shutdown()
+
+
+def remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()  # only an empty directory goes
+    except OSError:
+        pass
 
 
 def train(job: Job, settings: Any, config: Any, run_dir: Path, checkpoint: dict[str, Any] | None) -> None:

@@ -411,6 +411,20 @@ def check_renders(env_name: str, env_kwargs: dict[str, Any] | None = None, wrapp
         env.close()
 
 
+def check_flags_apply(settings: AgentSettings, agent: Agent, with_actors: bool) -> None:
+    """Refuse a run flag that this run would accept and ignore (a flag that does nothing is a defect, not a
+    setting): --save-buffer without a replay, the actor flags without actors fed by torchrun."""
+    if settings.save_buffer and agent.source_kind != "replay":
+        raise UserError(f"--save-buffer saves the replay of the DQN family, DDPG, TD3 and SAC; {settings.agent} keeps "
+                        "none: drop --save-buffer")
+    defaults = {f.name: f.default for f in dataclasses.fields(AgentSettings)}
+    for name in ("actor_chunk_steps", "actor_sync_updates"):
+        if getattr(settings, name) != defaults[name] and not with_actors:
+            raise UserError(f"--{name.replace('_', '-')} tunes the actors that feed one learner under torchrun "
+                            f"(torchrun --nproc-per-node N train.py --agent dqn ...); this run of {settings.agent} "
+                            "has none: drop it")
+
+
 class AgentJob(Job):
     kind = "agent"
     best_metric = "eval/mean_return"
@@ -592,6 +606,7 @@ class AgentJob(Job):
                      else "learns from its own steps in turn")
             raise UserError(f"--overlap on plays env steps during updates of a replay learner (the DQN family, DDPG, "
                             f"TD3, SAC) in one process; {settings.agent} {where}: drop --overlap")
+        check_flags_apply(settings, agent, with_actors)
         if with_actors and rank > 0:
             return self.build_actor(settings, agent, env_fn, frame_stack, rank, world_size, resume)
         if settings.capture_video and is_main():
