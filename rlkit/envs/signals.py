@@ -59,7 +59,8 @@ class EpisodeSignals(gym.vector.VectorWrapper):
         obs, reward, terminated, truncated, info = self.env.step(actions)
         reward = np.asarray(reward, dtype=np.float64)
         acts = np.asarray(actions)
-        if acts.dtype.kind != "f" or np.isfinite(acts).all():  # NaN actions are a diverged agent's, not the env's
+        env_to_blame = acts.dtype.kind != "f" or bool(np.isfinite(acts).all())  # NaN actions: a diverged agent's
+        if env_to_blame:
             self._check_finite("reward", reward, self._lengths + 1)
             self._check_finite("observation", obs, self._lengths + 1)
         terminated = np.asarray(terminated, dtype=bool)
@@ -75,7 +76,7 @@ class EpisodeSignals(gym.vector.VectorWrapper):
         self._returns[done] = 0.0
         self._lengths[done] = 0
         info["final_obs"] = _dense_final_obs(obs, info.get("final_obs"), done)
-        if done.any() and (acts.dtype.kind != "f" or np.isfinite(acts).all()):
+        if done.any() and env_to_blame:
             self._check_finite("observation", info["final_obs"], np.where(done, info["episode_length"], 0))
 
         if self._lives is not None and "lives" in info:
