@@ -129,7 +129,11 @@ def test_evaluate_video(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["train.py", "--agent", "dqm", "--env", "CartPole"], "unknown agent 'dqm': did you mean dqn"),
     (["train.py", "--agent", "dqn", "--env", "CartPol"], "unknown environment 'CartPol': did you mean CartPole"),
-    (["train.py", "--agent", "dqn", "--env", "Pendulum"], "DQN needs a Discrete action space"),
+    (["train.py", "--agent", "dqn", "--env", "Pendulum"], "dqn needs a Discrete action space"),
+    # Agents that share a class are named as the user named them (these said DDPG, DQN and TabularQ).
+    (["train.py", "--agent", "td3", "--env", "CartPole"], "td3 needs a Box action space"),
+    (["train.py", "--agent", "rainbow", "--env", "Pendulum"], "rainbow needs a Discrete action space"),
+    (["train.py", "--agent", "sarsa", "--env", "CartPole"], "sarsa indexes a table by state"),
     (["evaluate.py", "/nonexistent/run"], "no checkpoint file"),
     (["train.py", "--agent", "ppo", "--env", "CartPole", "--total-steps", "2.5"],
      "argument --total-steps: '2.5' is not a whole number (write e.g. 100000 or 1e5)"),

@@ -91,16 +91,17 @@ class Agent(ABC):
         self.eval_rng = np.random.default_rng(seed)
 
     @classmethod
-    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:
+    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space, name: str = "") -> None:
         """Raise a :class:`UserError` naming the problem if this agent cannot act in ``action_space`` or read
-        ``obs_space`` (:func:`rlkit.envs.check_observation_space`, which :func:`~rlkit.envs.make_env` applies too)."""
+        ``obs_space`` (:func:`rlkit.envs.check_observation_space`, which :func:`~rlkit.envs.make_env` applies too).
+        ``name`` is the agent's name in the message (the command-line name: ``td3``, not its class ``DDPG``)."""
         if not isinstance(action_space, cls.action_spaces):
             names = [space.__name__ for space in cls.action_spaces]
             wanted = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
             fitting = [name for name, agent_class in AGENT_NAMES.items()
                        if isinstance(action_space, agent_class.action_spaces)]
             raise UserError(
-                f"{cls.__name__} needs a {wanted} action space but this env has {action_space}: "
+                f"{name or cls.__name__} needs a {wanted} action space but this env has {action_space}: "
                 f"use an agent for {type(action_space).__name__} actions ({', '.join(fitting) or 'none yet'})"
             )
         check_observation_space(obs_space)

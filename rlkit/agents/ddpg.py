@@ -104,9 +104,9 @@ class DDPG(Agent):
     remote_actors = True
 
     @classmethod
-    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:
-        super().check_spaces(obs_space, action_space)
-        check_bounded_actions(cls.__name__, action_space)
+    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space, name: str = "") -> None:
+        super().check_spaces(obs_space, action_space, name)
+        check_bounded_actions(name or cls.__name__, action_space)
 
     def __init__(self, config: DDPGConfig, obs_space, action_space, device="cpu", total_steps=1_000_000, seed=None):
         super().__init__(config, obs_space, action_space, device, total_steps, seed)

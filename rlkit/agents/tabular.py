@@ -226,15 +226,16 @@ class TabularQ(Agent):
         self.updates = 0
 
     @classmethod
-    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space) -> None:
-        super().check_spaces(obs_space, action_space)
+    def check_spaces(cls, obs_space: gym.Space, action_space: gym.Space, name: str = "") -> None:
+        super().check_spaces(obs_space, action_space, name)
+        name = name or cls.__name__
         if not is_table_space(obs_space):
-            raise UserError(f"{cls.__name__} indexes a table by state and needs the one-hot codes of a Discrete "
+            raise UserError(f"{name} indexes a table by state and needs the one-hot codes of a Discrete "
                             f"observation space (toy text: FrozenLake, Taxi, CliffWalking), but this env has "
                             f"{obs_space}: use a function-approximation agent such as dqn")
         states = math.prod(radix for _, radix in table_parts(obs_space))
         if states * int(action_space.n) > MAX_TABLE_ENTRIES:
-            raise UserError(f"{cls.__name__} would need a table of {states:,} states x {action_space.n} actions, "
+            raise UserError(f"{name} would need a table of {states:,} states x {action_space.n} actions, "
                             f"more than {MAX_TABLE_ENTRIES:,} entries: use a function-approximation agent such as dqn")
 
     def states(self, obs: np.ndarray) -> np.ndarray:

@@ -116,6 +116,7 @@ def env_maker(settings: AgentSettings, wrappers: Sequence[Wrapper] = ()) -> Call
 
 def build_agent(settings: AgentSettings, config: Any, obs_space, action_space, device) -> Agent:
     agent_class = get_agent_spec(settings.agent).agent_class
+    agent_class.check_spaces(obs_space, action_space, name=settings.agent)  # first, to name the agent as the user did
     return agent_class(config, obs_space, action_space, device=device, total_steps=settings.schedule_steps,
                        seed=settings.seed)
 
