@@ -115,6 +115,16 @@ def test_a_game_past_the_cap_counts_with_its_return_so_far(monkeypatch, capsys):
     assert len(err) == 1 and "2 of 2 games" in err[0] and "30 steps" in err[0]
 
 
+def test_a_game_past_the_default_cap_says_the_env_has_no_limit_and_how_to_give_one(monkeypatch, capsys):
+    """CliffWalking declares no time limit: a policy that walks into the wall (up, from the start) plays to the
+    default cap, paying -1 a step. The line said "the env's own limit", which it is not, and gave no way out."""
+    monkeypatch.setattr(agent_job, "DEFAULT_EVAL_STEP_CAP", 20)
+    assert agent_job.evaluate_agent(Scripted(0), "CliffWalking", episodes=1, seed=0) == [-20.0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "after 20 steps (CliffWalking declares no time limit" in err[0], err
+    assert "--env-kwargs max_episode_steps=N" in err[0] and "own limit)" not in err[0]
+
+
 def test_atari_evaluation_has_an_epsilon_for_every_agent():
     """Item 9: on Atari evaluation takes a random action with probability 0.05 for agents without their own
     eval_epsilon (policy-gradient agents); the DQN family keeps its own; other envs get none."""

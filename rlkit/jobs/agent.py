@@ -230,6 +230,13 @@ def evaluation_step_cap(resolved: ResolvedEnv) -> int:
     return limit + 1 if limit else DEFAULT_EVAL_STEP_CAP
 
 
+def _cap_origin(cap: int, env_name: str) -> str:
+    """Where the evaluation's step cap came from, for the line that says games reached it."""
+    if cap == DEFAULT_EVAL_STEP_CAP:
+        return f"{env_name} declares no time limit of its own: --env-kwargs max_episode_steps=N gives it one"
+    return "the env's own limit"
+
+
 def evaluation_epsilon(agent: Agent, resolved: ResolvedEnv) -> float:
     """The probability of a random action in evaluation: the agent's own ``eval_epsilon`` where its config has one,
     else :data:`ATARI_EVAL_EPSILON` on Atari and 0 elsewhere."""
@@ -277,8 +284,8 @@ def evaluate_agent(agent: Agent, env_name: str, episodes: int, seed: int, sticky
             returns.extend(played)
             capped += unfinished
         if capped:
-            print(f"evaluation: {capped} of {episodes} games of {env_name} still running after {cap} steps (the "
-                  "env's own limit) count with their return so far", file=sys.stderr)
+            print(f"evaluation: {capped} of {episodes} games of {env_name} still running after {cap} steps "
+                  f"({_cap_origin(cap, env_name)}) count with their return so far", file=sys.stderr)
         return returns
 
 
@@ -379,8 +386,8 @@ def _record_episode(agent: Agent, env_name: str, seed: int, sticky_actions: bool
                 env.close()
                 return float(info["episode_return"][0])
     env.close()
-    print(f"evaluation: the recorded game of {env_name} was still running after {cap} steps (the env's own limit): "
-          "it counts with its return so far", file=sys.stderr)
+    print(f"evaluation: the recorded game of {env_name} was still running after {cap} steps "
+          f"({_cap_origin(cap, env_name)}): it counts with its return so far", file=sys.stderr)
     return running
 
 
