@@ -135,6 +135,7 @@ def test_evaluate_video(tmp_path):
     (["train.py", "--agent", "rainbow", "--env", "Pendulum"], "rainbow needs a Discrete action space"),
     (["train.py", "--agent", "sarsa", "--env", "CartPole"], "sarsa indexes a table by state"),
     (["evaluate.py", "/nonexistent/run"], "no checkpoint file"),
+    (["evaluate.py", "/nonexistent/run", "--seed", "-3"], "--seed must be at least 0, got -3"),  # was numpy's traceback
     (["train.py", "--agent", "ppo", "--env", "CartPole", "--total-steps", "2.5"],
      "argument --total-steps: '2.5' is not a whole number (write e.g. 100000 or 1e5)"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--batch-size", "1e400"], "'1e400' is not a whole number"),

@@ -82,6 +82,7 @@ def test_a_trial_whose_evaluations_fall_below_the_median_is_pruned(tmp_path, mon
     (["--param", "double=uniform:0:1"], "double is not a number: search it with choice:A,B"),
     ([], "rlkit tune needs a search space"),
     (["--param", "gamma=uniform:0.9:0.99", "--eval-episodes", "0"], "nothing to score trials by"),
+    (["--param", "gamma=uniform:0.9:0.99", "--seed", "-1"], "--seed must be at least 0, got -1"),  # was a traceback
 ])
 def test_a_bad_search_is_a_one_line_error(tmp_path, argv, match):
     needs_optuna()

@@ -24,7 +24,7 @@ from rlkit.cli import command
 from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import JOBS, Job, load_run
 from rlkit.loop import BEST_NAME
-from rlkit.config import whole_number
+from rlkit.config import NON_NEGATIVE, require_all, whole_number
 
 
 def build_parser(job: Job | None) -> argparse.ArgumentParser:
@@ -52,6 +52,7 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     known = build_parser(None).parse_known_args(argv)[0]  # --help without a run lists every kind's flags
+    require_all([("--seed", known.seed, NON_NEGATIVE)])  # numpy's and gymnasium's seeds are unsigned
     paths = [best_checkpoint(path) if known.best else path for path in known.paths]
     if len(paths) > 1 and not known.ensemble:
         raise UserError(f"{len(paths)} runs given: add --ensemble to average their predictions, or evaluate one "

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--trials must be at least 1, got {args.trials}")
     if args.startup_trials < 0:
         raise UserError(f"--startup-trials must be at least 0, got {args.startup_trials}")
+    if args.seed < 0:  # every trial's run is seeded from it, and a run's seed is unsigned
+        raise UserError(f"--seed must be at least 0, got {args.seed}")
     params = [tune.parse_param(text) for text in args.param]
     if args.params is not None:
         params += tune.params_from_file(args.params)
