@@ -241,3 +241,14 @@ def test_policy_gradient_on_atari(tmp_path, agent):
     assert any(key.startswith("actor_torso.convs") for key in checkpoint["learner"]["net"])
     # Sampled actions: an untrained argmax policy may never press FIRE and stall Breakout until its time limit.
     assert evaluate.main([str(run), "--episodes", "1", "--json", "--stochastic"])["episodes"] == 1
+
+
+def test_the_evaluation_line_counts_one_episode_in_the_singular(tmp_path, capsys):
+    run = tmp_path / "run"
+    train.main(["--agent", "q-learning", "--env", "FrozenLake", "--total-steps", "50", "--eval-episodes", "0",
+                "--no-progress", "--run-dir", str(run)])
+    capsys.readouterr()
+    evaluate.main([str(run), "--episodes", "1"])
+    assert capsys.readouterr().out.rstrip().endswith(" over 1 episode")  # it said "over 1 episodes"
+    evaluate.main([str(run), "--episodes", "2"])
+    assert capsys.readouterr().out.rstrip().endswith(" over 2 episodes")

@@ -717,8 +717,9 @@ class AgentJob(Job):
         if args.json:
             print(json.dumps(result))
         else:
+            episodes = f"{len(returns)} episode" + ("s" if len(returns) != 1 else "")
             print(f"{settings.agent} on {settings.env} after {result['steps']} steps: "
-                  f"{result['mean_return']:.2f} ± {result['std_return']:.2f} over {len(returns)} episodes")
+                  f"{result['mean_return']:.2f} ± {result['std_return']:.2f} over {episodes}")
             if args.video is not None:
                 print(f"video of one game (return {result['video_return']:.1f}) written to {args.video}")
         return result
