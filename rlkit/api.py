@@ -56,6 +56,14 @@ def make(agent: str, env: str, wrappers: Sequence[Wrapper] = (), config: str | P
     Raises:
         UserError: an unknown agent, env or option (with the close matches), or a value its config refuses.
     """
+    for what, name in (("agent", agent), ("env", env)):
+        if not isinstance(name, str):
+            spec = getattr(getattr(name, "spec", None), "id", None)
+            raise UserError(f"rlkit.make takes the {what} by name, got a {type(name).__name__}"
+                            + (f": pass {spec!r} (rlkit makes its own envs from the name, for training, evaluation and "
+                               "evaluate.py; give your wrappers as wrappers=[...])" if spec else
+                               "" if what == "agent" else ": register your env with gymnasium.register and pass its id, "
+                               "or 'module:EnvId' for one registered on import"))
     job = JOBS["agent"]
     names = {"agent": agent, "env": env}
     files = [config] if isinstance(config, (str, Path)) else list(config)
@@ -134,8 +142,9 @@ class Model:
         Raises:
             UserError: a bad budget or run directory; Interrupted on Ctrl-C (the run is saved and resumable).
         """
-        if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps < 1:
-            raise UserError(f"learn needs a positive number of steps, got {total_steps!r}")
+        if not isinstance(total_steps, (int, np.integer)) or isinstance(total_steps, bool) or total_steps < 1:
+            raise UserError(f"learn needs a whole number of steps of at least 1, got {total_steps!r}")
+        total_steps = int(total_steps)
         if run_dir is not None and self.run_dir is not None and Path(run_dir) != self.run_dir:
             raise UserError(f"this model trains in {self.run_dir}: call learn() without run_dir, or save() it and "
                             "load() it to continue elsewhere")
@@ -188,6 +197,9 @@ class Model:
         Raises:
             UserError: the agent's weights are not finite (a diverged run is not saved over anything).
         """
+        path = Path(path)
+        if path.is_dir():
+            raise UserError(f"{path} is a directory: save() writes one checkpoint file, e.g. {path / 'model.pt'}")
         if self._loop is not None:
             payload = self._loop.checkpoint_payload()
         elif self._checkpoint is not None:
@@ -198,7 +210,6 @@ class Model:
         bad = next(non_finite_tensors(payload["learner"], "learner"), None)
         if bad is not None:
             raise UserError(f"not saved: the agent's {bad[0]} holds {bad[1]} (training diverged)")
-        path = Path(path)
         save_checkpoint(path, {key: value for key, value in payload.items() if key not in ("format", "version")})
         return path
 
@@ -232,6 +243,9 @@ class Model:
         if batch.shape[1:] != shape:
             raise UserError(f"predict needs an observation of shape {shape} or a batch (N, {', '.join(map(str, shape))})"
                             f", got shape {obs.shape}")
+        if batch.dtype.kind in "fc" and not np.isfinite(batch).all():
+            raise UserError(f"predict got an observation holding non-finite values ({batch[~np.isfinite(batch)][0]}): "
+                            "check what produced it")
         actions = self._in_env_units(agent.act(batch.astype(agent.obs_space.dtype, copy=False), explore=False,
                                                deterministic=deterministic))
         return actions[0] if single else actions
@@ -253,8 +267,8 @@ class Model:
 
     def evaluate(self, episodes: int = 10, seed: int | None = None, deterministic: bool = True) -> list[float]:
         """Raw returns of ``episodes`` whole games, played as evaluate.py plays them (never the training games)."""
-        if episodes < 1:
-            raise UserError(f"evaluate needs at least one episode, got {episodes}")
+        if not isinstance(episodes, (int, np.integer)) or isinstance(episodes, bool) or episodes < 1:
+            raise UserError(f"evaluate needs a whole number of episodes of at least 1, got {episodes!r}")
         seed = self.settings.seed + EVAL_SEED_OFFSET if seed is None else seed
         return evaluate_agent(self.agent, self.settings.env, episodes, seed, self.settings.sticky_actions,
                               deterministic=deterministic, env_kwargs=self.settings.env_kwargs,

@@ -66,6 +66,40 @@ def test_predict_refuses_a_wrong_shape(trained):
         trained.predict(np.zeros(4))
 
 
+def test_predict_refuses_a_non_finite_observation(trained):
+    """A NaN observation reached the actor and came back as NaN torque (a categorical policy: torch's traceback)."""
+    with pytest.raises(UserError, match=r"non-finite values \(nan\)"):
+        trained.predict(np.array([1.0, np.nan, 0.0]))
+    with pytest.raises(UserError, match=r"non-finite values \(inf\)"):
+        trained.predict(np.array([[1.0, 0.0, 0.0], [np.inf, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda model: model.learn(1.5), "learn needs a whole number of steps of at least 1, got 1.5"),
+    (lambda model: model.learn(True), "got True"),
+    (lambda model: model.evaluate(2.5), "evaluate needs a whole number of episodes of at least 1, got 2.5"),
+])
+def test_learn_and_evaluate_refuse_counts_that_are_not_whole(trained, call, message):
+    with pytest.raises(UserError, match=message):  # learn(1.5) said "needs a positive number"; evaluate(2.5) ran
+        call(trained)
+
+
+def test_save_into_a_directory_is_refused_before_anything_is_built(tmp_path):
+    model = rlkit.make("sac", "Pendulum", **TINY_SAC)
+    with pytest.raises(UserError, match=f"{tmp_path} is a directory: .* e.g. {tmp_path / 'model.pt'}"):
+        model.save(tmp_path)  # was IsADirectoryError, after building a run in a temporary directory
+    assert model._loop is None
+
+
+@pytest.mark.parametrize("env, message", [
+    (gym.make("CartPole-v1"), "takes the env by name, got a TimeLimit: pass 'CartPole-v1'"),
+    (5, "got a int: register your env with gymnasium.register"),
+])
+def test_make_refuses_an_env_object_and_names_its_id(env, message):
+    with pytest.raises(UserError, match=message):  # was "argument of type 'TimeLimit' is not iterable"
+        rlkit.make("ppo", env)
+
+
 def test_learn_again_continues_with_the_same_replay(trained):
     replay = trained._loop.source.buffer
     size = len(replay)
