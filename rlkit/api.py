@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import difflib
 import io
 import tempfile
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from rlkit.cli.train import build_parser
 from rlkit.config import apply_flags
 from rlkit.envs import Wrapper
 from rlkit.envs.custom import ZeroBasedActions, starts_elsewhere
-from rlkit.errors import UserError
+from rlkit.errors import UserError, close_names
 from rlkit.jobs import JOBS, load_run
 from rlkit.jobs.agent import EVAL_SEED_OFFSET, AgentJob, AgentSettings, build_agent, env_maker, evaluate_agent
 from rlkit.jobs.base import new_run_dir
@@ -77,7 +76,7 @@ def make(agent: str, env: str, wrappers: Sequence[Wrapper] = (), config: str | P
                    **{key: value for key, value in options.items() if key != "learning_rate"}}
     for key, value in options.items():
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=3)
+            close = close_names(key, allowed)
             raise UserError(f"rlkit.make got an unknown option {key!r}"
                             + (f": did you mean {', '.join(close)}?" if close else f"; options: {', '.join(allowed)}"))
         setattr(args, key, list(value) if isinstance(value, tuple) else value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import difflib
 import inspect
 import math
 import textwrap
@@ -19,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from rlkit.errors import UserError
+from rlkit.errors import UserError, close_names
 
 
 @lru_cache(maxsize=None)
@@ -156,7 +155,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def unknown_key(key: str, known: Iterable[str], where: str) -> UserError:
     """The one-line error for a key that names no field, with the closest field names."""
-    close = difflib.get_close_matches(str(key), list(known), n=3, cutoff=0.6)
+    close = close_names(str(key), known)
     hint = f"did you mean {', '.join(close)}?" if close else "see --help for the fields"
     return UserError(f"{where}: unknown key {key!r}: {hint}")
 

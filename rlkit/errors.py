@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class UserError(Exception):
@@ -22,6 +24,18 @@ def run_command(main: Callable[[], object]) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def close_names(name: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The ``choices`` a mistyped ``name`` may have meant, best first: difflib's close matches, then the choices
+    that hold ``name`` as one of their words (``mlp`` -> ``numpy-mlp``, ``dueling`` -> ``dueling-dqn``), which
+    difflib's ratio misses when the rest of the name is long."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=cutoff)
+    word = name.lower()
+    holding = [choice for choice in choices
+               if choice not in close and word in re.split(r"[-_./:]", choice.lower())]
+    return (close + holding)[:n]
 
 
 class OneLineParser(argparse.ArgumentParser):

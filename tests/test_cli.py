@@ -252,3 +252,14 @@ def test_the_evaluation_line_counts_one_episode_in_the_singular(tmp_path, capsys
     assert capsys.readouterr().out.rstrip().endswith(" over 1 episode")  # it said "over 1 episodes"
     evaluate.main([str(run), "--episodes", "2"])
     assert capsys.readouterr().out.rstrip().endswith(" over 2 episodes")
+
+
+def test_close_names_finds_a_word_of_a_longer_name():
+    """``--net mlp`` suggested nothing: difflib's ratio of 'mlp' to 'numpy-mlp' is below its cutoff."""
+    from rlkit.errors import close_names
+    nets = ["numpy-mlp", "numpy-cnn", "cnn", "resnet", "resnet18"]
+    assert close_names("mlp", nets) == ["numpy-mlp"]
+    assert close_names("resnt", nets) == ["resnet", "resnet18"]  # difflib's first, by ratio
+    assert close_names("cnn", nets) == ["cnn", "numpy-cnn"]
+    assert close_names("gan", nets) == []
+    assert close_names("mlp", ["numpy-mlp", "torchy-mlp", "jaxxxx-mlp"], n=2) == ["numpy-mlp", "torchy-mlp"]

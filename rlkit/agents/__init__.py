@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -21,7 +20,7 @@ from rlkit.agents.sac import SAC, SACConfig
 from rlkit.agents.tabular import TabularConfig, TabularQ
 from rlkit.agents.trpo import TRPO, TRPOConfig
 from rlkit.envs import Family
-from rlkit.errors import UserError
+from rlkit.errors import UserError, close_names
 
 RUN_KEYS = ("num_envs", "total_steps")
 WARMUP_FIELDS = ("learning_starts",)
@@ -132,7 +131,7 @@ def get_agent_spec(name: str) -> AgentSpec:
     if name in SELF_PLAY_AGENTS:
         raise UserError(f"{name} plays board games in a self-play run, not in a gym env: train it with train.py "
                         f"--agent {name} --env connect_four (or tic_tac_toe)")
-    close = difflib.get_close_matches(name, [*AGENTS, *SELF_PLAY_AGENTS], n=3, cutoff=0.4)
+    close = close_names(name, [*AGENTS, *SELF_PLAY_AGENTS], cutoff=0.4)
     hint = f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(AGENTS)}"
     raise UserError(f"unknown agent {name!r}: {hint}")
 

@@ -3,7 +3,6 @@ builder from :mod:`rlkit.nets`); its job (classifier, gan, video) says how it is
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -12,7 +11,7 @@ from torch import nn
 
 from rlkit.data.features import read_feature_meta
 from rlkit.data.transforms import FLOW_STATS, KINETICS_STATS, STATS
-from rlkit.errors import UserError
+from rlkit.errors import UserError, close_names
 from rlkit.nets import densenet as densenets
 from rlkit.nets import recurrent
 from rlkit.nets import resnet as resnets
@@ -279,7 +278,7 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
 
 def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
     if name not in table:
-        close = difflib.get_close_matches(name, table, n=3)
+        close = close_names(name, table)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UserError(f"unknown {what} {name!r}{hint}: use one of {', '.join(table)}")
     return table[name]
