@@ -114,7 +114,7 @@ class Model:
         self._agent: Agent | None = None
         self._loop: Loop | None = None  # kept open between learn() calls: its envs and replay go on
         self._checkpoint: dict[str, Any] | None = None  # a loaded run, continued by the first learn()
-        self._env_space: gym.Space | None = None
+        self._face: EnvFace | None = None
 
     # ------------------------------------------------------------------ training
     def _new_run(self, total_steps: int | None) -> tuple[AgentSettings, Any]:
@@ -229,19 +229,16 @@ class Model:
         return self._agent
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        """The policy's action for one observation (shaped as the env's) or a batch of them (one more leading
-        axis), in the env's own units (a Box action within its bounds). ``deterministic=False`` samples.
+        """The policy's action for one observation or a batch of them (one more leading axis), in the env's own
+        units (a Box action within its bounds, a Discrete one from its start). ``deterministic=False`` samples.
 
-        Atari observations are the stacked, resized frames of :func:`rlkit.envs.make_env`, not raw screens.
+        An observation is the env's own (FrozenLake's state number, CarRacing's (96, 96, 3) frame, a Dict the
+        model's ``wrappers`` flatten): it goes through the observation wrappers every env of the run has, as in
+        training. What the agent itself reads (the one-hot code, the (3, 96, 96) frame) is taken as it is. Atari
+        observations are the stacked, resized frames of :func:`rlkit.envs.make_env`, not raw screens.
         """
         agent = self.agent
-        obs = np.asarray(obs)
-        shape = agent.obs_space.shape
-        single = obs.shape == shape
-        batch = obs[None] if single else obs
-        if batch.shape[1:] != shape:
-            raise UserError(f"predict needs an observation of shape {shape} or a batch (N, {', '.join(map(str, shape))})"
-                            f", got shape {obs.shape}")
+        batch, single = self._agent_observations(obs)
         if batch.dtype.kind in "fc" and not np.isfinite(batch).all():
             raise UserError(f"predict got an observation holding non-finite values ({batch[~np.isfinite(batch)][0]}): "
                             "check what produced it")
@@ -249,13 +246,44 @@ class Model:
                                                deterministic=deterministic))
         return actions[0] if single else actions
 
+    def _agent_observations(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """``obs`` as a batch of what the agent reads, and whether it was one observation."""
+        shape = self.agent.obs_space.shape
+        array = None if isinstance(obs, (dict, tuple)) else np.asarray(obs)
+        if array is not None and array.dtype != object:
+            if array.shape == shape:
+                return array[None], True
+            if array.ndim == len(shape) + 1 and array.shape[1:] == shape:
+                return array, False
+        face = self.face
+        raw = face.obs_space
+        if face.obs_wrappers:
+            if raw.shape is None:  # a Dict or Tuple: one observation as the space's own type, a batch as a list
+                if isinstance(obs, (dict, tuple)):
+                    return face.observation(obs)[None], True
+                if isinstance(obs, list) and obs and all(isinstance(each, (dict, tuple)) for each in obs):
+                    return np.stack([face.observation(each) for each in obs]), False
+            elif array is not None and array.shape == raw.shape:
+                return face.observation(array)[None], True
+            elif array is not None and array.ndim == len(raw.shape) + 1 and array.shape[1:] == raw.shape:
+                return np.stack([face.observation(each) for each in array]), False
+        agents = f"{shape} or a batch (N, {', '.join(map(str, shape))})"
+        own = f"the env's {raw} or one of " if face.obs_wrappers else ""
+        got = f"shape {array.shape}" if array is not None and array.dtype != object else f"a {type(obs).__name__}"
+        raise UserError(f"predict needs an observation of {own}shape {agents}, got {got}")
+
+    @property
+    def face(self) -> EnvFace:
+        """The env's own spaces and the observation wrappers between them and the agent (one env, made once)."""
+        if self._face is None:
+            self._face = env_face(env_maker(self.settings, self.wrappers)(
+                self.settings.env, 1, training=False, sticky_actions=self.settings.sticky_actions))
+        return self._face
+
     def _in_env_units(self, actions: np.ndarray) -> np.ndarray:
         """Agents act in [-1, 1] for bounded Box actions (make_env rescales them to the env's bounds): map them
         back as the env would, and clip to its bounds. Discrete choices count from 0: add the env's start."""
-        if self._env_space is None:
-            self._env_space = env_action_space(env_maker(self.settings, self.wrappers)(self.settings.env, 1,
-                                                                                          training=False))
-        space = self._env_space
+        space = self.face.action_space
         if starts_elsewhere(space):
             return (np.asarray(actions) + space.start).astype(space.dtype)
         if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and
@@ -274,15 +302,49 @@ class Model:
                               wrappers=self.wrappers, partially_observed=self.settings.partially_observed)
 
 
-def env_action_space(env: gym.vector.VectorEnv) -> gym.Space:
-    """The env's own action space, before make_env normalized bounded Box actions to [-1, 1] and counted discrete
-    ones from 0 (closes ``env``)."""
+@dataclasses.dataclass
+class EnvFace:
+    """What a user's own env shows, beside what :func:`rlkit.envs.make_env` shows the agent."""
+
+    action_space: gym.Space
+    """The env's own, before make_env normalized bounded Box actions to [-1, 1] and counted discrete ones from 0."""
+    obs_space: gym.Space
+    """The env's own, before any observation wrapper (the user's, then rlkit's: one-hot codes, channels first)."""
+    obs_wrappers: list[gym.ObservationWrapper]
+    """Innermost first: what one of the env's observations goes through to reach the agent."""
+
+    def observation(self, obs: Any) -> np.ndarray:
+        space = self.obs_space
+        if isinstance(space, gym.spaces.Box):
+            obs = np.asarray(obs, dtype=space.dtype)  # a float64 array for a float32 Box, as envs often give
+        elif isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and not (
+                space.contains(obs)):  # a state out of range: one-hot coding would fail, or wrap a negative one
+            raise UserError(f"predict got an observation outside the env's {space}: {obs!r:.80}")
+        try:
+            for wrapper in self.obs_wrappers:
+                obs = wrapper.observation(obs)
+        except (KeyError, TypeError, ValueError, IndexError) as error:  # a Dict missing a key, a part of a wrong type
+            raise UserError(f"predict got an observation the env's {space} does not hold ({error!r:.80})") from None
+        return np.asarray(obs)
+
+
+def env_face(env: gym.vector.VectorEnv) -> EnvFace:
+    """The :class:`EnvFace` of a vector env made by make_env (closes ``env``; the wrappers' ``observation`` methods
+    keep working). Atari's native vector env has no sub-envs: its frames are what the agent reads."""
     inner: Any = env
     while isinstance(getattr(inner, "env", None), gym.vector.VectorEnv):
         inner = inner.env
-    space = inner.single_action_space
+    action_space, obs_space = inner.single_action_space, inner.single_observation_space
     first = (getattr(inner, "envs", None) or [None])[0]
     if isinstance(first, ZeroBasedActions):
-        space = first.env.action_space
+        action_space = first.env.action_space
+    chain: list[gym.ObservationWrapper] = []
+    layer = first
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.ObservationWrapper):
+            chain.append(layer)
+        layer = layer.env
+    if chain:
+        obs_space = chain[-1].env.observation_space
     env.close()
-    return space
+    return EnvFace(action_space, obs_space, chain[::-1])

@@ -157,7 +157,19 @@ class TinyGrid(TinyPixels):
         return self._obs(), float(action), self.t >= self.length, False, {}
 
 
+class TinyScalar(Tiny):
+    """Tiny whose observation is a scalar (a ``Box`` of shape ``()``): the step count."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.observation_space = gym.spaces.Box(0.0, 100.0, (), np.float32)
+
+    def _obs(self) -> np.ndarray:
+        return np.array(self.t, np.float32)  # 0-d
+
+
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
+gym.register(id="TinyScalar-v0", entry_point=TinyScalar, max_episode_steps=50)
 gym.register(id="TinyDict-v0", entry_point=TinyDict, max_episode_steps=50)
 gym.register(id="TinyBroken-v0", entry_point=TinyBroken, max_episode_steps=50)
 gym.register(id="TinyShifted-v0", entry_point=TinyShifted, max_episode_steps=50)

@@ -181,3 +181,47 @@ def test_predict_gives_discrete_actions_that_start_elsewhere_in_the_envs_units(t
     action = model.predict(obs)
     assert np.asarray(action).tolist() == best and game.action_space.contains(action)
     game.step(action)  # TinyShifted and TinyMulti refuse an action outside their space
+
+
+def test_predict_takes_the_envs_own_observations_as_training_transformed_them():
+    """SB3's predict takes what env.step returned; rlkit's took only what the agent reads, so FrozenLake's state
+    number (one-hot coded for the agent) and CarRacing-like channels-last frames were refused."""
+    import custom_env_module  # noqa: F401 - registers the envs
+    from gymnasium.wrappers import FlattenObservation
+
+    lake = rlkit.make("dqn", "FrozenLake", hidden=(8,))
+    codes = np.eye(16, dtype=np.float32)
+    by_hand = lake.agent.act(codes, explore=False)
+    assert lake.predict(5) == by_hand[5] and lake.predict(np.int64(9)) == by_hand[9]
+    assert lake.predict(np.array([5, 9, 15])).tolist() == by_hand[[5, 9, 15]].tolist()
+    assert lake.predict(codes[5]) == by_hand[5]  # what the agent reads is taken as it is
+    with pytest.raises(UserError, match=r"outside the env's Discrete\(16\)"):
+        lake.predict(16)
+
+    grid = rlkit.make("dqn", "custom_env_module:TinyGrid-v0", hidden=(8,))
+    frames = np.random.default_rng(0).integers(0, 256, (4, 7, 7, 3), dtype=np.uint8)
+    by_hand = grid.agent.act(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)), explore=False)
+    assert grid.predict(frames).tolist() == by_hand.tolist() and grid.predict(frames[2]) == by_hand[2]
+
+    model = rlkit.make("dqn", "custom_env_module:TinyDict-v0", wrappers=[FlattenObservation], hidden=(8,))
+    obs = {"t": np.array([3.0], np.float32), "phase": 1}
+    flat = np.array([[0, 1, 0, 3]], np.float32)  # gymnasium flattens a Dict in sorted key order: phase, t
+    assert model.predict(obs) == model.agent.act(flat, explore=False)[0]
+    assert model.predict([obs, obs]).tolist() == [model.predict(obs)] * 2
+    assert model.predict({"t": np.array([3.0]), "phase": 1}) == model.predict(obs)  # float64 for a float32 Box
+    with pytest.raises(UserError, match="an observation the env's Dict.* does not hold"):
+        model.predict({"t": np.zeros(1)})  # a Dict without its phase
+
+
+def test_an_env_with_scalar_observations_trains_and_predicts(tmp_path):
+    """A Box of shape () crashed every agent's first layer (a batch of scalars has no feature axis): it is now a
+    vector of one entry."""
+    import custom_env_module  # noqa: F401 - registers the envs
+
+    model = rlkit.make("ppo", "custom_env_module:TinyScalar-v0", num_steps=64, eval_episodes=1)
+    model.learn(128, run_dir=tmp_path / "run")
+    assert model.agent.obs_space.shape == (1,)
+    expected = model.agent.act(np.array([[3.0]], np.float32), explore=False)[0]
+    assert model.predict(np.float32(3.0)) == expected and model.predict(3.0) == expected
+    assert model.predict(np.array([3.0, 3.0], np.float32)).tolist() == [expected] * 2
+    model.close()

@@ -13,7 +13,7 @@ from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import FRAME_STACK, make_ale_vector, make_gymnasium_atari
 from rlkit.envs.custom import (channels_first_images, check_env_kwargs, check_observation_space, env_kwargs_error,
-                               one_hot_observations, parse_env_kwargs, zero_based_actions)
+                               one_hot_observations, parse_env_kwargs, vector_scalars, zero_based_actions)
 from rlkit.envs.partial import VELOCITY_ENTRIES, MaskVelocity
 from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
@@ -62,7 +62,7 @@ def make_env(
     Observations must be one array (a Box space). Wholly discrete ones (``Discrete``, ``MultiDiscrete``, a
     ``Tuple`` or ``Dict`` of them: the toy-text envs) become float32 one-hot codes; other spaces are refused with
     the wrapper to use. Channels-last uint8 images (CarRacing's (96, 96, 3)) come channels first, (3, 96, 96), as
-    the convolutional torsos take them.
+    the convolutional torsos take them; scalars (a ``Box`` of shape ``()``) come as vectors of one entry.
     Box actions with finite bounds are rescaled to [-1, 1] (the env maps them back to its bounds); Discrete actions
     that start elsewhere than 0 are chosen as ``0 .. n-1`` and shifted back for the env.
 
@@ -77,7 +77,7 @@ def make_env(
     resolved = resolve_env(name)
     # Atari's observations are frames already in channel order (and a wrapper would cost it ale-py's native vector env)
     wrappers = (list(wrappers) if resolved.family == "atari" else
-                [*wrappers, one_hot_observations, channels_first_images, zero_based_actions])
+                [*wrappers, vector_scalars, one_hot_observations, channels_first_images, zero_based_actions])
     if sticky_actions and resolved.family != "atari":
         raise UserError(f"--sticky-actions repeats Atari actions (ALE's repeat_action_probability); "
                         f"{resolved.env_id} is no Atari game: drop the flag")

@@ -199,6 +199,17 @@ def one_hot_observations(env: gym.Env) -> gym.Env:
     return gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), space)
 
 
+def vector_scalars(env: gym.Env) -> gym.Env:
+    """Wrap one env whose observations are scalars (a ``Box`` of shape ``()``) so they come as vectors of one entry,
+    the least an agent's networks read (a batch of scalars has no feature axis); any other env is returned as it
+    is."""
+    space = env.observation_space
+    if not (isinstance(space, gym.spaces.Box) and space.shape == ()):
+        return env
+    vector = gym.spaces.Box(space.low.reshape(1), space.high.reshape(1), dtype=space.dtype)
+    return gym.wrappers.TransformObservation(env, lambda obs: np.asarray(obs, dtype=vector.dtype).reshape(1), vector)
+
+
 def is_channels_last_image(space: gym.Space) -> bool:
     """Whether ``space`` holds uint8 images in height-width-channel order (gymnasium's convention: CarRacing's
     (96, 96, 3), a user's camera): the channel axis is last and strictly the smallest, as in SB3's check."""
