@@ -29,7 +29,7 @@ from rlkit.checkpoint import non_finite_tensors, save_checkpoint
 from rlkit.cli.train import build_parser
 from rlkit.config import apply_flags
 from rlkit.envs import Wrapper
-from rlkit.envs.custom import ZeroBasedActions, starts_elsewhere
+from rlkit.envs.custom import OWN_ACTION_WRAPPERS, starts_elsewhere
 from rlkit.errors import UserError, close_names
 from rlkit.jobs import JOBS, load_run
 from rlkit.jobs.agent import EVAL_SEED_OFFSET, AgentJob, AgentSettings, build_agent, env_maker, evaluate_agent
@@ -286,8 +286,10 @@ class Model:
         space = self.face.action_space
         if starts_elsewhere(space):
             return (np.asarray(actions) + space.start).astype(space.dtype)
-        if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and
-                                                         np.isfinite(space.high).all()):
+        if not isinstance(space, gym.spaces.Box):
+            return actions
+        actions = np.asarray(actions).reshape(len(actions), *space.shape)  # a matrix or scalar Box: chosen flat
+        if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
             return actions
         scaled = space.low + (np.asarray(actions, dtype=np.float64) + 1.0) * 0.5 * (space.high - space.low)
         return np.clip(scaled, space.low, space.high).astype(space.dtype)
@@ -336,13 +338,13 @@ def env_face(env: gym.vector.VectorEnv) -> EnvFace:
         inner = inner.env
     action_space, obs_space = inner.single_action_space, inner.single_observation_space
     first = (getattr(inner, "envs", None) or [None])[0]
-    if isinstance(first, ZeroBasedActions):
-        action_space = first.env.action_space
     chain: list[gym.ObservationWrapper] = []
     layer = first
     while isinstance(layer, gym.Wrapper):
         if isinstance(layer, gym.ObservationWrapper):
             chain.append(layer)
+        if isinstance(layer, OWN_ACTION_WRAPPERS):
+            action_space = layer.env.action_space
         layer = layer.env
     if chain:
         obs_space = chain[-1].env.observation_space

@@ -168,7 +168,28 @@ class TinyScalar(Tiny):
         return np.array(self.t, np.float32)  # 0-d
 
 
+class TinyMatrixActions(Tiny):
+    """Box actions of ``shape`` ((2, 2) by default; () a scalar) paying minus the squared distance to
+    :data:`MATRIX_TARGET` (or its first entry): the env refuses any action not of its own shape and bounds."""
+
+    def __init__(self, shape: tuple[int, ...] = (2, 2), **kwargs: Any):
+        super().__init__(**kwargs)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, tuple(shape), np.float32)
+        self.target = MATRIX_TARGET.reshape(-1)[:max(1, int(np.prod(shape)))].reshape(tuple(shape))
+
+    def step(self, action):
+        assert np.shape(action) == self.action_space.shape and self.action_space.contains(
+            np.asarray(action, np.float32)), action
+        self.t += 1
+        return self._obs(), -float(np.sum((np.asarray(action) - self.target) ** 2)), self.t >= self.length, False, {}
+
+
+MATRIX_TARGET = np.array([[0.5, -0.5], [0.25, 0.0]], np.float32)
+
+
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
+gym.register(id="TinyMatrixActions-v0", entry_point=TinyMatrixActions, max_episode_steps=50)
+gym.register(id="TinyScalarActions-v0", entry_point=TinyMatrixActions, max_episode_steps=50, kwargs={"shape": ()})
 gym.register(id="TinyScalar-v0", entry_point=TinyScalar, max_episode_steps=50)
 gym.register(id="TinyDict-v0", entry_point=TinyDict, max_episode_steps=50)
 gym.register(id="TinyBroken-v0", entry_point=TinyBroken, max_episode_steps=50)

@@ -22,6 +22,7 @@ from gymnasium.wrappers import FlattenObservation, TransformReward
 
 import custom_env_module
 import evaluate
+import rlkit
 import train
 from rlkit.agents import AGENTS, get_agent_spec
 from rlkit.checkpoint import load_checkpoint
@@ -342,6 +343,44 @@ def test_a_recurrent_policy_learns_multi_discrete_actions(tmp_path, capsys):
     capsys.readouterr()
     evaluate.main([str(run), "--episodes", "2"])
     assert ": 20.00 ± 0.00 over 2 episodes" in capsys.readouterr().out
+
+
+BOX_ACTION_AGENTS = [name for name, spec in AGENTS.items() if gym.spaces.Box in spec.agent_class.action_spaces]
+
+
+def test_box_actions_that_are_not_a_vector_are_chosen_flat_and_reshaped_for_the_env():
+    from rlkit.envs.custom import FlatBoxActions, flat_box_actions
+
+    env = flat_box_actions(gym.make("custom_env_module:TinyMatrixActions-v0"))
+    assert isinstance(env, FlatBoxActions) and env.action_space == gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    assert env.action(np.array([0.5, -0.5, 0.25, 0.0])).tolist() == custom_env_module.MATRIX_TARGET.tolist()
+    env.reset(seed=0)
+    assert env.step(np.array([0.5, -0.5, 0.25, 0.0], np.float32))[1] == 0.0  # the target, row by row
+    scalar = flat_box_actions(gym.make("custom_env_module:TinyScalarActions-v0"))
+    assert scalar.action_space.shape == (1,) and scalar.action(np.array([0.5])).shape == ()
+    vector = gym.make("custom_env_module:TinyPixels-v0")
+    assert flat_box_actions(vector) is vector  # a vector of actions stays as it is
+
+
+@pytest.mark.parametrize("agent", BOX_ACTION_AGENTS)
+@pytest.mark.parametrize("env", ["TinyMatrixActions-v0", "TinyScalarActions-v0"])
+def test_every_box_agent_acts_in_matrix_and_scalar_actions(tmp_path, capsys, agent, env):
+    """A (2, 2) or () Box of actions crashed every continuous agent (a critic's concatenation, a Gaussian's
+    broadcast); the env here refuses any action not of its own shape."""
+    run = tmp_path / agent
+    train.main(["--agent", agent, "--env", f"custom_env_module:{env}", "--total-steps", "256", "--eval-episodes",
+                "1", "--no-progress", "--run-dir", str(run), *(["--learning-starts", "64"] if agent in
+                                                                ("ddpg", "td3", "sac") else [])])
+    capsys.readouterr()
+    assert evaluate.main([str(run), "--episodes", "1", "--json"])["mean_return"] <= 0.0
+
+
+def test_sac_learns_a_matrix_of_actions(tmp_path):
+    model = rlkit.make("sac", "custom_env_module:TinyMatrixActions-v0", eval_episodes=1, seed=1)
+    model.learn(1000, run_dir=tmp_path / "run")
+    action = model.predict(np.zeros(2, np.float32))
+    assert action.shape == (2, 2) and np.abs(action - custom_env_module.MATRIX_TARGET).max() < 0.1
+    model.close()
 
 
 @pytest.mark.parametrize("agent, steps, extra", [("dqn", 3000, []), ("ppo", 5000, []),

@@ -13,7 +13,8 @@ from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import FRAME_STACK, make_ale_vector, make_gymnasium_atari
 from rlkit.envs.custom import (channels_first_images, check_env_kwargs, check_observation_space, env_kwargs_error,
-                               one_hot_observations, parse_env_kwargs, vector_scalars, zero_based_actions)
+                               flat_box_actions, one_hot_observations, parse_env_kwargs, vector_scalars,
+                               zero_based_actions)
 from rlkit.envs.partial import VELOCITY_ENTRIES, MaskVelocity
 from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
@@ -64,7 +65,8 @@ def make_env(
     the wrapper to use. Channels-last uint8 images (CarRacing's (96, 96, 3)) come channels first, (3, 96, 96), as
     the convolutional torsos take them; scalars (a ``Box`` of shape ``()``) come as vectors of one entry.
     Box actions with finite bounds are rescaled to [-1, 1] (the env maps them back to its bounds); Discrete actions
-    that start elsewhere than 0 are chosen as ``0 .. n-1`` and shifted back for the env.
+    that start elsewhere than 0 are chosen as ``0 .. n-1`` and shifted back for the env; Box actions that are not a
+    vector (a matrix, a scalar) are chosen as the vector of their entries and reshaped for the env.
 
     Returns:
         An :class:`EpisodeSignals`-wrapped vector env; ``env.resolved`` tells the id and family.
@@ -77,7 +79,8 @@ def make_env(
     resolved = resolve_env(name)
     # Atari's observations are frames already in channel order (and a wrapper would cost it ale-py's native vector env)
     wrappers = (list(wrappers) if resolved.family == "atari" else
-                [*wrappers, vector_scalars, one_hot_observations, channels_first_images, zero_based_actions])
+                [*wrappers, vector_scalars, one_hot_observations, channels_first_images, zero_based_actions,
+                 flat_box_actions])
     if sticky_actions and resolved.family != "atari":
         raise UserError(f"--sticky-actions repeats Atari actions (ALE's repeat_action_probability); "
                         f"{resolved.env_id} is no Atari game: drop the flag")

@@ -285,3 +285,27 @@ def starts_elsewhere(space: gym.Space) -> bool:
 def zero_based_actions(env: gym.Env) -> gym.Env:
     """``env`` in :class:`ZeroBasedActions` when its actions start elsewhere than 0; any other env as it is."""
     return ZeroBasedActions(env) if starts_elsewhere(env.action_space) else env
+
+
+class FlatBoxActions(gym.ActionWrapper):
+    """``Box`` actions of any other shape than a vector's (a (2, 2) matrix of torques, a scalar) chosen as the
+    vector of their entries, as every Gaussian and squashed policy head and every critic input is, and reshaped for
+    the env (SB3 flattens them too). ``env.action_space`` beneath stays the env's own."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.action_space
+        self.action_space = gym.spaces.Box(space.low.reshape(-1), space.high.reshape(-1), dtype=space.dtype)
+
+    def action(self, action: Any) -> np.ndarray:
+        return np.asarray(action, dtype=self.env.action_space.dtype).reshape(self.env.action_space.shape)
+
+
+def flat_box_actions(env: gym.Env) -> gym.Env:
+    """``env`` in :class:`FlatBoxActions` when its ``Box`` actions are not a vector; any other env as it is."""
+    space = env.action_space
+    return FlatBoxActions(env) if isinstance(space, gym.spaces.Box) and len(space.shape) != 1 else env
+
+
+OWN_ACTION_WRAPPERS = (ZeroBasedActions, FlatBoxActions)
+"""The wrappers make_env puts between an env's own actions and the agent's (:func:`rlkit.api` sees through them)."""
