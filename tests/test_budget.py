@@ -23,10 +23,11 @@ FAMILY_ENV = {"atari": "Breakout", "mujoco": "InvertedPendulum", "other": "Froze
     (80_000, 10_000_000, 20_000_000, 80_000),  # above it: never more than published
     (80_000, 10_000_000, 1_000_000, 50_000),  # 5% of the run
     (80_000, 10_000_000, 100_000, 5_000),
+    (80_000, 10_000_000, 10, 1),
     (10_000, 20_000, 10_000, 5_000),  # the preset's share (50%) is larger than 5%: kept
     (1_000, 50_000, 600, 30),
     (0, 100_000, 1_000, 0),
-    (25_000, 1_000_000, 1, 1),  # rounded up: a 1-step run still collects its one step
+    (25_000, 1_000_000, 1, 0),  # below the run: 5% of one step rounded up was 1, and train.py refused the run
 ])
 def test_budgeted_warmup_by_hand(published, budget, total, expected):
     assert budgeted_warmup(published, budget, total) == expected

@@ -263,3 +263,12 @@ def test_close_names_finds_a_word_of_a_longer_name():
     assert close_names("cnn", nets) == ["cnn", "numpy-cnn"]
     assert close_names("gan", nets) == []
     assert close_names("mlp", ["numpy-mlp", "torchy-mlp", "jaxxxx-mlp"], n=2) == ["numpy-mlp", "torchy-mlp"]
+
+
+@pytest.mark.parametrize("agent, env", [("dqn", "CartPole"), ("sac", "Pendulum")])
+def test_a_run_of_one_step_with_the_presets_warm_up_runs(tmp_path, agent, env):
+    """The budget-aware warm-up was 1 step of a 1-step run, and the run was refused for a --learning-starts the
+    user never set."""
+    train.main(["--agent", agent, "--env", env, "--total-steps", "1", "--eval-episodes", "1",
+                "--no-progress", "--run-dir", str(tmp_path / "run")])
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["loop"]["steps"] == 1

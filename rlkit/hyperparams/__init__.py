@@ -188,11 +188,12 @@ def resolve(config: Any, run: Mapping[str, int], base_label: str, layers: Sequen
 def budgeted_warmup(published: int, published_budget: int, total_steps: int) -> int:
     """A warm-up of ``published`` steps, tuned for a run of ``published_budget`` steps, for a run of
     ``total_steps``: the published value at or above its budget; below it, at most the larger of
-    :data:`~rlkit.agents.WARMUP_FRACTION` of the run and the published share of it, never more than published."""
+    :data:`~rlkit.agents.WARMUP_FRACTION` of the run and the published share of it, never more than published,
+    and below the run's length, so that it updates at least once."""
     if total_steps >= published_budget:
         return published
     share = max(WARMUP_FRACTION, published / published_budget)
-    return min(published, math.ceil(share * total_steps))
+    return min(published, math.ceil(share * total_steps), total_steps - 1)
 
 
 def budgeted(resolved: Resolved, layers: Sequence[Layer], total_steps: int, defaults: Sequence[str]) -> Resolved:
