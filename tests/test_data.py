@@ -447,6 +447,28 @@ def test_python_dash_m_runs_the_command_line():
         assert command in result.stdout
 
 
+def test_another_sets_official_files_are_refused_by_their_labels_md5(tmp_path, monkeypatch):
+    """Fashion-MNIST's files have MNIST's names and shapes: --task mnist on a Fashion-MNIST folder trained on
+    clothes as digits, silently. Here the tiny fashion-mnist files stand in for the official ones."""
+    root = D.make_tiny_dataset("fashion-mnist", tmp_path / "fashion-mnist", train=20, test=10)
+    assert D.load_dataset("mnist", root, "test").images.shape == (10, 1, 28, 28)  # unknown files: read as given
+    _trust_files_as_official(monkeypatch, "fashion-mnist", root)
+    for split, labels in (("train", "train-labels-idx1-ubyte"), ("test", "t10k-labels-idx1-ubyte")):
+        with pytest.raises(UserError, match=f"{labels}.gz is fashion-mnist's official {labels}, not mnist's: point "
+                                            "--data-dir at the mnist files \\(or train --task fashion-mnist\\)"):
+            D.load_dataset("mnist", root, split)
+    assert len(D.load_dataset("fashion-mnist", root, "test").images) == 10
+
+
+def test_a_data_dir_above_the_sets_folder_names_the_folder(tmp_path):
+    D.make_tiny_dataset("mnist", tmp_path / "mnist", train=20, test=10)
+    D.make_tiny_dataset("fashion-mnist", tmp_path / "fashion-mnist", train=20, test=10)
+    for name in ("mnist", "fashion-mnist"):  # the folder named as the set first, though both hold such files
+        with pytest.raises(UserError, match=f"is not in {tmp_path} but in {tmp_path / name}: pass --data-dir "
+                                            f"{tmp_path / name}$"):
+            D.load_dataset(name, tmp_path, "train")
+
+
 # ---------------------------------------------------------------------------------------------------- real data
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_real_data_test_split_and_checksums(name):
@@ -458,6 +480,9 @@ def test_real_data_test_split_and_checksums(name):
     assert np.bincount(test.labels).tolist() == ([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
                                                  if name == "mnist" else [1000] * 10)
     assert D.verify(name, folder) == []
+    other = "fashion-mnist" if name == "mnist" else "mnist"
+    with pytest.raises(UserError, match=f"is {name}'s official t10k-labels-idx1-ubyte, not {other}'s"):
+        D.load_dataset(other, folder, "test")
 
 
 # ---------------------------------------------------------------------------------------------------- transforms

@@ -206,6 +206,12 @@ def _idx_file(folder: Path, name: str) -> Path | None:
 def _missing(info: DatasetInfo, root: Path, folder: Path, file: str) -> UserError:
     download = f"{file}.gz" if info.format == "idx" else next(iter(info.downloads))
     command = DOWNLOAD_COMMAND.format(name=info.name, data_dir=root)
+    if info.format == "idx" and folder.is_dir():  # --data-dir data for data/mnist: say where the files are
+        inside = sorted(sub for sub in folder.iterdir() if sub.is_dir() and _idx_file(sub, file) is not None)
+        inside.sort(key=lambda sub: sub.name != info.name)
+        if inside:
+            return UserError(f"{info.name}: {file} is not in {folder} but in {inside[0]}: pass --data-dir "
+                             f"{inside[0]}")
     return UserError(f"{info.name}: {file} not found in {folder}: download {info.url(download)} "
                      f"with `{command}` or pass the right --data-dir")
 
@@ -266,7 +272,18 @@ def _load_idx(info: DatasetInfo, root: Path, folder: Path, split: str) -> ArrayD
         raise UserError(f"{paths[1]} holds labels of shape {labels.shape} for {len(images)} images in {paths[0]}: "
                         "the two files do not belong together, re-download them")
     _check_label_range(labels, info.num_classes, paths[1])
+    _refuse_another_sets_file(info, paths[1], info.splits[split][1])
     return ArrayDataset(images[:, None], labels.astype(np.int64), info.classes)
+
+
+def _refuse_another_sets_file(info: DatasetInfo, path: Path, file: str) -> None:
+    """Fashion-MNIST's files have MNIST's names and shapes: a --data-dir pointing at one for the other trained on
+    the wrong data without a word. The labels file (a few kB) tells them apart by its official MD5."""
+    got = md5_file(path, uncompressed=path.suffix == ".gz")
+    for other in DATASETS.values():
+        if other is not info and other.format == info.format and other.file_md5.get(file) == got:
+            raise UserError(f"{path} is {other.name}'s official {file}, not {info.name}'s: point --data-dir at the "
+                            f"{info.name} files (or train --task {other.name})")
 
 
 def _check_label_range(labels: np.ndarray, num_classes: int, where: Path) -> None:
