@@ -143,6 +143,11 @@ def test_evaluate_video(tmp_path):
      "--save-buffer saves the replay of the DQN family, DDPG, TD3 and SAC; ppo keeps none: drop --save-buffer"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--actor-chunk-steps", "10", "--total-steps", "256"],
      "--actor-chunk-steps tunes the actors that feed one learner under torchrun"),
+    # An update cut the rollout into minibatches of one sample, as many as it had, not the 1000 asked for.
+    (["train.py", "--agent", "ppo", "--env", "CartPole", "--num-minibatches", "1000"],
+     "--num-minibatches 1000 is more than the 256 samples of a rollout (--num-steps 32 x --num-envs 8)"),
+    (["train.py", "--agent", "ppo", "--env", "CartPole", "--recurrent", "lstm", "--num-envs", "3",
+      "--sequence-length", "32", "--num-minibatches", "4"], "more than the 3 sequences of 32 steps of a rollout"),
     (["train.py", "--agent", "sac", "--env", "Pendulum", "--actor-sync-updates", "5", "--total-steps", "256"],
      "this run of sac has none: drop it"),
 ])

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rlkit.agents import AGENTS, Agent, get_agent_spec
+from rlkit.buffers.rollout import auto_sequence_length
 from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all, whole_number
 from rlkit.distributed import check_allreduce, init_actor_rpc, init_distributed, is_main, launched_by_torchrun
 from rlkit.envs import EpisodeSignals, Wrapper, make_env, parse_env_kwargs, resolve_env
@@ -152,6 +153,7 @@ def check_run(settings: AgentSettings, config: Any, memory: bool = True, wrapper
     if kind == "replay" and config.learning_starts >= total:
         raise UserError(f"--learning-starts {config.learning_starts} is not below --total-steps {total}: no update "
                         "would ever happen; lower --learning-starts or raise --total-steps")
+    check_minibatches(config, num_envs)
     chunk = steps_per_turn(settings, config)  # the run ends at the first multiple of it past the total
     warnings = []
     if kind == "rollout" and chunk > total:
@@ -172,6 +174,24 @@ def check_run(settings: AgentSettings, config: Any, memory: bool = True, wrapper
             print(f"warning: {warning}", file=sys.stderr)
     if memory:
         check_memory(settings, config, kind, wrappers)
+
+
+def check_minibatches(config: Any, num_envs: int) -> None:
+    """Refuse more minibatches than a rollout has samples (a recurrent policy's: sequences): the update would
+    have cut it into minibatches of one, as many as there are samples, not the number asked for."""
+    minibatches = getattr(config, "num_minibatches", None)
+    if minibatches is None:
+        return
+    recurrent = getattr(config, "recurrent", "none") != "none"
+    if recurrent:
+        length = config.sequence_length or auto_sequence_length(config.num_steps, num_envs, minibatches)
+        units, what = num_envs * (config.num_steps // length), f"sequences of {length} step{'s' * (length > 1)}"
+    else:
+        units, what = num_envs * config.num_steps, "samples"
+    if minibatches > units:
+        raise UserError(f"--num-minibatches {minibatches} is more than the {units} {what} of a rollout "
+                        f"(--num-steps {config.num_steps} x --num-envs {num_envs}): use at most {units}, or collect "
+                        "more per rollout")
 
 
 def check_memory(settings: AgentSettings, config: Any, kind: str, wrappers: Sequence[Wrapper] = ()) -> None:
