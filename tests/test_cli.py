@@ -277,3 +277,24 @@ def test_a_run_of_one_step_with_the_presets_warm_up_runs(tmp_path, agent, env):
     train.main(["--agent", agent, "--env", env, "--total-steps", "1", "--eval-episodes", "1",
                 "--no-progress", "--run-dir", str(tmp_path / "run")])
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["loop"]["steps"] == 1
+
+
+def test_evaluate_names_the_kind_a_flag_belongs_to_and_takes_threads(tmp_path, capsys):
+    """``--episodes`` on a classifier run was 'unrecognized arguments'; evaluate.py had no --threads (a classifier's
+    evaluation took every core, whatever ran beside it)."""
+    from rlkit.data import make_tiny_dataset
+
+    data = make_tiny_dataset("mnist", tmp_path / "mnist", train=32, test=16, seed=0)
+    run = tmp_path / "run"
+    train.main(["--task", "mnist", "--net", "numpy-mlp", "--data-dir", str(data), "--max-steps", "2",
+                "--batch-size", "16", "--run-dir", str(run), "--no-progress"])
+    with pytest.raises(UserError, match="^--episodes is a flag of agent runs, and this is a classifier run: see "):
+        evaluate.main([str(run), "--episodes", "3"])
+    before = torch.get_num_threads()
+    try:
+        assert evaluate.main([str(run), "--threads", "1", "--json"])["accuracy"] >= 0.0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(UserError, match="--threads must be at least 0"):
+        evaluate.main([str(run), "--threads", "-1"])

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rlkit.cli import command
 from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import JOBS, Job, load_run
@@ -40,6 +42,9 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--seed", type=whole_number, default=12345,
                         help="seeds the evaluation: env seeds, dropout masks, GAN noise (default: 12345)")
+    parser.add_argument("--threads", type=whole_number, default=0,
+                        help="torch threads (default: 0: torch's own choice, OMP_NUM_THREADS if set, else every "
+                             "core); --threads 1 for evaluations side by side")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--best", action="store_true",
                         help=f"evaluate the run's {BEST_NAME} (its best evaluation during training) instead of its last "
@@ -52,7 +57,10 @@ def build_parser(job: Job | None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     known = build_parser(None).parse_known_args(argv)[0]  # --help without a run lists every kind's flags
-    require_all([("--seed", known.seed, NON_NEGATIVE)])  # numpy's and gymnasium's seeds are unsigned
+    require_all([("--seed", known.seed, NON_NEGATIVE),  # numpy's and gymnasium's seeds are unsigned
+                 ("--threads", known.threads, NON_NEGATIVE)])
+    if known.threads:
+        torch.set_num_threads(known.threads)
     paths = [best_checkpoint(path) if known.best else path for path in known.paths]
     if len(paths) > 1 and not known.ensemble:
         raise UserError(f"{len(paths)} runs given: add --ensemble to average their predictions, or evaluate one "
@@ -61,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise UserError("--ensemble averages several runs: give two or more run directories")
     loaded = [load_run(path) for path in paths]
     job, checkpoint = loaded[0]
+    refuse_other_kinds_flags(job, argv)
     args = build_parser(job).parse_args(argv)
     args.path = args.paths[0]
     if not args.ensemble:
@@ -71,6 +80,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise UserError(f"--ensemble averages image classifier runs; these are {kinds} runs"
                         + (" (two video runs combine with --fuse)" if "video" in kinds else ""))
     return ensemble_report([checkpoint for _, checkpoint in loaded], args)
+
+
+def refuse_other_kinds_flags(job: Job, argv: list[str]) -> None:
+    """A flag of another kind of run (``--episodes`` on a classifier) is named with the kinds it belongs to,
+    not as an unrecognized argument."""
+    unknown = build_parser(job).parse_known_args(argv)[1]
+    for flag in (arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")):
+        kinds = [other.kind for other in JOBS.values()
+                 if other is not job and flag in build_parser(other)._option_string_actions]
+        if kinds:
+            article = "an" if job.kind[0] in "aeiou" else "a"
+            raise UserError(f"{flag} is a flag of {' and '.join(kinds)} runs, and this is {article} {job.kind} run: "
+                            f"see {command('eval')} RUN_DIR --help for its flags")
 
 
 def best_checkpoint(path: Path) -> Path:
