@@ -143,6 +143,10 @@ def test_evaluate_video(tmp_path):
      "--save-buffer saves the replay of the DQN family, DDPG, TD3 and SAC; ppo keeps none: drop --save-buffer"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--actor-chunk-steps", "10", "--total-steps", "256"],
      "--actor-chunk-steps tunes the actors that feed one learner under torchrun"),
+    # Self-play runs in one process: these were accepted and did nothing.
+    (["train.py", "--agent", "alphazero", "--env", "tic_tac_toe", "--distributed", "ddp"],
+     "--distributed sets how processes under torchrun share the work, and alphazero self-play runs in one process"),
+    (["train.py", "--agent", "alphazero", "--env", "tic_tac_toe", "--allreduce", "ring"], "drop --allreduce"),
     # An update cut the rollout into minibatches of one sample, as many as it had, not the 1000 asked for.
     (["train.py", "--agent", "ppo", "--env", "CartPole", "--num-minibatches", "1000"],
      "--num-minibatches 1000 is more than the 256 samples of a rollout (--num-steps 32 x --num-envs 8)"),

@@ -134,6 +134,10 @@ class SelfPlayJob(Job):
 
     def new_settings(self, args: argparse.Namespace) -> SelfPlaySettings:
         check_names(args.agent, args.env)
+        for flag, value in (("--distributed", args.distributed), ("--allreduce", args.allreduce)):
+            if value is not None:  # both choose how processes under torchrun share work; self-play has one
+                raise UserError(f"{flag} sets how processes under torchrun share the work, and {args.agent} "
+                                f"self-play runs in one process: drop {flag}")
         require_all((flag, value, bound) for flag, value, bound in (
             ("--total-steps", args.total_steps, COUNT), ("--seed", args.seed, NON_NEGATIVE),
             ("--eval-interval", args.eval_interval, NON_NEGATIVE), ("--eval-games", args.eval_games, NON_NEGATIVE),
