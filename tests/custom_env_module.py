@@ -184,10 +184,23 @@ class TinyMatrixActions(Tiny):
         return self._obs(), -float(np.sum((np.asarray(action) - self.target) ** 2)), self.t >= self.length, False, {}
 
 
+class TinyArrayReward(Tiny):
+    """Tiny paying its reward as an array of ``reward_entries`` entries (``np.array([r])`` for 1)."""
+
+    def __init__(self, reward_entries: int = 1, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.reward_entries = reward_entries
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, np.full(self.reward_entries, reward, np.float32), terminated, truncated, info
+
+
 MATRIX_TARGET = np.array([[0.5, -0.5], [0.25, 0.0]], np.float32)
 
 
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
+gym.register(id="TinyArrayReward-v0", entry_point=TinyArrayReward, max_episode_steps=50)
 gym.register(id="TinyMatrixActions-v0", entry_point=TinyMatrixActions, max_episode_steps=50)
 gym.register(id="TinyScalarActions-v0", entry_point=TinyMatrixActions, max_episode_steps=50, kwargs={"shape": ()})
 gym.register(id="TinyScalar-v0", entry_point=TinyScalar, max_episode_steps=50)

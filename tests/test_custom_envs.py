@@ -345,6 +345,19 @@ def test_a_recurrent_policy_learns_multi_discrete_actions(tmp_path, capsys):
     assert ": 20.00 ± 0.00 over 2 episodes" in capsys.readouterr().out
 
 
+def test_a_reward_of_one_entry_is_a_number_and_a_vector_of_rewards_is_refused(tmp_path, capsys):
+    """Both failed in gymnasium's vector env with "setting an array element with a sequence" (a traceback)."""
+    run = tmp_path / "run"
+    train.main(["--agent", "dqn", "--env", "custom_env_module:TinyArrayReward-v0", "--total-steps", "600",
+                "--env-kwargs", "length=5", "--eval-episodes", "2", "--no-progress", "--run-dir", str(run)])
+    capsys.readouterr()
+    assert evaluate.main([str(run), "--episodes", "2", "--json"])["mean_return"] == 5.0  # +1 a step for action 1
+    with pytest.raises(UserError, match=r"TinyArrayReward-v0 returned a reward of shape \(2,\): a reward is one "
+                                        "number per step; sum or weigh the objectives"):
+        train.main(["--agent", "ppo", "--env", "custom_env_module:TinyArrayReward-v0", "--total-steps", "256",
+                    "--env-kwargs", "reward_entries=2", "--no-progress", "--run-dir", str(tmp_path / "two")])
+
+
 BOX_ACTION_AGENTS = [name for name, spec in AGENTS.items() if gym.spaces.Box in spec.agent_class.action_spaces]
 
 

@@ -12,9 +12,9 @@ from gymnasium.wrappers.vector import RescaleAction
 from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.atari import FRAME_STACK, make_ale_vector, make_gymnasium_atari
-from rlkit.envs.custom import (channels_first_images, check_env_kwargs, check_observation_space, env_kwargs_error,
-                               flat_box_actions, one_hot_observations, parse_env_kwargs, vector_scalars,
-                               zero_based_actions)
+from rlkit.envs.custom import (ScalarRewards, channels_first_images, check_env_kwargs, check_observation_space,
+                               env_kwargs_error, flat_box_actions, one_hot_observations, parse_env_kwargs,
+                               vector_scalars, zero_based_actions)
 from rlkit.envs.partial import VELOCITY_ENTRIES, MaskVelocity
 from rlkit.envs.names import FAMILIES, Family, ResolvedEnv, resolve_env
 from rlkit.envs.signals import EpisodeSignals
@@ -79,8 +79,8 @@ def make_env(
     resolved = resolve_env(name)
     # Atari's observations are frames already in channel order (and a wrapper would cost it ale-py's native vector env)
     wrappers = (list(wrappers) if resolved.family == "atari" else
-                [*wrappers, vector_scalars, one_hot_observations, channels_first_images, zero_based_actions,
-                 flat_box_actions])
+                [*wrappers, ScalarRewards, vector_scalars, one_hot_observations, channels_first_images,
+                 zero_based_actions, flat_box_actions])
     if sticky_actions and resolved.family != "atari":
         raise UserError(f"--sticky-actions repeats Atari actions (ALE's repeat_action_probability); "
                         f"{resolved.env_id} is no Atari game: drop the flag")

@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlkit.errors import UserError
+from rlkit.errors import BadEnvOutput, UserError
 
 RESERVED_KWARGS = ("render_mode",)
 """Keyword arguments make_env sets itself (``render=True`` asks for ``rgb_array`` frames)."""
@@ -197,6 +197,22 @@ def one_hot_observations(env: gym.Env) -> gym.Env:
     env = gym.wrappers.FlattenObservation(env)
     assert env.observation_space.shape == space.shape  # the parts follow gymnasium's own flattening
     return gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), space)
+
+
+class ScalarRewards(gym.RewardWrapper):
+    """A reward given as an array of one entry (``np.array([r])``, as some envs return it) becomes that number; an
+    array of several (a vector of objectives) is refused by name: gymnasium's vector env failed on either with
+    "setting an array element with a sequence"."""
+
+    def reward(self, reward: Any) -> Any:
+        if isinstance(reward, (int, float)):  # the usual case first: Python's and numpy's float64
+            return reward
+        array = np.asarray(reward)
+        if array.size == 1:
+            return array.reshape(()).item()
+        env_id = self.env.spec.id if self.env.spec is not None else type(self.env.unwrapped).__name__
+        raise BadEnvOutput(f"{env_id} returned a reward of shape {array.shape}: a reward is one number per step; "
+                           "sum or weigh the objectives into one in a wrapper (make_env(..., wrappers=[...]))")
 
 
 def vector_scalars(env: gym.Env) -> gym.Env:
