@@ -196,11 +196,23 @@ class TinyArrayReward(Tiny):
         return obs, np.full(self.reward_entries, reward, np.float32), terminated, truncated, info
 
 
+class TinyMisshapen(Tiny):
+    """Tiny whose observations grow an entry its space does not have from step ``wrong_from`` (0: at reset)."""
+
+    def __init__(self, wrong_from: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.wrong_from = wrong_from
+
+    def _obs(self) -> np.ndarray:
+        return np.zeros(3 if self.t >= self.wrong_from else 2, np.float32)
+
+
 MATRIX_TARGET = np.array([[0.5, -0.5], [0.25, 0.0]], np.float32)
 
 
 gym.register(id="Tiny-v0", entry_point=Tiny, max_episode_steps=50)
 gym.register(id="TinyArrayReward-v0", entry_point=TinyArrayReward, max_episode_steps=50)
+gym.register(id="TinyMisshapen-v0", entry_point=TinyMisshapen, max_episode_steps=50)
 gym.register(id="TinyMatrixActions-v0", entry_point=TinyMatrixActions, max_episode_steps=50)
 gym.register(id="TinyScalarActions-v0", entry_point=TinyMatrixActions, max_episode_steps=50, kwargs={"shape": ()})
 gym.register(id="TinyScalar-v0", entry_point=TinyScalar, max_episode_steps=50)

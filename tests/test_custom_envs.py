@@ -358,6 +358,16 @@ def test_a_reward_of_one_entry_is_a_number_and_a_vector_of_rewards_is_refused(tm
                     "--env-kwargs", "reward_entries=2", "--no-progress", "--run-dir", str(tmp_path / "two")])
 
 
+@pytest.mark.parametrize("wrong_from", [0, 3])
+def test_an_observation_its_space_does_not_hold_is_one_line(tmp_path, wrong_from):
+    """A (3,) observation from an env whose space says (2,) was numpy's "Output array is the wrong shape", raised
+    inside gymnasium's vector env, as a traceback (at reset or at any later step)."""
+    with pytest.raises(UserError, match=r"TinyMisshapen-v0 returned an observation that its observation space "
+                                        r"Box\(0.0, 100.0, \(2,\), float32\) does not hold \(Output array"):
+        train.main(["--agent", "ppo", "--env", "custom_env_module:TinyMisshapen-v0", "--total-steps", "256",
+                    "--env-kwargs", f"wrong_from={wrong_from}", "--no-progress", "--run-dir", str(tmp_path / "run")])
+
+
 BOX_ACTION_AGENTS = [name for name, spec in AGENTS.items() if gym.spaces.Box in spec.agent_class.action_spaces]
 
 

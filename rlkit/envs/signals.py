@@ -48,7 +48,10 @@ class EpisodeSignals(gym.vector.VectorWrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is None and self._first_seed is not None:
             seed, self._first_seed = self._first_seed, None  # make_env's seed applies to the first reset
-        obs, info = self.env.reset(seed=seed, options=options)
+        try:
+            obs, info = self.env.reset(seed=seed, options=options)
+        except ValueError as error:
+            raise self._unfit_observation(error) from None
         self._check_finite("observation", obs)
         self._returns[:] = 0.0
         self._lengths[:] = 0
@@ -56,7 +59,10 @@ class EpisodeSignals(gym.vector.VectorWrapper):
         return obs, info
 
     def step(self, actions):
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        try:  # try costs nothing in Python 3.11 unless it raises (a context manager would, every step)
+            obs, reward, terminated, truncated, info = self.env.step(actions)
+        except ValueError as error:
+            raise self._unfit_observation(error) from None
         reward = np.asarray(reward, dtype=np.float64)
         acts = np.asarray(actions)
         env_to_blame = acts.dtype.kind != "f" or bool(np.isfinite(acts).all())  # NaN actions: a diverged agent's
@@ -89,6 +95,16 @@ class EpisodeSignals(gym.vector.VectorWrapper):
             reward = np.sign(reward)
         return obs, reward.astype(np.float32), terminated, truncated, info
 
+
+    def _unfit_observation(self, error: ValueError) -> Exception:
+        """An observation of another shape than the env's space says (or None) fails in gymnasium's vector env as
+        numpy's "Output array is the wrong shape": which env and space, in one line. Any other error as it was."""
+        if "Output array" not in str(error):
+            return error
+        env_id = getattr(getattr(self, "resolved", None), "env_id", "the env")
+        return BadEnvOutput(f"{env_id} returned an observation that its observation space "
+                            f"{self.single_observation_space} does not hold ({error}): make the env's observations "
+                            "and its observation_space agree")
 
     def _check_finite(self, what: str, values: np.ndarray, steps: np.ndarray | None = None) -> None:
         """Refuse NaN or infinity from the env where it arises, not as a NaN loss many updates later. ``values``
