@@ -143,6 +143,11 @@ def test_evaluate_video(tmp_path):
      "--save-buffer saves the replay of the DQN family, DDPG, TD3 and SAC; ppo keeps none: drop --save-buffer"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--actor-chunk-steps", "10", "--total-steps", "256"],
      "--actor-chunk-steps tunes the actors that feed one learner under torchrun"),
+    # ALE's own RuntimeError, as a traceback: the game's modes and difficulties are listed instead.
+    (["train.py", "--agent", "dqn", "--env", "Breakout", "--env-kwargs", "mode=1"],
+     "--env-kwargs mode=1: ALE/Breakout-v5 has no such mode; its modes are 0, 4, 8, 12,"),
+    (["train.py", "--agent", "dqn", "--env", "Breakout", "--env-kwargs", "difficulty=3"],
+     "no such difficulty; its difficulties are 0, 1"),
     # Self-play runs in one process: these were accepted and did nothing.
     (["train.py", "--agent", "alphazero", "--env", "tic_tac_toe", "--distributed", "ddp"],
      "--distributed sets how processes under torchrun share the work, and alphazero self-play runs in one process"),

@@ -124,10 +124,31 @@ def env_kwargs_error(env_id: str, env_kwargs: Mapping[str, Any], error: Exceptio
         hint = f" (it takes {', '.join(accepted)})" if accepted else " (it takes none)" if accepted == [] else ""
         return UserError(f"--env-kwargs {key}={json.dumps(env_kwargs[key])}: {env_id} has no keyword argument "
                          f"{key!r}{hint}: drop or rename it")
+    match = re.search(r"Invalid (?:game )?(mode|difficulty)", text)
+    if match is not None and match.group(1) in env_kwargs:  # ALE: say which the game has
+        key = match.group(1)
+        valid = _ale_choices(env_id, key)
+        return UserError(f"--env-kwargs {key}={json.dumps(env_kwargs[key])}: {env_id} has no such {key}"
+                         + (f"; its {PLURALS[key]} are {', '.join(map(str, valid))}" if valid else ""))
     shown = " ".join(f"{key}={json.dumps(value)}" for key, value in env_kwargs.items())
     text = text.split(" was raised from the environment creator")[0]  # gymnasium repeats the kwargs after this
     return UserError(f"{env_id} refused --env-kwargs {shown} ({type(error).__name__}: {text[:200]}): check the "
                      "names and values")
+
+
+PLURALS = {"mode": "modes", "difficulty": "difficulties"}
+
+
+def _ale_choices(env_id: str, key: str) -> list[int]:
+    """The game modes or difficulties an Atari game has (ale-py's own lists), or [] if it cannot tell."""
+    try:
+        env = gym.make(env_id)
+    except Exception:  # noqa: BLE001 - only a hint for an error message
+        return []
+    ale = env.unwrapped.ale
+    choices = ale.getAvailableModes() if key == "mode" else ale.getAvailableDifficulties()
+    env.close()
+    return [int(choice) for choice in choices]
 
 
 def _parameters(env_id: str) -> list[str] | None:

@@ -37,6 +37,7 @@ def _register_ale() -> None:
         import ale_py
 
         gym.register_envs(ale_py)
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)  # not its banner on every game made
     except ImportError:  # Atari is optional at import time; resolution then simply finds no ALE ids.
         pass
 
