@@ -143,6 +143,12 @@ def test_evaluate_video(tmp_path):
      "--save-buffer saves the replay of the DQN family, DDPG, TD3 and SAC; ppo keeps none: drop --save-buffer"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--actor-chunk-steps", "10", "--total-steps", "256"],
      "--actor-chunk-steps tunes the actors that feed one learner under torchrun"),
+    # Another agent's config flag was 'unrecognized arguments'.
+    (["train.py", "--agent", "trpo", "--env", "CartPole", "--recurrent", "lstm"],
+     "--recurrent is a flag of a2c and ppo, not of trpo: drop it"),
+    (["train.py", "--agent", "sac", "--env", "Pendulum", "--n-step=3"],
+     "--n-step is a flag of dqn, double-dqn, dueling-dqn, bootstrapped-dqn, c51 and rainbow, not of sac"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
     # ALE's own RuntimeError, as a traceback: the game's modes and difficulties are listed instead.
     (["train.py", "--agent", "dqn", "--env", "Breakout", "--env-kwargs", "mode=1"],
      "--env-kwargs mode=1: ALE/Breakout-v5 has no such mode; its modes are 0, 4, 8, 12,"),

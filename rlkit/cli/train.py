@@ -124,7 +124,12 @@ def prepare(argv: list[str]) -> Prepared:
     else:
         build_parser(None, {}).parse_args(argv)  # --help works without a job
         select_job(None, None, None)  # raises: say what to train
-    args = build_parser(job, names).parse_args(argv)
+    parser = build_parser(job, names)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if checkpoint is None and names.get("agent"):
+            refuse_other_agents_flags(job, names, unknown)
+        parser.parse_args(argv)  # the parser's own one-line error
 
     if checkpoint is not None:
         settings, config, run_dir = resumed(job, checkpoint, args)
@@ -140,6 +145,29 @@ def prepare(argv: list[str]) -> Prepared:
         resolved = dataclasses.replace(chosen, config=config, sources={**chosen.sources, **flags},
                                        labels=[*chosen.labels, "flag"])
     return Prepared(job, settings, config, run_dir, checkpoint, args, resolved)
+
+
+def refuse_other_agents_flags(job: Job, names: dict[str, Any], unknown: list[str]) -> None:
+    """A config flag of other agents (``--recurrent`` for trpo) among the ``unknown`` arguments is named with the
+    agents that take it, not as an unrecognized argument."""
+    from rlkit.agents import AGENTS
+
+    flags = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")]
+
+    for flag in flags:
+        takers = []
+        for other in AGENTS:
+            try:
+                parser = build_parser(job, {**names, "agent": other})
+            except UserError:  # an agent without a preset for this env's family
+                continue
+            if flag in parser._option_string_actions:
+                takers.append(other)
+        if takers:
+            shown = (", ".join(takers[:6]) + " and others" if len(takers) > 6 else
+                     " and ".join([", ".join(takers[:-1]), takers[-1]]) if len(takers) > 1 else takers[0])
+            raise UserError(f"{flag} is a flag of {shown}, not of {names['agent']}: drop it ({command('train')} "
+                            f"--agent {names['agent']} --env {names.get('env')} --help lists its flags)")
 
 
 def main(argv: list[str] | None = None) -> None:
