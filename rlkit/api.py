@@ -228,7 +228,7 @@ class Model:
             env.close()
         return self._agent
 
-    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+    def predict(self, obs: Any, deterministic: bool = True, episode_start: Any = None) -> np.ndarray:
         """The policy's action for one observation or a batch of them (one more leading axis), in the env's own
         units (a Box action within its bounds, a Discrete one from its start). ``deterministic=False`` samples.
 
@@ -236,9 +236,16 @@ class Model:
         model's ``wrappers`` flatten): it goes through the observation wrappers every env of the run has, as in
         training. What the agent itself reads (the one-hot code, the (3, 96, 96) frame) is taken as it is. Atari
         observations are the stacked, resized frames of :func:`rlkit.envs.make_env`, not raw screens.
+
+        A recurrent policy (``recurrent="lstm"``) carries its memory of each game from call to call, one row per
+        game: pass ``episode_start=True`` (or one flag per row) with the first observation of a game, as SB3's
+        RecurrentPPO takes it, so that the memory of the game before is forgotten.
         """
         agent = self.agent
         batch, single = self._agent_observations(obs)
+        if episode_start is not None:
+            # a first call, or one with another batch size, starts every row afresh anyway
+            agent.new_episodes(np.broadcast_to(np.asarray(episode_start, dtype=bool), (len(batch),)).copy())
         if batch.dtype.kind in "fc" and not np.isfinite(batch).all():
             raise UserError(f"predict got an observation holding non-finite values ({batch[~np.isfinite(batch)][0]}): "
                             "check what produced it")

@@ -225,3 +225,18 @@ def test_an_env_with_scalar_observations_trains_and_predicts(tmp_path):
     assert model.predict(np.float32(3.0)) == expected and model.predict(3.0) == expected
     assert model.predict(np.array([3.0, 3.0], np.float32)).tolist() == [expected] * 2
     model.close()
+
+
+def test_predict_with_a_recurrent_policy_forgets_the_game_before_at_episode_start():
+    """SB3's RecurrentPPO.predict takes episode_start; rlkit's predict carried the memory into the next game."""
+    model = rlkit.make("ppo", "Pendulum", recurrent="lstm", num_steps=32)
+    first, second = np.array([1.0, 0.0, 0.5], np.float32), np.array([0.0, 1.0, -2.0], np.float32)
+    fresh = model.predict(second)  # the first call starts from a zero memory
+    model.predict(first)
+    carried = model.predict(second)  # the memory of 'fresh' and 'first' goes in
+    assert not np.allclose(carried, fresh)
+    model.predict(first)
+    assert np.allclose(model.predict(second, episode_start=True), fresh)
+    pair = model.predict(np.stack([first, second]), episode_start=[True, True])
+    assert np.allclose(pair[1], fresh)
+    assert np.allclose(model.predict(np.stack([second, second]), episode_start=[False, True])[1], fresh)
