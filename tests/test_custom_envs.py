@@ -162,6 +162,21 @@ def test_parse_env_kwargs_reads_json_values_else_strings():
         "name": ""}
     with pytest.raises(UserError, match="gives gravity twice"):
         parse_env_kwargs(["gravity=1", "gravity=2"])
+    # Python's spellings, as gymnasium's docs write them: "False" was a non-empty string, so true
+    assert parse_env_kwargs(["is_slippery=False", "b=True", "c=None", 'd="False"']) == {
+        "is_slippery": False, "b": True, "c": None, "d": "False"}
+
+
+def test_frozen_lake_without_slipping_is_solved_when_asked_the_python_way(tmp_path, capsys):
+    """--env-kwargs is_slippery=False made a slippery lake: a greedy table evaluated below 1 on a lake where the
+    shortest path always arrives."""
+    run = tmp_path / "run"
+    train.main(["--agent", "q-learning", "--env", "FrozenLake", "--env-kwargs", "is_slippery=False",
+                "--total-steps", "5000", "--eval-episodes", "5", "--no-progress", "--run-dir", str(run)])
+    capsys.readouterr()
+    assert evaluate.main([str(run), "--episodes", "10", "--json"])["returns"] == [1.0] * 10
+    with pytest.raises(UserError, match=r"FrozenLake-v1 refused --env-kwargs map_name=\"5x5\" \(KeyError"):
+        make_env("FrozenLake", 1, env_kwargs={"map_name": "5x5"})  # was a KeyError traceback
 
 
 def test_old_checkpoints_load_without_env_kwargs():

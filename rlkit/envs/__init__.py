@@ -95,7 +95,7 @@ def make_env(
     try:
         vec = _make_vector(resolved, num_envs, sticky_actions, backend, render, env_kwargs, wrappers,
                            frame_stack=1 if partially_observed else FRAME_STACK)
-    except (TypeError, ValueError, AssertionError, RuntimeError) as error:  # ALE's bad mode is a RuntimeError
+    except (TypeError, ValueError, AssertionError, RuntimeError, KeyError) as error:  # ALE: RuntimeError; a map: KeyError
         if render and "render_mode" in str(error):
             raise UserError(f"{resolved.env_id} takes no render_mode, so its episodes cannot be filmed: give its "
                             "constructor a render_mode argument and a render() that returns RGB frames, or drop "

@@ -69,9 +69,14 @@ def registered_by(module: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- --env-kwargs
+PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
+
+
 def parse_env_kwargs(pairs: Iterable[str]) -> dict[str, Any]:
     """``["gravity=-5.0", "continuous=true", "name=moon"]`` -> ``{"gravity": -5.0, "continuous": True,
-    "name": "moon"}``: each value is read as JSON, and as a plain string when it is not JSON.
+    "name": "moon"}``: each value is read as JSON, Python's ``True``, ``False`` and ``None`` as those (gymnasium's
+    docs write ``is_slippery=False``: it was the string "False", which is true), and anything else as a plain string
+    (a JSON string, ``'"True"'``, keeps a word that would be read otherwise).
 
     Raises:
         UserError: for an item without ``=``, an empty or repeated key.
@@ -87,6 +92,9 @@ def parse_env_kwargs(pairs: Iterable[str]) -> dict[str, Any]:
             raise UserError(f"--env-kwargs {pair!r}: {key!r} is not a keyword argument name")
         if key in kwargs:
             raise UserError(f"--env-kwargs gives {key} twice: give it once")
+        if text.strip() in PYTHON_CONSTANTS:
+            kwargs[key] = PYTHON_CONSTANTS[text.strip()]
+            continue
         try:
             kwargs[key] = json.loads(text)
         except ValueError:

@@ -492,9 +492,9 @@ class AgentJob(Job):
                          help="with --resume and a larger --total-steps: stretch epsilon, learning-rate annealing and "
                               "PER beta over the new budget (default: they keep the first run's)")
         run.add_argument("--env-kwargs", nargs="+", action=EnvKwargsAction, metavar="KEY=VALUE",
-                         help="keyword arguments of the env's constructor, each value read as JSON (else a string): "
-                              "--env-kwargs gravity=-5.0 continuous=true; saved with the run, so evaluate.py "
-                              "rebuilds the same env")
+                         help="keyword arguments of the env's constructor, each value read as JSON or as Python's "
+                              "True, False, None (else a string): --env-kwargs gravity=-5.0 is_slippery=False; saved "
+                              "with the run, so evaluate.py rebuilds the same env")
         run.add_argument("--capture-video", action="store_true", default=None,
                          help=f"record one evaluation game per evaluation into RUN_DIR/{VIDEO_DIR}/step_N.mp4 and "
                               "TensorBoard's IMAGES tab (an animated GIF)")
