@@ -313,3 +313,14 @@ def test_evaluate_names_the_kind_a_flag_belongs_to_and_takes_threads(tmp_path, c
         torch.set_num_threads(before)
     with pytest.raises(UserError, match="--threads must be at least 0"):
         evaluate.main([str(run), "--threads", "-1"])
+
+
+def test_visualize_names_an_agent_run_as_one(tmp_path):
+    """It said "holds a agent run of net None"."""
+    from rlkit.cli import visualize
+
+    run = tmp_path / "run"
+    train.main(["--agent", "q-learning", "--env", "FrozenLake", "--total-steps", "50", "--eval-episodes", "0",
+                "--no-progress", "--run-dir", str(run)])
+    with pytest.raises(UserError, match=f"^{run} holds an agent run; the visualizations read the GAN's"):
+        visualize.load_run(run)

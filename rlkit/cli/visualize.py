@@ -48,7 +48,9 @@ def load_run(path: str | Path, device: str = "auto", data_dir: str | None = None
     job, checkpoint = load_job_run(path)
     net = checkpoint.get("settings", {}).get("net")
     if (job.kind, net) not in (("classifier", "discriminator"), ("gan", "acgan")):
-        raise UserError(f"{path} holds a {job.kind} run of net {net!r}; the visualizations read the GAN's "
+        what = f"a {job.kind} run of net {net!r}" if net else f"an {job.kind} run" if job.kind[0] in "aeiou" else (
+            f"a {job.kind} run")
+        raise UserError(f"{path} holds {what}; the visualizations read the GAN's "
                         "discriminator: a run of python train.py --task cifar10 --net discriminator (trained alone) "
                         "or --net acgan (trained with the generator)")
     trained = job.rebuild(checkpoint, device, data_dir)
