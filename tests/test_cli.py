@@ -143,6 +143,7 @@ def test_evaluate_video(tmp_path):
      "--save-buffer saves the replay of the DQN family, DDPG, TD3 and SAC; ppo keeps none: drop --save-buffer"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--actor-chunk-steps", "10", "--total-steps", "256"],
      "--actor-chunk-steps tunes the actors that feed one learner under torchrun"),
+    (["train.py", "--env", "CartPole"], "--env CartPole needs an agent to train on it: add --agent NAME"),
     # Another agent's config flag was 'unrecognized arguments'.
     (["train.py", "--agent", "trpo", "--env", "CartPole", "--recurrent", "lstm"],
      "--recurrent is a flag of a2c and ppo, not of trpo: drop it"),

@@ -119,6 +119,9 @@ def prepare(argv: list[str]) -> Prepared:
         job = job_of(checkpoint)
         names = dataclasses.asdict(job.settings_from(checkpoint))
     elif any(getattr(known, name) for name in SELECTORS):
+        if getattr(known, "env", None) and not (known.agent or known.task or known.net):
+            raise UserError(f"--env {known.env} needs an agent to train on it: add --agent NAME (dqn, ppo, sac, ...; "
+                            "train.py --help lists them)")
         job, names = select_job(known.agent, known.task, known.net), vars(known)
         names["config_files"] = known.config_file or []  # --help shows the values the files give
     else:
