@@ -32,7 +32,8 @@ from rlkit.envs import Wrapper
 from rlkit.envs.custom import OWN_ACTION_WRAPPERS, starts_elsewhere
 from rlkit.errors import UserError, close_names
 from rlkit.jobs import JOBS, load_run
-from rlkit.jobs.agent import EVAL_SEED_OFFSET, AgentJob, AgentSettings, build_agent, env_maker, evaluate_agent
+from rlkit.jobs.agent import (EVAL_SEED_OFFSET, AgentJob, AgentSettings, build_agent, env_maker, evaluate_agent,
+                              run_wrappers)
 from rlkit.jobs.base import new_run_dir
 from rlkit.loop import Callback, Loop
 from rlkit.runlock import RunLock
@@ -221,8 +222,8 @@ class Model:
     def agent(self) -> Agent:
         """The agent (built on first use for a model not trained yet)."""
         if self._agent is None:
-            env = env_maker(self.settings, self.wrappers)(self.settings.env, 1, training=False,
-                                                          sticky_actions=self.settings.sticky_actions)
+            make = env_maker(self.settings, run_wrappers(self.settings, self.wrappers))
+            env = make(self.settings.env, 1, training=False, sticky_actions=self.settings.sticky_actions)
             self._agent = build_agent(self.settings, self.config, env.single_observation_space,
                                       env.single_action_space, pick_device(self.settings.device))
             env.close()
@@ -283,7 +284,7 @@ class Model:
     def face(self) -> EnvFace:
         """The env's own spaces and the observation wrappers between them and the agent (one env, made once)."""
         if self._face is None:
-            self._face = env_face(env_maker(self.settings, self.wrappers)(
+            self._face = env_face(env_maker(self.settings, run_wrappers(self.settings, self.wrappers))(
                 self.settings.env, 1, training=False, sticky_actions=self.settings.sticky_actions))
         return self._face
 
@@ -308,7 +309,8 @@ class Model:
         seed = self.settings.seed + EVAL_SEED_OFFSET if seed is None else seed
         return evaluate_agent(self.agent, self.settings.env, episodes, seed, self.settings.sticky_actions,
                               deterministic=deterministic, env_kwargs=self.settings.env_kwargs,
-                              wrappers=self.wrappers, partially_observed=self.settings.partially_observed)
+                              wrappers=run_wrappers(self.settings, self.wrappers),
+                              partially_observed=self.settings.partially_observed)
 
 
 @dataclasses.dataclass

@@ -244,7 +244,7 @@ def test_unsupported_options_do_not_exist():
     """A3C has no observation or reward normalization and no Adam: those fields (and flags) do not exist."""
     fields = {f.name for f in dataclasses.fields(A3CConfig)}
     assert not fields & {"normalize_obs", "normalize_reward", "adam_eps"}
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="--normalize-obs is a flag of reinforce, a2c, ppo and trpo, not of a3c"):
         train.main(["--agent", "a3c", "--env", "CartPole", "--normalize-obs"])
     with pytest.raises(UserError, match="--num-workers must be at least 1"):
         small_agent(num_workers=0)

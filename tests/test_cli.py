@@ -144,6 +144,12 @@ def test_evaluate_video(tmp_path):
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--actor-chunk-steps", "10", "--total-steps", "256"],
      "--actor-chunk-steps tunes the actors that feed one learner under torchrun"),
     (["train.py", "--env", "CartPole"], "--env CartPole needs an agent to train on it: add --agent NAME"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "nosuch:X"],
+     "--env-wrapper nosuch:X: cannot import nosuch"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "Flatten"],
+     "--env-wrapper 'Flatten' is not MODULE:NAME"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "gymnasium.wrappers:TimeLimit"],
+     "cannot wrap an env by itself (TimeLimit.__init__() missing 1 required positional argument"),
     # Another agent's config flag was 'unrecognized arguments'.
     (["train.py", "--agent", "trpo", "--env", "CartPole", "--recurrent", "lstm"],
      "--recurrent is a flag of a2c and ppo, not of trpo: drop it"),

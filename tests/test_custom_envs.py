@@ -383,6 +383,23 @@ def test_an_observation_its_space_does_not_hold_is_one_line(tmp_path, wrong_from
                     "--env-kwargs", f"wrong_from={wrong_from}", "--no-progress", "--run-dir", str(tmp_path / "run")])
 
 
+@pytest.mark.parametrize("agent", ["dqn", "a3c"])  # a3c: the wrapper travels to its worker processes
+def test_env_wrapper_flag_wraps_every_env_and_is_saved_with_the_run(tmp_path, capsys, agent):
+    """A Dict observation space needed a module that registers the flattened env; rl-zoo's env_wrapper names the
+    wrapper instead. evaluate.py, --resume and rlkit.load rebuild the wrapped env from the run alone."""
+    run = tmp_path / "run"
+    wrapper = ["--env-wrapper", "gymnasium.wrappers:FlattenObservation"]
+    train.main(["--agent", agent, "--env", "custom_env_module:TinyDict-v0", *wrapper, "--total-steps", "400",
+                "--eval-episodes", "1", "--no-progress", "--run-dir", str(run)])
+    capsys.readouterr()
+    assert evaluate.main([str(run), "--episodes", "1", "--json"])["episodes"] == 1
+    model = rlkit.load(run)
+    assert model.predict({"t": np.array([1.0], np.float32), "phase": 2}) in (0, 1)
+    with pytest.raises(UserError, match="--env-wrapper \\['x:Y'\\] differs from the resumed run's"):
+        train.main(["--resume", str(run), "--total-steps", "500", "--env-wrapper", "x:Y"])
+    train.main(["--resume", str(run), "--total-steps", "500", "--no-progress"])
+
+
 BOX_ACTION_AGENTS = [name for name, spec in AGENTS.items() if gym.spaces.Box in spec.agent_class.action_spaces]
 
 

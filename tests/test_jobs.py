@@ -73,9 +73,8 @@ def test_evaluate_refuses_flags_of_another_kind_of_run(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(V1 / "dqn.pt", run / "checkpoint.pt")
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(UserError, match="^--mc-samples is a flag of classifier runs, and this is an agent run"):
         evaluate.main([str(run), "--mc-samples", "3"])  # a classifier's flag: an agent would ignore it
-    assert exit_.value.code == 2 and "--mc-samples" in capsys.readouterr().err
     help_text = evaluate_parser(None).format_help()
     for flag in ("--episodes", "--mc-samples", "--judge", "--fuse"):  # without a run: every kind's flags
         assert flag in help_text
@@ -97,10 +96,13 @@ def test_resuming_refuses_a_changed_config_or_setting_but_extends_the_budget(tmp
 
 def test_an_unknown_flag_is_one_line_naming_where_the_flags_are(capsys):
     with pytest.raises(SystemExit) as exit_:
-        train.main(["--agent", "trpo", "--env", "CartPole", "--ent-coef", "0.1"])  # TRPO has no entropy term
+        train.main(["--agent", "trpo", "--env", "CartPole", "--no-such-flag", "0.1"])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err
-    assert "--ent-coef 0.1" in err and "python train.py --agent trpo --env CartPole --help" in err
+    assert "--no-such-flag 0.1" in err and "python train.py --agent trpo --env CartPole --help" in err
+    with pytest.raises(UserError, match=r"--ent-coef is a flag of .*, not of trpo: drop it \(python train.py "
+                                        r"--agent trpo --env CartPole --help lists its flags\)"):
+        train.main(["--agent", "trpo", "--env", "CartPole", "--ent-coef", "0.1"])  # TRPO has no entropy term
 
 
 def test_help_without_an_env_shows_the_agents_own_variant(capsys):

@@ -72,7 +72,7 @@ def resumed(job: Job, checkpoint: dict[str, Any], args: argparse.Namespace) -> t
         if dest in job.resume_overrides:
             setattr(settings, dest, value)
             continue
-        flag = "--" + dest.replace("_", "-")
+        flag = "--env-wrapper" if dest == "env_wrappers" else "--" + dest.replace("_", "-")  # the one appended flag
         if dest not in config_fields and not hasattr(settings, dest):
             raise UserError(f"{flag} cannot be used with --resume: the run continues where it was saved; drop {flag}")
         saved = getattr(config, dest) if dest in config_fields else getattr(settings, dest)

@@ -102,6 +102,51 @@ def parse_env_kwargs(pairs: Iterable[str]) -> dict[str, Any]:
     return kwargs
 
 
+def resolve_wrapper(name: str) -> Any:
+    """The env wrapper (a ``gym.Wrapper`` class or a function ``env -> env``) that ``name`` imports:
+    ``gymnasium.wrappers:FlattenObservation`` or ``gymnasium.wrappers.FlattenObservation``, as rl-zoo's
+    ``env_wrapper`` names one. Importing runs that module, as ``--env module:EnvId`` does.
+
+    Raises:
+        UserError: a name that does not import or is not callable.
+    """
+    module_name, sep, attribute = name.partition(":")
+    if not sep:
+        module_name, _, attribute = name.rpartition(".")
+    if not module_name or not attribute:
+        raise UserError(f"--env-wrapper {name!r} is not MODULE:NAME: write e.g. gymnasium.wrappers:FlattenObservation")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except ImportError as error:
+        raise UserError(f"--env-wrapper {name}: cannot import {module_name} ({error}): install it, or put its "
+                        "folder on PYTHONPATH") from None
+    except AttributeError:
+        raise UserError(f"--env-wrapper {name}: {module_name} has no {attribute}") from None
+    if not callable(found):
+        raise UserError(f"--env-wrapper {name} is a {type(found).__name__}, not a wrapper class or function")
+    return WrapperByName(name, found)
+
+
+class WrapperByName:
+    """An ``--env-wrapper``: applies ``wrapper`` to an env, and says in one line when its constructor needs more than
+    the env (``TimeLimit`` wants ``max_episode_steps``). Picklable when the wrapper is (A3C's workers get it)."""
+
+    def __init__(self, name: str, wrapper: Any):
+        self.name, self.wrapper = name, wrapper
+
+    def __call__(self, env: gym.Env) -> gym.Env:
+        try:
+            return self.wrapper(env)
+        except TypeError as error:
+            own = getattr(self.wrapper, "__name__", "")
+            if not str(error).startswith((f"{own}.__init__()", f"{own}()")):
+                raise  # from inside the wrapper's own code: its traceback is the useful part
+            raise UserError(f"--env-wrapper {self.name} cannot wrap an env by itself ({error}): wrap it in a "
+                            "function or class of yours that gives those arguments, and name that") from None
+
+
 def check_env_kwargs(env_kwargs: Any) -> dict[str, Any]:
     """A copy of ``env_kwargs`` once it is known to be a dict of JSON values (they are saved in checkpoints and
     config.json, so evaluate.py can rebuild the same env) whose keys make_env does not set itself."""
@@ -295,8 +340,8 @@ def check_observation_space(space: gym.Space, env_id: str = "this env") -> None:
     if isinstance(flat, gym.spaces.Box):
         raise UserError(f"{env_id} has {kind} observations but rlkit's agents take one array (a Box space): wrap it "
                         f"in gymnasium.wrappers.FlattenObservation (giving a Box of shape {flat.shape}): in Python "
-                        "make_env(..., wrappers=[FlattenObservation]); on the command line register the wrapped env "
-                        "in your module and pass --env module:EnvId")
+                        "make_env(..., wrappers=[FlattenObservation]); on the command line --env-wrapper "
+                        "gymnasium.wrappers:FlattenObservation")
     raise UserError(f"{env_id} has {kind} observations but rlkit's agents take one array (a Box space), and "
                     f"{kind} has no flat form: write a gymnasium.ObservationWrapper that maps it to a Box and pass "
                     "it in make_env(..., wrappers=[...])")

@@ -25,7 +25,7 @@ from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all, whole_nu
 from rlkit.distributed import check_allreduce, init_actor_rpc, init_distributed, is_main, launched_by_torchrun
 from rlkit.envs import EpisodeSignals, Wrapper, make_env, parse_env_kwargs, resolve_env
 from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
-from rlkit.envs.custom import check_env_kwargs
+from rlkit.envs.custom import check_env_kwargs, resolve_wrapper
 from rlkit.envs.names import ResolvedEnv
 from rlkit.errors import UserError
 from rlkit.hyperparams import Layer, Resolved, budgeted, layers_for, preset_names, protocol, resolve
@@ -78,6 +78,9 @@ class AgentSettings:
     (runs saved before this field)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the env's constructor (JSON values), used by every env of the run and by evaluate.py."""
+    env_wrappers: list[str] = field(default_factory=list)
+    """Wrappers by import name (``gymnasium.wrappers:FlattenObservation``), applied in order to every env of the
+    run and by evaluate.py, before the Python API's ``wrappers`` (:func:`run_wrappers`)."""
     capture_video: bool = False
     """Record one evaluation game per evaluation into ``videos/step_<N>.mp4`` and TensorBoard."""
     preset: str = ""
@@ -101,11 +104,19 @@ class AgentSettings:
     def __post_init__(self) -> None:
         self.schedule_steps = self.schedule_steps or self.total_steps
         self.env_kwargs = check_env_kwargs(self.env_kwargs)
+        self.env_wrappers = list(self.env_wrappers)
+        for name in self.env_wrappers:
+            resolve_wrapper(name)  # a name that does not import is refused before anything runs
         check_allreduce(self.allreduce)
         if self.overlap not in OVERLAPS:
             raise UserError(f"unknown --overlap {self.overlap!r}: use one of {', '.join(OVERLAPS)}")
         require_all((flag, value, COUNT) for flag, value in (
             ("--actor-chunk-steps", self.actor_chunk_steps), ("--actor-sync-updates", self.actor_sync_updates)))
+
+
+def run_wrappers(settings: AgentSettings, wrappers: Sequence[Wrapper] = ()) -> tuple[Wrapper, ...]:
+    """Every wrapper of the run's envs: the saved ``--env-wrapper`` names, then ``wrappers`` (the Python API's)."""
+    return (*(resolve_wrapper(name) for name in settings.env_wrappers), *wrappers)
 
 
 def env_maker(settings: AgentSettings, wrappers: Sequence[Wrapper] = ()) -> Callable[..., EpisodeSignals]:
@@ -495,6 +506,10 @@ class AgentJob(Job):
                          help="keyword arguments of the env's constructor, each value read as JSON or as Python's "
                               "True, False, None (else a string): --env-kwargs gravity=-5.0 is_slippery=False; saved "
                               "with the run, so evaluate.py rebuilds the same env")
+        run.add_argument("--env-wrapper", action="append", dest="env_wrappers", metavar="MODULE:NAME",
+                         help="wrap every env of the run (repeat for several, applied in order): a gym.Wrapper class "
+                              "or a function env -> env by import name, e.g. gymnasium.wrappers:FlattenObservation "
+                              "for a Dict observation space; saved with the run, so evaluate.py wraps its env too")
         run.add_argument("--capture-video", action="store_true", default=None,
                          help=f"record one evaluation game per evaluation into RUN_DIR/{VIDEO_DIR}/step_N.mp4 and "
                               "TensorBoard's IMAGES tab (an animated GIF)")
@@ -574,7 +589,8 @@ class AgentJob(Job):
                                  else min(max(total // 20, 1_000), 100_000)),
             save_buffer=bool(args.save_buffer), progress=not args.no_progress, threads=args.threads or 0,
             precision=args.precision or "fp32",
-            env_kwargs=args.env_kwargs or {}, capture_video=bool(args.capture_video), preset=args.preset or "",
+            env_kwargs=args.env_kwargs or {}, env_wrappers=args.env_wrappers or [],
+            capture_video=bool(args.capture_video), preset=args.preset or "",
             partially_observed=bool(args.partially_observed),
             allreduce=args.allreduce or "builtin",
             **{name: getattr(args, name) for name in ("overlap", "actor_chunk_steps", "actor_sync_updates")
@@ -586,7 +602,8 @@ class AgentJob(Job):
         if args.eval_interval is None and "eval_interval" not in defaults:
             settings.eval_interval = default_eval_interval(settings, config)
         # --print-config allocates nothing, so it builds no env to size the storage either
-        check_run(settings, config, memory=not getattr(args, "print_config", False), wrappers=wrappers)
+        check_run(settings, config, memory=not getattr(args, "print_config", False),
+                  wrappers=run_wrappers(settings, wrappers))
         return settings
 
     def resume(self, settings: AgentSettings, args: argparse.Namespace, steps_taken: int) -> None:
@@ -604,8 +621,9 @@ class AgentJob(Job):
 
     def build(self, settings: AgentSettings, config: Any, run_dir: Path, resume: dict[str, Any] | None = None,
               wrappers: Sequence[Wrapper] = ()) -> Loop:
-        """``wrappers`` (Python only, not saved) are applied to every env of the run: training, evaluation,
-        videos."""
+        """``wrappers`` (Python only, not saved) are applied to every env of the run, after the saved
+        ``--env-wrapper`` ones: training, evaluation, videos."""
+        wrappers = run_wrappers(settings, wrappers)
         seed_everything(settings.seed)  # the same initial weights on every process under torchrun
         device = pick_device(settings.device)
         agent_class = get_agent_spec(settings.agent).agent_class
@@ -697,7 +715,8 @@ class AgentJob(Job):
         """The trained agent and its run settings (``wrappers``: those the run was trained with, if any)."""
         settings = self.settings_from(checkpoint)
         config = self.config_from(checkpoint, settings)
-        env = env_maker(settings, wrappers)(settings.env, 1, training=False, sticky_actions=settings.sticky_actions)
+        env = env_maker(settings, run_wrappers(settings, wrappers))(settings.env, 1, training=False,
+                                                                    sticky_actions=settings.sticky_actions)
         agent = build_agent(settings, config, env.single_observation_space, env.single_action_space,
                             pick_device(device))
         env.close()
@@ -722,7 +741,7 @@ class AgentJob(Job):
         deterministic = not args.stochastic
         returns = evaluate_agent(agent, settings.env, args.episodes, args.seed, settings.sticky_actions,
                                  deterministic=deterministic, env_kwargs=settings.env_kwargs,
-                                 partially_observed=settings.partially_observed)
+                                 wrappers=run_wrappers(settings), partially_observed=settings.partially_observed)
         result = {
             "agent": settings.agent, "env": settings.env, "steps": checkpoint["loop"]["steps"],
             "episodes": len(returns), "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
@@ -732,7 +751,7 @@ class AgentJob(Job):
             result["video"] = str(args.video)
             result["video_return"] = evaluate_agent(agent, settings.env, 1, args.seed, settings.sticky_actions,
                                                     args.video, deterministic=deterministic,
-                                                    env_kwargs=settings.env_kwargs,
+                                                    env_kwargs=settings.env_kwargs, wrappers=run_wrappers(settings),
                                                     partially_observed=settings.partially_observed)[0]
         if args.json:
             print(json.dumps(result))
