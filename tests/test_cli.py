@@ -146,6 +146,8 @@ def test_evaluate_video(tmp_path):
     (["train.py", "--env", "CartPole"], "--env CartPole needs an agent to train on it: add --agent NAME"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "nosuch:X"],
      "--env-wrapper nosuch:X: cannot import nosuch"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "sys:exit"],
+     "--env-wrapper sys:exit is a builtin_function_or_method, not a gym.Wrapper class or a Python function"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "Flatten"],
      "--env-wrapper 'Flatten' is not MODULE:NAME"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "gymnasium.wrappers:TimeLimit"],

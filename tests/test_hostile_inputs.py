@@ -93,6 +93,16 @@ def _unknown_config_key(run, tmp):
     return lambda: evaluate.main([str(run), "--episodes", "1"])
 
 
+def _wrapper_builtin(run, tmp):  # --env-wrapper names are saved: a builtin is no wrapper and is never called
+    edit_checkpoint(run, lambda c: c["settings"].update(env_wrappers=["os:system"]))
+    return lambda: evaluate.main([str(run), "--episodes", "1"])
+
+
+def _wrapper_not_a_list(run, tmp):
+    edit_checkpoint(run, lambda c: c["settings"].update(env_wrappers=7))
+    return lambda: evaluate.main([str(run), "--episodes", "1"])
+
+
 def _wrong_weight_shape(run, tmp):
     def change(c):
         net = next(v for k, v in c["learner"].items() if isinstance(v, dict) and "optim" not in k)
@@ -171,6 +181,8 @@ CASES = [
     ("checkpoint: no learner", _missing_learner, "learner"),
     ("checkpoint: unknown config key", _unknown_config_key, "config"),
     ("checkpoint: wrong weight shape", _wrong_weight_shape, "does not fit"),
+    ("checkpoint: os.system as an env wrapper", _wrapper_builtin, "not a gym.Wrapper class or a Python function"),
+    ("checkpoint: env wrappers not a list", _wrapper_not_a_list, "env_wrappers must be a list"),
     ("checkpoint: optimizer state shorter than its parameter", _short_optimizer_state, "exp_avg"),
     ("replay.npz: not a zip", _corrupt_replay, "replay.npz"),
     ("replay.npz: pickled os.system", _replay_with_code, "replay.npz"),

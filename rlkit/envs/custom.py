@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -124,8 +125,11 @@ def resolve_wrapper(name: str) -> Any:
                         "folder on PYTHONPATH") from None
     except AttributeError:
         raise UserError(f"--env-wrapper {name}: {module_name} has no {attribute}") from None
-    if not callable(found):
-        raise UserError(f"--env-wrapper {name} is a {type(found).__name__}, not a wrapper class or function")
+    # Only a gym.Wrapper class or a function written in Python: a checkpoint names these, and a builtin such as
+    # sys.exit or os.system called with the env is no wrapper.
+    if not ((isinstance(found, type) and issubclass(found, gym.Wrapper)) or isinstance(found, types.FunctionType)):
+        raise UserError(f"--env-wrapper {name} is a {type(found).__name__}, not a gym.Wrapper class or a Python "
+                        "function env -> env")
     return WrapperByName(name, found)
 
 

@@ -104,6 +104,8 @@ class AgentSettings:
     def __post_init__(self) -> None:
         self.schedule_steps = self.schedule_steps or self.total_steps
         self.env_kwargs = check_env_kwargs(self.env_kwargs)
+        if not (isinstance(self.env_wrappers, (list, tuple)) and all(isinstance(n, str) for n in self.env_wrappers)):
+            raise UserError(f"env_wrappers must be a list of import names, got {self.env_wrappers!r:.80}")
         self.env_wrappers = list(self.env_wrappers)
         for name in self.env_wrappers:
             resolve_wrapper(name)  # a name that does not import is refused before anything runs
