@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from rlkit.cli import command
+from rlkit.cli import command, flag_owners
 from rlkit.errors import OneLineParser, UserError
 from rlkit.jobs import JOBS, Job, load_run
 from rlkit.loop import BEST_NAME
@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise UserError("--ensemble averages several runs: give two or more run directories")
     loaded = [load_run(path) for path in paths]
     job, checkpoint = loaded[0]
-    refuse_other_kinds_flags(job, argv)
-    args = build_parser(job).parse_args(argv)
+    parser = build_parser(job)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        refuse_other_kinds_flags(job, unknown)
+        parser.parse_args(argv)  # the parser's own one-line error
     args.path = args.paths[0]
     if not args.ensemble:
         return job.report(checkpoint, args)
@@ -82,17 +85,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return ensemble_report([checkpoint for _, checkpoint in loaded], args)
 
 
-def refuse_other_kinds_flags(job: Job, argv: list[str]) -> None:
-    """A flag of another kind of run (``--episodes`` on a classifier) is named with the kinds it belongs to,
-    not as an unrecognized argument."""
-    unknown = build_parser(job).parse_known_args(argv)[1]
-    for flag in (arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")):
-        kinds = [other.kind for other in JOBS.values()
-                 if other is not job and flag in build_parser(other)._option_string_actions]
-        if kinds:
-            article = "an" if job.kind[0] in "aeiou" else "a"
-            raise UserError(f"{flag} is a flag of {' and '.join(kinds)} runs, and this is {article} {job.kind} run: "
-                            f"see {command('eval')} RUN_DIR --help for its flags")
+def refuse_other_kinds_flags(job: Job, unknown: list[str]) -> None:
+    """A flag of another kind of run (``--episodes`` on a classifier) among the ``unknown`` arguments is named with
+    the kinds it belongs to, not as an unrecognized argument."""
+    found = flag_owners(unknown, lambda: {other.kind: build_parser(other) for other in JOBS.values()
+                                          if other is not job})
+    if found is not None:
+        flag, kinds = found
+        article = "an" if job.kind[0] in "aeiou" else "a"
+        raise UserError(f"{flag} is a flag of {' and '.join(kinds)} runs, and this is {article} {job.kind} run: "
+                        f"see {command('eval')} RUN_DIR --help for its flags")
 
 
 def best_checkpoint(path: Path) -> Path:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlkit.cli import command
+from rlkit.cli import command, flag_owners
 from rlkit.config import add_config_flags, apply_flags, config_to_dict
 from rlkit.distributed import is_main, shutdown
 from rlkit.errors import OneLineParser, UserError
@@ -155,22 +155,22 @@ def refuse_other_agents_flags(job: Job, names: dict[str, Any], unknown: list[str
     agents that take it, not as an unrecognized argument."""
     from rlkit.agents import AGENTS
 
-    flags = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")]
-
-    for flag in flags:
-        takers = []
+    def parsers() -> dict[str, argparse.ArgumentParser]:
+        built = {}
         for other in AGENTS:
             try:
-                parser = build_parser(job, {**names, "agent": other})
+                built[other] = build_parser(job, {**names, "agent": other})
             except UserError:  # an agent without a preset for this env's family
                 continue
-            if flag in parser._option_string_actions:
-                takers.append(other)
-        if takers:
-            shown = (", ".join(takers[:6]) + " and others" if len(takers) > 6 else
-                     " and ".join([", ".join(takers[:-1]), takers[-1]]) if len(takers) > 1 else takers[0])
-            raise UserError(f"{flag} is a flag of {shown}, not of {names['agent']}: drop it ({command('train')} "
-                            f"--agent {names['agent']} --env {names.get('env')} --help lists its flags)")
+        return built
+
+    found = flag_owners(unknown, parsers)
+    if found is not None:
+        flag, takers = found
+        shown = (", ".join(takers[:6]) + " and others" if len(takers) > 6 else
+                 " and ".join([", ".join(takers[:-1]), takers[-1]]) if len(takers) > 1 else takers[0])
+        raise UserError(f"{flag} is a flag of {shown}, not of {names['agent']}: drop it ({command('train')} "
+                        f"--agent {names['agent']} --env {names.get('env')} --help lists its flags)")
 
 
 def main(argv: list[str] | None = None) -> None:
