@@ -151,7 +151,24 @@ def test_evaluate_video(tmp_path):
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "Flatten"],
      "--env-wrapper 'Flatten' is not MODULE:NAME"),
     (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "gymnasium.wrappers:TimeLimit"],
-     "cannot wrap an env by itself (TimeLimit.__init__() missing 1 required positional argument"),
+     "--env-wrapper gymnasium.wrappers:TimeLimit cannot wrap an env (TimeLimit.__init__() missing 1 required "
+     "positional argument: 'max_episode_steps'): it takes max_episode_steps: give them after its name, e.g. "
+     "--env-wrapper gymnasium.wrappers:TimeLimit max_episode_steps=VALUE"),
+    # A wrapper's arguments were not accepted at all; now each mistake in them is one line.
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "gymnasium.wrappers:TimeLimit", "steps=5"],
+     "--env-wrapper gymnasium.wrappers:TimeLimit steps=5 cannot wrap an env (TimeLimit.__init__() got an "
+     "unexpected keyword argument 'steps'): it takes max_episode_steps"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "gymnasium.wrappers:FlattenObservation",
+      "x=1"], "it takes no arguments after the env: drop them"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "gymnasium.wrappers:TimeLimit",
+      "max_episode_steps=0"], "--env-wrapper gymnasium.wrappers:TimeLimit max_episode_steps=0 was refused "
+                              "(ValueError: Expect the `max_episode_steps` to be positive, actually: 0)"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "gymnasium.wrappers:TimeLimit",
+      "max_episode_steps=2.5"], "max_episode_steps=2.5 was refused (TypeError: Expect the `max_episode_steps` to "
+                                "be an integer"),
+    (["train.py", "--agent", "dqn", "--env", "CartPole", "--env-wrapper", "gymnasium.wrappers:TimeLimit",
+      "max_episode_steps"], "--env-wrapper gymnasium.wrappers:TimeLimit 'max_episode_steps' is not KEY=VALUE: "
+                            "write e.g. --env-wrapper gymnasium.wrappers:TimeLimit key=value"),
     # Another agent's config flag was 'unrecognized arguments'.
     (["train.py", "--agent", "trpo", "--env", "CartPole", "--recurrent", "lstm"],
      "--recurrent is a flag of a2c and ppo, not of trpo: drop it"),

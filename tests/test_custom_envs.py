@@ -400,6 +400,26 @@ def test_env_wrapper_flag_wraps_every_env_and_is_saved_with_the_run(tmp_path, ca
     train.main(["--resume", str(run), "--total-steps", "500", "--no-progress"])
 
 
+def test_env_wrapper_arguments_follow_its_name_and_are_saved_with_the_run(tmp_path, capsys):
+    """rl-zoo's env_wrapper takes arguments ({name: {kwargs}}); --env-wrapper took a bare name, so TimeLimit or
+    ClipReward could not be used. Five steps of CartPole's reward of 1 clipped to 0.5 return exactly 2.5."""
+    run = tmp_path / "run"
+    train.main(["--agent", "ppo", "--env", "CartPole", "--total-steps", "256", "--eval-episodes", "1",
+                "--env-wrapper", "gymnasium.wrappers:TimeLimit", "max_episode_steps=5",
+                "--env-wrapper", "gymnasium.wrappers:ClipReward", "min_reward=0", "max_reward=0.5",
+                "--no-progress", "--run-dir", str(run)])
+    saved = json.loads((run / "config.json").read_text())["settings"]["env_wrappers"]
+    assert saved == [{"gymnasium.wrappers:TimeLimit": {"max_episode_steps": 5}},
+                     {"gymnasium.wrappers:ClipReward": {"min_reward": 0, "max_reward": 0.5}}]
+    capsys.readouterr()
+    assert evaluate.main([str(run), "--episodes", "2", "--json"])["mean_return"] == 2.5
+    train.main(["--resume", str(run), "--total-steps", "512", "--no-progress"])
+    assert rlkit.load(run).evaluate(1) == [2.5]
+    model = rlkit.make("ppo", "CartPole", env_wrappers=[{"gymnasium.wrappers:TimeLimit": {"max_episode_steps": 3}}])
+    assert model.evaluate(1) == [3.0]
+    model.close()
+
+
 BOX_ACTION_AGENTS = [name for name, spec in AGENTS.items() if gym.spaces.Box in spec.agent_class.action_spaces]
 
 

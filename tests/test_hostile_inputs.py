@@ -98,6 +98,16 @@ def _wrapper_builtin(run, tmp):  # --env-wrapper names are saved: a builtin is n
     return lambda: evaluate.main([str(run), "--episodes", "1"])
 
 
+def _wrapper_builtin_with_arguments(run, tmp):  # rl-zoo's {name: {kwargs}} form is checked the same way
+    edit_checkpoint(run, lambda c: c["settings"].update(env_wrappers=[{"os:system": {"command": "true"}}]))
+    return lambda: evaluate.main([str(run), "--episodes", "1"])
+
+
+def _wrapper_entry_malformed(run, tmp):
+    edit_checkpoint(run, lambda c: c["settings"].update(env_wrappers=[{"gymnasium.wrappers:TimeLimit": 5}]))
+    return lambda: evaluate.main([str(run), "--episodes", "1"])
+
+
 def _wrapper_not_a_list(run, tmp):
     edit_checkpoint(run, lambda c: c["settings"].update(env_wrappers=7))
     return lambda: evaluate.main([str(run), "--episodes", "1"])
@@ -183,6 +193,10 @@ CASES = [
     ("checkpoint: wrong weight shape", _wrong_weight_shape, "does not fit"),
     ("checkpoint: os.system as an env wrapper", _wrapper_builtin, "not a gym.Wrapper class or a Python function"),
     ("checkpoint: env wrappers not a list", _wrapper_not_a_list, "env_wrappers must be a list"),
+    ("checkpoint: os.system with arguments as an env wrapper", _wrapper_builtin_with_arguments,
+     "not a gym.Wrapper class or a Python function"),
+    ("checkpoint: env wrapper's arguments not a dict", _wrapper_entry_malformed,
+     "an env wrapper is an import name or {name: {keyword: value}}"),
     ("checkpoint: optimizer state shorter than its parameter", _short_optimizer_state, "exp_avg"),
     ("replay.npz: not a zip", _corrupt_replay, "replay.npz"),
     ("replay.npz: pickled os.system", _replay_with_code, "replay.npz"),

@@ -4,6 +4,7 @@ observation spaces rlkit's agents can read."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import re
@@ -73,26 +74,26 @@ def registered_by(module: str) -> list[str]:
 PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
 
 
-def parse_env_kwargs(pairs: Iterable[str]) -> dict[str, Any]:
+def parse_env_kwargs(pairs: Iterable[str], flag: str = "--env-kwargs") -> dict[str, Any]:
     """``["gravity=-5.0", "continuous=true", "name=moon"]`` -> ``{"gravity": -5.0, "continuous": True,
     "name": "moon"}``: each value is read as JSON, Python's ``True``, ``False`` and ``None`` as those (gymnasium's
     docs write ``is_slippery=False``: it was the string "False", which is true), and anything else as a plain string
     (a JSON string, ``'"True"'``, keeps a word that would be read otherwise).
 
     Raises:
-        UserError: for an item without ``=``, an empty or repeated key.
+        UserError: for an item without ``=``, an empty or repeated key (named as ``flag`` gave it).
     """
     kwargs: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise UserError(f"--env-kwargs {pair!r} is not KEY=VALUE: write e.g. --env-kwargs gravity=-5.0 "
-                            "continuous=true")
+            example = "--env-kwargs gravity=-5.0 continuous=true" if flag == "--env-kwargs" else f"{flag} key=value"
+            raise UserError(f"{flag} {pair!r} is not KEY=VALUE: write e.g. {example}")
         if not key.isidentifier():
-            raise UserError(f"--env-kwargs {pair!r}: {key!r} is not a keyword argument name")
+            raise UserError(f"{flag} {pair!r}: {key!r} is not a keyword argument name")
         if key in kwargs:
-            raise UserError(f"--env-kwargs gives {key} twice: give it once")
+            raise UserError(f"{flag} gives {key} twice: give it once")
         if text.strip() in PYTHON_CONSTANTS:
             kwargs[key] = PYTHON_CONSTANTS[text.strip()]
             continue
@@ -103,14 +104,46 @@ def parse_env_kwargs(pairs: Iterable[str]) -> dict[str, Any]:
     return kwargs
 
 
-def resolve_wrapper(name: str) -> Any:
-    """The env wrapper (a ``gym.Wrapper`` class or a function ``env -> env``) that ``name`` imports:
-    ``gymnasium.wrappers:FlattenObservation`` or ``gymnasium.wrappers.FlattenObservation``, as rl-zoo's
-    ``env_wrapper`` names one. Importing runs that module, as ``--env module:EnvId`` does.
+def wrapper_entry(entry: Any) -> tuple[str, dict[str, Any]]:
+    """The import name and keyword arguments of one ``--env-wrapper`` entry as a run saves it: a name
+    (``"gymnasium.wrappers:FlattenObservation"``), or rl-zoo's ``{name: {keyword: value}}`` for a wrapper that takes
+    arguments (``{"gymnasium.wrappers:TimeLimit": {"max_episode_steps": 100}}``).
+
+    Raises:
+        UserError: anything else, or arguments that are not JSON values (they are saved with the run).
+    """
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, Mapping) and len(entry) == 1:
+        ((name, kwargs),) = entry.items()
+        if isinstance(name, str) and (kwargs is None or isinstance(kwargs, Mapping)
+                                      and all(isinstance(key, str) for key in kwargs)):
+            return name, _json_values(dict(kwargs or {}), f"--env-wrapper {name}'s arguments")
+    raise UserError(f"an env wrapper is an import name or {{name: {{keyword: value}}}} (rl-zoo's env_wrapper form), "
+                    f"got {entry!r:.80}")
+
+
+def _json_values(kwargs: dict[str, Any], what: str) -> dict[str, Any]:
+    """``kwargs`` once they are known to be JSON values: they are saved in checkpoints and config.json."""
+    try:
+        json.dumps(kwargs, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{what} must be JSON values (numbers, strings, booleans, lists, dicts), since they are "
+                        f"saved with the run ({error}); build anything else in a wrapper: make_env(..., "
+                        "wrappers=[...])") from None
+    return kwargs
+
+
+def resolve_wrapper(entry: str | Mapping[str, Any]) -> WrapperByName:
+    """The env wrapper (a ``gym.Wrapper`` class or a function ``env -> env``) that ``entry`` imports, with its
+    arguments (:func:`wrapper_entry`): ``gymnasium.wrappers:FlattenObservation`` or
+    ``gymnasium.wrappers.FlattenObservation``, as rl-zoo's ``env_wrapper`` names one. Importing runs that module, as
+    ``--env module:EnvId`` does.
 
     Raises:
         UserError: a name that does not import or is not callable.
     """
+    name, kwargs = wrapper_entry(entry)
     module_name, sep, attribute = name.partition(":")
     if not sep:
         module_name, _, attribute = name.rpartition(".")
@@ -130,25 +163,44 @@ def resolve_wrapper(name: str) -> Any:
     if not ((isinstance(found, type) and issubclass(found, gym.Wrapper)) or isinstance(found, types.FunctionType)):
         raise UserError(f"--env-wrapper {name} is a {type(found).__name__}, not a gym.Wrapper class or a Python "
                         "function env -> env")
-    return WrapperByName(name, found)
+    return WrapperByName(name, found, kwargs)
 
 
 class WrapperByName:
-    """An ``--env-wrapper``: applies ``wrapper`` to an env, and says in one line when its constructor needs more than
-    the env (``TimeLimit`` wants ``max_episode_steps``). Picklable when the wrapper is (A3C's workers get it)."""
+    """An ``--env-wrapper``: applies ``wrapper`` to an env with the run's ``kwargs``, and says in one line when its
+    constructor wants other arguments (``TimeLimit`` wants ``max_episode_steps``) or refuses the values given.
+    Picklable when the wrapper is (A3C's workers get it)."""
 
-    def __init__(self, name: str, wrapper: Any):
-        self.name, self.wrapper = name, wrapper
+    def __init__(self, name: str, wrapper: Any, kwargs: Mapping[str, Any] | None = None):
+        self.name, self.wrapper, self.kwargs = name, wrapper, dict(kwargs or {})
 
     def __call__(self, env: gym.Env) -> gym.Env:
         try:
-            return self.wrapper(env)
-        except TypeError as error:
+            return self.wrapper(env, **self.kwargs)
+        except (TypeError, ValueError, AssertionError) as error:
             own = getattr(self.wrapper, "__name__", "")
-            if not str(error).startswith((f"{own}.__init__()", f"{own}()")):
-                raise  # from inside the wrapper's own code: its traceback is the useful part
-            raise UserError(f"--env-wrapper {self.name} cannot wrap an env by itself ({error}): wrap it in a "
-                            "function or class of yours that gives those arguments, and name that") from None
+            if isinstance(error, TypeError) and str(error).startswith((f"{own}.__init__()", f"{own}()")):
+                raise UserError(f"{self._given()} cannot wrap an env ({error}): {self._takes()}") from None
+            if not self.kwargs:
+                raise  # from inside the wrapper's own code, given only the env: its traceback is the useful part
+            raise UserError(f"{self._given()} was refused ({type(error).__name__}: "
+                            f"{str(error).strip()[:200]}): check the values") from None
+
+    def _given(self) -> str:
+        return " ".join(["--env-wrapper", self.name, *(f"{key}={json.dumps(value)}"
+                                                       for key, value in self.kwargs.items())])
+
+    def _takes(self) -> str:
+        """Which keyword arguments the wrapper takes after the env, for the error's fix."""
+        try:
+            parameters = list(inspect.signature(self.wrapper).parameters.values())[1:]
+        except (TypeError, ValueError):
+            parameters = []
+        names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not names:
+            return "it takes no arguments after the env: drop them"
+        return (f"it takes {', '.join(names)}: give them after its name, e.g. --env-wrapper {self.name} "
+                f"{names[0]}=VALUE")
 
 
 def check_env_kwargs(env_kwargs: Any) -> dict[str, Any]:
@@ -162,13 +214,7 @@ def check_env_kwargs(env_kwargs: Any) -> dict[str, Any]:
         if key in env_kwargs:
             raise UserError(f"--env-kwargs {key}=... is set by rlkit (rgb_array frames for videos, none otherwise): "
                             f"drop {key}")
-    try:
-        json.dumps(dict(env_kwargs), allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"env_kwargs must be JSON values (numbers, strings, booleans, lists, dicts), since they are "
-                        f"saved with the run ({error}); build anything else in a wrapper: make_env(..., "
-                        "wrappers=[...])") from None
-    return dict(env_kwargs)
+    return _json_values(dict(env_kwargs), "env_kwargs")
 
 
 def env_kwargs_error(env_id: str, env_kwargs: Mapping[str, Any], error: Exception) -> UserError:

@@ -78,9 +78,10 @@ class AgentSettings:
     (runs saved before this field)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the env's constructor (JSON values), used by every env of the run and by evaluate.py."""
-    env_wrappers: list[str] = field(default_factory=list)
-    """Wrappers by import name (``gymnasium.wrappers:FlattenObservation``), applied in order to every env of the
-    run and by evaluate.py, before the Python API's ``wrappers`` (:func:`run_wrappers`)."""
+    env_wrappers: list[str | dict[str, dict[str, Any]]] = field(default_factory=list)
+    """Wrappers by import name (``gymnasium.wrappers:FlattenObservation``), or as rl-zoo's ``{name: {keyword:
+    value}}`` for one that takes arguments, applied in order to every env of the run and by evaluate.py, before the
+    Python API's ``wrappers`` (:func:`run_wrappers`)."""
     capture_video: bool = False
     """Record one evaluation game per evaluation into ``videos/step_<N>.mp4`` and TensorBoard."""
     preset: str = ""
@@ -104,11 +105,11 @@ class AgentSettings:
     def __post_init__(self) -> None:
         self.schedule_steps = self.schedule_steps or self.total_steps
         self.env_kwargs = check_env_kwargs(self.env_kwargs)
-        if not (isinstance(self.env_wrappers, (list, tuple)) and all(isinstance(n, str) for n in self.env_wrappers)):
+        if not isinstance(self.env_wrappers, (list, tuple)):
             raise UserError(f"env_wrappers must be a list of import names, got {self.env_wrappers!r:.80}")
         self.env_wrappers = list(self.env_wrappers)
-        for name in self.env_wrappers:
-            resolve_wrapper(name)  # a name that does not import is refused before anything runs
+        for entry in self.env_wrappers:
+            resolve_wrapper(entry)  # a name that does not import is refused before anything runs
         check_allreduce(self.allreduce)
         if self.overlap not in OVERLAPS:
             raise UserError(f"unknown --overlap {self.overlap!r}: use one of {', '.join(OVERLAPS)}")
@@ -434,6 +435,17 @@ def _frame(frame: Any, env_name: str) -> np.ndarray:
     return frame
 
 
+class EnvWrapperAction(argparse.Action):
+    """``--env-wrapper NAME [KEY=VALUE ...]``, repeatable -> the list of entries :class:`AgentSettings` keeps: the
+    name alone, or ``{name: {key: value}}`` (rl-zoo's form) when arguments follow it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        name, *pairs = values
+        entry = {name: parse_env_kwargs(pairs, flag=f"--env-wrapper {name}")} if pairs else name
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), entry])
+
+
 class EnvKwargsAction(argparse.Action):
     """``--env-kwargs k=v ...`` -> a dict (:func:`rlkit.envs.parse_env_kwargs`)."""
 
@@ -508,10 +520,13 @@ class AgentJob(Job):
                          help="keyword arguments of the env's constructor, each value read as JSON or as Python's "
                               "True, False, None (else a string): --env-kwargs gravity=-5.0 is_slippery=False; saved "
                               "with the run, so evaluate.py rebuilds the same env")
-        run.add_argument("--env-wrapper", action="append", dest="env_wrappers", metavar="MODULE:NAME",
+        run.add_argument("--env-wrapper", nargs="+", action=EnvWrapperAction, dest="env_wrappers",
+                         metavar=("MODULE:NAME", "KEY=VALUE"),
                          help="wrap every env of the run (repeat for several, applied in order): a gym.Wrapper class "
-                              "or a function env -> env by import name, e.g. gymnasium.wrappers:FlattenObservation "
-                              "for a Dict observation space; saved with the run, so evaluate.py wraps its env too")
+                              "or a function env -> env by import name, then its keyword arguments read as "
+                              "--env-kwargs reads them, e.g. gymnasium.wrappers:FlattenObservation for a Dict "
+                              "observation space or gymnasium.wrappers:TimeLimit max_episode_steps=200; saved with "
+                              "the run, so evaluate.py wraps its env too")
         run.add_argument("--capture-video", action="store_true", default=None,
                          help=f"record one evaluation game per evaluation into RUN_DIR/{VIDEO_DIR}/step_N.mp4 and "
                               "TensorBoard's IMAGES tab (an animated GIF)")
