@@ -13,7 +13,8 @@ import torch
 
 from rlkit.errors import UserError
 
-DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_NAMES = re.compile(r"auto|cpu(:\d+)?|mps(:\d+)?|cuda(:\d+)?")
+"""The --device names torch takes: ``cpu:0`` is the CPU, as ``torch.device`` writes it."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -22,11 +23,14 @@ def pick_device(name: str = "auto") -> torch.device:
         raise UserError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith(("cpu:", "mps:")) and int(name[4:]) != 0:
+        kind = name[:3]
+        raise UserError(f"--device {name}: there is one {kind} device, {kind} (or {kind}:0)")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu or auto")
     if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
         raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0")
-    if name == "mps" and not torch.backends.mps.is_available():
+    if name.startswith("mps") and not torch.backends.mps.is_available():
         raise UserError("--device mps was asked for but this machine has no Apple GPU: use --device cpu or auto")
     return torch.device(name)
 

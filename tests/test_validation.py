@@ -141,6 +141,7 @@ def test_d12_zero_and_negative_counts_are_refused_not_reinterpreted(flags, match
     ([*CARTPOLE, "--hidden", "-4"], "--hidden entries must be at least 1, got -4"),
     ([*CARTPOLE, "--bootstrapped", "--num-heads", "0"], "--num-heads must be at least 1, got 0"),
     ([*CARTPOLE, "--device", "tpu"], "unknown --device 'tpu': use auto, cpu, cuda or cuda:N"),
+    ([*CARTPOLE, "--device", "cpu:1"], "--device cpu:1: there is one cpu device, cpu \\(or cpu:0\\)"),
     ([*CARTPOLE, "--seed", "-1"], "--seed must be at least 0, got -1"),
     (["--agent", "ppo", "--env", "CartPole", "--total-steps", "2000", "--num-minibatches", "0"],
      "--num-minibatches must be at least 1, got 0"),
@@ -152,6 +153,13 @@ def test_d12_zero_and_negative_counts_are_refused_not_reinterpreted(flags, match
 ])
 def test_d13_invalid_flag_values_are_one_line_errors(argv, match, tmp_path, nothing_built):
     refused(argv, tmp_path, match)
+
+
+def test_the_cpu_by_torch_s_own_name_is_a_device(tmp_path, capsys):
+    """``--device cpu:0`` (how torch.device writes the CPU) was 'unknown --device'."""
+    train.main([*CARTPOLE, "--device", "cpu:0", "--total-steps", "64", "--eval-episodes", "1", "--no-progress",
+                "--run-dir", str(tmp_path / "run")])
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_d13_run_dir_that_is_a_file_or_under_a_file(tmp_path, nothing_built):
