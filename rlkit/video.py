@@ -1,5 +1,6 @@
-"""Write RGB frames to an MP4 file (H.264 through PyAV, whose wheel carries its own FFmpeg), and show a recorded
-game in TensorBoard as an animated GIF (Pillow: TensorBoard's own ``add_video`` needs moviepy)."""
+"""Write RGB frames to an MP4 file (H.264 through PyAV, whose wheel carries its own FFmpeg) or an animated GIF
+(Pillow, a palette of its own per frame), and show a recorded game in TensorBoard as an animated GIF (TensorBoard's
+own ``add_video`` needs moviepy)."""
 
 from __future__ import annotations
 
@@ -10,31 +11,60 @@ from typing import Any
 
 import numpy as np
 
+from rlkit.errors import UserError
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+"""The files :class:`VideoWriter` writes: H.264 MP4, or an animated GIF (for a README or slides)."""
 GIF_MAX_FRAMES = 60
 """Frames kept in TensorBoard's GIF of a game (evenly spaced): event files stay small; the MP4 has them all."""
 GIF_MAX_WIDTH = 160
 """Pixels across TensorBoard's GIF (frames are scaled down to it, keeping their aspect)."""
 
 
+def check_video_path(path: str | Path, flag: str = "--video") -> Path:
+    """``path`` once it names a file :class:`VideoWriter` can write: checked before the games it records are
+    played, so a wrong name costs no evaluation."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder: name a file in it, e.g. {path / 'game.mp4'}")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"{flag} {path}: name an .mp4 or .gif file (e.g. {path.with_suffix('.mp4').name})")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path} is under {parent}, which is a file")
+            break
+    return path
+
+
 class VideoWriter:
-    """``with VideoWriter("episode.mp4", fps=30) as w: w.write(frame)`` for (H, W, 3) uint8 frames."""
+    """``with VideoWriter("episode.mp4", fps=30) as w: w.write(frame)`` for (H, W, 3) uint8 frames; a ``.gif``
+    path gives an animated GIF instead."""
 
     def __init__(self, path: str | Path, fps: int = 30):
-        self.path, self.fps = Path(path), int(fps)
+        self.path, self.fps = check_video_path(path, "video"), int(fps)
+        self._gif = self.path.suffix.lower() == ".gif"
         self._container = None
         self._stream = None
+        self._images: list[Any] = []
 
     def __enter__(self) -> "VideoWriter":
-        import av
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w")
+        if not self._gif:
+            import av
+
+            self._container = av.open(str(self.path), mode="w")
         return self
 
     def write(self, frame: np.ndarray) -> None:
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        if self._gif:
+            from PIL import Image
+
+            self._images.append(Image.fromarray(frame).quantize(256))  # kept as palette images, a third the size
+            return
         import av
 
-        frame = np.ascontiguousarray(frame, dtype=np.uint8)
         if self._stream is None:
             # H.264 wants even sizes; the frames are padded by at most one pixel.
             height, width = frame.shape[:2]
@@ -48,6 +78,12 @@ class VideoWriter:
             self._container.mux(packet)
 
     def __exit__(self, *exc) -> None:
+        if self._gif:
+            if self._images:
+                # GIF delays are whole hundredths of a second; optimize=False keeps one GIF frame per frame
+                self._images[0].save(self.path, format="GIF", save_all=True, append_images=self._images[1:],
+                                     loop=0, duration=max(20, round(1000 / self.fps, -1)), optimize=False)
+            return
         if self._stream is not None:
             for packet in self._stream.encode():
                 self._container.mux(packet)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,38 @@ def test_evaluate_video(tmp_path):
     # CartPole pays 1 per step; the video holds the first frame and one per step, the last included (taken inside
     # the vector env, before its autoreset starts the next game).
     assert frames == int(result["video_return"]) + 1
+
+
+def test_evaluate_video_as_a_gif(tmp_path):
+    """--video game.gif was a traceback from FFmpeg ('gif' format does not support 'libx264'), after the whole
+    evaluation had been played; it is now an animated GIF with the MP4's frames."""
+    from PIL import Image, ImageSequence
+
+    run = tmp_path / "run"
+    train.main([*CARTPOLE, "--total-steps", "600", "--run-dir", str(run), "--eval-episodes", "0"])
+    video = tmp_path / "game.gif"
+    result = evaluate.main([str(run), "--episodes", "1", "--video", str(video)])
+    with Image.open(video) as gif:
+        # CartPole renders at 50 fps: 20 ms per frame; Pillow shows a repeated frame once, for longer
+        durations = [frame.info["duration"] for frame in ImageSequence.Iterator(gif)]
+        assert gif.size == (600, 400) and sum(durations) == 20 * (int(result["video_return"]) + 1)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("game.avi", "--video {tmp}/game.avi: name an .mp4 or .gif file (e.g. game.mp4)"),
+    ("", "--video {tmp} is a folder: name a file in it"),
+    ("run/checkpoint.pt/game.mp4", "--video {tmp}/run/checkpoint.pt/game.mp4 is under {tmp}/run/checkpoint.pt, "
+                                   "which is a file"),
+])
+def test_a_video_name_that_cannot_be_written_is_refused_before_any_game(tmp_path, monkeypatch, name, message):
+    import rlkit.jobs.agent
+
+    run = tmp_path / "run"
+    train.main([*CARTPOLE, "--total-steps", "100", "--learning-starts", "50", "--run-dir", str(run),
+                "--eval-episodes", "0"])
+    monkeypatch.setattr(rlkit.jobs.agent, "evaluate_agent", lambda *a, **k: pytest.fail("played before refusing"))
+    with pytest.raises(UserError, match=re.escape(message.format(tmp=tmp_path))):
+        evaluate.main([str(run), "--episodes", "1", "--video", str(tmp_path / name)])
 
 
 @pytest.mark.parametrize("args, message", [

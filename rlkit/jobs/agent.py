@@ -35,7 +35,7 @@ from rlkit.runtime import (available_memory, check_run_dir, cpu_count, format_by
                            seed_everything)
 from rlkit.sources import make_rl_source, replay_frame_stack
 from rlkit.sources.actors import Actor, ActorReplaySource, actor_name, serve
-from rlkit.video import add_video_gif
+from rlkit.video import add_video_gif, check_video_path
 
 REPLAY_FILE = "replay.npz"
 VIDEO_DIR = "videos"
@@ -748,11 +748,15 @@ class AgentJob(Job):
                                 "evaluations")
         group.add_argument("--stochastic", action="store_true",
                            help="sample actions from the policy instead of taking its mode (mean or argmax)")
-        group.add_argument("--video", type=Path, metavar="FILE.mp4", help="also record one game to this MP4 file")
+        group.add_argument("--video", type=Path, metavar="FILE.mp4",
+                           help="also record one game to this file: an H.264 MP4, or an animated GIF if it ends "
+                                "in .gif")
 
     def report(self, checkpoint: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         if args.episodes < 1:
             raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+        if args.video is not None:
+            check_video_path(args.video)  # before the games, not after them
         agent, settings = self.rebuild(checkpoint, args.device)
         warn_non_finite_weights(checkpoint)
         deterministic = not args.stochastic
