@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from rlkit.data.fixtures import make_tiny_dataset
 from rlkit.errors import UserError
 from rlkit.jobs import load_run
 from rlkit.jobs.classifier import class_probabilities, probability_scores
+from rlkit.supervised.classifier import recalibrated_batch_norm
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +52,17 @@ def test_the_ensemble_is_the_mean_of_the_members_probabilities(runs):
     for name in ("a", "b", "c"):
         job, checkpoint = load_run(runs[name])
         trained = job.rebuild(checkpoint, "cpu")
-        with torch.no_grad():  # by hand: softmax of the net's logits on the normalized test images
+        # by hand: softmax of the net's logits on the normalized test images, batch norm's statistics those of
+        # the net at test time (the cnn has dropout before batch norm)
+        calibration = [trained.eval_transform(batch) for batch in trained.calibration or []]
+        model = getattr(trained.learner, "model", None)
+        with torch.no_grad(), (recalibrated_batch_norm(model, calibration) if calibration else nullcontext()):
             x = trained.eval_transform(torch.from_numpy(trained.test.images))
             probs.append(np.exp(trained.learner.log_probs(x).double().numpy()))
         labels = trained.test.labels.astype(np.int64)
         np.testing.assert_allclose(class_probabilities(trained.learner, trained.test, trained.eval_transform,
-                                                       trained.device), probs[-1], rtol=1e-6, atol=1e-9)
+                                                       trained.device, calibration=trained.calibration), probs[-1],
+                                   rtol=1e-6, atol=1e-9)
     mean = np.mean(probs, axis=0)
     assert result["ensemble"]["accuracy"] == pytest.approx(float((mean.argmax(1) == labels).mean()))
     assert result["ensemble"]["nll"] == pytest.approx(float(-np.log(mean[np.arange(len(labels)), labels]).mean()))

@@ -4,6 +4,7 @@ classifier rebuilt from its checkpoint and scored on the test set."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from rlkit.parameter_server import ParameterServer, Worker, serve
 from rlkit.runtime import pick_device, prepare_process, seed_everything
 from rlkit.sources.batches import ImageBatchSource
 from rlkit.sources.gradients import GradientSource
-from rlkit.supervised.classifier import Classifier, ClassifierConfig
+from rlkit.supervised.classifier import Classifier, ClassifierConfig, recalibrated_batch_norm, shifted_by_dropout
 from rlkit.supervised.numpy_learner import NumpyLearner
 from rlkit.supervised.server_learner import ServerLearner
 from rlkit.config import whole_number
@@ -91,17 +92,45 @@ def build_learner(net_name: str, config: ClassifierConfig, image_shape: tuple[in
     return Classifier(model.to(device), config, steps_per_epoch, device)
 
 
+def recalibrates(learner: Any, config: ClassifierConfig) -> bool:
+    """Whether evaluation re-estimates batch norm's statistics (a torch net with dropout before batch norm)."""
+    return not isinstance(learner, NumpyLearner) and config.bn_recalibration > 0 and bool(
+        shifted_by_dropout(learner.model))
+
+
+def calibration_batches(train: ArrayDataset, learner: Any, config: ClassifierConfig) -> list[torch.Tensor] | None:
+    """The training images (uint8 batches of ``config.batch_size``) through which evaluation re-estimates batch
+    norm's statistics (``--bn-recalibration``), the same every time: a fixed draw, so evaluate.py gives the number
+    training logged. None where there is nothing to re-estimate (no dropout, no batch norm, or 0 batches)."""
+    if not recalibrates(learner, config):
+        return None
+    count = min(len(train.labels), config.bn_recalibration * config.batch_size)
+    chosen = torch.from_numpy(train.images[np.sort(np.random.default_rng(0).permutation(len(train.labels))[:count])])
+    return list(chosen.split(config.batch_size))
+
+
+def test_mode_statistics(learner: Any, calibration: list[torch.Tensor] | None, transform: Callable[..., torch.Tensor],
+                         device: torch.device, mc_samples: int) -> contextlib.AbstractContextManager:
+    """Batch norm's statistics re-estimated on ``calibration`` for an evaluation by the scaling rule; Monte Carlo
+    dropout keeps training's, which were estimated with dropout on as it evaluates."""
+    if calibration is None or mc_samples > 0:
+        return contextlib.nullcontext()
+    return recalibrated_batch_norm(learner.model, (transform(batch.to(device)) for batch in calibration))
+
+
 @torch.no_grad()
 def evaluate_classifier(learner: Any, data: ArrayDataset, transform: Callable[..., torch.Tensor],
-                        device: torch.device, batch_size: int = 500, mc_samples: int = 0, seed: int = 0
-                        ) -> dict[str, float]:
+                        device: torch.device, batch_size: int = 500, mc_samples: int = 0, seed: int = 0,
+                        calibration: list[torch.Tensor] | None = None) -> dict[str, float]:
     """Accuracy (top-1, top-5) and mean negative log-likelihood of ``learner.log_probs`` on ``data``.
 
-    ``mc_samples`` > 0 averages that many dropout masks per image (Monte Carlo dropout), drawn from ``seed``.
+    ``mc_samples`` > 0 averages that many dropout masks per image (Monte Carlo dropout), drawn from ``seed``; else
+    batch norm's statistics are first re-estimated on ``calibration`` (:func:`calibration_batches`).
     """
     correct1 = correct5 = nll = 0.0
     images, labels = torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.int64))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+            test_mode_statistics(learner, calibration, transform, device, mc_samples):
         torch.manual_seed(seed)
         for start in range(0, len(labels), batch_size):
             x = transform(images[start:start + batch_size].to(device))
@@ -117,12 +146,14 @@ def evaluate_classifier(learner: Any, data: ArrayDataset, transform: Callable[..
 
 @torch.no_grad()
 def class_probabilities(learner: Any, data: ArrayDataset, transform: Callable[..., torch.Tensor],
-                        device: torch.device, batch_size: int = 500, mc_samples: int = 0, seed: int = 0) -> np.ndarray:
+                        device: torch.device, batch_size: int = 500, mc_samples: int = 0, seed: int = 0,
+                        calibration: list[torch.Tensor] | None = None) -> np.ndarray:
     """``learner``'s class probabilities ``(N, K)`` on every image of ``data`` (float64), as
     :func:`evaluate_classifier` computes them."""
     images = torch.from_numpy(data.images)
     parts = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+            test_mode_statistics(learner, calibration, transform, device, mc_samples):
         torch.manual_seed(seed)
         for start in range(0, len(images), batch_size):
             parts.append(learner.log_probs(transform(images[start:start + batch_size].to(device)), mc_samples)
@@ -150,6 +181,8 @@ class TrainedClassifier:
     test: ArrayDataset
     eval_transform: Any
     device: torch.device
+    calibration: list[torch.Tensor] | None = None
+    """Training batches for batch norm's test-mode statistics (:func:`calibration_batches`)."""
 
 
 def has_dropout(learner: Any) -> bool:
@@ -195,9 +228,11 @@ class ClassifierJob(SupervisedJob):
         learner.steps_per_epoch = source.steps_per_epoch  # each process sees 1/world of every epoch
         if world_size > 1:
             torch.manual_seed(settings.seed + 1_000 * rank)  # weights are built: now each process its own dropout
+        calibration = calibration_batches(train, learner, config)
         return self.make_loop(learner, source, settings, config, run_dir,
                               self.loop_config(settings, config, source.steps_per_epoch), resume,
-                              lambda: evaluate_classifier(learner, test, eval_transform, device))
+                              lambda: evaluate_classifier(learner, test, eval_transform, device,
+                                                          calibration=calibration))
 
     def build_parameter_server(self, settings: SupervisedSettings, config: ClassifierConfig, run_dir: Path,
                                resume: dict[str, Any] | None) -> Loop | Worker:
@@ -231,9 +266,11 @@ class ClassifierJob(SupervisedJob):
         server = ParameterServer(workers, synchronous)
         learner = ServerLearner(classifier, server)
         source = GradientSource(server)
+        calibration = calibration_batches(train, classifier, config)
         loop = self.make_loop(learner, source, settings, config, run_dir,
                               self.loop_config(settings, config, steps_per_epoch), resume,
-                              lambda: evaluate_classifier(classifier, test, eval_transform, device))
+                              lambda: evaluate_classifier(classifier, test, eval_transform, device,
+                                                          calibration=calibration))
         server.total = loop.config.total_steps
         serve(server)
         init_rpc(settings.distributed)  # the workers' first pulls can come as soon as everyone has joined
@@ -248,7 +285,12 @@ class ClassifierJob(SupervisedJob):
         # The trained weights replace any pretrained file, which need not exist where the run is evaluated.
         learner, test, _, eval_transform = self.parts(settings, dataclasses.replace(config, pretrained=""), 1)
         load_learner(learner, checkpoint)
-        return TrainedClassifier(learner, settings, config, test, eval_transform, pick_device(device))
+        calibration = None
+        if recalibrates(learner, config):  # only then is the training set read
+            task = get_task(settings.task)
+            calibration = calibration_batches(load_dataset(task.dataset, settings.data_dir, "train", task.label),
+                                              learner, config)
+        return TrainedClassifier(learner, settings, config, test, eval_transform, pick_device(device), calibration)
 
     def add_report_flags(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("classifiers")
@@ -272,7 +314,8 @@ class ClassifierJob(SupervisedJob):
                                 "for every run")
         labels = first.test.labels
         probs = [class_probabilities(run.learner, run.test, run.eval_transform, run.device,
-                                     mc_samples=args.mc_samples, seed=args.seed) for run in runs]
+                                     mc_samples=args.mc_samples, seed=args.seed, calibration=run.calibration)
+                 for run in runs]
         members = [{"run": str(path), "net": run.settings.net, **probability_scores(p, labels)}
                    for path, run, p in zip(args.paths, runs, probs)]
         ensemble = probability_scores(np.mean(probs, axis=0), labels)
@@ -295,7 +338,7 @@ class ClassifierJob(SupervisedJob):
         if args.mc_samples and not has_dropout(run.learner):
             raise UserError(f"--mc-samples needs a net with dropout; {run.settings.net} has none: drop --mc-samples")
         metrics = evaluate_classifier(run.learner, run.test, run.eval_transform, run.device,
-                                      mc_samples=args.mc_samples, seed=args.seed)
+                                      mc_samples=args.mc_samples, seed=args.seed, calibration=run.calibration)
         result = {"task": run.settings.task, "net": run.settings.net, "steps": checkpoint["loop"]["steps"],
                   "images": len(run.test.labels), "mc_samples": args.mc_samples,
                   **{key.removeprefix("eval/"): value for key, value in metrics.items()}}

@@ -4,6 +4,8 @@ test-time evaluation (top-1/top-5, Monte Carlo dropout)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,13 @@ class ClassifierConfig:
     """Cross-entropy label smoothing."""
     max_grad_norm: float = 0.0
     """Clip the global gradient norm to this (0 disables)."""
+    bn_recalibration: int = 50
+    """Batches of training images (without augmentation) passed through the net with dropout off, to estimate batch
+    norm's statistics as the net runs at test time, before every evaluation with the scaling rule. Dropout before
+    batch norm shifts the variance the statistics see from training to test (Li et al. 2019, "variance shift"); in
+    the course's ResNet, whose stem has dropout and whose head a global max pool, this can leave a net that fits
+    its training batches at near-chance test accuracy. 0: the running averages training kept. Only nets with both
+    dropout and batch norm; Monte Carlo dropout keeps training's statistics."""
     augment: bool = True
     """Augment training batches as augmentation says."""
     augmentation: str = "crop"
@@ -124,6 +133,7 @@ class ClassifierConfig:
                      ("--hf-cg-decay", self.hf_cg_decay, UNIT),
                      ("--hf-curvature-batch", self.hf_curvature_batch, NON_NEGATIVE),
                      ("--lbfgs-iterations", self.lbfgs_iterations, COUNT),
+                     ("--bn-recalibration", self.bn_recalibration, NON_NEGATIVE),
                      ("--lbfgs-history", self.lbfgs_history, COUNT)])
         if self.optimizer in SECOND_ORDER and self.max_grad_norm > 0:
             raise UserError(f"--optimizer {self.optimizer} steps along its own search direction, which clipping the "
@@ -163,6 +173,47 @@ def make_optimizer(config: ClassifierConfig, params: list[nn.Parameter], device:
                                    momentum=config.momentum)
     return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
                            weight_decay=config.weight_decay, fused=fused)
+
+
+def shifted_by_dropout(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The batch-norm layers whose statistics training estimates with dropout on, in a net that has dropout: those
+    that :func:`recalibrated_batch_norm` re-estimates (none in a net without dropout, or with p = 0)."""
+    if not any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return []
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            and not (list(m.parameters(recurse=False)) and not any(p.requires_grad for p in m.parameters()))]
+
+
+@contextmanager
+def recalibrated_batch_norm(model: nn.Module, batches: Iterable[torch.Tensor]) -> Iterator[None]:
+    """Within the block, ``model``'s batch-norm statistics are the mean and variance of ``batches`` (float inputs)
+    as the net computes them in eval mode, dropout off: each layer's running mean and variance become the average
+    of its per-batch statistics (torch's cumulative average, ``momentum=None``, as
+    ``torch.optim.swa_utils.update_bn``). Training's statistics are put back after it, so training, checkpoints
+    and Monte Carlo dropout are unchanged. Frozen batch-norm layers keep theirs."""
+    layers = shifted_by_dropout(model)
+    if not layers:
+        yield
+        return
+    kept = [(m, m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in layers]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            for layer in layers:
+                layer.reset_running_stats()
+                layer.momentum = None
+                layer.train()
+            for images in batches:
+                model(images)
+        for layer in layers:
+            layer.eval()
+        yield
+    finally:
+        for layer, momentum, state in kept:
+            layer.momentum = momentum
+            layer.load_state_dict(state)
+        model.train(was_training)
 
 
 class Classifier:
