@@ -105,8 +105,9 @@ class VideoNet:
 
 
 SHAPE_FIELDS = ("width", "hidden", "conv_channels", "kernel_size", "depth", "growth", "lstm_hidden", "lstm_grid",
-                "flow_stack")
-"""Config fields that shape one kind of net: a net that does not read one must not accept its flag silently."""
+                "flow_stack", "dropout", "bn_recalibration")
+"""Config fields that only some kinds of net read (their shape, their dropout, the batch-norm statistics of those
+with dropout before batch norm): a net that does not read one must not accept its flag silently."""
 
 
 def check_shape_flags(net: str, args: Any) -> None:
@@ -116,7 +117,8 @@ def check_shape_flags(net: str, args: Any) -> None:
         if getattr(args, name, None) is not None and name not in reads:
             users = [n for n, row in NETS.items() if name in getattr(row, "reads", ())]
             flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} shapes the {', '.join(users)} net{'s' * (len(users) > 1)}; {net} does not read "
+            verb = "shapes" if name in SHAPE_FIELDS[:9] else "applies to"
+            raise UserError(f"{flag} {verb} the {', '.join(users)} net{'s' * (len(users) > 1)}; {net} does not read "
                             f"it: drop {flag}")
 
 
@@ -215,17 +217,19 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
                           "one convolution with several channels in NumPy (assignment 2)", numpy=True,
                           reads=("conv_channels", "kernel_size")),
     "cnn": ImageNet(_deep_cnn, {"epochs": 30, "dropout": 0.25},
-                    "8 conv + 3 FC layers with batch norm and dropout (assignment 3)", reads=("width",)),
-    "resnet": ImageNet(_cifar_resnet, {"epochs": 30}, "the assignment-4 ResNet for 32x32 images", reads=("width",)),
+                    "8 conv + 3 FC layers with batch norm and dropout (assignment 3)",
+                    reads=("width", "dropout", "bn_recalibration")),
+    "resnet": ImageNet(_cifar_resnet, {"epochs": 30}, "the assignment-4 ResNet for 32x32 images",
+                       reads=("width", "dropout", "bn_recalibration")),
     # Huang et al. train with augmentation and no dropout (dropout 0.2 only without augmentation).
     "densenet": ImageNet(_densenet_bc, {"epochs": 30, "dropout": 0.0},
                          "DenseNet-BC for 32x32 images (--depth 100 --growth 12: BC-100-12, 0.8M parameters)",
-                         reads=("depth", "growth")),
+                         reads=("depth", "growth", "dropout", "bn_recalibration")),
     # Row-by-row MNIST: no augmentation (a shifted digit is a different sequence), clipping as is usual for LSTMs.
     **{cell: ImageNet(_sequence(cell), {"epochs": 15, "hidden": 128, "augment": False, "dropout": 0.0,
                                         "max_grad_norm": 1.0, "schedule": "cosine"},
                       f"an {cell.upper()} reading the image row by row (MNIST: 28 steps of 28 pixels), --hidden units",
-                      reads=("hidden",))
+                      reads=("hidden", "dropout"))
        for cell in recurrent.CELLS},
     # Assignment 5a: Adam 1e-4 divided by 10 at epochs 50 and 75, the template's crop and colour jitter.
     "discriminator": ImageNet(_discriminator, {"epochs": 100, "learning_rate": 1e-4, "schedule": "multistep",
@@ -260,7 +264,7 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
                             reads=("width",)),
     "cnn-lstm": VideoNet(_cnn_lstm, {"epochs": 20, "batch_size": 16, "input_size": 112},
                          "UCF-101 from clips: the course's ResNet per frame and an LSTM over the frames",
-                         clips=True, pretrained=False, reads=("width", "lstm_hidden", "lstm_grid")),
+                         clips=True, pretrained=False, reads=("width", "lstm_hidden", "lstm_grid", "dropout")),
     **{f"flow-{name}": VideoNet(_flow_net(name), _FLOW,
                                 f"UCF-101's temporal stream (two-stream networks): an ImageNet {label} "
                                 "on stacks of --flow-stack optical-flow fields from --flow-dir (python -m rlkit.data "
@@ -272,7 +276,7 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
                                              "lstm_hidden": 512, "clip_length": 16},
                              "UCF-101 from per-frame features (python -m rlkit.data extract-features --net NET): an "
                              "LSTM over --clip-length feature vectors from --features-dir",
-                             clips=True, pretrained=False, input="features", reads=("lstm_hidden",)),
+                             clips=True, pretrained=False, input="features", reads=("lstm_hidden", "dropout")),
 }
 
 
