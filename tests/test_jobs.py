@@ -188,6 +188,14 @@ def test_the_default_evaluation_interval_is_a_tenth_and_a_tiny_run_evaluates_onc
     (["--net", "resnet18", "--dropout", "0.1"], "resnet18 does not read it: drop --dropout"),
     (["--net", "lstm", "--bn-recalibration", "5"], "--bn-recalibration applies to the cnn, resnet, densenet nets; "
                                                    "lstm does not read it"),
+
+    # augmentation flags the run's augmentation ignores were accepted too
+    (["--net", "cnn", "--no-augment", "--crop-padding", "3"],
+     "--crop-padding sets the training augmentation, which --no-augment turns off: drop --crop-padding"),
+    (["--net", "lstm", "--augmentation", "crop"],
+     "--augmentation sets the training augmentation, which lstm trains without \\(add --augment to use it\\)"),
+    (["--net", "discriminator", "--crop-padding", "2"],
+     "--crop-padding pads the random crop of --augmentation crop; resized-crop-jitter crops without padding"),
 ])
 def test_a_net_shape_flag_the_net_does_not_read_is_refused(argv, message):
     """Each net declares the shape fields it reads; a flag for another (accepted and ignored before) is an error."""

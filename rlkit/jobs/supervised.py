@@ -60,6 +60,25 @@ LBFGS_LEARNING_RATE = 1.0
 """--optimizer lbfgs without --learning-rate: torch.optim.LBFGS's default step."""
 
 
+def check_augmentation_flags(args: argparse.Namespace, preset: Any) -> None:
+    """Refuse, in one line, an augmentation flag that the run's augmentation would ignore: ``--crop-padding`` or
+    ``--augmentation`` without augmentation (``--no-augment``, or a net that trains without it), and
+    ``--crop-padding`` with a crop that is not padded."""
+    given = [name for name in ("crop_padding", "augmentation") if getattr(args, name, None) is not None]
+    if not given:
+        return
+    augment = args.augment if getattr(args, "augment", None) is not None else getattr(preset, "augment", True)
+    flag = "--" + given[0].replace("_", "-")
+    if not augment:
+        why = "--no-augment turns off" if getattr(args, "augment", None) is False else \
+            f"{args.net} trains without (add --augment to use it)"
+        raise UserError(f"{flag} sets the training augmentation, which {why}: drop {flag}")
+    augmentation = getattr(args, "augmentation", None) or getattr(preset, "augmentation", "crop")
+    if "crop_padding" in given and augmentation != "crop":
+        raise UserError(f"--crop-padding pads the random crop of --augmentation crop; {augmentation} crops without "
+                        "padding: drop --crop-padding")
+
+
 class SupervisedJob(Job):
     """``--task DATASET --net NET``: the flags, settings and loop schedule of every supervised kind."""
 
@@ -114,6 +133,7 @@ class SupervisedJob(Job):
         if getattr(args, "optimizer", None) == "lbfgs" and args.learning_rate is None:
             args.learning_rate = LBFGS_LEARNING_RATE  # its line search's first trial step, not Adam's 1e-3
         check_shape_flags(args.net, args)
+        check_augmentation_flags(args, self.preset({"net": args.net}))
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)
         return SupervisedSettings(
