@@ -196,9 +196,21 @@ def test_the_default_evaluation_interval_is_a_tenth_and_a_tiny_run_evaluates_onc
      "--augmentation sets the training augmentation, which lstm trains without \\(add --augment to use it\\)"),
     (["--net", "discriminator", "--crop-padding", "2"],
      "--crop-padding pads the random crop of --augmentation crop; resized-crop-jitter crops without padding"),
+
+    # so were the flags of another optimizer or schedule
+    (["--net", "cnn", "--momentum", "0.5"],
+     "--momentum is read by --optimizer sgd and rmsprop; this run's --optimizer is adam: drop --momentum \\(or add "
+     "--optimizer sgd\\)"),
+    (["--net", "cnn", "--schedule", "cosine", "--milestones", "3", "5"],
+     "--milestones is read by --schedule multistep; this run's --schedule is cosine"),
+    (["--net", "numpy-mlp", "--milestones", "3"], "this run's --schedule is step"),  # the NumPy recipe's
+    (["--net", "cnn", "--optimizer", "sgd", "--gamma", "0.5"], "--gamma is read by --schedule step and multistep"),
+    (["--net", "cnn", "--optimizer", "lbfgs", "--hf-damping", "2"], "this run's --optimizer is lbfgs"),
+    (["--net", "cnn", "--lbfgs-history", "5"], "--lbfgs-history is read by --optimizer lbfgs"),
 ])
-def test_a_net_shape_flag_the_net_does_not_read_is_refused(argv, message):
-    """Each net declares the shape fields it reads; a flag for another (accepted and ignored before) is an error."""
+def test_a_flag_the_run_does_not_read_is_refused(argv, message):
+    """Each net declares the fields it reads, each optimizer and schedule too (READ_ONLY_WITH); a flag for another
+    (accepted and ignored before) is an error."""
     import train
 
     with pytest.raises(UserError, match=message):

@@ -15,6 +15,7 @@ from rlkit.jobs.base import Job
 from rlkit.jobs.catalog import NETS, TASKS, check_shape_flags, get_net, get_task, nets_of
 from rlkit.loop import LoopConfig
 from rlkit.runtime import check_run_dir, pick_device
+from rlkit.supervised.classifier import READ_ONLY_WITH, ClassifierConfig
 
 
 @dataclass
@@ -79,6 +80,21 @@ def check_augmentation_flags(args: argparse.Namespace, preset: Any) -> None:
                         "padding: drop --crop-padding")
 
 
+def check_optimizer_flags(args: argparse.Namespace, preset: Any) -> None:
+    """Refuse, in one line, a flag of another optimizer or schedule (``--momentum`` with adam, ``--milestones``
+    with cosine): :data:`rlkit.supervised.classifier.READ_ONLY_WITH`."""
+    if not isinstance(preset, ClassifierConfig):
+        return
+    for name, (chooser, readers) in READ_ONLY_WITH.items():
+        if getattr(args, name, None) is None:
+            continue
+        chosen = getattr(args, chooser, None) or getattr(preset, chooser)
+        if chosen not in readers:
+            flag, by = "--" + name.replace("_", "-"), "--" + chooser
+            raise UserError(f"{flag} is read by {by} {' and '.join(readers)}; this run's {by} is {chosen}: drop "
+                            f"{flag} (or add {by} {readers[0]})")
+
+
 class SupervisedJob(Job):
     """``--task DATASET --net NET``: the flags, settings and loop schedule of every supervised kind."""
 
@@ -133,7 +149,9 @@ class SupervisedJob(Job):
         if getattr(args, "optimizer", None) == "lbfgs" and args.learning_rate is None:
             args.learning_rate = LBFGS_LEARNING_RATE  # its line search's first trial step, not Adam's 1e-3
         check_shape_flags(args.net, args)
-        check_augmentation_flags(args, self.preset({"net": args.net}))
+        preset = self.preset({"net": args.net})
+        check_augmentation_flags(args, preset)
+        check_optimizer_flags(args, preset)
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)
         return SupervisedSettings(

@@ -27,6 +27,19 @@ SCHEDULES = ("constant", "step", "multistep", "cosine")
 AUGMENTATIONS = ("crop", "resized-crop-jitter")
 
 
+READ_ONLY_WITH = {
+    "momentum": ("optimizer", ("sgd", "rmsprop")),
+    "step_epochs": ("schedule", ("step",)),
+    "milestones": ("schedule", ("multistep",)),
+    "gamma": ("schedule", ("step", "multistep")),
+    **{name: ("optimizer", ("hessian-free",)) for name in ("hf_damping", "hf_cg_iterations", "hf_cg_decay",
+                                                            "hf_curvature_batch", "hf_line_search")},
+    **{name: ("optimizer", ("lbfgs",)) for name in ("lbfgs_iterations", "lbfgs_history")},
+}
+"""Config fields that only some optimizers or schedules read: field -> (the field that chooses, the choices that
+read it). A flag for one that the run's choice ignores is refused."""
+
+
 @dataclass
 class ClassifierConfig:
     """Supervised classification hyperparameters. Defaults are the course's CIFAR recipe (Adam 1e-3,
