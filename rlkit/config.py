@@ -10,7 +10,7 @@ import math
 import textwrap
 import tomllib
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +151,32 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path} must hold a mapping of field: value (or of env id: {{field: value}}), "
                         f"not a {type(data).__name__}")
     return data
+
+
+def read_only_with(config_class: type) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """The ``READ_ONLY_WITH`` tables of ``config_class`` and of the classes it is made of (a mixin such as
+    PPO's recurrence fields), merged."""
+    return {name: rule for cls in reversed(config_class.__mro__)
+            for name, rule in vars(cls).get("READ_ONLY_WITH", {}).items()}
+
+
+def refuse_unread_flags(args: Any, table: Mapping[str, tuple[str, tuple[Any, ...]]],
+                        chosen: Callable[[str], Any]) -> None:
+    """Refuse, in one line, a flag given in ``args`` for a field that this run does not read. ``table`` (a config
+    class's ``READ_ONLY_WITH``) maps such a field to the field that switches it on and the values that read it
+    (``"priority_alpha": ("prioritized", (True,))``); ``chosen(field)`` is the run's value of a switch."""
+    for name, (switch, readers) in table.items():
+        if getattr(args, name, None) is None:
+            continue
+        value = chosen(switch)
+        if value in readers:
+            continue
+        flag, by = "--" + name.replace("_", "-"), "--" + switch.replace("_", "-")
+        if readers == (True,):
+            raise UserError(f"{flag} is read only with {by}, which this run does not use: drop {flag} (or add {by})")
+        shown = " and ".join(str(r) for r in readers)
+        raise UserError(f"{flag} is read by {by} {shown}; this run's {by} is {value}: drop {flag} (or add {by} "
+                        f"{readers[0]})")
 
 
 def unknown_key(key: str, known: Iterable[str], where: str) -> UserError:

@@ -246,3 +246,53 @@ def test_tiny_valid_runs_stay_valid(tmp_path, capsys):
     train.main(["--agent", "ppo", "--env", "CartPole", "--total-steps", "64", "--num-steps", "8", "--num-envs", "8",
                 "--num-minibatches", "1", "--ent-coef", "0", "--print-config"])
     assert "warning" not in capsys.readouterr().err
+
+
+def _read_only_rules():
+    from rlkit.config import read_only_with
+
+    for name, spec in AGENTS.items():
+        for field, (switch, readers) in read_only_with(spec.agent_class.config_class).items():
+            yield pytest.param(name, field, switch, readers, id=f"{name}-{field}")
+
+
+@pytest.mark.parametrize("agent, field, switch, readers", _read_only_rules())
+def test_every_flag_read_only_with_another_is_refused_without_it(agent, field, switch, readers):
+    """--priority-alpha without --prioritized (and every such pair an agent declares) was accepted and ignored."""
+    import argparse
+
+    from rlkit.config import refuse_unread_flags, read_only_with
+
+    spec = AGENTS[agent]
+    config = spec.agent_class.config_class(**spec.variant)
+    fields = {f.name for f in dataclasses.fields(config)}
+    assert field in fields and switch in fields  # a rule names real fields
+    args = argparse.Namespace(**{field: getattr(config, field)})
+    table = read_only_with(type(config))
+    refuse_unread_flags(args, table, lambda name: readers[0] if name == switch else getattr(config, name))
+    off = next(v for v in (False, "none", "constant", "sgd", "adam") if v not in readers and
+               isinstance(v, type(getattr(config, switch))))
+    with pytest.raises(UserError, match=f"--{field.replace('_', '-')} is read .*--{switch.replace('_', '-')}"):
+        refuse_unread_flags(args, table, lambda name: off if name == switch else getattr(config, name))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--agent", "dqn", "--env", "CartPole", "--priority-alpha", "0.5"],
+     "--priority-alpha is read only with --prioritized, which this run does not use: drop --priority-alpha "
+     r"\(or add --prioritized\)"),
+    (["--agent", "ppo", "--env", "CartPole", "--recurrent-hidden", "32"],
+     "--recurrent-hidden is read by --recurrent lstm and gru; this run's --recurrent is none"),
+    (["--agent", "q-learning", "--env", "FrozenLake", "--omega", "0.7"],
+     "--omega is read by --step-size polynomial; this run's --step-size is constant"),
+])
+def test_a_flag_the_run_would_ignore_is_one_line(argv, message, tmp_path, nothing_built):
+    refused([*argv, "--total-steps", "2000", "--no-progress"], tmp_path, message)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--agent", "rainbow", "--env", "CartPole", "--v-min", "-5", "--noisy-std", "0.3", "--priority-alpha", "0.5"],
+    ["--agent", "c51", "--env", "CartPole", "--num-atoms", "21"],
+    ["--agent", "ppo", "--env", "CartPole", "--recurrent", "gru", "--recurrent-hidden", "32"],
+])
+def test_flags_that_the_agent_s_variant_reads_are_accepted(argv, capsys):
+    train.main([*argv, "--print-config"])

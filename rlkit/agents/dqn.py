@@ -115,6 +115,13 @@ class DQNConfig(ReplayConfig):
         "num_atoms": Bound(2, 10_000), "noisy_std": POSITIVE, "augment": OneOf(("none", "shift")),
         "augment_pad": Bound(0, 64), "adam_eps": POSITIVE, "v_min": FINITE, "v_max": FINITE,
     }
+    READ_ONLY_WITH: ClassVar[dict[str, tuple[str, tuple[Any, ...]]]] = {
+        "num_heads": ("bootstrapped", (True,)), "bootstrap_prob": ("bootstrapped", (True,)),
+        "priority_alpha": ("prioritized", (True,)), "priority_beta": ("prioritized", (True,)),
+        **{name: ("distributional", (True,)) for name in ("num_atoms", "v_min", "v_max")},
+        "noisy_std": ("noisy", (True,)), "augment_pad": ("augment", ("shift",)),
+    }
+    """Fields read only with another one's value (:func:`rlkit.config.refuse_unread_flags`)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -79,6 +79,9 @@ class Recurrence:
     CHECKS: ClassVar[dict[str, Constraint]] = {
         "recurrent": OneOf(("none", *CELLS)), "recurrent_hidden": COUNT, "sequence_length": NON_NEGATIVE,
     }
+    READ_ONLY_WITH: ClassVar[dict[str, tuple[str, tuple[Any, ...]]]] = {
+        "recurrent_hidden": ("recurrent", CELLS), "sequence_length": ("recurrent", CELLS)}
+    """Fields read only with another one's value (:func:`rlkit.config.refuse_unread_flags`)."""
 
 
 RECURRENT_HIDDEN: dict[str, dict[str, int]] = {

@@ -52,6 +52,8 @@ class SACConfig(ReplayConfig):
         "alpha": POSITIVE,  # tuned as log(alpha)
         "target_entropy_scale": FINITE, "hidden": COUNT,
     }
+    READ_ONLY_WITH: ClassVar[dict[str, tuple[str, tuple[Any, ...]]]] = {"target_entropy_scale": ("autotune", (True,))}
+    """Fields read only with another one's value (:func:`rlkit.config.refuse_unread_flags`)."""
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).

@@ -68,6 +68,9 @@ class TabularConfig:
         "omega": Bound(0, 1, low_open=True), "start_e": UNIT, "end_e": UNIT, "exploration_fraction": UNIT,
         "eval_epsilon": UNIT, "q_init": FINITE, "learning_starts": NON_NEGATIVE, "train_frequency": COUNT,
     }
+    READ_ONLY_WITH: ClassVar[dict[str, tuple[str, tuple[Any, ...]]]] = {
+        "alpha": ("step_size", ("constant",)), "omega": ("step_size", ("polynomial",))}
+    """Fields read only with another one's value (:func:`rlkit.config.refuse_unread_flags`)."""
 
     def __post_init__(self) -> None:
         check(self)

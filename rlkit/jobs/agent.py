@@ -21,7 +21,8 @@ import torch
 
 from rlkit.agents import AGENTS, Agent, get_agent_spec
 from rlkit.buffers.rollout import auto_sequence_length
-from rlkit.config import COUNT, NON_NEGATIVE, apply_flags, require_all, whole_number
+from rlkit.config import (COUNT, NON_NEGATIVE, apply_flags, read_only_with, refuse_unread_flags, require_all,
+                          whole_number)
 from rlkit.distributed import check_allreduce, init_actor_rpc, init_distributed, is_main, launched_by_torchrun
 from rlkit.envs import EpisodeSignals, Wrapper, make_env, parse_env_kwargs, resolve_env
 from rlkit.envs.atari import FRAME_SKIP, MAX_FRAMES_PER_GAME, NOOP_MAX
@@ -616,6 +617,7 @@ class AgentJob(Job):
         # again with the run's budget, which fits the preset's warm-up to it
         chosen = self.hyperparams({**names, "total_steps": total})
         config = apply_flags(chosen.config, args)
+        refuse_unread_flags(args, read_only_with(type(config)), lambda field: getattr(config, field))
         if args.eval_interval is None and "eval_interval" not in defaults:
             settings.eval_interval = default_eval_interval(settings, config)
         # --print-config allocates nothing, so it builds no env to size the storage either

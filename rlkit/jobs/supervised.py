@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rlkit.config import NON_NEGATIVE, require_all, whole_number
+from rlkit.config import NON_NEGATIVE, refuse_unread_flags, require_all, whole_number
 from rlkit.distributed import check_allreduce, check_distributed, is_parameter_server, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job
 from rlkit.jobs.catalog import NETS, TASKS, check_shape_flags, get_net, get_task, nets_of
 from rlkit.loop import LoopConfig
 from rlkit.runtime import check_run_dir, pick_device
-from rlkit.supervised.classifier import READ_ONLY_WITH, ClassifierConfig
+from rlkit.supervised.classifier import ClassifierConfig
 
 
 @dataclass
@@ -80,21 +80,6 @@ def check_augmentation_flags(args: argparse.Namespace, preset: Any) -> None:
                         "padding: drop --crop-padding")
 
 
-def check_optimizer_flags(args: argparse.Namespace, preset: Any) -> None:
-    """Refuse, in one line, a flag of another optimizer or schedule (``--momentum`` with adam, ``--milestones``
-    with cosine): :data:`rlkit.supervised.classifier.READ_ONLY_WITH`."""
-    if not isinstance(preset, ClassifierConfig):
-        return
-    for name, (chooser, readers) in READ_ONLY_WITH.items():
-        if getattr(args, name, None) is None:
-            continue
-        chosen = getattr(args, chooser, None) or getattr(preset, chooser)
-        if chosen not in readers:
-            flag, by = "--" + name.replace("_", "-"), "--" + chooser
-            raise UserError(f"{flag} is read by {by} {' and '.join(readers)}; this run's {by} is {chosen}: drop "
-                            f"{flag} (or add {by} {readers[0]})")
-
-
 class SupervisedJob(Job):
     """``--task DATASET --net NET``: the flags, settings and loop schedule of every supervised kind."""
 
@@ -151,7 +136,9 @@ class SupervisedJob(Job):
         check_shape_flags(args.net, args)
         preset = self.preset({"net": args.net})
         check_augmentation_flags(args, preset)
-        check_optimizer_flags(args, preset)
+        if isinstance(preset, ClassifierConfig):  # a flag of another optimizer or schedule
+            refuse_unread_flags(args, ClassifierConfig.READ_ONLY_WITH,
+                                lambda field: getattr(args, field, None) or getattr(preset, field))
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)
         return SupervisedSettings(

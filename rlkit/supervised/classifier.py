@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,19 +25,6 @@ SECOND_ORDER = ("lbfgs", "hessian-free")
 """Optimizers that evaluate the loss of a batch more than once per update (a closure)."""
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 AUGMENTATIONS = ("crop", "resized-crop-jitter")
-
-
-READ_ONLY_WITH = {
-    "momentum": ("optimizer", ("sgd", "rmsprop")),
-    "step_epochs": ("schedule", ("step",)),
-    "milestones": ("schedule", ("multistep",)),
-    "gamma": ("schedule", ("step", "multistep")),
-    **{name: ("optimizer", ("hessian-free",)) for name in ("hf_damping", "hf_cg_iterations", "hf_cg_decay",
-                                                            "hf_curvature_batch", "hf_line_search")},
-    **{name: ("optimizer", ("lbfgs",)) for name in ("lbfgs_iterations", "lbfgs_history")},
-}
-"""Config fields that only some optimizers or schedules read: field -> (the field that chooses, the choices that
-read it). A flag for one that the run's choice ignores is refused."""
 
 
 @dataclass
@@ -130,6 +117,18 @@ class ClassifierConfig:
     """lbfgs: iterations on each batch (torch.optim.LBFGS's max_iter)."""
     lbfgs_history: int = 100
     """lbfgs: the most recent steps kept for the inverse-Hessian estimate (history_size)."""
+
+    READ_ONLY_WITH: ClassVar[dict[str, tuple[str, tuple[Any, ...]]]] = {
+        "momentum": ("optimizer", ("sgd", "rmsprop")),
+        "step_epochs": ("schedule", ("step",)),
+        "milestones": ("schedule", ("multistep",)),
+        "gamma": ("schedule", ("step", "multistep")),
+        **{name: ("optimizer", ("hessian-free",)) for name in ("hf_damping", "hf_cg_iterations", "hf_cg_decay",
+                                                                "hf_curvature_batch", "hf_line_search")},
+        **{name: ("optimizer", ("lbfgs",)) for name in ("lbfgs_iterations", "lbfgs_history")},
+    }
+    """Fields that only some optimizers or schedules read: field -> (the field that chooses, the choices that read
+    it); a flag for one that the run's choice ignores is refused (:func:`rlkit.config.refuse_unread_flags`)."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
