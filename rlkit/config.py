@@ -34,6 +34,7 @@ def field_docs(cls: type) -> dict[str, str]:
             if (
                 isinstance(node, ast.AnnAssign)
                 and isinstance(node.target, ast.Name)
+                and not ast.unparse(node.annotation).startswith(("ClassVar", "typing.ClassVar"))  # not a field
                 and isinstance(after, ast.Expr)
                 and isinstance(after.value, ast.Constant)
                 and isinstance(after.value.value, str)

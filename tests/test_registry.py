@@ -64,10 +64,17 @@ def reads(agent_class: type, env_id: str) -> bool:
 
 
 def small_flags(name: str) -> list[str]:
-    fields = {f.name for f in dataclasses.fields(AGENTS[name].agent_class.config_class) if f.init}
+    """The flags of :data:`SMALL` that the agent reads: its config has the field, and the variant switches on what
+    the field needs (``num_heads`` only for bootstrapped DQN)."""
+    from rlkit.config import read_only_with
+
+    spec = AGENTS[name]
+    config = spec.agent_class.config_class(**spec.variant)
+    fields = {f.name for f in dataclasses.fields(config) if f.init}
+    rules = read_only_with(type(config))
     flags = []
     for field, value in SMALL.items():
-        if field in fields:
+        if field in fields and (field not in rules or getattr(config, rules[field][0]) in rules[field][1]):
             flags += [f"--{field.replace('_', '-')}", *map(str, value if isinstance(value, tuple) else (value,))]
     return flags
 
