@@ -112,14 +112,19 @@ def test_breakout_smoke(tmp_path):
     assert result["episodes"] == 1 and evaluate.main([str(run), "--episodes", "1", "--json", "--seed", "7"]) == result
 
 
+def _record_one_game(tmp_path, name: str) -> tuple[dict, Path]:
+    """A short CartPole run, and evaluate.py's result with one game recorded to ``tmp_path / name``."""
+    run = tmp_path / "run"
+    train.main([*CARTPOLE, "--total-steps", "600", "--run-dir", str(run), "--eval-episodes", "0"])
+    video = tmp_path / name
+    return evaluate.main([str(run), "--episodes", "1", "--video", str(video)]), video
+
+
 def test_evaluate_video(tmp_path):
     """--video writes a playable MP4 of one game."""
     import av
 
-    run = tmp_path / "run"
-    train.main([*CARTPOLE, "--total-steps", "600", "--run-dir", str(run), "--eval-episodes", "0"])
-    video = tmp_path / "episode.mp4"
-    result = evaluate.main([str(run), "--episodes", "1", "--video", str(video)])
+    result, video = _record_one_game(tmp_path, "episode.mp4")
     with av.open(str(video)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     # CartPole pays 1 per step; the video holds the first frame and one per step, the last included (taken inside
@@ -132,10 +137,7 @@ def test_evaluate_video_as_a_gif(tmp_path):
     evaluation had been played; it is now an animated GIF with the MP4's frames."""
     from PIL import Image, ImageSequence
 
-    run = tmp_path / "run"
-    train.main([*CARTPOLE, "--total-steps", "600", "--run-dir", str(run), "--eval-episodes", "0"])
-    video = tmp_path / "game.gif"
-    result = evaluate.main([str(run), "--episodes", "1", "--video", str(video)])
+    result, video = _record_one_game(tmp_path, "game.gif")
     with Image.open(video) as gif:
         # CartPole renders at 50 fps: 20 ms per frame; Pillow shows a repeated frame once, for longer
         durations = [frame.info["duration"] for frame in ImageSequence.Iterator(gif)]

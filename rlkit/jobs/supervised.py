@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rlkit.config import NON_NEGATIVE, refuse_unread_flags, require_all, whole_number
+from rlkit.config import NON_NEGATIVE, read_only_with, refuse_unread_flags, require_all, whole_number
 from rlkit.distributed import check_allreduce, check_distributed, is_parameter_server, launched_by_torchrun
 from rlkit.errors import UserError
 from rlkit.jobs.base import Job
@@ -137,7 +137,7 @@ class SupervisedJob(Job):
         preset = self.preset({"net": args.net})
         check_augmentation_flags(args, preset)
         if isinstance(preset, ClassifierConfig):  # a flag of another optimizer or schedule
-            refuse_unread_flags(args, ClassifierConfig.READ_ONLY_WITH,
+            refuse_unread_flags(args, read_only_with(type(preset)),
                                 lambda field: getattr(args, field, None) or getattr(preset, field))
         pick_device(args.device or "auto")
         check_run_dir(args.run_dir)

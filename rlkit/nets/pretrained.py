@@ -183,9 +183,15 @@ def frozen_batchnorm_eval(model: nn.Module) -> list[str]:
     """
     names = []
     for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
-                module.eval()
-                names.append(name)
+        if frozen_batchnorm(module):
+            module.eval()
+            names.append(name)
     return names
+
+
+def frozen_batchnorm(module: nn.Module) -> bool:
+    """Whether ``module`` is a batch-norm layer whose parameters are all frozen (``affine=False``: never)."""
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return False
+    params = list(module.parameters(recurse=False))
+    return bool(params) and not any(p.requires_grad for p in params)

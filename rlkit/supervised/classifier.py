@@ -17,7 +17,7 @@ from rlkit.config import COUNT, NON_NEGATIVE, POSITIVE, UNIT, require_all
 from rlkit.optim import clip_and_step, optimizer_step, set_learning_rate
 from rlkit.distributed import ddp_comm_hook, world
 from rlkit.errors import UserError
-from rlkit.nets.pretrained import frozen_batchnorm_eval
+from rlkit.nets.pretrained import frozen_batchnorm, frozen_batchnorm_eval
 from rlkit.supervised.hessian_free import HessianFree, SoftmaxCrossEntropy, fixed_randomness, module_outputs
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs", "hessian-free")
@@ -193,7 +193,7 @@ def shifted_by_dropout(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm
     if not any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         return []
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-            and not (list(m.parameters(recurse=False)) and not any(p.requires_grad for p in m.parameters()))]
+            and not frozen_batchnorm(m)]
 
 
 @contextmanager
