@@ -2,10 +2,8 @@
 (the command line is :mod:`rlkit.cli.train`)."""
 
 from rlkit.cli.train import main
-from rlkit.distributed import exit_without_teardown, launched_by_torchrun
+from rlkit.distributed import run_and_leave
 from rlkit.errors import run_command
 
 if __name__ == "__main__":
-    run_command(main)
-    if launched_by_torchrun():
-        exit_without_teardown()  # saved and shut down: gloo's exit-time destructors could still fail the run
+    run_and_leave(lambda: run_command(main))  # under torchrun, without the teardown that can abort a saved run

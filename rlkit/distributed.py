@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -238,8 +239,43 @@ def shutdown() -> None:
     if _rpc_joined:
         from torch.distributed import rpc
 
-        rpc.shutdown()  # graceful: waits for every process's outstanding calls
         _rpc_joined = False
+        try:
+            rpc.shutdown()  # graceful: waits for every process's outstanding calls
+        except RuntimeError as error:  # a peer left first (it failed, or torchrun stopped it)
+            raise UserError(f"process {os.environ.get('RANK', '?')} lost another process while leaving the RPC "
+                            f"group ({rpc_error_reason(error)}): the first process's message says why the run "
+                            f"stopped") from None
+
+
+def rpc_error_reason(error: BaseException) -> str:
+    """The gist of an RPC error: ``eof`` from ``eof (this error originated at tensorpipe/...)``."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else "connection closed"
+    return text.split(" (this error originated")[0]
+
+
+def run_and_leave(command: Callable[[], object]) -> None:
+    """Run a command line (``lambda: run_command(main)``); under torchrun, leave with its exit status however it
+    ends, without the interpreter's teardown. A process whose peer died still has RPC and gloo threads talking to it:
+    tearing them down aborted it (SIGABRT, ``exception not rethrown``) or hung it until torchrun killed it, after it
+    had saved and said why it stopped, and torchrun then reported the abort instead of that reason."""
+    if not launched_by_torchrun():
+        command()
+        return
+    try:
+        command()
+        code = 0
+    except SystemExit as leaving:
+        code = leaving.code if isinstance(leaving.code, int) else 0 if leaving.code is None else 1
+        if not isinstance(leaving.code, int | None):
+            print(leaving.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        code = 130
+    except BaseException:  # noqa: BLE001 - a crash: its traceback, then the same exit as any other ending
+        traceback.print_exc()
+        code = 1
+    exit_without_teardown(code)
 
 
 def exit_without_teardown(code: int = 0) -> None:

@@ -16,13 +16,18 @@ class UserError(Exception):
     and the fix.
     """
 
+    reported = False
+    """Already printed where it arose (the loop says why a run stopped before torchrun can stop the process):
+    :func:`run_command` then only exits."""
+
 
 def run_command(main: Callable[[], object]) -> None:
     """Run a command line's ``main``: a :class:`UserError` becomes one line on stderr and exit status 2."""
     try:
         main()
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if not error.reported:
+            print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
 

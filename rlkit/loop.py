@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -423,6 +424,9 @@ class Loop:
                 stop = _max_over_processes(self._signal or 0) if distributed else self._signal
                 if stop:
                     bar.close()
+                    failure = getattr(self.source, "failure", lambda: None)()
+                    if failure is not None:  # the signal came because the source failed (torchrun's reply to it)
+                        raise SourceLost(failure)
                     self._stop(stop)
             bar.close()
             self.save()
@@ -441,7 +445,11 @@ class Loop:
                 kept = f"checkpoint saved: --resume {self.run_dir} continues from step {self.source.steps}"
             except UserError as error:
                 kept = f"the checkpoint could not be saved ({error})"
-            raise SourceLost(f"{lost}; {kept}") from None
+            ended = SourceLost(f"{lost}; {kept}")
+            if main:  # said here, under the loop's signal handlers: torchrun's stop signal may be on its way
+                print(f"error: {ended}", file=sys.stderr, flush=True)
+                ended.reported = True
+            raise ended from None
         except Interrupted as stop:
             bar.close()
             if main and not stop.reported:  # a second signal: whatever was in progress (a save too) is abandoned
@@ -460,12 +468,16 @@ class Loop:
             self._signal = signal.SIGINT
             self._stop(signal.SIGINT)
         finally:
-            for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)
-            self.writer.close()  # flush TensorBoard however the run ends
-            self.wall_time, self._start = self.wall_time + self._elapsed(), None
-            if close:
-                self.source.close()  # a source with worker processes stops them, whatever happened
+            try:
+                self.writer.close()  # flush TensorBoard however the run ends
+                self.wall_time, self._start = self.wall_time + self._elapsed(), None
+                if close:
+                    self.source.close()  # a source with worker processes stops them, whatever happened
+            finally:
+                # Last: a stop signal while closing (torchrun sends one to every process when one fails) must not
+                # kill the process before it says why the run ended.
+                for signum, handler in previous_handlers.items():
+                    signal.signal(signum, handler)
 
 
 def _valid_best(best: Any) -> dict[str, Any] | None:

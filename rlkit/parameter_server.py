@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.distributed import rpc
 
-from rlkit.distributed import SERVER_RANK, rpc_name
+from rlkit.distributed import SERVER_RANK, rpc_error_reason, rpc_name
 from rlkit.errors import UserError
 
 
@@ -116,7 +116,7 @@ class ParameterServer:
             with self._lock:
                 if self._stopped:
                     return
-                self.lost.append((rank, _reason(error)))
+                self.lost.append((rank, rpc_error_reason(error)))
             self.pushes.put(LOST)
 
     # ------------------------------------------------------------------ what workers call (on RPC threads)
@@ -237,10 +237,4 @@ class Worker:
             return call(*args)
         except RuntimeError as error:  # what RPC raises when the server's process is gone
             raise UserError(f"parameter-server worker {self.rank} lost the server (rank {SERVER_RANK}: "
-                            f"{_reason(error)}); the server's message says why it stopped") from None
-
-
-def _reason(error: BaseException) -> str:
-    """The gist of an RPC error: ``eof`` from ``eof (this error originated at tensorpipe/...)``."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else "connection closed"
-    return text.split(" (this error originated")[0]
+                            f"{rpc_error_reason(error)}); the server's message says why it stopped") from None

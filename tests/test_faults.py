@@ -17,7 +17,7 @@ import torch
 from rlkit.agents import get_agent_spec
 from rlkit.checkpoint import load_checkpoint
 from rlkit.envs import make_env
-from rlkit.errors import UserError
+from rlkit.errors import UserError, run_command
 from rlkit.sources import make_rl_source
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -380,3 +380,108 @@ def test_under_torchrun_a_signal_to_one_process_stops_every_process_at_the_same_
     outcomes = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert outcomes == [[143, 5], [143, 5]]
     assert load_checkpoint(tmp_path / "run")["loop"]["steps"] == 5
+
+
+# ---------------------------------------------------------------------------------------------------- a source lost
+class _LostWithASignal(_Steps):
+    """A parameter server's source as torchrun leaves it: a worker died (``failure()`` names it) and torchrun's stop
+    signal arrives during the step after, before :meth:`next` took the loss from its queue."""
+
+    def __init__(self):
+        super().__init__()
+        self.lost: str | None = None
+        self.handler_while_closing = None
+
+    def next(self):
+        if self.steps == 3:
+            self.lost = "parameter-server worker 2 (rank 2) died at step 3 (eof)"
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().next()
+
+    def failure(self):
+        return self.lost
+
+    def close(self):
+        self.handler_while_closing = signal.getsignal(signal.SIGTERM)
+
+
+def test_a_stop_signal_that_came_with_a_lost_source_reports_the_loss_with_a_checkpoint(tmp_path, capsys):
+    """The server of `--distributed ps-sync` whose worker was killed said "interrupted (SIGTERM)" (torchrun's reply
+    to the death) instead of naming the worker; and it restored the default SIGTERM handler before closing its
+    source, so a signal while closing killed it before it said anything."""
+    from rlkit.errors import SourceLost
+    from rlkit.loop import Loop, LoopConfig
+
+    source = _LostWithASignal()
+    loop = Loop(_SignalledOnOneRank(0), source, LoopConfig(total_steps=40, progress=False), tmp_path / "run",
+                header={"kind": "test"})
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SourceLost, match=r"^parameter-server worker 2 \(rank 2\) died at step 3 \(eof\); checkpoint "
+                                         r"saved: --resume .* continues from step 4$") as ended:
+        loop.run()
+    # Said before the loop gave the signals back (torchrun's SIGTERM must not silence it), and only once.
+    assert ended.value.reported and capsys.readouterr().err == f"error: {ended.value}\n"
+    with pytest.raises(SystemExit):
+        run_command(lambda: (_ for _ in ()).throw(ended.value))
+    assert capsys.readouterr().err == ""
+    assert load_checkpoint(tmp_path / "run")["loop"]["steps"] == 4  # the step in progress when the signal came
+    assert source.handler_while_closing == loop._on_signal  # closing still under the loop's handler
+    assert signal.getsignal(signal.SIGTERM) == before  # and the caller's handler back after
+
+
+@pytest.mark.parametrize("ending, code, said", [
+    ("raise UserError('no such thing: drop --thing')", 2, "error: no such thing: drop --thing"),
+    ("sys.exit(143)", 143, ""),
+    ("raise RuntimeError('a crash')", 1, "RuntimeError: a crash"),
+    ("pass", 0, ""),
+])
+def test_under_torchrun_train_leaves_with_its_status_and_without_teardown(ending, code, said):
+    """Under torchrun a failed run (its error printed, its checkpoint saved) went through the interpreter's
+    teardown, where RPC threads still talking to a dead peer aborted it (SIGABRT) or hung it, so torchrun reported
+    the abort. Every ending now leaves without teardown (the atexit line never prints) and keeps its status."""
+    program = ("import atexit, sys; from rlkit.distributed import run_and_leave; "
+               "from rlkit.errors import UserError, run_command; atexit.register(lambda: print('teardown ran')); "
+               f"\ndef main():\n    print('ran', flush=False)\n    {ending}\n"
+               "run_and_leave(lambda: run_command(main))")
+    for world, torn_down in (("2", False), ("1", True)):
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                              env={**os.environ, "WORLD_SIZE": world}, timeout=60)
+        assert done.returncode == code, done.stderr
+        assert done.stdout.startswith("ran")  # flushed before leaving
+        assert ("teardown ran" in done.stdout) == torn_down, (world, done.stdout)
+        assert said in done.stderr
+        if code == 2:
+            assert done.stderr.strip() == said  # one line, no traceback
+
+
+def test_a_peer_gone_at_the_rpc_groups_shutdown_is_one_line(monkeypatch):
+    """A parameter-server worker told to stop, whose server then left first (it had saved and exited), printed
+    torch's shutdown traceback: the graceful shutdown's all-gather failed on the closed connection."""
+    from torch.distributed import rpc
+
+    from rlkit import distributed
+
+    def gone(*args, **kwargs):
+        raise RuntimeError("eof (this error originated at tensorpipe/transport/shm/connection_impl.cc:259)")
+
+    monkeypatch.setattr(rpc, "shutdown", gone)
+    monkeypatch.setattr(distributed, "_rpc_joined", True)
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(UserError, match=r"^process 1 lost another process while leaving the RPC group \(eof\): the "
+                                        r"first process's message says why the run stopped$"):
+        distributed.shutdown()
+    assert not distributed._rpc_joined  # not tried again
+
+
+@pytest.mark.parametrize("entry", ["train.py", "rlkit train"])
+def test_train_py_and_rlkit_train_leave_through_run_and_leave(entry):
+    """Both ways in reach the same ending under torchrun: a refused flag is one line, status 2, no teardown."""
+    root = Path(__file__).resolve().parents[1]
+    start = (f"import runpy; sys.argv = ['train.py', '--agent', 'nosuch', '--env', 'CartPole']; "
+             f"runpy.run_path({str(root / 'train.py')!r}, run_name='__main__')" if entry == "train.py" else
+             "from rlkit.cli.main import main; main(['train', '--agent', 'nosuch', '--env', 'CartPole'])")
+    program = f"import atexit, sys; atexit.register(lambda: print('teardown ran')); {start}"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": str(root)})
+    assert done.returncode == 2 and "teardown ran" not in done.stdout, (done.stdout, done.stderr)
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr

@@ -53,14 +53,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     program = sys.argv[0]
     sys.argv[0] = f"rlkit {name}"
     try:
-        run_command(lambda: module.main(rest))
+        if name == "train":
+            from rlkit.distributed import run_and_leave
+
+            run_and_leave(lambda: run_command(lambda: module.main(rest)))  # as train.py does under torchrun
+        else:
+            run_command(lambda: module.main(rest))
     except BrokenPipeError:  # `rlkit runs | head` closed the pipe: not an error of ours, and no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail too
         sys.exit(1)
     finally:
         sys.argv[0] = program
-    if name == "train":
-        from rlkit.distributed import exit_without_teardown, launched_by_torchrun
-
-        if launched_by_torchrun():
-            exit_without_teardown()  # as train.py does: gloo's exit-time destructors could still fail a saved run

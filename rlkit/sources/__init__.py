@@ -18,7 +18,9 @@ from rlkit.sources.selfplay import SelfPlaySource
 
 
 class Source(Protocol):
-    """Everything the loop asks of a source."""
+    """Everything the loop asks of a source. Two members are optional: ``stop_at`` (set to the run's total by a
+    source that steps ahead in a thread) and ``failure()`` (why the source can give no more batches, or None; the
+    loop reports it in place of a stop signal, see :class:`rlkit.sources.gradients.GradientSource`)."""
 
     steps: int
     """Progress in the loop's unit (env steps, or samples)."""

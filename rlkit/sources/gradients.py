@@ -27,14 +27,21 @@ class GradientSource:
         while len(pushes) < wanted:
             push = self.server.pushes.get()
             if push is LOST:  # before anything is taken: the loop saves this step's state and stops
-                rank, error = self.server.lost[0]
-                raise SourceLost(f"parameter-server worker {rank} (rank {rank}) died at step {self.steps} ({error})")
+                raise SourceLost(self.failure() or "a parameter-server worker died")
             assert isinstance(push, Push)
             pushes.append(push)
         for push in pushes:
             self.applied[push.worker - 1] += 1
         self.steps += 1
         return pushes
+
+    def failure(self) -> str | None:
+        """Which worker died, if one did (None otherwise). The loop asks when a stop signal ends the run: torchrun
+        stops every process as soon as one dies, often before :meth:`next` has taken the loss from the queue."""
+        if not self.server.lost:
+            return None
+        rank, error = self.server.lost[0]
+        return f"parameter-server worker {rank} (rank {rank}) died at step {self.steps} ({error})"
 
     def pop_finished(self) -> list[tuple[int, float, int]]:
         return []
