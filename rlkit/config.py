@@ -154,14 +154,31 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def read_only_with(config_class: type) -> dict[str, tuple[str, tuple[Any, ...]]]:
+@dataclass(frozen=True)
+class Above:
+    """A ``READ_ONLY_WITH`` rule's readers that are a range: the switch reads the field when above ``bound``
+    (``"target_noise_clip": ("target_policy_noise", Above(0.0, example=0.2))``)."""
+
+    bound: float
+    example: float
+    """A value that reads it, named in the error's fix."""
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and value > self.bound
+
+
+Readers = tuple[Any, ...] | Above
+"""The values of a switch that read a field: listed, or a range."""
+
+
+def read_only_with(config_class: type) -> dict[str, tuple[str, Readers]]:
     """The ``READ_ONLY_WITH`` tables of ``config_class`` and of the classes it is made of (a mixin such as
     PPO's recurrence fields), merged."""
     return {name: rule for cls in reversed(config_class.__mro__)
             for name, rule in vars(cls).get("READ_ONLY_WITH", {}).items()}
 
 
-def refuse_unread_flags(args: Any, table: Mapping[str, tuple[str, tuple[Any, ...]]],
+def refuse_unread_flags(args: Any, table: Mapping[str, tuple[str, Readers]],
                         chosen: Callable[[str], Any]) -> None:
     """Refuse, in one line, a flag given in ``args`` for a field that this run does not read. ``table`` (a config
     class's ``READ_ONLY_WITH``) maps such a field to the field that switches it on and the values that read it
@@ -173,6 +190,9 @@ def refuse_unread_flags(args: Any, table: Mapping[str, tuple[str, tuple[Any, ...
         if value in readers:
             continue
         flag, by = "--" + name.replace("_", "-"), "--" + switch.replace("_", "-")
+        if isinstance(readers, Above):
+            raise UserError(f"{flag} is read only when {by} is above {readers.bound:g}; this run's {by} is {value}: "
+                            f"drop {flag} (or add {by} {readers.example:g})")
         if readers == (True,):
             raise UserError(f"{flag} is read only with {by}, which this run does not use: drop {flag} (or add {by})")
         shown = " and ".join(str(r) for r in readers)

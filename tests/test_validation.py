@@ -261,7 +261,7 @@ def test_every_flag_read_only_with_another_is_refused_without_it(agent, field, s
     """--priority-alpha without --prioritized (and every such pair an agent declares) was accepted and ignored."""
     import argparse
 
-    from rlkit.config import refuse_unread_flags, read_only_with
+    from rlkit.config import Above, refuse_unread_flags, read_only_with
 
     spec = AGENTS[agent]
     config = spec.agent_class.config_class(**spec.variant)
@@ -269,8 +269,10 @@ def test_every_flag_read_only_with_another_is_refused_without_it(agent, field, s
     assert field in fields and switch in fields  # a rule names real fields
     args = argparse.Namespace(**{field: getattr(config, field)})
     table = read_only_with(type(config))
-    refuse_unread_flags(args, table, lambda name: readers[0] if name == switch else getattr(config, name))
-    off = next(v for v in (False, "none", "constant", "sgd", "adam") if v not in readers and
+    reader = readers.example if isinstance(readers, Above) else readers[0]
+    assert reader in readers
+    refuse_unread_flags(args, table, lambda name: reader if name == switch else getattr(config, name))
+    off = next(v for v in (False, "none", "constant", "sgd", "adam", 0.0) if v not in readers and
                isinstance(v, type(getattr(config, switch))))
     with pytest.raises(UserError, match=f"--{field.replace('_', '-')} is read .*--{switch.replace('_', '-')}"):
         refuse_unread_flags(args, table, lambda name: off if name == switch else getattr(config, name))
@@ -284,6 +286,11 @@ def test_every_flag_read_only_with_another_is_refused_without_it(agent, field, s
      "--recurrent-hidden is read by --recurrent lstm and gru; this run's --recurrent is none"),
     (["--agent", "q-learning", "--env", "FrozenLake", "--omega", "0.7"],
      "--omega is read by --step-size polynomial; this run's --step-size is constant"),
+    (["--agent", "ddpg", "--env", "Pendulum", "--target-noise-clip", "0.3"],
+     r"--target-noise-clip is read only when --target-policy-noise is above 0; this run's --target-policy-noise is "
+     r"0.0: drop --target-noise-clip \(or add --target-policy-noise 0.2\)"),
+    (["--agent", "td3", "--env", "Pendulum", "--target-policy-noise", "0", "--target-noise-clip", "0.3"],
+     "--target-noise-clip is read only when --target-policy-noise is above 0"),
 ])
 def test_a_flag_the_run_would_ignore_is_one_line(argv, message, tmp_path, nothing_built):
     refused([*argv, "--total-steps", "2000", "--no-progress"], tmp_path, message)
@@ -293,6 +300,8 @@ def test_a_flag_the_run_would_ignore_is_one_line(argv, message, tmp_path, nothin
     ["--agent", "rainbow", "--env", "CartPole", "--v-min", "-5", "--noisy-std", "0.3", "--priority-alpha", "0.5"],
     ["--agent", "c51", "--env", "CartPole", "--num-atoms", "21"],
     ["--agent", "ppo", "--env", "CartPole", "--recurrent", "gru", "--recurrent-hidden", "32"],
+    ["--agent", "td3", "--env", "Pendulum", "--target-noise-clip", "0.3"],
+    ["--agent", "ddpg", "--env", "Pendulum", "--target-policy-noise", "0.1", "--target-noise-clip", "0.3"],
 ])
 def test_flags_that_the_agent_s_variant_reads_are_accepted(argv, capsys):
     train.main([*argv, "--print-config"])

@@ -13,7 +13,7 @@ import torch
 
 from rlkit.agents.base import Agent, ReplayConfig
 from rlkit.buffers import Batch, ReplaySpec
-from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, POSITIVE, Constraint
+from rlkit.config import COUNT, DISCOUNT, NON_NEGATIVE, POSITIVE, Above, Constraint, Readers
 from rlkit.envs import Family
 from rlkit.errors import UserError
 from rlkit.nets.continuous import DeterministicActor, QEnsemble
@@ -50,6 +50,10 @@ class DDPGConfig(ReplayConfig):
         "learning_rate": POSITIVE, "tau": DISCOUNT, "exploration_noise": NON_NEGATIVE, "hidden": COUNT,
         "target_policy_noise": NON_NEGATIVE, "target_noise_clip": NON_NEGATIVE, "policy_frequency": COUNT,
     }
+    READ_ONLY_WITH: ClassVar[dict[str, tuple[str, Readers]]] = {
+        "target_noise_clip": ("target_policy_noise", Above(0.0, example=0.2)),
+    }
+    """Fields read only with another one's value (:func:`rlkit.config.refuse_unread_flags`)."""
 
 
 # Env family -> config changes and run defaults (num_envs, total_steps).
