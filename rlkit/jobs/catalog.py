@@ -116,6 +116,8 @@ def check_shape_flags(net: str, args: Any) -> None:
     for name in SHAPE_FIELDS:
         if getattr(args, name, None) is not None and name not in reads:
             users = [n for n, row in NETS.items() if name in getattr(row, "reads", ())]
+            # The nets of the same kind (image, video) first: those are what this run could use instead.
+            users = [n for n in users if type(NETS[n]) is type(NETS.get(net))] or users
             flag = "--" + name.replace("_", "-")
             verb = "shapes" if name in SHAPE_FIELDS[:9] else "applies to"
             raise UserError(f"{flag} {verb} the {', '.join(users)} net{'s' * (len(users) > 1)}; {net} does not read "
@@ -264,7 +266,8 @@ NETS: dict[str, ImageNet | GANNet | VideoNet] = {
                             reads=("width",)),
     "cnn-lstm": VideoNet(_cnn_lstm, {"epochs": 20, "batch_size": 16, "input_size": 112},
                          "UCF-101 from clips: the course's ResNet per frame and an LSTM over the frames",
-                         clips=True, pretrained=False, reads=("width", "lstm_hidden", "lstm_grid", "dropout")),
+                         clips=True, pretrained=False,
+                         reads=("width", "lstm_hidden", "lstm_grid", "dropout", "bn_recalibration")),
     **{f"flow-{name}": VideoNet(_flow_net(name), _FLOW,
                                 f"UCF-101's temporal stream (two-stream networks): an ImageNet {label} "
                                 "on stacks of --flow-stack optical-flow fields from --flow-dir (python -m rlkit.data "

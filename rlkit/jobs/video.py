@@ -12,8 +12,10 @@ config); what differs from an image run is the data (:mod:`rlkit.data.ucf101`), 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +31,7 @@ from rlkit.data.flow import load_ucf101_flow
 from rlkit.errors import UserError
 from rlkit.jobs.base import load_learner
 from rlkit.jobs.catalog import NETS, VideoNet, check_pair, get_net
+from rlkit.jobs.classifier import recalibrates
 from rlkit.jobs.supervised import SupervisedJob, SupervisedSettings
 from rlkit.jobs.upgrade import read_checkpoint
 from rlkit.loop import Loop
@@ -36,7 +39,7 @@ from rlkit.nets.pretrained import freeze, head_name, load_pretrained
 from rlkit.nets.video import fuse_log_probs, sum_log_probs
 from rlkit.runtime import pick_device, prepare_process, seed_everything
 from rlkit.sources.batches import VideoBatchSource
-from rlkit.supervised.classifier import Classifier, ClassifierConfig
+from rlkit.supervised.classifier import Classifier, ClassifierConfig, recalibrated_batch_norm
 
 
 @dataclass
@@ -121,6 +124,9 @@ class VideoParts:
     device: torch.device
     batch_size: int
     """Frames or clips per forward pass (the training batch size)."""
+    calibration: V.VideoDataset | None = None
+    """Training videos sampled as at test time, through which evaluation re-estimates batch norm's statistics
+    (:func:`calibration_videos`); None where nothing is re-estimated."""
 
 
 def samplings(net: VideoNet, config: VideoConfig) -> tuple[V.Sampling, V.Sampling]:
@@ -195,7 +201,17 @@ def build_parts(settings: SupervisedSettings, config: VideoConfig, train: V.Vide
     steps_per_epoch = len(train) // config.batch_size if train is not None else 1
     learner = Classifier(model.to(device), config, max(steps_per_epoch, 1), device)
     train_transform, eval_transform = make_transforms(net, config)
-    return VideoParts(learner, net, train_transform, eval_transform, test, device, config.batch_size)
+    calibration = (calibration_videos(load_split(settings, config, net, "train", samplings(net, config)[1]), config)
+                   if recalibrates(learner, config) else None)
+    return VideoParts(learner, net, train_transform, eval_transform, test, device, config.batch_size, calibration)
+
+
+def calibration_videos(train: V.VideoDataset, config: VideoConfig) -> V.VideoDataset:
+    """The training videos (evenly spaced over the list, so every class has some) whose frames or clips, sampled and
+    transformed as at test time, make ``--bn-recalibration`` batches of ``--batch-size``: the same ones at every
+    evaluation, so evaluate.py gives the number training logged (as :func:`rlkit.jobs.classifier.calibration_batches`
+    does for images)."""
+    return evenly_spaced_videos(train, math.ceil(config.bn_recalibration * config.batch_size / train.sampling.count))
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -242,18 +258,30 @@ def evaluate_videos(job: VideoParts, data: V.VideoDataset | None = None) -> Vide
     videos_per_batch = max(1, job.batch_size // samples)
     scores, labels = [], []
     correct = nll = 0.0
-    for x, y in V.iterate_videos(data, videos_per_batch, job.eval_transform, job.device):
-        flat = x.flatten(0, 1)
-        log_probs = torch.cat([job.learner.log_probs(part) for part in flat.split(job.batch_size)])
-        log_probs = log_probs.unflatten(0, x.shape[:2])  # (B, samples, K)
-        scores.append(sum_log_probs(log_probs).float().cpu())
-        labels.append(y.cpu())
-        correct += (log_probs.argmax(-1) == y[:, None]).sum().item()
-        nll -= log_probs.gather(-1, y[:, None, None].expand(-1, samples, 1)).sum().item()
+    with test_mode_statistics(job):
+        for x, y in V.iterate_videos(data, videos_per_batch, job.eval_transform, job.device):
+            flat = x.flatten(0, 1)
+            log_probs = torch.cat([job.learner.log_probs(part) for part in flat.split(job.batch_size)])
+            log_probs = log_probs.unflatten(0, x.shape[:2])  # (B, samples, K)
+            scores.append(sum_log_probs(log_probs).float().cpu())
+            labels.append(y.cpu())
+            correct += (log_probs.argmax(-1) == y[:, None]).sum().item()
+            nll -= log_probs.gather(-1, y[:, None, None].expand(-1, samples, 1)).sum().item()
     count = len(data) * samples
     names = tuple(f"{source.parent.name}/{source.stem}" for source in data.sources)
     return VideoScores(torch.cat(scores).numpy(), torch.cat(labels).numpy(), samples,
                        job.net.unit, correct / count, nll / count, names)
+
+
+def test_mode_statistics(job: VideoParts) -> contextlib.AbstractContextManager:
+    """Batch norm's statistics re-estimated on the job's calibration videos (a net with dropout before batch norm,
+    as cnn-lstm's ResNet stem), training's put back after."""
+    if job.calibration is None:
+        return contextlib.nullcontext()
+    videos_per_batch = max(1, job.batch_size // job.calibration.sampling.count)
+    batches = (part for x, _ in V.iterate_videos(job.calibration, videos_per_batch, job.eval_transform, job.device)
+               for part in x.flatten(0, 1).split(job.batch_size))
+    return recalibrated_batch_norm(job.learner.model, batches)
 
 
 def fuse_scores(a: VideoScores, b: VideoScores, weight: float = 0.5) -> np.ndarray:

@@ -65,7 +65,8 @@ class ClassifierConfig:
     batch norm shifts the variance the statistics see from training to test (Li et al. 2019, "variance shift"); in
     the course's ResNet, whose stem has dropout and whose head a global max pool, this can leave a net that fits
     its training batches at near-chance test accuracy. 0: the running averages training kept. Only nets with both
-    dropout and batch norm; Monte Carlo dropout keeps training's statistics."""
+    dropout and batch norm; Monte Carlo dropout keeps training's statistics. Video runs (cnn-lstm) pass batches of
+    clips from training videos, sampled as at test time."""
     augment: bool = True
     """Augment training batches as augmentation says."""
     augmentation: str = "crop"
