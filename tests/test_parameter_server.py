@@ -222,31 +222,8 @@ def test_train_py_ps_async_logs_staleness(data, tmp_path):
     assert all(0 <= means[step] <= maxima[step] for step in means)
 
 
-def _rank_process(root: int, rank: int) -> int | None:
-    """The pid of torchrun's (``root``'s) descendant that runs train.py as ``rank``."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    todo = list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"RANK={rank}".encode() in environ:
-            return pid
-    return None
-
-
 @pytest.mark.slow
-def test_a_worker_that_dies_is_named_and_the_run_stops_with_a_checkpoint(data, tmp_path):
+def test_a_worker_that_dies_is_named_and_the_run_stops_with_a_checkpoint(data, tmp_path, load_benchmark):
     from rlkit.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from rlkit.cli.evaluate import main as evaluate
 
@@ -258,7 +235,7 @@ def test_a_worker_that_dies_is_named_and_the_run_stops_with_a_checkpoint(data, t
     deadline = time.monotonic() + 120
     while not (run / CHECKPOINT_NAME).exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    worker = _rank_process(process.pid, 2)
+    worker = load_benchmark("ps_worker_death").rank_pid(process.pid, 2)  # the benchmark counts these endings
     assert worker is not None and process.poll() is None, "the run ended before a worker could be killed"
     os.kill(worker, signal.SIGKILL)
     out = _finish(process)
