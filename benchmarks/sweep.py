@@ -337,7 +337,9 @@ def summarize(results: list[dict[str, Any]], plan: list[Run],
         runs = [r for r in standing if (r["agent"], r["env"], r["budget"]) == run.cell]
         side = {name: [r["mean"] for r in runs if r["side"] == name] for name in ("rlkit", "sb3")}
         wall = {name: [r["wall_s"] for r in runs if r["side"] == name] for name in ("rlkit", "sb3")}
-        rows.append({"agent": run.agent, "env": run.env.id, "budget": run.budget, "rlkit": side["rlkit"],
+        planned = {name: sum(1 for r in plan if r.cell == run.cell and r.side == name) for name in ("rlkit", "sb3")}
+        rows.append({"agent": run.agent, "env": run.env.id, "budget": run.budget, "planned": planned,
+                     "rlkit": side["rlkit"],
                      "sb3": side["sb3"], "random": randoms.get(run.env.id, {}).get("mean"),
                      "verdict": verdict(side["rlkit"], side["sb3"]) if PEERS[run.agent][0] else "no peer",
                      "learns": learns(side["rlkit"], randoms.get(run.env.id)),
@@ -369,10 +371,16 @@ def print_report(rows: list[dict[str, Any]], markdown: bool) -> None:
     learned = sum(row["learns"] == "yes" for row in rows)
     judged = sum(row["learns"] in ("yes", "NO") for row in rows)
     unrun = [row for row in rows if not row["rlkit"] or (PEERS[row["agent"]][0] and not row["sb3"])]
+    # Run on both sides, but with fewer seeds than planned on one (a sweep stopped by --max-minutes).
+    short = [row for row in rows if row not in unrun and
+             (len(row["rlkit"]) < row["planned"]["rlkit"] or len(row["sb3"]) < row["planned"]["sb3"])]
     print(f"\nwins {counts['win']}, ties {counts['tie']}, losses {counts['loss']}; learns on {learned} of {judged} "
-          f"cells; {len(unrun)} of {len(rows)} cells not (fully) run")
+          f"cells; {len(unrun)} of {len(rows)} cells not run, {len(short)} run with fewer seeds than planned")
     if unrun:
         print("not run: " + ", ".join(f"{r['agent']}/{r['env']}/{r['budget']}" for r in unrun))
+    if short:
+        print("fewer seeds: " + ", ".join(f"{r['agent']}/{r['env']}/{r['budget']} ({len(r['rlkit'])} rlkit, "
+                                          f"{len(r['sb3'])} SB3 of {r['planned']['rlkit']})" for r in short))
 
 
 # ---------------------------------------------------------------------------------------------------- main

@@ -87,8 +87,12 @@ def test_report_counts_verdicts_and_names_the_cells_not_run(sweep, capsys):
     sweep.print_report(sweep.summarize(results, plan), markdown=True)
     out = capsys.readouterr().out
     assert "| ppo | CartPole-v1 | 20,480 | 495.0 ± 7.1 (2) | 205.0 ± 7.1 (2) | - | win |" in out
-    assert "wins 1, ties 0, losses 0" in out and "1 of 2 cells not (fully) run" in out
+    assert "wins 1, ties 0, losses 0" in out and "1 of 2 cells not run, 0 run with fewer seeds than planned" in out
     assert "not run: a2c/CartPole-v1/20480" in out
+    # A cell stopped after one of its two seeds on one side was counted as run in full.
+    sweep.print_report(sweep.summarize(results[:3], plan), markdown=True)
+    out = capsys.readouterr().out
+    assert "1 run with fewer seeds than planned" in out and "fewer seeds: ppo/CartPole-v1/20480 (2 rlkit, 1 SB3 of 2)" in out
 
 
 def test_fields_added_at_their_inert_values_keep_the_fingerprint(sweep):
