@@ -73,8 +73,12 @@ def one_run(data: Path, run: Path) -> tuple[str, dict[str, str]]:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         out, _ = process.communicate()
-    statuses = dict(re.findall(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*: (-?\d+)", out))
-    return out, statuses
+    return out, exit_statuses(out)
+
+
+def exit_statuses(out: str) -> dict[str, str]:
+    """Rank -> exit status, as torchrun's failure report prints them ("-6" for SIGABRT)."""
+    return dict(re.findall(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*: (-?\d+)", out))
 
 
 def main() -> None:

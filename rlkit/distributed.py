@@ -266,9 +266,11 @@ def run_and_leave(command: Callable[[], object]) -> None:
         command()
         code = 0
     except SystemExit as leaving:
-        code = leaving.code if isinstance(leaving.code, int) else 0 if leaving.code is None else 1
-        if not isinstance(leaving.code, int | None):
+        if leaving.code is None or isinstance(leaving.code, int):
+            code = leaving.code or 0
+        else:  # sys.exit("message"), as Python itself would: the message, status 1
             print(leaving.code, file=sys.stderr)
+            code = 1
     except KeyboardInterrupt:
         traceback.print_exc()
         code = 130

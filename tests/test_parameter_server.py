@@ -235,14 +235,15 @@ def test_a_worker_that_dies_is_named_and_the_run_stops_with_a_checkpoint(data, t
     deadline = time.monotonic() + 120
     while not (run / CHECKPOINT_NAME).exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    worker = load_benchmark("ps_worker_death").rank_pid(process.pid, 2)  # the benchmark counts these endings
+    endings = load_benchmark("ps_worker_death")  # the benchmark that counts these endings
+    worker = endings.rank_pid(process.pid, 2)
     assert worker is not None and process.poll() is None, "the run ended before a worker could be killed"
     os.kill(worker, signal.SIGKILL)
     out = _finish(process)
     assert process.returncode != 0
     line = next((line for line in out.splitlines() if "parameter-server worker 2 (rank 2) died" in line), None)
     assert line is not None, out[-3000:]
-    statuses = dict(re.findall(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*: (-?\d+)", out))
+    statuses = endings.exit_statuses(out)
     # The server's own status, or torchrun's SIGTERM landing after the report; never an abort (-6) or a hang (-9).
     assert statuses.get("0") in ("2", "-15") and statuses.get("1") == "2", (statuses, out[-3000:])
     step = int(re.search(r"continues from step (\d+)", line).group(1))

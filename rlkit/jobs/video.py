@@ -201,8 +201,12 @@ def build_parts(settings: SupervisedSettings, config: VideoConfig, train: V.Vide
     steps_per_epoch = len(train) // config.batch_size if train is not None else 1
     learner = Classifier(model.to(device), config, max(steps_per_epoch, 1), device)
     train_transform, eval_transform = make_transforms(net, config)
-    calibration = (calibration_videos(load_split(settings, config, net, "train", samplings(net, config)[1]), config)
-                   if recalibrates(learner, config) else None)
+    calibration = None
+    if recalibrates(learner, config):  # the training videos as the test samples them (read only if not given)
+        at_test = samplings(net, config)[1]
+        videos = train.with_sampling(at_test) if train is not None else load_split(settings, config, net, "train",
+                                                                                  at_test)
+        calibration = calibration_videos(videos, config)
     return VideoParts(learner, net, train_transform, eval_transform, test, device, config.batch_size, calibration)
 
 
